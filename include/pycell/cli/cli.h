@@ -1,0 +1,52 @@
+#pragma once
+// Command line: `pycell serve`, `pycell run`, `pycell check`. The only layer that writes
+// human-readable text to stdout (serve writes protocol frames there and nothing else).
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pycell/protocol/framing.h"
+#include "pycell/sandbox/config.h"
+
+namespace pycell::cli {
+
+struct CommonOptions {
+  std::string configPath;
+  ServerOptions server;
+  std::string logLevel = "info";
+};
+
+struct ServeOptions {
+  CommonOptions common;
+  protocol::Framing framing = protocol::Framing::Auto;
+  std::optional<int> clientProcessId;
+};
+
+struct RunOptions {
+  CommonOptions common;
+  std::string file;  // "-" for stdin
+  std::string profile = "default";
+  std::optional<double> timeoutSeconds;
+  std::optional<int64_t> memoryMb;
+  bool allowNetwork = false;
+  std::vector<std::string> allowRead;
+  std::vector<std::string> allowWrite;
+  bool json = false;
+};
+
+// Each returns the process exit code.
+int serveMain(const ServeOptions& options);
+int runMain(const RunOptions& options);
+int checkMain(const CommonOptions& options);
+
+// Parses argv (after the subcommand); on error prints usage to stderr and returns nullopt.
+[[nodiscard]] std::optional<ServeOptions> parseServe(const std::vector<std::string>& args);
+[[nodiscard]] std::optional<RunOptions> parseRun(const std::vector<std::string>& args);
+[[nodiscard]] std::optional<CommonOptions> parseCheck(const std::vector<std::string>& args);
+
+// Loads the config (built-ins when no path) and applies the log level; prints errors.
+[[nodiscard]] std::optional<Config> loadConfigOrReport(const CommonOptions& options);
+
+extern const char* const kUsage;
+
+}  // namespace pycell::cli

@@ -1,0 +1,40 @@
+#pragma once
+// Everything an execution needs that is fixed once the server has started: the config,
+// the probed isolation, the compiled seccomp filters, the resolved interpreters.
+#include <map>
+#include <string>
+
+#include "pycell/sandbox/config.h"
+#include "pycell/sandbox/probe.h"
+#include "pycell/sandbox/seccomp.h"
+
+namespace pycell::exec {
+
+struct Interpreter {
+  std::string path;      // as configured
+  std::string realPath;  // symlinks resolved, checked to be an ELF binary
+};
+
+struct SandboxContext {
+  Config config;
+  ServerOptions options;
+  sandbox::Isolation isolation;
+  sandbox::SeccompProgram seccompOffline;  // socket() limited to AF_UNIX
+  sandbox::SeccompProgram seccompOnline;
+  std::map<std::string, Interpreter> interpreters;  // by profile name
+  std::string bootstrapSource;
+
+  SandboxContext() = default;
+  SandboxContext(const SandboxContext&) = delete;
+  SandboxContext& operator=(const SandboxContext&) = delete;
+  ~SandboxContext();
+};
+
+// Probes the machine, sets up cgroups, compiles the filters. Refuses (with the reason and
+// the fix) when isolation is incomplete and degraded mode was not allowed.
+[[nodiscard]] Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options);
+
+// Resolves `python` to a real interpreter binary (a version-manager shim is a shell script).
+[[nodiscard]] Result<Interpreter> resolveInterpreter(const std::string& python);
+
+}  // namespace pycell::exec

@@ -1,0 +1,117 @@
+#pragma once
+// One execution's life: sandbox spawn, feeding the request and stdin, capturing output,
+// enforcing the wall-clock timeout and the output cap, and building the result.
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "pycell/exec/context.h"
+#include "pycell/exec/output_buffer.h"
+#include "pycell/process/event_loop.h"
+#include "pycell/sandbox/cgroup.h"
+
+namespace pycell::exec {
+
+using nlohmann::json;
+
+struct ExecutionRequest {
+  std::string executionId;
+  std::string profile = "default";
+  std::string code;
+  json inputs;  // null when absent
+  bool hasInputs = false;
+  std::string stdinData;
+  json files = json::object();
+  Limits limits;
+  bool network = false;
+};
+
+// Parses and validates `execute` params against the config; the error text names the field.
+[[nodiscard]] std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& params, const Config& config);
+
+enum class ExecState { Queued, Running, Finished };
+[[nodiscard]] const char* stateName(ExecState s);
+
+enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown };
+
+class Execution {
+ public:
+  using Done = std::function<void(json result)>;
+  using OutputSink = std::function<void(const std::string& stream, std::string_view text)>;
+
+  Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionRequest request, uint64_t serial);
+  Execution(const Execution&) = delete;
+  Execution& operator=(const Execution&) = delete;
+  ~Execution();
+
+  void onDone(Done done) { done_ = std::move(done); }
+  void onOutput(OutputSink sink) { output_ = std::move(sink); }
+
+  // Spawns the sandbox. An error means nothing runs (the caller answers -32000).
+  [[nodiscard]] Status start();
+  // Ends the run; the result (or the cancellation) follows through onDone.
+  void stop(StopReason reason);
+
+  [[nodiscard]] const std::string& id() const { return request_.executionId; }
+  [[nodiscard]] ExecState state() const { return state_; }
+  [[nodiscard]] int64_t elapsedMs() const;
+  [[nodiscard]] json usageSoFar() const;
+  [[nodiscard]] StopReason stopReason() const { return stopReason_; }
+  // The cgroup outlives the execution until the kernel lets it be removed.
+  [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() { return std::move(cgroup_); }
+
+ private:
+  struct Stream {
+    UniqueFd fd;
+    bool open = false;
+  };
+  struct Outgoing {
+    UniqueFd fd;
+    std::string data;
+    size_t offset = 0;
+  };
+
+  void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
+  void watchOutgoing(Outgoing& out);
+  void onExit();
+  void maybeFinish();
+  void finish();
+  void killSandbox();
+  [[nodiscard]] json buildResult();
+  [[nodiscard]] std::string decideStatus(const json& reported) const;
+
+  EventLoop& loop_;
+  const SandboxContext& ctx_;
+  ExecutionRequest request_;
+  uint64_t serial_;
+  Done done_;
+  OutputSink output_;
+
+  ExecState state_ = ExecState::Queued;
+  StopReason stopReason_ = StopReason::None;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  sandbox::ExecutionCgroup cgroup_;
+  Stream stdout_, stderr_, result_;
+  Outgoing stdin_, requestPipe_;
+  OutputBuffer stdoutBuf_, stderrBuf_;
+  std::string resultText_;
+  bool resultTooBig_ = false;
+  std::string hostWorkDir_;  // degraded mode without a mount namespace
+
+  std::chrono::steady_clock::time_point startedAt_;
+  std::chrono::steady_clock::time_point exitedAt_;
+  bool exited_ = false;
+  int waitStatus_ = 0;
+  rusage rusage_{};
+  std::optional<EventLoop::TimerId> timeoutTimer_;
+  std::optional<EventLoop::TimerId> drainTimer_;
+};
+
+}  // namespace pycell::exec

@@ -1,0 +1,45 @@
+#pragma once
+// Dispatch: one table binds every method; a body is parsed, validated and routed here.
+// Knows nothing of the transport: responses leave through the `send` callback.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "pycell/protocol/framing.h"
+#include "pycell/protocol/jsonrpc.h"
+
+namespace pycell::protocol {
+
+class Dispatcher {
+ public:
+  using Send = std::function<void(json message)>;
+  using RequestHandler = std::function<void(const json& params, Reply reply)>;
+  using NotificationHandler = std::function<void(const json& params)>;
+  // Consulted before each request; an error refuses it (e.g. -32002 before initialize).
+  using Gate = std::function<std::optional<RpcError>(std::string_view method)>;
+
+  explicit Dispatcher(Send send) : send_(std::move(send)) {}
+
+  void onRequest(std::string method, RequestHandler handler) { requests_[std::move(method)] = std::move(handler); }
+  void onNotification(std::string method, NotificationHandler handler) {
+    notifications_[std::move(method)] = std::move(handler);
+  }
+  void setGate(Gate gate) { gate_ = std::move(gate); }
+
+  // A frame from the reader: a message body, or an oversize/bad-header report to answer.
+  void handleFrame(const Frame& frame);
+  void handleBody(std::string_view body);
+
+ private:
+  void handleMessage(const json& message, const Reply::Sink& sink);
+  void dispatchRequest(const std::string& method, const json& params, Reply reply);
+
+  Send send_;
+  Gate gate_;
+  std::map<std::string, RequestHandler, std::less<>> requests_;
+  std::map<std::string, NotificationHandler, std::less<>> notifications_;
+};
+
+}  // namespace pycell::protocol

@@ -1,0 +1,65 @@
+#pragma once
+// Memory and process limits through cgroups: v2 where the server's cgroup is delegated,
+// v1 where only that hierarchy is writable, none otherwise (rlimits then carry the limits).
+// Cgroups are only ever created below the server's own, and removed again.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "pycell/process/unique_fd.h"
+
+namespace pycell::sandbox {
+
+enum class CgroupVersion { None, V1, V2 };
+[[nodiscard]] const char* cgroupVersionName(CgroupVersion v);
+
+// What this machine offers, found once at start-up.
+struct CgroupSupport {
+  CgroupVersion version = CgroupVersion::None;
+  bool memory = false;
+  bool pids = false;
+  std::string memoryBase;  // our own directory below which executions get theirs (v1: memory hierarchy)
+  std::string pidsBase;    // v1: pids hierarchy (v2: same as memoryBase)
+  std::string reason;      // why not (for `pycell check`)
+};
+
+// Creates `pycell-<pid>` below the server's cgroup(s). Call once; remove with removeCgroupBase.
+[[nodiscard]] CgroupSupport setUpCgroups();
+void removeCgroupBase(const CgroupSupport& support);
+
+struct CgroupUsage {
+  uint64_t peakMemoryBytes = 0;
+  uint64_t oomKills = 0;
+};
+
+// One execution's cgroup. The destructor removes it (retrying later is the owner's job:
+// `tryRemove` reports whether the directories are gone).
+class ExecutionCgroup {
+ public:
+  ExecutionCgroup() = default;
+  ExecutionCgroup(ExecutionCgroup&&) noexcept;
+  ExecutionCgroup& operator=(ExecutionCgroup&&) noexcept;
+  ExecutionCgroup(const ExecutionCgroup&) = delete;
+  ExecutionCgroup& operator=(const ExecutionCgroup&) = delete;
+  ~ExecutionCgroup();
+
+  [[nodiscard]] static Result<ExecutionCgroup> create(const CgroupSupport& support, const std::string& name,
+                                                      int64_t memoryBytes, int64_t maxProcesses);
+  [[nodiscard]] Status addProcess(pid_t pid) const;
+  [[nodiscard]] CgroupUsage usage() const;
+  // Kills every process in it (v2 cgroup.kill; v1 has no such file, and the pid namespace's
+  // init dying takes the rest with it).
+  void killAll() const;
+  // rmdir; false while processes still linger (they are being torn down by the kernel).
+  bool tryRemove();
+  [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty(); }
+
+ private:
+  CgroupVersion version_ = CgroupVersion::None;
+  std::string memoryDir_;
+  std::string pidsDir_;
+};
+
+}  // namespace pycell::sandbox

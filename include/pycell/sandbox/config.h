@@ -1,0 +1,70 @@
+#pragma once
+// Fixed configuration: profiles and their limits. Loaded and validated once, then passed
+// by const reference; nothing here changes while the server runs.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pycell/process/unique_fd.h"
+
+namespace pycell {
+
+struct Limits {
+  int64_t timeoutMs = 10'000;
+  int64_t cpuMs = 10'000;
+  int64_t memoryMb = 512;
+  int64_t maxOutputBytes = 1 << 20;
+  int64_t maxProcesses = 64;
+  int64_t diskMb = 64;
+};
+
+// One row per limit: its JSON name, where it lives, and the range a value may take.
+struct LimitField {
+  const char* name;
+  int64_t Limits::*field;
+  int64_t min;
+  int64_t max;
+};
+[[nodiscard]] const std::vector<LimitField>& limitFields();
+
+struct BindMount {
+  std::string path;  // host path, mounted at the same path inside
+  bool writable = false;
+};
+
+struct Profile {
+  std::string name;
+  std::string description;
+  std::string python = "/usr/bin/python3";
+  Limits limits;
+  bool allowRaisingLimits = false;  // may `execute.limits` exceed the profile's own?
+  bool networkAllowed = false;      // may `execute.network` be true?
+  std::vector<BindMount> binds;
+};
+
+struct ServerOptions {
+  int maxConcurrent = 4;
+  int maxQueue = 64;
+  size_t maxMessageBytes = 64u << 20;
+  bool allowDegraded = false;
+};
+
+struct Config {
+  std::map<std::string, Profile> profiles;
+};
+
+[[nodiscard]] Config builtinConfig();
+// Reads a config file (schemas/config.schema.json) over the built-in profiles.
+[[nodiscard]] Result<Config> loadConfig(const std::string& path);
+[[nodiscard]] Result<Config> parseConfig(const nlohmann::json& doc);
+
+// The limits for one execution: the profile's, tightened (or, where the profile allows,
+// raised) by the request's. An error message names the offending field.
+[[nodiscard]] std::expected<Limits, std::string> resolveLimits(const Profile& profile, const nlohmann::json& requested);
+[[nodiscard]] nlohmann::json limitsToJson(const Limits& limits);
+
+}  // namespace pycell

@@ -1,0 +1,82 @@
+#pragma once
+// Entering the sandbox: the parent computes a SandboxPlan, spawnSandbox() clones a child
+// into new namespaces, and the child runs the isolation steps in DESIGN.md's order, ending
+// with seccomp and execve of the interpreter.
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/mounts.h"
+#include "pycell/sandbox/rlimits.h"
+#include "pycell/sandbox/seccomp.h"
+
+namespace pycell::sandbox {
+
+// Which namespaces this machine can give us (found by the probe) and what we use.
+struct Namespaces {
+  bool user = false;
+  bool pid = false;
+  bool mount = false;
+  bool net = false;
+  bool ipc = false;
+  bool uts = false;
+  bool cgroup = false;
+};
+
+struct SandboxPlan {
+  Namespaces namespaces;
+  bool shareNetwork = false;            // execute.network where allowed: no new net namespace
+  std::vector<MountOp> rootfs;          // executed when namespaces.mount
+  std::string hostWorkDir;              // working directory when there is no mount namespace
+  std::vector<RlimitSetting> rlimits;
+  const SeccompProgram* seccomp = nullptr;  // null only in degraded mode without seccomp
+  std::string executable;               // interpreter, absolute
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  unsigned insideUid = 1000;
+  unsigned insideGid = 1000;
+  unsigned outerUid = 65534;            // what the sandbox's uid is on the host
+  unsigned outerGid = 65534;
+};
+
+// The fds the child gets as 0..4: stdin, stdout, stderr, request (read), result (write).
+struct ChildFds {
+  int stdinFd;
+  int stdoutFd;
+  int stderrFd;
+  int requestFd;
+  int resultFd;
+};
+
+struct SpawnedChild {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+};
+
+// Runs between clone and the child's first step, in the parent: e.g. joining a cgroup.
+using BeforeStart = std::function<Status(pid_t)>;
+
+// Clone, map ids, run `beforeStart`, release the child, and wait until it has exec'd the
+// interpreter (or reported which step failed, with errno).
+[[nodiscard]] Result<SpawnedChild> spawnSandbox(const SandboxPlan& plan, const ChildFds& fds,
+                                                const BeforeStart& beforeStart);
+
+// Builds the standard plan for running the bootstrap with `python`.
+struct PlanInputs {
+  Namespaces namespaces;
+  std::string python;
+  std::string pythonRealPath;
+  Limits limits;
+  bool memoryByRlimit = false;
+  bool network = false;
+  std::vector<BindMount> binds;
+  const SeccompProgram* seccomp = nullptr;
+  std::string bootstrapSource;
+  std::string hostWorkDir;  // degraded mode only
+};
+[[nodiscard]] SandboxPlan makePlan(const PlanInputs& in);
+
+}  // namespace pycell::sandbox

@@ -1,0 +1,45 @@
+#pragma once
+// The sandbox's file system view, as a plan: built in the parent from the profile, then
+// executed top to bottom in the child (after bubblewrap). The child sees a read-only root
+// holding only what Python needs, a fresh /proc, a minimal /dev, and size-limited tmpfs
+// for its working directory and /tmp.
+#include <string>
+#include <vector>
+
+#include "pycell/sandbox/config.h"
+
+namespace pycell::sandbox {
+
+inline constexpr const char* kWorkDir = "/sandbox";
+inline constexpr const char* kBootstrapPath = "/.pycell/bootstrap.py";
+
+struct MountOp {
+  enum class Kind { Dir, Tmpfs, BindReadOnly, BindWritable, BindDevice, Proc, Symlink, File, RemountReadOnly };
+  Kind kind;
+  std::string target;  // path inside the sandbox
+  std::string source;  // host path (binds), link target (Symlink), contents (File)
+  std::string data;    // tmpfs options
+};
+
+struct RootfsOptions {
+  std::string python;                // the interpreter as configured (absolute)
+  std::string pythonRealPath;        // ... with symlinks resolved
+  std::vector<BindMount> extraBinds;  // allowRead / allowWrite
+  int64_t diskMb = 64;
+  unsigned insideUid = 1000;
+  unsigned insideGid = 1000;
+  std::string bootstrapSource;
+};
+
+[[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);
+
+struct ChildFailure {
+  const char* step = nullptr;
+  int err = 0;
+};
+
+// Child side, inside the new mount namespace: builds the root in a tmpfs mounted at
+// `staging`, pivots into it and detaches the host's tree. Returns false with `failure` set.
+[[nodiscard]] bool executeRootfsPlan(const std::vector<MountOp>& plan, const char* staging, ChildFailure& failure);
+
+}  // namespace pycell::sandbox

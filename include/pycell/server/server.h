@@ -1,0 +1,65 @@
+#pragma once
+// The JSON-RPC server: reads frames from stdin, dispatches them, writes replies and
+// notifications to stdout, and binds every method of PROTOCOL.md in one table.
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "pycell/exec/context.h"
+#include "pycell/exec/scheduler.h"
+#include "pycell/process/event_loop.h"
+#include "pycell/protocol/dispatcher.h"
+#include "pycell/protocol/framing.h"
+
+namespace pycell::server {
+
+using protocol::json;
+
+class Server {
+ public:
+  Server(EventLoop& loop, const exec::SandboxContext& ctx, protocol::Framing framing, int inFd, int outFd);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server();
+
+  // Watches the client process; the server exits when it dies.
+  [[nodiscard]] Status watchClientProcess(int pid);
+  // Runs until `exit`, EOF, a signal or the client's death; returns the exit code.
+  int run();
+
+ private:
+  enum class Lifecycle { Uninitialized, Running, ShutDown };
+
+  void bindMethods();
+  void onReadable();
+  void send(json message);
+  void notify(const std::string& method, json params);
+  void flush();
+  void quit(int code);
+  std::optional<protocol::RpcError> gate(std::string_view method) const;
+
+  void initialize(const json& params, protocol::Reply reply);
+  void execute(const json& params, protocol::Reply reply);
+  void status(const json& params, protocol::Reply reply);
+  void kill(const json& params, protocol::Reply reply);
+  void cancel(const json& params);
+
+  EventLoop& loop_;
+  const exec::SandboxContext& ctx_;
+  exec::Scheduler scheduler_;
+  protocol::FrameReader reader_;
+  protocol::Dispatcher dispatcher_;
+  int inFd_;
+  int outFd_;
+  std::string outbox_;
+  bool outWatched_ = false;
+  Lifecycle lifecycle_ = Lifecycle::Uninitialized;
+  int exitCode_ = 0;
+  UniqueFd signalFd_;
+  UniqueFd clientPidFd_;
+  std::map<std::string, std::string> executionByRequest_;  // request id (dumped) -> executionId
+  std::set<std::string> cancelled_;
+};
+
+}  // namespace pycell::server

@@ -1,0 +1,176 @@
+#include <charconv>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include "pycell/cli/cli.h"
+#include "pycell/log.h"
+
+namespace pycell::cli {
+
+const char* const kUsage = R"(pycell: run untrusted Python in isolated, pre-warmed sandboxes.
+
+Usage:
+  pycell serve [options]          JSON-RPC server on stdin/stdout (alias: --stdio)
+  pycell run FILE|- [options]     run one file; output streams to the terminal
+  pycell check [options]          what isolation works on this machine, and how to fix what does not
+  pycell --version | --help
+
+Options (all commands):
+  --config FILE                   profiles and limits (JSON; see schemas/config.schema.json)
+  --allow-degraded                run even where some isolation is missing (reported as degraded)
+  --log-level debug|info|warn|error
+Options (serve):
+  --framing auto|lsp|ndjson       message framing (default auto: decided by the first byte)
+  --max-message-bytes N           largest accepted message (default 67108864)
+  --max-concurrent N              executions running at once (default 4)
+  --max-queue N                   executions waiting beyond that (default 64; more get -32001)
+  --client-process-id PID         exit when this process exits
+Options (run):
+  --profile NAME  --timeout SECONDS  --memory MB  --allow-network
+  --allow-read PATH  --allow-write PATH  --json
+Exit status of run: the program's; 124 on timeout, 137 when killed, 128+N when it died by signal N.
+)";
+
+namespace {
+
+using Handler = std::function<bool(const std::string& value)>;
+struct Flag {
+  bool takesValue;
+  Handler handler;
+};
+
+template <class T>
+bool parseNumber(const std::string& s, T& out) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && ptr == s.data() + s.size();
+}
+
+void addCommon(std::map<std::string, Flag>& flags, CommonOptions& c) {
+  flags["--config"] = {true, [&c](const std::string& v) { c.configPath = v; return true; }};
+  flags["--allow-degraded"] = {false, [&c](const std::string&) { c.server.allowDegraded = true; return true; }};
+  flags["--log-level"] = {true, [&c](const std::string& v) {
+                            c.logLevel = v;
+                            return v == "debug" || v == "info" || v == "warn" || v == "error";
+                          }};
+}
+
+// Parses flags (`--name value` or `--name=value`); positional arguments go to `positional`.
+bool parseFlags(const std::vector<std::string>& args, std::map<std::string, Flag>& flags, std::vector<std::string>* positional) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg.size() < 2 || arg[0] != '-' || arg == "-") {
+      if (!positional) {
+        std::cerr << "pycell: unexpected argument '" << arg << "'\n";
+        return false;
+      }
+      positional->push_back(arg);
+      continue;
+    }
+    std::optional<std::string> inlineValue;
+    if (auto eq = arg.find('='); eq != std::string::npos) {
+      inlineValue = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    auto it = flags.find(arg);
+    if (it == flags.end()) {
+      std::cerr << "pycell: unknown option '" << arg << "' (see pycell --help)\n";
+      return false;
+    }
+    std::string value;
+    if (it->second.takesValue) {
+      if (inlineValue) value = *inlineValue;
+      else if (i + 1 < args.size()) value = args[++i];
+      else {
+        std::cerr << "pycell: option '" << arg << "' needs a value\n";
+        return false;
+      }
+    }
+    if (!it->second.handler(value)) {
+      std::cerr << "pycell: bad value '" << value << "' for " << arg << "\n";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<ServeOptions> parseServe(const std::vector<std::string>& args) {
+  ServeOptions o;
+  std::map<std::string, Flag> flags;
+  addCommon(flags, o.common);
+  auto& s = o.common.server;
+  flags["--framing"] = {true, [&o](const std::string& v) {
+                          auto f = protocol::parseFraming(v);
+                          if (f) o.framing = *f;
+                          return f.has_value();
+                        }};
+  flags["--max-message-bytes"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxMessageBytes) && s.maxMessageBytes > 0; }};
+  flags["--max-concurrent"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxConcurrent) && s.maxConcurrent > 0; }};
+  flags["--max-queue"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueue) && s.maxQueue >= 0; }};
+  flags["--client-process-id"] = {true, [&o](const std::string& v) {
+                                    int pid = 0;
+                                    if (!parseNumber(v, pid) || pid <= 0) return false;
+                                    o.clientProcessId = pid;
+                                    return true;
+                                  }};
+  if (!parseFlags(args, flags, nullptr)) return std::nullopt;
+  return o;
+}
+
+std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
+  RunOptions o;
+  std::map<std::string, Flag> flags;
+  addCommon(flags, o.common);
+  flags["--profile"] = {true, [&o](const std::string& v) { o.profile = v; return !v.empty(); }};
+  flags["--timeout"] = {true, [&o](const std::string& v) {
+                          try {
+                            o.timeoutSeconds = std::stod(v);
+                          } catch (...) {
+                            return false;
+                          }
+                          return *o.timeoutSeconds > 0;
+                        }};
+  flags["--memory"] = {true, [&o](const std::string& v) {
+                         int64_t mb = 0;
+                         if (!parseNumber(v, mb) || mb <= 0) return false;
+                         o.memoryMb = mb;
+                         return true;
+                       }};
+  flags["--allow-network"] = {false, [&o](const std::string&) { o.allowNetwork = true; return true; }};
+  flags["--allow-read"] = {true, [&o](const std::string& v) { o.allowRead.push_back(v); return !v.empty(); }};
+  flags["--allow-write"] = {true, [&o](const std::string& v) { o.allowWrite.push_back(v); return !v.empty(); }};
+  flags["--json"] = {false, [&o](const std::string&) { o.json = true; return true; }};
+  std::vector<std::string> positional;
+  if (!parseFlags(args, flags, &positional)) return std::nullopt;
+  if (positional.size() != 1) {
+    std::cerr << "pycell run: give exactly one FILE (or - for standard input)\n";
+    return std::nullopt;
+  }
+  o.file = positional[0];
+  return o;
+}
+
+std::optional<CommonOptions> parseCheck(const std::vector<std::string>& args) {
+  CommonOptions o;
+  std::map<std::string, Flag> flags;
+  addCommon(flags, o);
+  if (!parseFlags(args, flags, nullptr)) return std::nullopt;
+  return o;
+}
+
+std::optional<Config> loadConfigOrReport(const CommonOptions& options) {
+  static const std::map<std::string, log::Level> levels = {
+      {"debug", log::Level::Debug}, {"info", log::Level::Info}, {"warn", log::Level::Warn}, {"error", log::Level::Error}};
+  log::setLevel(levels.at(options.logLevel));
+  if (options.configPath.empty()) return builtinConfig();
+  auto config = loadConfig(options.configPath);
+  if (!config) {
+    std::cerr << "pycell: config: " << config.error().message() << "\n";
+    return std::nullopt;
+  }
+  return *config;
+}
+
+}  // namespace pycell::cli

@@ -1,0 +1,372 @@
+#include "pycell/exec/execution.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "pycell/sandbox/enter.h"
+
+namespace pycell::exec {
+
+namespace {
+constexpr size_t kResultLimit = 64u << 20;
+constexpr auto kDrainGrace = std::chrono::milliseconds(2000);
+
+int64_t toMs(const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000; }
+
+std::expected<void, std::string> checkFiles(const json& files) {
+  if (!files.is_object()) return std::unexpected("files must be an object of path -> {text} or {base64}");
+  for (const auto& [path, spec] : files.items()) {
+    bool text = spec.is_object() && spec.contains("text") && spec["text"].is_string();
+    bool b64 = spec.is_object() && spec.contains("base64") && spec["base64"].is_string();
+    if (text == b64) return std::unexpected("files['" + path + "'] must be {text: string} or {base64: string}");
+  }
+  return {};
+}
+}  // namespace
+
+const char* stateName(ExecState s) {
+  switch (s) {
+    case ExecState::Queued: return "queued";
+    case ExecState::Running: return "running";
+    case ExecState::Finished: break;
+  }
+  return "finished";
+}
+
+std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& params, const Config& config) {
+  if (!params.is_object()) return std::unexpected("params must be an object with a 'code' string");
+  ExecutionRequest req;
+  if (!params.contains("code") || !params["code"].is_string()) return std::unexpected("'code' must be a string");
+  req.code = params["code"].get<std::string>();
+  auto optString = [&](const char* key, std::string& out) -> std::expected<void, std::string> {
+    if (!params.contains(key) || params[key].is_null()) return {};
+    if (!params[key].is_string()) return std::unexpected(std::string("'") + key + "' must be a string");
+    out = params[key].get<std::string>();
+    return {};
+  };
+  for (auto [key, out] : {std::pair{"profile", &req.profile}, {"executionId", &req.executionId}, {"stdin", &req.stdinData}}) {
+    if (auto ok = optString(key, *out); !ok) return std::unexpected(ok.error());
+  }
+  auto profile = config.profiles.find(req.profile);
+  if (profile == config.profiles.end()) return std::unexpected("unknown profile '" + req.profile + "'");
+  if (params.contains("session") && !params["session"].is_null())
+    return std::unexpected("unknown session: sessions are not available in this server yet");
+  if (params.contains("inputs")) {
+    req.inputs = params["inputs"];
+    req.hasInputs = true;
+  }
+  if (params.contains("files") && !params["files"].is_null()) {
+    if (auto ok = checkFiles(params["files"]); !ok) return std::unexpected(ok.error());
+    req.files = params["files"];
+  }
+  auto limits = resolveLimits(profile->second, params.contains("limits") ? params["limits"] : json(nullptr));
+  if (!limits) return std::unexpected(limits.error());
+  req.limits = *limits;
+  if (params.contains("network") && !params["network"].is_null()) {
+    if (!params["network"].is_boolean()) return std::unexpected("'network' must be a boolean");
+    req.network = params["network"].get<bool>();
+    if (req.network && !profile->second.networkAllowed)
+      return std::unexpected("profile '" + req.profile + "' does not allow network access");
+  }
+  for (const char* key : {"stream"}) {
+    if (params.contains(key) && !params[key].is_boolean()) return std::unexpected(std::string("'") + key + "' must be a boolean");
+  }
+  return req;
+}
+
+Execution::Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionRequest request, uint64_t serial)
+    : loop_(loop),
+      ctx_(ctx),
+      request_(std::move(request)),
+      serial_(serial),
+      stdoutBuf_(static_cast<size_t>(request_.limits.maxOutputBytes)),
+      stderrBuf_(static_cast<size_t>(request_.limits.maxOutputBytes)) {}
+
+Execution::~Execution() {
+  if (state_ == ExecState::Running) killSandbox();
+  for (Stream* s : {&stdout_, &stderr_, &result_})
+    if (s->open) loop_.unwatch(s->fd.get());
+  for (Outgoing* o : {&stdin_, &requestPipe_})
+    if (o->fd) loop_.unwatch(o->fd.get());
+  if (pidfd_) loop_.unwatch(pidfd_.get());
+  if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
+  if (drainTimer_) loop_.cancelTimer(*drainTimer_);
+  if (pid_ > 0 && !exited_) ::waitpid(pid_, nullptr, 0);  // killed above: reaps promptly
+  if (!hostWorkDir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(hostWorkDir_, ignored);
+  }
+}
+
+Status Execution::start() {
+  const Profile& profile = ctx_.config.profiles.at(request_.profile);
+  const Interpreter& python = ctx_.interpreters.at(request_.profile);
+  const auto& iso = ctx_.isolation;
+  auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
+  for (auto* p : {&in, &out, &err, &req, &res})
+    if (!*p) return std::unexpected(p->error());
+
+  sandbox::PlanInputs inputs;
+  inputs.namespaces = iso.namespaces;
+  inputs.python = python.path;
+  inputs.pythonRealPath = python.realPath;
+  inputs.limits = request_.limits;
+  inputs.memoryByRlimit = !iso.cgroup.memory;
+  inputs.network = request_.network;
+  inputs.binds = profile.binds;
+  inputs.seccomp = iso.seccomp ? (request_.network ? &ctx_.seccompOnline : &ctx_.seccompOffline) : nullptr;
+  inputs.bootstrapSource = ctx_.bootstrapSource;
+  if (!iso.namespaces.mount) {
+    char tmpl[] = "/tmp/pycell-work-XXXXXX";
+    if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
+    hostWorkDir_ = tmpl;
+    inputs.hostWorkDir = hostWorkDir_;
+    auto fd = UniqueFd(::open((hostWorkDir_ + "/.pycell-bootstrap.py").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd || !writeAll(fd.get(), ctx_.bootstrapSource)) return std::unexpected(sysError("write bootstrap"));
+  }
+  auto plan = sandbox::makePlan(inputs);
+
+  if (iso.cgroup.version != sandbox::CgroupVersion::None) {
+    auto cg = sandbox::ExecutionCgroup::create(iso.cgroup, "e" + std::to_string(serial_),
+                                               request_.limits.memoryMb << 20, request_.limits.maxProcesses);
+    if (!cg) return std::unexpected(cg.error());
+    cgroup_ = std::move(*cg);
+  }
+  sandbox::ChildFds fds{in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()};
+  startedAt_ = std::chrono::steady_clock::now();
+  auto child = sandbox::spawnSandbox(plan, fds, [this](pid_t pid) { return cgroup_.addProcess(pid); });
+  if (!child) return std::unexpected(child.error());
+  pid_ = child->pid;
+  pidfd_ = std::move(child->pidfd);
+  state_ = ExecState::Running;
+
+  json requestDoc = {{"code", request_.code}, {"files", request_.files}};
+  if (request_.hasInputs) requestDoc["inputs"] = request_.inputs;
+  stdin_ = {std::move(in->write), request_.stdinData, 0};
+  requestPipe_ = {std::move(req->write), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
+  stdout_ = {std::move(out->read), true};
+  stderr_ = {std::move(err->read), true};
+  result_ = {std::move(res->read), true};
+  watchOutput(stdout_, "stdout", &stdoutBuf_);
+  watchOutput(stderr_, "stderr", &stderrBuf_);
+  watchOutput(result_, "result", nullptr);
+  watchOutgoing(stdin_);
+  watchOutgoing(requestPipe_);
+  (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
+  timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
+    timeoutTimer_.reset();
+    stop(StopReason::Timeout);
+  });
+  return {};
+}
+
+void Execution::watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer) {
+  (void)setNonBlocking(s.fd.get());
+  (void)loop_.watch(s.fd.get(), EPOLLIN, [this, &s, name, buffer](uint32_t) {
+    char buf[65536];
+    while (true) {
+      ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) {
+        loop_.unwatch(s.fd.get());
+        s.fd.reset();
+        s.open = false;
+        maybeFinish();
+        return;
+      }
+      std::string_view chunk(buf, static_cast<size_t>(n));
+      if (!buffer) {
+        if (resultText_.size() + chunk.size() > kResultLimit) resultTooBig_ = true;
+        else resultText_.append(chunk);
+        continue;
+      }
+      buffer->append(chunk);
+      if (output_ && stopReason_ == StopReason::None) output_(name, chunk);
+      if (stdoutBuf_.totalBytes() + stderrBuf_.totalBytes() > static_cast<size_t>(request_.limits.maxOutputBytes) &&
+          stopReason_ == StopReason::None) {
+        stop(StopReason::OutputLimit);
+      }
+    }
+  });
+}
+
+void Execution::watchOutgoing(Outgoing& o) {
+  if (o.data.empty()) {
+    o.fd.reset();  // EOF right away
+    return;
+  }
+  (void)setNonBlocking(o.fd.get());
+  auto pump = [this, &o](uint32_t) {
+    while (o.offset < o.data.size()) {
+      ssize_t n = ::write(o.fd.get(), o.data.data() + o.offset, o.data.size() - o.offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n < 0) break;  // EPIPE: the program closed its end; the rest is dropped
+      o.offset += static_cast<size_t>(n);
+    }
+    loop_.unwatch(o.fd.get());
+    o.fd.reset();
+    o.data.clear();
+  };
+  (void)loop_.watch(o.fd.get(), EPOLLOUT, pump);
+}
+
+void Execution::onExit() {
+  int status = 0;
+  pid_t r = ::wait4(pid_, &status, WNOHANG, &rusage_);
+  if (r != pid_) return;
+  exited_ = true;
+  exitedAt_ = std::chrono::steady_clock::now();
+  waitStatus_ = status;
+  loop_.unwatch(pidfd_.get());
+  // The pid namespace's init is gone, so the kernel has killed the rest; without a pid
+  // namespace (degraded) the process group and the cgroup are killed explicitly.
+  killSandbox();
+  if (timeoutTimer_) {
+    loop_.cancelTimer(*timeoutTimer_);
+    timeoutTimer_.reset();
+  }
+  // Output still in the pipes is read before the result is built, but a stray process
+  // holding a pipe open must not hold the answer back.
+  drainTimer_ = loop_.addTimer(kDrainGrace, [this] {
+    drainTimer_.reset();
+    finish();
+  });
+  maybeFinish();
+}
+
+void Execution::maybeFinish() {
+  if (exited_ && !stdout_.open && !stderr_.open && !result_.open) finish();
+}
+
+void Execution::stop(StopReason reason) {
+  if (state_ == ExecState::Finished) return;
+  if (stopReason_ == StopReason::None) stopReason_ = reason;
+  if (state_ == ExecState::Queued) {
+    finish();
+    return;
+  }
+  killSandbox();
+}
+
+void Execution::killSandbox() {
+  if (pid_ <= 0) return;
+  if (!exited_ && pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  // The child called setsid(), so its process group is its own.
+  if (!ctx_.isolation.namespaces.pid) ::kill(-pid_, SIGKILL);
+  cgroup_.killAll();
+}
+
+void Execution::finish() {
+  if (state_ == ExecState::Finished) return;
+  bool ran = state_ == ExecState::Running;
+  state_ = ExecState::Finished;
+  if (drainTimer_) loop_.cancelTimer(*drainTimer_);
+  if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
+  drainTimer_.reset();
+  timeoutTimer_.reset();
+  for (Stream* s : {&stdout_, &stderr_, &result_}) {
+    if (s->open) {
+      loop_.unwatch(s->fd.get());
+      s->fd.reset();
+      s->open = false;
+    }
+  }
+  for (Outgoing* o : {&stdin_, &requestPipe_}) {
+    if (o->fd) {
+      loop_.unwatch(o->fd.get());
+      o->fd.reset();
+    }
+  }
+  (void)ran;
+  json result = buildResult();
+  if (done_) {
+    auto done = std::move(done_);
+    done(std::move(result));
+  }
+}
+
+int64_t Execution::elapsedMs() const {
+  if (state_ == ExecState::Queued) return 0;
+  auto end = exited_ ? exitedAt_ : std::chrono::steady_clock::now();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(end - startedAt_).count();
+}
+
+json Execution::usageSoFar() const {
+  auto cg = cgroup_.usage();
+  uint64_t peak = cg.peakMemoryBytes ? cg.peakMemoryBytes : static_cast<uint64_t>(rusage_.ru_maxrss) * 1024;
+  return {{"wallMs", elapsedMs()},
+          {"cpuUserMs", toMs(rusage_.ru_utime)},
+          {"cpuSysMs", toMs(rusage_.ru_stime)},
+          {"peakMemoryBytes", peak}};
+}
+
+std::string Execution::decideStatus(const json& reported) const {
+  switch (stopReason_) {
+    case StopReason::Killed:
+    case StopReason::Cancelled:
+    case StopReason::Shutdown: return "killed";
+    case StopReason::Timeout: return "timeout";
+    case StopReason::OutputLimit: return "output_limit";
+    case StopReason::None: break;
+  }
+  if (cgroup_.usage().oomKills > 0) return "memory_limit";
+  if (exited_ && WIFSIGNALED(waitStatus_)) {
+    int sig = WTERMSIG(waitStatus_);
+    int64_t cpuMs = toMs(rusage_.ru_utime) + toMs(rusage_.ru_stime);
+    if (sig == SIGXCPU || (sig == SIGKILL && cpuMs >= request_.limits.cpuMs)) return "timeout";
+    return "crashed";
+  }
+  if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {
+    auto s = reported["status"].get<std::string>();
+    if (s == "ok" || s == "error" || s == "memory_limit") return s;
+  }
+  return exited_ && WIFEXITED(waitStatus_) && WEXITSTATUS(waitStatus_) == 0 ? "ok" : "error";
+}
+
+json Execution::buildResult() {
+  json reported = resultTooBig_ ? json(nullptr) : json::parse(resultText_, nullptr, false);
+  if (reported.is_discarded()) reported = nullptr;
+  std::string status = decideStatus(reported);
+  json result = {{"executionId", request_.executionId}, {"status", status}};
+  bool signaled = exited_ && WIFSIGNALED(waitStatus_);
+  result["exitCode"] = exited_ && WIFEXITED(waitStatus_) ? json(WEXITSTATUS(waitStatus_)) : json(nullptr);
+  result["signal"] = signaled ? json(WTERMSIG(waitStatus_)) : json(nullptr);
+  result["stdout"] = stdoutBuf_.text();
+  result["stderr"] = stderrBuf_.text();
+  result["truncated"] = {{"stdout", stdoutBuf_.truncated()}, {"stderr", stderrBuf_.truncated()}};
+  bool fromBootstrap = reported.is_object() && (status == "ok" || status == "error" || status == "memory_limit");
+  result["value"] = fromBootstrap && reported.contains("value") ? reported["value"] : json(nullptr);
+  result["valueRepr"] = fromBootstrap && reported.contains("valueRepr") ? reported["valueRepr"] : json(nullptr);
+  json error = fromBootstrap && reported.contains("error") ? reported["error"] : json(nullptr);
+  if (error.is_null() && status != "ok") {
+    std::string message;
+    const auto& l = request_.limits;
+    if (status == "timeout")
+      message = "the run exceeded its time limit (" + std::to_string(l.timeoutMs) + " ms wall, " + std::to_string(l.cpuMs) + " ms CPU)";
+    else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
+    else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
+    else if (status == "killed") message = "the run was killed on request";
+    else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
+    else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) + " without a result";
+    static const std::map<std::string, std::string> types = {
+        {"timeout", "Timeout"}, {"memory_limit", "MemoryLimit"}, {"output_limit", "OutputLimit"},
+        {"killed", "Killed"},   {"crashed", "Crashed"},          {"error", "Error"}};
+    error = {{"type", types.at(status)}, {"message", message}, {"traceback", json::array()}, {"line", nullptr}};
+  }
+  result["error"] = error;
+  result["displays"] = json::array();
+  result["files"] = json::array();
+  result["usage"] = usageSoFar();
+  return result;
+}
+
+}  // namespace pycell::exec

@@ -1,0 +1,92 @@
+#include "pycell/process/event_loop.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+namespace pycell {
+
+EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+  if (!epoll_) throw std::runtime_error(sysError("epoll_create1").message());
+}
+
+Status EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return std::unexpected(sysError("epoll_ctl(ADD)"));
+  handlers_[fd] = std::make_shared<FdHandler>(std::move(handler));
+  return {};
+}
+
+Status EventLoop::modify(int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return std::unexpected(sysError("epoll_ctl(MOD)"));
+  return {};
+}
+
+void EventLoop::unwatch(int fd) {
+  if (handlers_.erase(fd) > 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+EventLoop::TimerId EventLoop::addTimer(std::chrono::milliseconds delay, std::function<void()> fn) {
+  TimerId id = nextTimer_++;
+  auto when = Clock::now() + delay;
+  timers_[id] = {when, std::move(fn)};
+  deadlines_.emplace(when, id);
+  return id;
+}
+
+void EventLoop::cancelTimer(TimerId id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  auto [lo, hi] = deadlines_.equal_range(it->second.first);
+  for (auto d = lo; d != hi; ++d) {
+    if (d->second == id) {
+      deadlines_.erase(d);
+      break;
+    }
+  }
+  timers_.erase(it);
+}
+
+int EventLoop::nextTimeoutMs() const {
+  if (deadlines_.empty()) return -1;
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadlines_.begin()->first - Clock::now());
+  return static_cast<int>(std::clamp<long long>(wait.count(), 0, 60'000));
+}
+
+void EventLoop::fireDueTimers() {
+  auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    TimerId id = deadlines_.begin()->second;
+    deadlines_.erase(deadlines_.begin());
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;
+    auto fn = std::move(it->second.second);
+    timers_.erase(it);
+    fn();
+  }
+}
+
+void EventLoop::run() {
+  running_ = true;
+  std::vector<epoll_event> events(64);
+  while (running_) {
+    int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), nextTimeoutMs());
+    if (n < 0 && errno != EINTR) throw std::runtime_error(sysError("epoll_wait").message());
+    for (int i = 0; i < n && running_; ++i) {
+      auto it = handlers_.find(events[i].data.fd);
+      if (it == handlers_.end()) continue;  // unwatched by an earlier handler in this batch
+      auto handler = it->second;            // keeps it alive if the handler unwatches itself
+      (*handler)(events[i].events);
+    }
+    if (running_) fireDueTimers();
+  }
+}
+
+}  // namespace pycell

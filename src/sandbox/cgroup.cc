@@ -1,0 +1,273 @@
+#include "pycell/sandbox/cgroup.h"
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <linux/magic.h>
+
+namespace pycell::sandbox {
+
+const char* cgroupVersionName(CgroupVersion v) {
+  switch (v) {
+    case CgroupVersion::V1: return "v1";
+    case CgroupVersion::V2: return "v2";
+    case CgroupVersion::None: break;
+  }
+  return "none";
+}
+
+namespace {
+
+struct Mount {
+  std::string point;
+  std::string fstype;
+  std::string options;
+};
+
+std::vector<Mount> cgroupMounts() {
+  std::vector<Mount> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // fields: id parent major:minor root mountpoint options ... - fstype source superoptions
+    std::istringstream ss(line);
+    std::string id, parent, dev, root, point, opts, tok;
+    ss >> id >> parent >> dev >> root >> point >> opts;
+    while (ss >> tok && tok != "-") {
+    }
+    std::string fstype, source, super;
+    ss >> fstype >> source >> super;
+    if (fstype == "cgroup" || fstype == "cgroup2") out.push_back({point, fstype, super});
+  }
+  return out;
+}
+
+// The server's own cgroup path in a hierarchy: "0::/x" for v2, "N:memory:/x" for v1.
+std::optional<std::string> ownCgroup(const std::string& controller) {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto a = line.find(':');
+    auto b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    if (controller.empty() ? controllers.empty() : ("," + controllers + ",").find("," + controller + ",") != std::string::npos)
+      return path == "/" ? std::string() : path;
+  }
+  return std::nullopt;
+}
+
+bool hasOption(const std::string& options, const std::string& name) {
+  return ("," + options + ",").find("," + name + ",") != std::string::npos;
+}
+
+Status writeText(const std::string& path, const std::string& text) { return writeFile(path, text); }
+
+std::string baseName() { return "pycell-" + std::to_string(::getpid()); }
+
+CgroupSupport tryV2(const Mount& mount) {
+  CgroupSupport s;
+  auto own = ownCgroup("");
+  if (!own) return s;
+  std::string dir = mount.point + *own;
+  auto controllers = readFile(dir + "/cgroup.controllers");
+  if (!controllers || controllers->find("memory") == std::string::npos || controllers->find("pids") == std::string::npos) {
+    s.reason = "cgroup v2: memory and pids controllers are not delegated to " + dir;
+    return s;
+  }
+  std::string base = dir + "/" + baseName();
+  if (::mkdir(base.c_str(), 0755) != 0) {
+    s.reason = sysError("cgroup v2: mkdir " + base).message();
+    return s;
+  }
+  // No-internal-processes rule: controllers can be enabled for children only while this
+  // cgroup has no processes of its own, so the server moves itself into a leaf first.
+  auto enable = [&](const std::string& d) { return writeText(d + "/cgroup.subtree_control", "+memory +pids"); };
+  if (!enable(dir)) {
+    std::string leaf = dir + "/pycell-server-" + std::to_string(::getpid());
+    if (::mkdir(leaf.c_str(), 0755) != 0 || !writeText(leaf + "/cgroup.procs", std::to_string(::getpid())) || !enable(dir)) {
+      s.reason = "cgroup v2: cannot enable memory and pids controllers in " + dir;
+      ::rmdir(base.c_str());
+      return s;
+    }
+  }
+  if (!enable(base)) {
+    // Children of base still get the controllers from base's subtree_control.
+  }
+  s.version = CgroupVersion::V2;
+  s.memory = s.pids = true;
+  s.memoryBase = s.pidsBase = base;
+  return s;
+}
+
+std::string tryV1Controller(const std::vector<Mount>& mounts, const std::string& controller, std::string& reason) {
+  for (const auto& m : mounts) {
+    if (m.fstype != "cgroup" || !hasOption(m.options, controller)) continue;
+    auto own = ownCgroup(controller);
+    if (!own) continue;
+    std::string base = m.point + *own + "/" + baseName();
+    if (::mkdir(base.c_str(), 0755) == 0 || errno == EEXIST) return base;
+    reason += sysError("cgroup v1: mkdir " + base).message() + "; ";
+    return {};
+  }
+  reason += "cgroup v1: no " + controller + " hierarchy mounted; ";
+  return {};
+}
+
+}  // namespace
+
+CgroupSupport setUpCgroups() {
+  auto mounts = cgroupMounts();
+  std::string reasons;
+  for (const auto& m : mounts) {
+    struct statfs fs{};
+    // A v2 hierarchy that carries the controllers; the hybrid layout's "unified" mount has none.
+    if (m.fstype == "cgroup2" && ::statfs(m.point.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) {
+      auto s = tryV2(m);
+      if (s.version == CgroupVersion::V2) return s;
+      if (!s.reason.empty()) reasons += s.reason + "; ";
+    }
+  }
+  CgroupSupport s;
+  s.memoryBase = tryV1Controller(mounts, "memory", reasons);
+  s.pidsBase = tryV1Controller(mounts, "pids", reasons);
+  s.memory = !s.memoryBase.empty();
+  s.pids = !s.pidsBase.empty();
+  if (s.memory || s.pids) s.version = CgroupVersion::V1;
+  s.reason = reasons;
+  return s;
+}
+
+void removeCgroupBase(const CgroupSupport& support) {
+  if (!support.memoryBase.empty()) ::rmdir(support.memoryBase.c_str());
+  if (!support.pidsBase.empty() && support.pidsBase != support.memoryBase) ::rmdir(support.pidsBase.c_str());
+}
+
+ExecutionCgroup::ExecutionCgroup(ExecutionCgroup&& o) noexcept
+    : version_(o.version_), memoryDir_(std::move(o.memoryDir_)), pidsDir_(std::move(o.pidsDir_)) {
+  o.memoryDir_.clear();
+  o.pidsDir_.clear();
+}
+
+ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
+  if (this != &o) {
+    tryRemove();
+    version_ = o.version_;
+    memoryDir_ = std::move(o.memoryDir_);
+    pidsDir_ = std::move(o.pidsDir_);
+    o.memoryDir_.clear();
+    o.pidsDir_.clear();
+  }
+  return *this;
+}
+
+ExecutionCgroup::~ExecutionCgroup() { tryRemove(); }
+
+Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, const std::string& name,
+                                                int64_t memoryBytes, int64_t maxProcesses) {
+  ExecutionCgroup cg;
+  cg.version_ = support.version;
+  auto make = [&](const std::string& base, std::string& out) -> Status {
+    std::string dir = base + "/" + name;
+    if (::mkdir(dir.c_str(), 0755) != 0) return std::unexpected(sysError("mkdir " + dir));
+    out = dir;
+    return {};
+  };
+  if (support.memory) {
+    if (auto st = make(support.memoryBase, cg.memoryDir_); !st) return std::unexpected(st.error());
+  }
+  if (support.pids && support.pidsBase != support.memoryBase) {
+    if (auto st = make(support.pidsBase, cg.pidsDir_); !st) return std::unexpected(st.error());
+  } else if (support.pids) {
+    cg.pidsDir_ = cg.memoryDir_;
+  }
+  std::string mem = std::to_string(memoryBytes);
+  std::vector<std::pair<std::string, std::string>> writes;
+  if (support.version == CgroupVersion::V2) {
+    writes = {{cg.memoryDir_ + "/memory.max", mem},
+              {cg.memoryDir_ + "/memory.swap.max", "0"},
+              {cg.pidsDir_ + "/pids.max", std::to_string(maxProcesses)}};
+  } else {
+    if (support.memory) writes.push_back({cg.memoryDir_ + "/memory.limit_in_bytes", mem});
+    if (support.pids) writes.push_back({cg.pidsDir_ + "/pids.max", std::to_string(maxProcesses)});
+  }
+  for (const auto& [file, value] : writes) {
+    if (auto st = writeFile(file, value); !st) return std::unexpected(st.error());
+  }
+  if (support.version == CgroupVersion::V1 && support.memory) {
+    // Swap would let a memory bomb outlive the limit; the file exists only with swap accounting.
+    (void)writeFile(cg.memoryDir_ + "/memory.memsw.limit_in_bytes", mem);
+  }
+  return cg;
+}
+
+Status ExecutionCgroup::addProcess(pid_t pid) const {
+  std::string p = std::to_string(pid);
+  if (!memoryDir_.empty()) {
+    if (auto st = writeFile(memoryDir_ + "/cgroup.procs", p); !st) return st;
+  }
+  if (!pidsDir_.empty() && pidsDir_ != memoryDir_) {
+    if (auto st = writeFile(pidsDir_ + "/cgroup.procs", p); !st) return st;
+  }
+  return {};
+}
+
+static uint64_t readNumber(const std::string& path) {
+  auto text = readFile(path, 4096);
+  if (!text) return 0;
+  try {
+    return std::stoull(*text);
+  } catch (...) {
+    return 0;
+  }
+}
+
+static uint64_t readKey(const std::string& path, const std::string& key) {
+  auto text = readFile(path, 65536);
+  if (!text) return 0;
+  std::istringstream in(*text);
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+CgroupUsage ExecutionCgroup::usage() const {
+  CgroupUsage u;
+  if (memoryDir_.empty()) return u;
+  if (version_ == CgroupVersion::V2) {
+    u.peakMemoryBytes = readNumber(memoryDir_ + "/memory.peak");
+    u.oomKills = readKey(memoryDir_ + "/memory.events", "oom_kill");
+  } else {
+    u.peakMemoryBytes = readNumber(memoryDir_ + "/memory.max_usage_in_bytes");
+    u.oomKills = readKey(memoryDir_ + "/memory.oom_control", "oom_kill");
+  }
+  return u;
+}
+
+void ExecutionCgroup::killAll() const {
+  if (version_ == CgroupVersion::V2 && !memoryDir_.empty()) (void)writeFile(memoryDir_ + "/cgroup.kill", "1");
+}
+
+bool ExecutionCgroup::tryRemove() {
+  bool gone = true;
+  for (auto* dir : {&memoryDir_, &pidsDir_}) {
+    if (dir->empty()) continue;
+    if (::rmdir(dir->c_str()) == 0 || errno == ENOENT) {
+      if (dir == &memoryDir_ && pidsDir_ == memoryDir_) pidsDir_.clear();
+      dir->clear();
+    } else {
+      gone = false;
+    }
+  }
+  return gone;
+}
+
+}  // namespace pycell::sandbox

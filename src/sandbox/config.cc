@@ -1,0 +1,117 @@
+#include "pycell/sandbox/config.h"
+
+namespace pycell {
+
+using nlohmann::json;
+
+const std::vector<LimitField>& limitFields() {
+  static const std::vector<LimitField> fields = {
+      {"timeoutMs", &Limits::timeoutMs, 1, 24LL * 3600 * 1000},
+      {"cpuMs", &Limits::cpuMs, 1, 24LL * 3600 * 1000},
+      {"memoryMb", &Limits::memoryMb, 16, 1 << 20},
+      {"maxOutputBytes", &Limits::maxOutputBytes, 1, 1LL << 30},
+      {"maxProcesses", &Limits::maxProcesses, 1, 1 << 16},
+      {"diskMb", &Limits::diskMb, 1, 1 << 20},
+  };
+  return fields;
+}
+
+Config builtinConfig() {
+  Config config;
+  Profile def;
+  def.name = "default";
+  def.description = "Python standard library, no network, no host files";
+  config.profiles[def.name] = def;
+  return config;
+}
+
+json limitsToJson(const Limits& limits) {
+  json out = json::object();
+  for (const auto& f : limitFields()) out[f.name] = limits.*(f.field);
+  return out;
+}
+
+static std::expected<void, std::string> applyLimits(Limits& limits, const json& doc, const Limits* ceiling) {
+  if (doc.is_null()) return {};
+  if (!doc.is_object()) return std::unexpected("limits must be an object");
+  for (const auto& [key, value] : doc.items()) {
+    const LimitField* field = nullptr;
+    for (const auto& f : limitFields())
+      if (key == f.name) field = &f;
+    if (!field) return std::unexpected("unknown limit '" + key + "'");
+    if (!value.is_number_integer() && !(value.is_number_float() && value.get<double>() == std::floor(value.get<double>())))
+      return std::unexpected("limits." + key + " must be an integer");
+    auto v = value.get<int64_t>();
+    if (v < field->min || v > field->max)
+      return std::unexpected("limits." + key + " must be between " + std::to_string(field->min) + " and " +
+                             std::to_string(field->max));
+    if (ceiling && v > (*ceiling).*(field->field))
+      return std::unexpected("limits." + key + " = " + std::to_string(v) + " exceeds the profile's limit of " +
+                             std::to_string((*ceiling).*(field->field)));
+    limits.*(field->field) = v;
+  }
+  return {};
+}
+
+std::expected<Limits, std::string> resolveLimits(const Profile& profile, const json& requested) {
+  Limits limits = profile.limits;
+  auto ok = applyLimits(limits, requested, profile.allowRaisingLimits ? nullptr : &profile.limits);
+  if (!ok) return std::unexpected(ok.error());
+  return limits;
+}
+
+static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base) {
+  auto fail = [&](const std::string& why) { return std::unexpected(Error{"profile '" + name + "': " + why}); };
+  if (!doc.is_object()) return fail("must be an object");
+  base.name = name;
+  for (const auto& [key, value] : doc.items()) {
+    if (key == "description" && value.is_string()) {
+      base.description = value.get<std::string>();
+    } else if (key == "python" && value.is_string()) {
+      base.python = value.get<std::string>();
+    } else if (key == "allowRaisingLimits" && value.is_boolean()) {
+      base.allowRaisingLimits = value.get<bool>();
+    } else if (key == "networkAllowed" && value.is_boolean()) {
+      base.networkAllowed = value.get<bool>();
+    } else if (key == "limits") {
+      if (auto ok = applyLimits(base.limits, value, nullptr); !ok) return fail(ok.error());
+    } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
+      for (const auto& p : value) {
+        if (!p.is_string() || p.get<std::string>().empty() || p.get<std::string>()[0] != '/')
+          return fail(key + " entries must be absolute paths");
+        base.binds.push_back({p.get<std::string>(), key == "allowWrite"});
+      }
+    } else {
+      return fail("unknown or mistyped field '" + key + "'");
+    }
+  }
+  return base;
+}
+
+Result<Config> parseConfig(const json& doc) {
+  Config config = builtinConfig();
+  if (!doc.is_object()) return std::unexpected(Error{"config must be a JSON object"});
+  for (const auto& [key, value] : doc.items()) {
+    if (key == "$schema") continue;
+    if (key != "profiles" || !value.is_object()) return std::unexpected(Error{"unknown or mistyped config field '" + key + "'"});
+    for (const auto& [name, body] : value.items()) {
+      auto base = config.profiles.count(name) ? config.profiles[name] : Profile{};
+      auto profile = parseProfile(name, body, base);
+      if (!profile) return std::unexpected(profile.error());
+      config.profiles[name] = *profile;
+    }
+  }
+  return config;
+}
+
+Result<Config> loadConfig(const std::string& path) {
+  auto text = readFile(path, 16u << 20);
+  if (!text) return std::unexpected(text.error());
+  json doc = json::parse(*text, nullptr, false);
+  if (doc.is_discarded()) return std::unexpected(Error{path + ": not valid JSON"});
+  auto config = parseConfig(doc);
+  if (!config) return std::unexpected(Error{path + ": " + config.error().what});
+  return config;
+}
+
+}  // namespace pycell

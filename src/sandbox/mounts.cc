@@ -1,0 +1,232 @@
+#include "pycell/sandbox/mounts.h"
+
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace pycell::sandbox {
+
+namespace {
+
+bool isSymlink(const std::string& path, std::string& target) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return false;
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return false;
+  target.assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// A host directory shown read-only at the same path, or recreated as the symlink it is
+// (merged-/usr systems have /bin -> usr/bin).
+void addHostPath(std::vector<MountOp>& plan, const std::string& path) {
+  std::string link;
+  if (isSymlink(path, link)) {
+    plan.push_back({MountOp::Kind::Symlink, path, link, {}});
+  } else if (exists(path)) {
+    plan.push_back({MountOp::Kind::BindReadOnly, path, path, {}});
+  }
+}
+
+// The interpreter's prefix, when it lives outside /usr (a venv, pyenv, conda...).
+std::string prefixOf(const std::string& exe) {
+  auto bin = exe.substr(0, exe.rfind('/'));
+  auto prefix = bin.substr(0, bin.rfind('/'));
+  return prefix.empty() ? "/" : prefix;
+}
+
+}  // namespace
+
+std::vector<MountOp> planRootfs(const RootfsOptions& o) {
+  using K = MountOp::Kind;
+  std::vector<MountOp> plan;
+  for (const char* p : {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"}) addHostPath(plan, p);
+  plan.push_back({K::Dir, "/etc", {}, {}});
+  // Only what the dynamic loader, Python and its common libraries read; no passwd shadow,
+  // no host names, no credentials.
+  for (const char* p : {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+                        "/etc/nsswitch.conf", "/etc/matplotlibrc", "/etc/mime.types", "/etc/alternatives",
+                        "/etc/python3", "/etc/python3.9", "/etc/python3.10", "/etc/python3.11", "/etc/python3.12",
+                        "/etc/python3.13"}) {
+    addHostPath(plan, p);
+  }
+  for (const auto& exe : {o.python, o.pythonRealPath}) {
+    std::string prefix = prefixOf(exe);
+    if (prefix != "/usr" && prefix != "/" && prefix.rfind("/usr/", 0) != 0) plan.push_back({K::BindReadOnly, prefix, prefix, {}});
+  }
+  plan.push_back({K::Proc, "/proc", {}, {}});
+  plan.push_back({K::Tmpfs, "/dev", {}, "mode=0755,size=64k"});
+  for (const char* dev : {"null", "zero", "full", "random", "urandom"})
+    plan.push_back({K::BindDevice, std::string("/dev/") + dev, std::string("/dev/") + dev, {}});
+  for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+                              {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}})
+    plan.push_back({K::Symlink, std::string("/dev/") + name, target, {}});
+  std::string size = "size=" + std::to_string(o.diskMb) + "m";
+  plan.push_back({K::Tmpfs, "/dev/shm", {}, "mode=1777,nr_inodes=4096," + size});
+  plan.push_back({K::RemountReadOnly, "/dev", {}, {}});
+  std::string owner = ",uid=" + std::to_string(o.insideUid) + ",gid=" + std::to_string(o.insideGid);
+  plan.push_back({K::Tmpfs, kWorkDir, {}, "mode=0755,nr_inodes=16384," + size + owner});
+  plan.push_back({K::Tmpfs, "/tmp", {}, "mode=1777,nr_inodes=16384," + size});
+  for (const auto& bind : o.extraBinds)
+    plan.push_back({bind.writable ? K::BindWritable : K::BindReadOnly, bind.path, bind.path, {}});
+  plan.push_back({K::Dir, "/.pycell", {}, {}});
+  plan.push_back({K::File, kBootstrapPath, o.bootstrapSource, {}});
+  return plan;
+}
+
+// ---- child side: no allocation beyond fixed buffers, no exceptions ---------------------
+
+namespace {
+
+bool fail(ChildFailure& f, const char* step) {
+  f.step = step;
+  f.err = errno;
+  return false;
+}
+
+// mkdir -p below the staging root; `path` is absolute.
+bool makeDirs(const char* path, mode_t mode) {
+  char buf[PATH_MAX];
+  size_t n = std::strlen(path);
+  if (n >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  std::memcpy(buf, path, n + 1);
+  for (char* p = buf + 1; *p; ++p) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (::mkdir(buf, mode) != 0 && errno != EEXIST) return false;
+    *p = '/';
+  }
+  return ::mkdir(buf, mode) == 0 || errno == EEXIST;
+}
+
+bool makeParent(const char* path) {
+  char buf[PATH_MAX];
+  std::strncpy(buf, path, sizeof buf - 1);
+  buf[sizeof buf - 1] = '\0';
+  char* slash = std::strrchr(buf, '/');
+  if (!slash || slash == buf) return true;
+  *slash = '\0';
+  return makeDirs(buf, 0755);
+}
+
+bool touch(const char* path) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// Flags that a mount in a user namespace must keep when remounted (the kernel locks them).
+unsigned long lockedFlags(const char* path) {
+  struct statvfs sv{};
+  if (::statvfs(path, &sv) != 0) return 0;
+  unsigned long flags = 0;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return flags;
+}
+
+// Read-only for the bind and every mount below it (mount_setattr, Linux 5.12); older
+// kernels get the plain remount, which covers the top mount only.
+bool makeReadOnly(const char* path, unsigned long extra) {
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
+  if (::syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) == 0) return true;
+  return ::mount(nullptr, path, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | extra | lockedFlags(path), nullptr) == 0;
+}
+
+bool bindSource(const MountOp& op, const char* target, ChildFailure& f) {
+  struct stat st{};
+  if (::stat(op.source.c_str(), &st) != 0) return fail(f, "stat bind source");
+  if (S_ISDIR(st.st_mode) ? !makeDirs(target, 0755) : !(makeParent(target) && touch(target)))
+    return fail(f, "create bind target");
+  if (::mount(op.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return fail(f, "bind mount");
+  return true;
+}
+
+bool executeOp(const MountOp& op, const char* target, ChildFailure& f) {
+  using K = MountOp::Kind;
+  switch (op.kind) {
+    case K::Dir:
+      return makeDirs(target, 0755) || fail(f, "mkdir");
+    case K::Tmpfs:
+      if (!makeDirs(target, 0755)) return fail(f, "mkdir tmpfs target");
+      return ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0 || fail(f, "mount tmpfs");
+    case K::BindReadOnly:
+      if (!bindSource(op, target, f)) return false;
+      return makeReadOnly(target, MS_NODEV) || fail(f, "remount bind read-only");
+    case K::BindWritable:
+      if (!bindSource(op, target, f)) return false;
+      return ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | lockedFlags(target), nullptr) == 0 ||
+             fail(f, "remount bind");
+    case K::BindDevice:
+      return bindSource(op, target, f);
+    case K::Proc:
+      if (!makeDirs(target, 0755)) return fail(f, "mkdir /proc");
+      return ::mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0 || fail(f, "mount proc");
+    case K::Symlink:
+      if (!makeParent(target)) return fail(f, "mkdir symlink parent");
+      return ::symlink(op.source.c_str(), target) == 0 || fail(f, "symlink");
+    case K::File: {
+      if (!makeParent(target)) return fail(f, "mkdir file parent");
+      int fd = ::open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) return fail(f, "create file");
+      bool ok = ::write(fd, op.source.data(), op.source.size()) == static_cast<ssize_t>(op.source.size());
+      ::close(fd);
+      return ok || fail(f, "write file");
+    }
+    case K::RemountReadOnly:
+      return ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | lockedFlags(target), nullptr) == 0 ||
+             fail(f, "remount read-only");
+  }
+  return true;
+}
+
+}  // namespace
+
+bool executeRootfsPlan(const std::vector<MountOp>& plan, const char* staging, ChildFailure& f) {
+  // Nothing we mount may propagate back to the host.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(f, "make mounts private");
+  if (::mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") != 0) return fail(f, "mount root tmpfs");
+  char target[PATH_MAX];
+  for (const auto& op : plan) {
+    if (std::snprintf(target, sizeof target, "%s%s", staging, op.target.c_str()) >= static_cast<int>(sizeof target)) {
+      errno = ENAMETOOLONG;
+      return fail(f, "mount target path");
+    }
+    if (!executeOp(op, target, f)) return false;
+  }
+  // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only ours
+  // (the trick from pivot_root(2)'s NOTES).
+  if (::chdir(staging) != 0) return fail(f, "chdir staging");
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail(f, "pivot_root");
+  if (::umount2(".", MNT_DETACH) != 0) return fail(f, "detach old root");
+  if (::chdir("/") != 0) return fail(f, "chdir /");
+  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+    return fail(f, "remount root read-only");
+  if (::chdir(kWorkDir) != 0) return fail(f, "chdir working directory");
+  return true;
+}
+
+}  // namespace pycell::sandbox

@@ -1,0 +1,41 @@
+#include "pycell/sandbox/rlimits.h"
+
+namespace pycell::sandbox {
+
+std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options) {
+  constexpr rlim_t kMiB = 1 << 20;
+  // CPU is a backstop in whole seconds (SIGXCPU at the soft limit, SIGKILL one second on);
+  // the server's own accounting decides the status.
+  rlim_t cpuSeconds = static_cast<rlim_t>((limits.cpuMs + 999) / 1000);
+  std::vector<RlimitSetting> settings = {
+      {RLIMIT_CORE, 0, 0},
+      {RLIMIT_NOFILE, 256, 256},
+      {RLIMIT_FSIZE, static_cast<rlim_t>(limits.diskMb) * kMiB, static_cast<rlim_t>(limits.diskMb) * kMiB},
+      {RLIMIT_CPU, cpuSeconds, cpuSeconds + 1},
+      {RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024},
+      {RLIMIT_MSGQUEUE, 0, 0},
+      {RLIMIT_RTPRIO, 0, 0},
+      {RLIMIT_NICE, 0, 0},
+  };
+  if (options.processesByRlimit) {
+    auto n = static_cast<rlim_t>(limits.maxProcesses);
+    settings.push_back({RLIMIT_NPROC, n, n});
+  }
+  if (options.memoryByRlimit) {
+    // Address space, not resident memory: the interpreter maps ~100 MiB it never touches,
+    // so allow that much on top of the limit.
+    rlim_t bytes = static_cast<rlim_t>(limits.memoryMb) * kMiB + 256 * kMiB;
+    settings.push_back({RLIMIT_AS, bytes, bytes});
+  }
+  return settings;
+}
+
+int applyRlimits(const std::vector<RlimitSetting>& settings) {
+  for (size_t i = 0; i < settings.size(); ++i) {
+    rlimit rl{settings[i].soft, settings[i].hard};
+    if (::setrlimit(settings[i].resource, &rl) != 0) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+}  // namespace pycell::sandbox

@@ -1,0 +1,254 @@
+#include "pycell/server/server.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "pycell/log.h"
+
+namespace pycell::server {
+
+using namespace protocol;
+
+namespace {
+constexpr const char* kUnknownExecution = "unknown executionId";
+
+std::string requestKey(const json& id) { return id.dump(); }
+
+std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+}  // namespace
+
+Server::Server(EventLoop& loop, const exec::SandboxContext& ctx, Framing framing, int inFd, int outFd)
+    : loop_(loop),
+      ctx_(ctx),
+      scheduler_(loop, ctx),
+      reader_(framing, ctx.options.maxMessageBytes),
+      dispatcher_([this](json m) { send(std::move(m)); }),
+      inFd_(inFd),
+      outFd_(outFd) {
+  bindMethods();
+  dispatcher_.setGate([this](std::string_view method) { return gate(method); });
+}
+
+Server::~Server() = default;
+
+void Server::bindMethods() {
+  auto bind = [this](const char* method, void (Server::*fn)(const json&, Reply)) {
+    dispatcher_.onRequest(method, [this, fn](const json& params, Reply reply) { (this->*fn)(params, std::move(reply)); });
+  };
+  bind("initialize", &Server::initialize);
+  bind("execute", &Server::execute);
+  bind("status", &Server::status);
+  bind("kill", &Server::kill);
+  dispatcher_.onRequest("shutdown", [this](const json&, Reply reply) {
+    lifecycle_ = Lifecycle::ShutDown;
+    reply.result(nullptr);
+  });
+  dispatcher_.onNotification("exit", [this](const json&) { quit(lifecycle_ == Lifecycle::ShutDown ? 0 : 1); });
+  dispatcher_.onNotification("$/cancelRequest", [this](const json& params) { cancel(params); });
+}
+
+std::optional<RpcError> Server::gate(std::string_view method) const {
+  if (lifecycle_ == Lifecycle::ShutDown) return RpcError{code::kInvalidRequest, "the server is shut down; send exit"};
+  // LSP clients must initialize first; scripts speaking NDJSON may go straight to execute.
+  if (lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && reader_.framing() == Framing::Lsp)
+    return RpcError{code::kServerNotInitialized, "server not initialized: send initialize first"};
+  return std::nullopt;
+}
+
+Status Server::watchClientProcess(int pid) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd) return std::unexpected(sysError("pidfd_open(client process " + std::to_string(pid) + ")"));
+  if (clientPidFd_) loop_.unwatch(clientPidFd_.get());
+  clientPidFd_ = std::move(fd);
+  return loop_.watch(clientPidFd_.get(), EPOLLIN, [this, pid](uint32_t) {
+    log::info("client process " + std::to_string(pid) + " exited; shutting down");
+    quit(0);
+  });
+}
+
+int Server::run() {
+  (void)setNonBlocking(inFd_);
+  struct stat st{};
+  // Only a pipe or socket of our own is made non-blocking: a terminal's file description
+  // is shared with the shell.
+  if (::fstat(outFd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) (void)setNonBlocking(outFd_);
+  if (auto st2 = loop_.watch(inFd_, EPOLLIN, [this](uint32_t) { onReadable(); }); !st2) {
+    log::error(st2.error().message());
+    return 1;
+  }
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signalFd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (signalFd_) {
+    (void)loop_.watch(signalFd_.get(), EPOLLIN, [this](uint32_t) {
+      signalfd_siginfo info{};
+      if (::read(signalFd_.get(), &info, sizeof info) == sizeof info) {
+        log::info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) + "; stopping every sandbox");
+        quit(128 + static_cast<int>(info.ssi_signo));
+      }
+    });
+  }
+  if (!ctx_.isolation.complete()) {
+    notify("window/logMessage", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}});
+  }
+  loop_.run();
+  scheduler_.shutdown();
+  (void)setNonBlocking(outFd_, false);
+  flush();
+  return exitCode_;
+}
+
+void Server::quit(int code) {
+  exitCode_ = code;
+  loop_.stop();
+}
+
+void Server::onReadable() {
+  char buf[65536];
+  while (loop_.running()) {
+    ssize_t n = ::read(inFd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      log::debug("end of input; stopping every sandbox");
+      loop_.unwatch(inFd_);
+      quit(0);
+      return;
+    }
+    reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    while (auto frame = reader_.next()) {
+      dispatcher_.handleFrame(*frame);
+      if (!loop_.running()) return;
+    }
+  }
+}
+
+void Server::send(json message) {
+  outbox_ += encodeFrame(reader_.framing(), dumpJson(message));
+  flush();
+}
+
+void Server::notify(const std::string& method, json params) {
+  send({{"jsonrpc", "2.0"}, {"method", method}, {"params", std::move(params)}});
+}
+
+void Server::flush() {
+  size_t done = 0;
+  while (done < outbox_.size()) {
+    ssize_t n = ::write(outFd_, outbox_.data() + done, outbox_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) {
+      // The client closed its end: nobody is listening, so stop like EOF.
+      log::warn(sysError("write(stdout)").message());
+      outbox_.clear();
+      quit(0);
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+  outbox_.erase(0, done);
+  bool pending = !outbox_.empty();
+  if (pending && !outWatched_) {
+    outWatched_ = loop_.watch(outFd_, EPOLLOUT, [this](uint32_t) { flush(); }).has_value();
+  } else if (!pending && outWatched_) {
+    loop_.unwatch(outFd_);
+    outWatched_ = false;
+  }
+}
+
+void Server::initialize(const json& params, Reply reply) {
+  if (params.is_object() && params.contains("processId") && params["processId"].is_number_integer()) {
+    if (auto st = watchClientProcess(params["processId"].get<int>()); !st) log::warn(st.error().message());
+  }
+  lifecycle_ = Lifecycle::Running;
+  json profiles = json::array();
+  for (const auto& [name, profile] : ctx_.config.profiles)
+    profiles.push_back({{"name", name}, {"description", profile.description}, {"limits", limitsToJson(profile.limits)}});
+  reply.result({{"serverInfo", {{"name", "pycell"}, {"version", PYCELL_VERSION}}},
+                {"protocolVersion", 1},
+                {"capabilities",
+                 {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
+                  {"analyze", false}, {"sessions", false}, {"framing", framingName(reader_.framing())}}},
+                {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
+                {"profiles", profiles}});
+}
+
+void Server::execute(const json& params, Reply reply) {
+  auto request = exec::parseExecuteParams(params, ctx_.config);
+  if (!request) throw InvalidParams(request.error());
+  bool stream = params.value("stream", false);
+  std::string key = requestKey(reply.id());
+  auto shared = std::make_shared<Reply>(std::move(reply));
+  exec::Execution::OutputSink output;
+  std::string executionId;
+  auto done = [this, shared, key](Result<json> result) {
+    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
+    executionByRequest_.erase(key);
+    if (cancelled_.erase(id)) {
+      shared->error(code::kRequestCancelled, "request cancelled");
+    } else if (!result) {
+      shared->error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
+    } else {
+      shared->result(std::move(*result));
+    }
+  };
+  if (stream) {
+    auto idHolder = std::make_shared<std::string>();
+    output = [this, idHolder, key](const std::string& streamName, std::string_view text) {
+      notify("execute/output", {{"executionId", executionByRequest_.count(key) ? executionByRequest_[key] : ""},
+                                {"stream", streamName},
+                                {"text", std::string(text)}});
+    };
+  }
+  // Known before submit, because a sandbox that fails to start answers from inside submit.
+  std::string wanted = request->executionId;
+  auto submitted = scheduler_.submit(std::move(*request), done, output);
+  if (!submitted) {
+    if (!shared->answered()) {
+      int c = submitted.error().kind == exec::SubmitError::Kind::QueueFull ? code::kQueueFull : code::kInvalidParams;
+      shared->error(c, submitted.error().message);
+    }
+    return;
+  }
+  if (!shared->answered()) executionByRequest_[key] = *submitted;
+}
+
+void Server::status(const json& params, Reply reply) {
+  if (params.is_object() && params.contains("executionId")) {
+    if (!params["executionId"].is_string()) throw InvalidParams("'executionId' must be a string");
+    auto s = scheduler_.status(params["executionId"].get<std::string>());
+    if (!s) throw InvalidParams(kUnknownExecution);
+    reply.result(*s);
+    return;
+  }
+  reply.result(scheduler_.summary());
+}
+
+void Server::kill(const json& params, Reply reply) {
+  if (!params.is_object()) throw InvalidParams("kill takes {executionId} or {session}");
+  if (params.contains("session")) throw InvalidParams("unknown session: sessions are not available in this server yet");
+  if (!params.contains("executionId") || !params["executionId"].is_string())
+    throw InvalidParams("'executionId' must be a string");
+  std::string id = params["executionId"].get<std::string>();
+  auto before = scheduler_.status(id);
+  if (!before) throw InvalidParams(kUnknownExecution);
+  bool killed = (*before)["state"] != "finished" && scheduler_.stop(id, exec::StopReason::Killed);
+  auto after = scheduler_.status(id);
+  reply.result({{"killed", killed}, {"state", after ? (*after)["state"] : json("finished")}});
+}
+
+void Server::cancel(const json& params) {
+  if (!params.is_object() || !params.contains("id")) return;
+  auto it = executionByRequest_.find(requestKey(params["id"]));
+  if (it == executionByRequest_.end()) return;
+  cancelled_.insert(it->second);
+  scheduler_.stop(it->second, exec::StopReason::Cancelled);
+}
+
+}  // namespace pycell::server

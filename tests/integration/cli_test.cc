@@ -1,0 +1,91 @@
+// The command line as a shell script uses it: `pycell run`, `pycell check`, --version, --help.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <regex>
+
+#include "server_process.h"
+
+using namespace pycell::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string describe(const CommandResult& r) {
+  std::string code = r.exitCode ? std::to_string(*r.exitCode) : "none (killed at timeout)";
+  return "exit " + code + " after " + std::to_string(r.elapsed.count()) + " ms\n  stdout: " +
+         r.out.substr(0, 2000) + "\n  stderr: " + r.err.substr(0, 2000);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("pycell run prints the program's output and exits 0", "[cli]") {
+  TempFile program("hello", "import sys\nprint('hello from run')\nprint('to stderr', file=sys.stderr)\n");
+  CommandResult r = runPycell({"run", program.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "hello from run\n");
+  CHECK(r.err.find("to stderr") != std::string::npos);
+}
+
+TEST_CASE("pycell run exits with the program's exit code", "[cli]") {
+  TempFile program("exit3", "import sys\nsys.exit(3)\n");
+  CommandResult r = runPycell({"run", program.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 3);
+}
+
+TEST_CASE("pycell run - reads the program from stdin", "[cli]") {
+  CommandResult r = runPycell({"run", "-"}, "print(6 * 7)\n");
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "42\n");
+}
+
+TEST_CASE("pycell run --timeout 1 stops an infinite loop with exit code 124", "[cli]") {
+  TempFile program("loop", "while True:\n    pass\n");
+  CommandResult r = runPycell({"run", program.path(), "--timeout", "1"});
+  INFO(describe(r));
+  CHECK(r.exitCode == 124);
+  CHECK(r.elapsed < 10000ms);
+}
+
+TEST_CASE("pycell run --json prints the execute result", "[cli]") {
+  TempFile program("json", "print('as json')\n6 * 7\n");
+  CommandResult r = runPycell({"run", program.path(), "--json"});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  Json result = Json::parse(r.out, nullptr, false);
+  REQUIRE_FALSE(result.is_discarded());
+  CHECK(result["status"] == "ok");
+  CHECK(result["stdout"] == "as json\n");
+  CHECK(result["value"] == 42);
+}
+
+TEST_CASE("pycell check exits 0 and reports each isolation item", "[cli]") {
+  CommandResult r = runPycell({"check"});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  std::string text = lower(r.out + r.err);
+  for (const char* item : {"user", "pid", "mount", "net", "ipc", "seccomp", "cgroup"}) {
+    INFO("item: " << item);
+    CHECK(text.find(item) != std::string::npos);
+  }
+}
+
+TEST_CASE("pycell --version and --help answer and exit 0", "[cli]") {
+  CommandResult version = runPycell({"--version"}, {}, 5000ms);
+  INFO(describe(version));
+  CHECK(version.exitCode == 0);
+  CHECK(std::regex_search(version.out, std::regex(R"(\d+\.\d+)")));
+
+  CommandResult help = runPycell({"--help"}, {}, 5000ms);
+  INFO(describe(help));
+  CHECK(help.exitCode == 0);
+  for (const char* word : {"serve", "run", "check"}) CHECK(help.out.find(word) != std::string::npos);
+}

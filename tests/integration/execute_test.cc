@@ -1,0 +1,363 @@
+// `execute` end to end: each result status, the fields of a result, and a server that keeps
+// answering while executions run. The core cases run under both framings (LSP with the
+// initialize handshake first, NDJSON without, as a script would).
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "server_process.h"
+
+using namespace pycell::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+Framing anyFraming() { return GENERATE(Framing::kNdjson, Framing::kLsp); }
+
+// The status, and enough of the result to understand a failure.
+#define REQUIRE_STATUS(result, expected)                    \
+  do {                                                      \
+    const Json& checked_ = (result);                        \
+    INFO("result: " << brief(checked_));                    \
+    REQUIRE(checked_.value("status", "") == (expected));    \
+  } while (0)
+
+}  // namespace
+
+TEST_CASE("hello world prints to stdout and finishes ok", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  Json result = executeCode(*server, "print('hello world')");
+  INFO("result: " << brief(result));
+  CHECK(result["status"] == "ok");
+  CHECK(result["stdout"] == "hello world\n");
+  CHECK(result["stderr"] == "");
+  CHECK(result["exitCode"] == 0);
+  CHECK(result["signal"].is_null());
+  CHECK(result["error"].is_null());
+  CHECK(result["truncated"]["stdout"] == false);
+  CHECK(result["truncated"]["stderr"] == false);
+  CHECK(result["executionId"].is_string());
+  CHECK(result["usage"]["wallMs"].is_number());
+  // The program's output travels inside the result, never as raw bytes on the server's stdout.
+  INFO(server->describe());
+  CHECK(server->malformedOutput().empty());
+}
+
+TEST_CASE("the value of a last expression comes back as JSON", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  SECTION("a number") {
+    Json result = executeCode(*server, "x = 20\nx * 2 + 2");
+    INFO("result: " << brief(result));
+    CHECK(result["status"] == "ok");
+    CHECK(result["value"] == 42);
+    CHECK(result["valueRepr"] == "42");
+  }
+  SECTION("nested containers") {
+    Json result = executeCode(*server, "{'a': [1, 2.5, None, True], 'b': 'text'}");
+    INFO("result: " << brief(result));
+    CHECK(result["value"] == Json::parse(R"({"a": [1, 2.5, null, true], "b": "text"})"));
+  }
+  SECTION("a global named result when the code ends with a statement") {
+    Json result = executeCode(*server, "result = {'answer': 7}\nx = 1");
+    INFO("result: " << brief(result));
+    CHECK(result["value"] == Json::parse(R"({"answer": 7})"));
+  }
+  SECTION("null when there is neither") {
+    Json result = executeCode(*server, "x = 1");
+    INFO("result: " << brief(result));
+    CHECK(result["status"] == "ok");
+    CHECK(result["value"].is_null());
+  }
+}
+
+TEST_CASE("an uncaught exception is an error result with the line in the user's code",
+          "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  Json result = executeCode(*server, "x = 1\ny = 2\nraise ValueError('boom')\nz = 3\n");
+  REQUIRE_STATUS(result, "error");
+  INFO("result: " << brief(result));
+  REQUIRE(result["error"].is_object());
+  CHECK(result["error"]["type"] == "ValueError");
+  CHECK(result["error"]["message"] == "boom");
+  CHECK(result["error"]["line"] == 3);
+  CHECK(result["error"]["traceback"].is_array());
+  CHECK(!result["error"]["traceback"].empty());
+}
+
+TEST_CASE("a syntax error is an error result with its line", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Json result = executeCode(*server, "x = 1\ny = = 2\n");
+  REQUIRE_STATUS(result, "error");
+  INFO("result: " << brief(result));
+  CHECK(result["error"]["type"] == "SyntaxError");
+  CHECK(result["error"]["line"] == 2);
+}
+
+TEST_CASE("a non-zero exit is an error result with that exit code", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Json result = executeCode(*server, "import sys\nprint('bye')\nsys.exit(3)");
+  REQUIRE_STATUS(result, "error");
+  CHECK(result["exitCode"] == 3);
+  CHECK(result["stdout"] == "bye\n");
+}
+
+TEST_CASE("stdin, inputs, files and executionId reach the program", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Json params = {
+      {"code",
+       "import os, sys\n"
+       "line = sys.stdin.readline().strip()\n"
+       "text = open('data.txt').read()\n"
+       "raw = list(open('raw.bin', 'rb').read())\n"
+       "[os.getcwd(), line, inputs['n'] * 2, text, raw]"},
+      {"executionId", "named-by-client"},
+      {"stdin", "first line\nsecond\n"},
+      {"inputs", {{"n", 21}}},
+      {"files", {{"data.txt", {{"text", "abc"}}}, {"raw.bin", {{"base64", "AAEC"}}}}},
+  };
+  Json result = execute(*server, params);
+  REQUIRE_STATUS(result, "ok");
+  CHECK(result["executionId"] == "named-by-client");
+  CHECK(result["value"] == Json::parse(R"(["/sandbox", "first line", 42, "abc", [0, 1, 2]])"));
+}
+
+TEST_CASE("an infinite loop ends with status timeout", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  Stopwatch clock;
+  Json result = executeCode(*server, "while True: pass", {{"timeoutMs", 1500}});
+  REQUIRE_STATUS(result, "timeout");
+  CHECK(clock.elapsed() < 8000ms);
+}
+
+TEST_CASE("a sleeping program ends with status timeout at the wall-clock limit", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Stopwatch clock;
+  Json result = executeCode(*server, "import time\ntime.sleep(100)", {{"timeoutMs", 1500}});
+  REQUIRE_STATUS(result, "timeout");
+  CHECK(clock.elapsed() >= 1400ms);
+  CHECK(clock.elapsed() < 8000ms);
+}
+
+TEST_CASE("a memory bomb ends with status memory_limit", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  // A bounded probe first: where the limit is not enforced, the unbounded bomb below would
+  // eat the machine's memory rather than fail this test.
+  Json probe = executeCode(*server, "a = bytearray(300 * 1024 * 1024)\nlen(a)",
+                           {{"memoryMb", 128}, {"timeoutMs", 10000}});
+  REQUIRE_STATUS(probe, "memory_limit");
+
+  Json result = executeCode(*server, "a = []\nwhile True: a.append(bytearray(50 * 1024 * 1024))",
+                            {{"memoryMb", 128}, {"timeoutMs", 10000}});
+  REQUIRE_STATUS(result, "memory_limit");
+  // And the server is fine afterwards.
+  CHECK(executeCode(*server, "1 + 1")["value"] == 2);
+}
+
+TEST_CASE("an output flood ends with status output_limit and truncated stdout", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  const int cap = 10000;
+  Json result = executeCode(*server, "while True: print('x' * 100)",
+                            {{"maxOutputBytes", cap}, {"timeoutMs", 5000}});
+  REQUIRE_STATUS(result, "output_limit");
+  CHECK(result["truncated"]["stdout"] == true);
+  REQUIRE(result["stdout"].is_string());
+  // Head and tail are kept, plus at most a short marker saying what was dropped.
+  CHECK(result["stdout"].get<std::string>().size() <= 2 * cap + 1024);
+  CHECK(result["stdout"].get<std::string>().find("xxxxx") != std::string::npos);
+}
+
+TEST_CASE("a segfault through ctypes ends with status crashed and signal 11", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Json result = executeCode(*server, "import ctypes\nctypes.string_at(0)");
+  REQUIRE_STATUS(result, "crashed");
+  INFO("result: " << brief(result));
+  CHECK((result["signal"] == 11 || result["signal"] == "SIGSEGV"));
+}
+
+TEST_CASE("kill ends a running execution, which gets its own killed response", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  int64_t id = server->request(
+      "execute", {{"code", "import time\nprint('before', flush=True)\ntime.sleep(100)"},
+                  {"executionId", "to-kill"},
+                  {"limits", {{"timeoutMs", 10000}}}});
+  awaitRunning(*server, "to-kill");
+  std::this_thread::sleep_for(700ms);  // let it print
+
+  Stopwatch clock;
+  Json killed = server->callResult("kill", {{"executionId", "to-kill"}});
+  INFO("kill: " << brief(killed));
+  CHECK(killed["killed"] == true);
+
+  Json result = waitResult(*server, id, 5000ms);
+  REQUIRE_STATUS(result, "killed");
+  CHECK(clock.elapsed() < 5000ms);
+  CHECK(result["executionId"] == "to-kill");
+  CHECK(result["stdout"].get<std::string>().find("before") != std::string::npos);
+
+  Json after = server->callResult("status", {{"executionId", "to-kill"}});
+  INFO("status: " << brief(after));
+  CHECK(after["state"] == "finished");
+}
+
+TEST_CASE("$/cancelRequest ends the execute request with -32800", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  int64_t id = server->request("execute", {{"code", "import time\ntime.sleep(100)"},
+                                           {"executionId", "to-cancel"},
+                                           {"limits", {{"timeoutMs", 10000}}}});
+  awaitRunning(*server, "to-cancel");
+  server->notify("$/cancelRequest", {{"id", id}});
+
+  auto response = server->waitResponse(id, 5000ms);
+  INFO(server->describe());
+  REQUIRE(response);
+  INFO("response: " << brief(*response));
+  REQUIRE(response->contains("error"));
+  CHECK((*response)["error"]["code"] == -32800);
+  CHECK(executeCode(*server, "'still here'")["value"] == "still here");
+}
+
+TEST_CASE("status of one execution follows it from running to finished", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  int64_t id = server->request(
+      "execute", {{"code", "import time\ntime.sleep(1)\n'done'"}, {"executionId", "watched"}});
+  awaitRunning(*server, "watched");
+  Json running = server->callResult("status", {{"executionId", "watched"}});
+  INFO("status while running: " << brief(running));
+  CHECK(running["executionId"] == "watched");
+  CHECK(running["elapsedMs"].is_number());
+
+  Json result = waitResult(*server, id);
+  REQUIRE_STATUS(result, "ok");
+  Json finished = server->callResult("status", {{"executionId", "watched"}});
+  INFO("status when finished: " << brief(finished));
+  CHECK(finished["state"] == "finished");
+  CHECK(finished["status"] == "ok");
+}
+
+// While code runs, `status` must come back promptly: the control channel is never starved.
+static void requirePromptStatusWhile(ServerProcess& server, int64_t executeId) {
+  int answered = 0;
+  Stopwatch overall;
+  while (overall.elapsed() < 3000ms) {
+    Stopwatch clock;
+    int64_t id = server.request("status");
+    auto response = server.waitResponse(id, 1000ms);
+    INFO("status #" << answered << ": " << server.describe());
+    REQUIRE(response);
+    CHECK(response->contains("result"));
+    CHECK(clock.elapsed() < 1000ms);
+    ++answered;
+    if (server.waitResponse(executeId, 100ms)) break;
+  }
+  CHECK(answered >= 1);
+}
+
+TEST_CASE("the server answers status promptly while a busy loop runs", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  int64_t id = server->request("execute", {{"code", "while True: pass"},
+                                           {"executionId", "busy"},
+                                           {"limits", {{"timeoutMs", 4000}}}});
+  awaitRunning(*server, "busy");
+  requirePromptStatusWhile(*server, id);
+  Json result = waitResult(*server, id);
+  REQUIRE_STATUS(result, "timeout");
+}
+
+TEST_CASE("the server answers status promptly while an output flood runs", "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  // Many small flushed writes on both streams, streamed back as notifications: as much work
+  // for the event loop as one program can make.
+  int64_t id = server->request(
+      "execute",
+      {{"code",
+        "import sys\nwhile True:\n    print('x' * 20, flush=True)\n"
+        "    print('y' * 20, file=sys.stderr, flush=True)"},
+       {"executionId", "flood"},
+       {"stream", true},
+       {"limits", {{"timeoutMs", 4000}}}});
+  requirePromptStatusWhile(*server, id);
+  Json result = waitResult(*server, id);
+  INFO("result: " << brief(result));
+  CHECK((result["status"] == "output_limit" || result["status"] == "timeout"));
+  CHECK(server->malformedOutput().empty());
+}
+
+TEST_CASE("several executions run at the same time", "[execute]") {
+  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "4"});
+  // A warm-up, so that the timing below measures concurrency rather than a cold start.
+  REQUIRE(executeCode(*server, "1")["status"] == "ok");
+
+  Stopwatch clock;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(server->request(
+        "execute", {{"code", "import time\ntime.sleep(2)\n" + std::to_string(i)}}));
+  }
+  // All three are running at once...
+  int maxRunning = 0;
+  while (clock.elapsed() < 1900ms && maxRunning < 3) {
+    Json status = server->callResult("status", nullptr);
+    maxRunning = std::max(maxRunning, status.value("running", 0));
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(maxRunning == 3);
+  // ...so they finish in about the time of one.
+  for (int i = 0; i < 3; ++i) {
+    Json result = waitResult(*server, ids[static_cast<size_t>(i)]);
+    REQUIRE_STATUS(result, "ok");
+    CHECK(result["value"] == i);
+  }
+  CHECK(clock.elapsed() < 5000ms);
+}
+
+TEST_CASE("executions beyond the concurrency limit and the queue are refused with -32001",
+          "[execute]") {
+  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "1", "--max-queue", "1"});
+  const std::string code = "import time\ntime.sleep(2)\n'slept'";
+  int64_t first = server->request("execute", {{"code", code}, {"executionId", "q1"}});
+  int64_t second = server->request("execute", {{"code", code}, {"executionId", "q2"}});
+  Stopwatch clock;
+  int64_t third = server->request("execute", {{"code", code}, {"executionId", "q3"}});
+
+  auto refused = server->waitResponse(third, 1500ms);
+  INFO(server->describe());
+  REQUIRE(refused);
+  INFO("third: " << brief(*refused));
+  REQUIRE(refused->contains("error"));
+  CHECK((*refused)["error"]["code"] == -32001);
+
+  Json status = server->callResult("status", nullptr);
+  INFO("server status: " << brief(status));
+  CHECK(status["running"] == 1);
+  CHECK(status["queued"] == 1);
+
+  REQUIRE_STATUS(waitResult(*server, first), "ok");
+  REQUIRE_STATUS(waitResult(*server, second), "ok");
+}

@@ -1,0 +1,159 @@
+// The server's life: initialize, the LSP rule about requests before it, shutdown and exit,
+// EOF, and following the client process.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "server_process.h"
+
+using namespace pycell::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+Framing anyFraming() { return GENERATE(Framing::kNdjson, Framing::kLsp); }
+
+int errorCode(const Json& response) {
+  INFO("response: " << brief(response));
+  REQUIRE(response.contains("error"));
+  return response["error"].value("code", 0);
+}
+
+// A process the test owns and can kill, standing in for an editor.
+class StandInClient {
+ public:
+  StandInClient() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      for (;;) ::pause();
+    }
+    REQUIRE(pid_ > 0);
+  }
+  ~StandInClient() { kill(); }
+  pid_t pid() const { return pid_; }
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);  // reaped, so even a server polling kill(pid, 0) sees it gone
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+bool hasBooleans(const Json& object, std::initializer_list<const char*> keys) {
+  for (const char* key : keys) {
+    if (!object.contains(key) || !object[key].is_boolean()) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("initialize reports the server, its profiles and the isolation in force",
+          "[lifecycle]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  ServerProcess server({"serve", "--framing", std::string(framingName(framing))}, framing);
+
+  Json init = server.initialize();
+  INFO("initialize: " << brief(init));
+  CHECK(init["serverInfo"]["name"] == "pycell");
+  CHECK(init["serverInfo"]["version"].is_string());
+  CHECK(init["capabilities"].is_object());
+
+  const Json& isolation = init["isolation"];
+  REQUIRE(isolation.is_object());
+  CHECK(hasBooleans(isolation, {"userNamespace", "pidNamespace", "mountNamespace",
+                                "networkNamespace", "ipcNamespace", "seccomp"}));
+  CHECK((isolation["cgroup"] == "v2" || isolation["cgroup"] == "v1" ||
+         isolation["cgroup"] == "none"));
+  CHECK((isolation["memoryLimit"] == "cgroup" || isolation["memoryLimit"] == "rlimit"));
+  CHECK((isolation["pidsLimit"] == "cgroup" || isolation["pidsLimit"] == "rlimit"));
+  // This suite runs where user namespaces work, and without --allow-degraded.
+  CHECK(isolation["level"] == "isolated");
+
+  const Json& profiles = init["profiles"];
+  bool hasDefault = false;
+  if (profiles.is_object()) hasDefault = profiles.contains("default");
+  if (profiles.is_array()) {
+    for (const auto& p : profiles) hasDefault = hasDefault || p.value("name", "") == "default";
+  }
+  CHECK(hasDefault);
+}
+
+TEST_CASE("a request before initialize in LSP framing gets -32002", "[lifecycle]") {
+  ServerProcess server({"serve", "--framing", "lsp"}, Framing::kLsp);
+  CHECK(errorCode(server.call("status")) == -32002);
+  CHECK(errorCode(server.call("execute", {{"code", "print(1)"}})) == -32002);
+
+  server.initialize();
+  CHECK(server.call("status").contains("result"));
+}
+
+TEST_CASE("shutdown then exit ends the server with exit code 0", "[lifecycle]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+
+  Json response = server->call("shutdown", nullptr);
+  INFO("shutdown: " << brief(response));
+  REQUIRE(response.contains("result"));
+  CHECK(response["result"].is_null());
+  // Requests after shutdown are invalid.
+  CHECK(errorCode(server->call("status")) == -32600);
+
+  server->notify("exit", nullptr);
+  INFO(server->describe());
+  CHECK(server->waitExit(5000ms) == 0);
+}
+
+TEST_CASE("exit without shutdown ends the server with exit code 1", "[lifecycle]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+  server->notify("exit", nullptr);
+  INFO(server->describe());
+  CHECK(server->waitExit(5000ms) == 1);
+}
+
+TEST_CASE("EOF on stdin ends the server with exit code 0", "[lifecycle]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+  REQUIRE(server->call("status").contains("result"));
+  server->closeStdin();
+  INFO(server->describe());
+  CHECK(server->waitExit(5000ms) == 0);
+}
+
+TEST_CASE("the server exits when the client process dies", "[lifecycle]") {
+  StandInClient client;
+  std::unique_ptr<ServerProcess> server;
+
+  SECTION("named by --client-process-id") {
+    server = startServer(Framing::kNdjson, {"--client-process-id", std::to_string(client.pid())});
+  }
+  SECTION("named by initialize.processId") {
+    server = std::make_unique<ServerProcess>(std::vector<std::string>{"serve", "--framing", "lsp"},
+                                             Framing::kLsp);
+    Json init = server->call("initialize",
+                             {{"processId", client.pid()}, {"capabilities", Json::object()}});
+    REQUIRE(init.contains("result"));
+    server->notify("initialized", Json::object());
+  }
+
+  // Alive while the client lives...
+  REQUIRE(server->call("status").contains("result"));
+  std::this_thread::sleep_for(300ms);
+  CHECK_FALSE(server->exited());
+  // ...and gone soon after it dies, without EOF on its stdin.
+  client.kill();
+  INFO(server->describe());
+  CHECK(server->waitExit(5000ms).has_value());
+}

@@ -1,0 +1,30 @@
+# Integration tests: spawn the real `pycell` binary and talk to it over its stdio, as a client
+# would. They link nothing of the server: the binary is the unit under test.
+# Included from tests/CMakeLists.txt, so CMAKE_CURRENT_SOURCE_DIR is tests/.
+
+file(GLOB PYCELL_INTEGRATION_SOURCES CONFIGURE_DEPENDS
+  ${CMAKE_CURRENT_SOURCE_DIR}/integration/*.cc)
+
+add_executable(pycell_integration_tests
+  ${CMAKE_CURRENT_SOURCE_DIR}/main.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/support/server_process.cc
+  ${PYCELL_INTEGRATION_SOURCES}
+)
+target_include_directories(pycell_integration_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
+target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2)
+target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>")
+add_dependencies(pycell_integration_tests pycell)
+
+add_test(NAME integration_root COMMAND pycell_integration_tests)
+set_tests_properties(integration_root PROPERTIES TIMEOUT 600)
+
+# The same suite with the server started as nobody (the test process stays root so it can
+# inspect /proc and the cgroup tree). Only possible when the tests run as root.
+execute_process(COMMAND id -u OUTPUT_VARIABLE PYCELL_TEST_UID OUTPUT_STRIP_TRAILING_WHITESPACE)
+find_program(PYCELL_SETPRIV setpriv)
+if(PYCELL_TEST_UID STREQUAL "0" AND PYCELL_SETPRIV)
+  add_test(NAME integration_unprivileged COMMAND pycell_integration_tests)
+  set_tests_properties(integration_unprivileged PROPERTIES
+    TIMEOUT 600
+    ENVIRONMENT "PYCELL_TEST_RUN_AS=65534")
+endif()

@@ -1,0 +1,233 @@
+// Test harness for the integration suite: runs the real `pycell` binary as a child process
+// and talks to it over pipes, exactly as an editor plugin or an agent harness would.
+//
+// Everything here is bounded by a timeout (poll, never a blocking read), so a broken server
+// makes a test fail with a description instead of hanging the suite. The harness owns only
+// the processes it starts and kills them by pid in its destructors.
+//
+// With PYCELL_TEST_RUN_AS=<uid> in the environment, the binary is started through
+// `setpriv --reuid=<uid> --regid=<uid> --clear-groups --`, so the same tests prove the server
+// works unprivileged, while the test process itself keeps its own rights to inspect /proc.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace pycell::testing {
+
+using Json = nlohmann::json;
+using Millis = std::chrono::milliseconds;
+
+// A protocol answer that needs no sandbox (status, errors, lifecycle).
+inline constexpr Millis kReplyTimeout{5000};
+// An execution's answer, sandbox start-up included, for code that ends on its own.
+inline constexpr Millis kExecutionTimeout{30000};
+
+enum class Framing { kNdjson, kLsp };
+
+std::string_view framingName(Framing framing);
+
+// The binary under test (compiled in as PYCELL_BINARY).
+std::string pycellBinary();
+// The uid the binary is run as (PYCELL_TEST_RUN_AS), if any.
+std::optional<uid_t> runAsUid();
+// The argv actually executed for `pycell <args>`: the setpriv wrapper when asked, the binary,
+// then the arguments.
+std::vector<std::string> commandLine(const std::vector<std::string>& args);
+
+// An owned file descriptor (the tests cannot link the server's own helpers).
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release();
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A child process with pipes on stdin and stdout and a temporary file on stderr (a file, so
+// the child can never block on a full stderr pipe, whatever the test is doing).
+class ChildProcess {
+ public:
+  explicit ChildProcess(const std::vector<std::string>& argv);
+  ~ChildProcess();  // SIGKILL (this pid only) and reap, unless already reaped
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  int stdinFd() const { return stdin_.get(); }
+  int stdoutFd() const { return stdout_.get(); }
+  void closeStdin() { stdin_.reset(); }
+  void closeStdout() { stdout_.reset(); }
+  // Everything written to stderr so far.
+  std::string stderrText() const;
+  // Reaps the child if it has exited: its exit code, or 128 + signal number.
+  std::optional<int> poll() const;
+  std::optional<int> exitCode() const { return poll(); }
+  void kill();  // SIGKILL + reap
+
+ private:
+  pid_t pid_ = -1;
+  Fd stdin_;
+  Fd stdout_;
+  Fd stderr_file_;
+  mutable std::optional<int> exit_code_;  // set once reaped, also from const observers
+};
+
+// `pycell serve ...` as a JSON-RPC peer.
+class ServerProcess {
+ public:
+  // args are the binary's arguments, e.g. {"serve", "--framing", "ndjson"}. framing is the
+  // framing this client writes and expects back.
+  explicit ServerProcess(std::vector<std::string> args, Framing framing = Framing::kNdjson);
+  ~ServerProcess() = default;
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  Framing framing() const { return framing_; }
+  pid_t pid() const { return child_.pid(); }
+
+  // One JSON-RPC message, framed (LSP Content-Length counts bytes).
+  void send(const Json& message);
+  // Bytes exactly as given, no framing added.
+  void sendRaw(std::string_view bytes);
+  // Sends a request with a fresh integer id and returns the id.
+  int64_t request(const std::string& method, Json params = Json::object());
+  void notify(const std::string& method, Json params = Json::object());
+
+  // The response (the whole message) with this id, or nullopt when none came in time or the
+  // server closed stdout.
+  std::optional<Json> waitResponse(int64_t id, Millis timeout);
+  std::optional<Json> waitResponse(const Json& id, Millis timeout);
+  // The first message at index >= from (in arrival order) that matches.
+  std::optional<Json> waitMessage(const std::function<bool(const Json&)>& match, Millis timeout,
+                                  size_t from = 0);
+  // Reads whatever is available now without waiting.
+  void drain();
+
+  // Every message received so far, in order; notifications alone.
+  const std::vector<Json>& messages() const { return messages_; }
+  std::vector<Json> notifications() const;
+  // Bytes on stdout that were not a well-formed frame holding JSON: must stay empty.
+  const std::vector<std::string>& malformedOutput() const { return malformed_; }
+
+  void closeStdin();
+  // The exit code (128 + signal when killed by one), or nullopt if still running at timeout.
+  std::optional<int> waitExit(Millis timeout);
+  bool exited();
+
+  std::string stderrText() const { return child_.stderrText(); }
+  // A few lines for failure messages: pid, exit state, the tail of stderr, the last messages.
+  std::string describe() const;
+
+  // request() + waitResponse(); throws with describe() when no response arrives in time.
+  Json call(const std::string& method, Json params = Json::object(),
+            Millis timeout = kReplyTimeout);
+  // call() that expects a `result` and returns it; throws with the message otherwise.
+  Json callResult(const std::string& method, Json params = Json::object(),
+                  Millis timeout = kReplyTimeout);
+  // Sends `initialize` (and then `initialized`) and returns the initialize result.
+  Json initialize();
+
+ private:
+  // Waits up to `timeout` for stdout to become readable and parses what arrived. Returns
+  // false once stdout is closed.
+  bool pump(Millis timeout);
+  void parseFrames();
+  bool parseNdjson();
+  bool parseLsp();
+  void accept(std::string_view body);
+
+  Framing framing_;
+  std::vector<std::string> args_;
+  ChildProcess child_;
+  std::string buffer_;
+  bool stdout_closed_ = false;
+  std::vector<Json> messages_;
+  std::vector<std::string> malformed_;
+  int64_t next_id_ = 1;
+};
+
+// Starts `pycell serve --framing <framing> <extra...>`; under LSP framing also performs
+// the initialize handshake, as every LSP client does.
+std::unique_ptr<ServerProcess> startServer(Framing framing,
+                                           const std::vector<std::string>& extra = {});
+
+// Sends `execute` and returns its `result`; throws with the response or the server's state
+// when the answer is an error or does not come within `timeout`.
+Json execute(ServerProcess& server, Json params, Millis timeout = kExecutionTimeout);
+// execute() with just code and optional limits.
+Json executeCode(ServerProcess& server, const std::string& code, Json limits = nullptr,
+                 Millis timeout = kExecutionTimeout);
+
+// A one-shot `pycell <args>` run to completion, as a shell script would.
+struct CommandResult {
+  std::optional<int> exitCode;  // nullopt: killed by the harness at timeout
+  std::string out;
+  std::string err;
+  Millis elapsed{0};
+};
+CommandResult runPycell(const std::vector<std::string>& args, std::string_view input = {},
+                        Millis timeout = kExecutionTimeout);
+
+// A file in the temporary directory, readable by everyone (the server may run as another
+// uid), removed in the destructor.
+class TempFile {
+ public:
+  TempFile(std::string_view stem, std::string_view contents);
+  ~TempFile();
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A Python string literal holding `text` (JSON string syntax is valid Python).
+std::string pyString(std::string_view text);
+
+// `value` dumped and cut to `max` characters, for failure messages.
+std::string brief(const Json& value, size_t max = 3000);
+
+// The `result` of the response to request `id`; throws when it is an error or does not come.
+Json waitResult(ServerProcess& server, int64_t id, Millis timeout = kExecutionTimeout);
+
+// Polls `status {executionId}` until the execution is running; throws with what the server
+// said when it finishes first or does not get there in time.
+void awaitRunning(ServerProcess& server, const std::string& executionId,
+                  Millis timeout = kExecutionTimeout);
+
+// Wall time since construction.
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  Millis elapsed() const {
+    return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start_);
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace pycell::testing
