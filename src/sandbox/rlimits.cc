@@ -22,9 +22,10 @@ std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions
     settings.push_back({RLIMIT_NPROC, n, n});
   }
   if (options.memoryByRlimit) {
-    // Address space, not resident memory: the interpreter maps ~100 MiB it never touches,
-    // so allow that much on top of the limit.
-    rlim_t bytes = static_cast<rlim_t>(limits.memoryMb) * kMiB + 256 * kMiB;
+    // Address space, not resident memory, and per process: a bare interpreter maps ~14 MiB,
+    // so that much comes on top. (numpy and pandas reserve ~180 MiB more than they touch:
+    // profiles that preload them need a larger memoryMb where no memory cgroup exists.)
+    rlim_t bytes = static_cast<rlim_t>(limits.memoryMb) * kMiB + 32 * kMiB;
     settings.push_back({RLIMIT_AS, bytes, bytes});
   }
   return settings;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything pycell needs to build and test on Debian 12, as root. Idempotent.
+set -euo pipefail
+packages=(
+  cmake g++ make pkg-config            # build
+  libseccomp-dev nlohmann-json3-dev    # libraries
+  catch2                               # C++ tests (v2)
+  python3 python3-numpy python3-pandas python3-matplotlib   # the sandboxed interpreter
+  util-linux                           # setpriv, for the unprivileged test run
+  bubblewrap                           # the baseline the benchmark compares against
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
