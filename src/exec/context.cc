@@ -3,6 +3,9 @@
 #include <climits>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
+
+#include <unistd.h>
 
 #include "pycell/bootstrap_py.h"
 
@@ -22,6 +25,20 @@ Result<Interpreter> resolveInterpreter(const std::string& python) {
                                  ", which is not an interpreter binary (a version-manager shim?); name the real one"});
   return Interpreter{python, real};
 }
+
+namespace {
+// Whether `id` has a mapping in this process's user namespace (/proc/self/uid_map rows:
+// inside, outside, count).
+bool idMapped(const char* mapFile, unsigned id) {
+  auto text = readFile(mapFile, 65536);
+  if (!text) return false;
+  std::istringstream in(*text);
+  unsigned long inside = 0, outside = 0, count = 0;
+  while (in >> inside >> outside >> count)
+    if (id >= inside && id - inside < count) return true;
+  return false;
+}
+}  // namespace
 
 Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options) {
   auto ctx = std::make_unique<SandboxContext>();
@@ -46,6 +63,16 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
     if (!online) return std::unexpected(online.error());
     ctx->seccompOffline = std::move(*offline);
     ctx->seccompOnline = std::move(*online);
+  }
+  if (::geteuid() != 0) {
+    ctx->sandboxUid = ::geteuid();
+    ctx->sandboxGid = ::getegid();
+  } else if (!idMapped("/proc/self/uid_map", 65534) || !idMapped("/proc/self/gid_map", 65534)) {
+    // Root of a user namespace that maps nobody out: there is no other uid to become.
+    ctx->sandboxUid = ctx->sandboxGid = 0;
+    ctx->isolation.items.push_back({"unprivilegedUid", false,
+                                    "uid 65534 is not mapped in the server's user namespace; sandboxes keep its uid 0",
+                                    "map more ids into the server's user namespace (e.g. newuidmap with /etc/subuid)"});
   }
   ctx->config = std::move(config);
   ctx->options = options;

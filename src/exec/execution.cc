@@ -75,9 +75,8 @@ std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& para
     if (req.network && !profile->second.networkAllowed)
       return std::unexpected("profile '" + req.profile + "' does not allow network access");
   }
-  for (const char* key : {"stream"}) {
-    if (params.contains(key) && !params[key].is_boolean()) return std::unexpected(std::string("'") + key + "' must be a boolean");
-  }
+  if (params.contains("stream") && !params["stream"].is_null() && !params["stream"].is_boolean())
+    return std::unexpected("'stream' must be a boolean");
   return req;
 }
 
@@ -123,6 +122,8 @@ Status Execution::start() {
   inputs.binds = profile.binds;
   inputs.seccomp = iso.seccomp ? (request_.network ? &ctx_.seccompOnline : &ctx_.seccompOffline) : nullptr;
   inputs.bootstrapSource = ctx_.bootstrapSource;
+  inputs.outerUid = ctx_.sandboxUid;
+  inputs.outerGid = ctx_.sandboxGid;
   if (!iso.namespaces.mount) {
     char tmpl[] = "/tmp/pycell-work-XXXXXX";
     if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
@@ -170,32 +171,85 @@ Status Execution::start() {
 void Execution::watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer) {
   (void)setNonBlocking(s.fd.get());
   (void)loop_.watch(s.fd.get(), EPOLLIN, [this, &s, name, buffer](uint32_t) {
-    char buf[65536];
-    while (true) {
-      ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return;
-      if (n <= 0) {
-        loop_.unwatch(s.fd.get());
-        s.fd.reset();
-        s.open = false;
-        maybeFinish();
-        return;
-      }
-      std::string_view chunk(buf, static_cast<size_t>(n));
-      if (!buffer) {
-        if (resultText_.size() + chunk.size() > kResultLimit) resultTooBig_ = true;
-        else resultText_.append(chunk);
-        continue;
-      }
-      buffer->append(chunk);
-      if (output_ && stopReason_ == StopReason::None) output_(name, chunk);
-      if (stdoutBuf_.totalBytes() + stderrBuf_.totalBytes() > static_cast<size_t>(request_.limits.maxOutputBytes) &&
-          stopReason_ == StopReason::None) {
-        stop(StopReason::OutputLimit);
-      }
-    }
+    if (readStream(s, name, buffer)) maybeFinish();
   });
+}
+
+// Reads what the pipe holds now; true when it reached EOF (and was closed).
+bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buffer) {
+  char buf[65536];
+  while (s.open) {
+    ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return false;
+    if (n <= 0) {
+      loop_.unwatch(s.fd.get());
+      s.fd.reset();
+      s.open = false;
+      std::string& carry = name == "stdout" ? stdoutCarry_ : stderrCarry_;
+      if (buffer && output_ && !carry.empty()) output_(name, carry);  // an incomplete last character
+      carry.clear();
+      return true;
+    }
+    std::string_view chunk(buf, static_cast<size_t>(n));
+    if (!buffer) {
+      if (resultText_.size() + chunk.size() > kResultLimit) resultTooBig_ = true;
+      else resultText_.append(chunk);
+      continue;
+    }
+    buffer->append(chunk);
+    if (output_ && stopReason_ == StopReason::None) emitOutput(name, chunk);
+    if (stdoutBuf_.totalBytes() + stderrBuf_.totalBytes() > static_cast<size_t>(request_.limits.maxOutputBytes) &&
+        stopReason_ == StopReason::None) {
+      stop(StopReason::OutputLimit);
+    }
+  }
+  return true;
+}
+
+void Execution::finishNow(StopReason reason) {
+  if (state_ == ExecState::Finished) return;
+  if (stopReason_ == StopReason::None) stopReason_ = reason;
+  if (state_ == ExecState::Running && !exited_) {
+    killSandbox();
+    int status = 0;
+    pid_t r;
+    do {
+      r = ::wait4(pid_, &status, 0, &rusage_);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid_) {
+      exited_ = true;
+      exitedAt_ = std::chrono::steady_clock::now();
+      waitStatus_ = status;
+    }
+  }
+  // The sandbox's init is dead, so every writer is gone: what the pipes hold is all there is.
+  readStream(stdout_, "stdout", &stdoutBuf_);
+  readStream(stderr_, "stderr", &stderrBuf_);
+  readStream(result_, "result", nullptr);
+  finish();
+}
+
+// Hands output to the sink in whole UTF-8 characters: a read may end inside one, and a
+// notification carrying half a character would turn it into U+FFFD.
+void Execution::emitOutput(const std::string& name, std::string_view chunk) {
+  std::string& carry = name == "stdout" ? stdoutCarry_ : stderrCarry_;
+  std::string text = carry + std::string(chunk);
+  size_t cut = completeUtf8Prefix(text);
+  carry = text.substr(cut);
+  if (cut > 0) output_(name, std::string_view(text).substr(0, cut));
+}
+
+size_t completeUtf8Prefix(std::string_view s) {
+  // Look back at most 3 bytes for the start of a multi-byte sequence.
+  size_t n = s.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    auto c = static_cast<unsigned char>(s[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
+    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return need > back ? n - back : n;
+  }
+  return n;
 }
 
 void Execution::watchOutgoing(Outgoing& o) {

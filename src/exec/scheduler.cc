@@ -35,7 +35,7 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
 }
 
 void Scheduler::startNext() {
-  while (!queue_.empty() && running() < static_cast<size_t>(ctx_.options.maxConcurrent)) {
+  while (!shuttingDown_ && !queue_.empty() && running() < static_cast<size_t>(ctx_.options.maxConcurrent)) {
     std::string id = queue_.front();
     queue_.pop_front();
     launch(id);
@@ -111,19 +111,15 @@ json Scheduler::summary() const {
 }
 
 void Scheduler::shutdown() {
-  std::vector<std::string> ids;
-  for (const auto& [id, entry] : active_) ids.push_back(id);
-  for (const auto& id : ids) stop(id, StopReason::Shutdown);
-  // Whatever is still running is killed (its destructor reaps it) and answered now: the
-  // event loop that would carry its result has stopped.
-  auto remaining = std::move(active_);
-  active_.clear();
-  for (auto& [id, entry] : remaining) {
-    lingering_.push_back(entry.execution->takeCgroup());
-    entry.execution.reset();
-    if (entry.done) entry.done(std::unexpected(Error{"the server is shutting down"}));
+  // Every execution still here is answered now, with status "killed" and the output it
+  // had produced: the event loop that would have carried its result has stopped.
+  shuttingDown_ = true;
+  std::vector<std::string> ids(queue_.begin(), queue_.end());
+  for (const auto& [id, entry] : active_)
+    if (entry.execution->state() == ExecState::Running) ids.insert(ids.begin(), id);
+  for (const auto& id : ids) {
+    if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }
-  queue_.clear();
   graveyard_.clear();
   for (int i = 0; i < 100 && !lingering_.empty(); ++i) {
     std::erase_if(lingering_, [](sandbox::ExecutionCgroup& cg) { return cg.tryRemove(); });

@@ -23,10 +23,12 @@ SandboxPlan makePlan(const PlanInputs& in) {
   plan.shareNetwork = in.network;
   plan.seccomp = in.seccomp;
   plan.executable = in.python;
-  plan.outerUid = ::geteuid() == 0 ? 65534 : ::geteuid();
-  plan.outerGid = ::geteuid() == 0 ? 65534 : ::getegid();
-  RootfsOptions rootfs{in.python, in.pythonRealPath, in.binds, in.limits.diskMb, plan.insideUid, plan.insideGid,
-                       in.bootstrapSource};
+  plan.outerUid = in.outerUid;
+  plan.outerGid = in.outerGid;
+  // Without a user namespace the sandbox keeps its host uid, which then owns its files.
+  unsigned ownerUid = in.namespaces.user ? plan.insideUid : plan.outerUid;
+  unsigned ownerGid = in.namespaces.user ? plan.insideGid : plan.outerGid;
+  RootfsOptions rootfs{in.python, in.pythonRealPath, in.binds, in.limits.diskMb, ownerUid, ownerGid, in.bootstrapSource};
   if (in.namespaces.mount) plan.rootfs = planRootfs(rootfs);
   plan.hostWorkDir = in.hostWorkDir;
   plan.rlimits = planRlimits(in.limits, {.memoryByRlimit = in.memoryByRlimit, .processesByRlimit = true});
@@ -94,7 +96,7 @@ void dropCapabilities(const SandboxPlan& plan, int errFd) {
       childFail(errFd, "drop bounding set", errno);
   }
   CHILD_CHECK(::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 || errno == EINVAL, "clear ambient caps");
-  if (!plan.namespaces.user && ::geteuid() == 0) switchIds(plan, errFd);
+  if (!plan.namespaces.user && ::geteuid() == 0 && plan.outerUid != 0) switchIds(plan, errFd);
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   CHILD_CHECK(::syscall(SYS_capset, &header, data) == 0, "capset");

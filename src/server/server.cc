@@ -94,8 +94,11 @@ int Server::run() {
     });
   }
   if (!ctx_.isolation.complete()) {
-    notify("window/logMessage", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}});
+    // Said once the client's framing is known (PROTOCOL.md: replies use the client's framing).
+    pendingNotices_.push_back({{"jsonrpc", "2.0"}, {"method", "window/logMessage"},
+                               {"params", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}}}});
   }
+  if (reader_.framing() != Framing::Auto) sendPendingNotices();
   loop_.run();
   scheduler_.shutdown();
   (void)setNonBlocking(outFd_, false);
@@ -122,6 +125,7 @@ void Server::onReadable() {
     }
     reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
     while (auto frame = reader_.next()) {
+      sendPendingNotices();
       dispatcher_.handleFrame(*frame);
       if (!loop_.running()) return;
     }
@@ -131,6 +135,12 @@ void Server::onReadable() {
 void Server::send(json message) {
   outbox_ += encodeFrame(reader_.framing(), dumpJson(message));
   flush();
+}
+
+void Server::sendPendingNotices() {
+  auto notices = std::move(pendingNotices_);
+  pendingNotices_.clear();
+  for (auto& n : notices) send(std::move(n));
 }
 
 void Server::notify(const std::string& method, json params) {

@@ -31,3 +31,17 @@ TEST_CASE("one huge write keeps its own head and tail", "[exec]") {
   CHECK(t.rfind("HEAD", 0) == 0);
   CHECK(t.substr(t.size() - 4) == "TAIL");
 }
+
+#include "pycell/exec/execution.h"
+
+TEST_CASE("streamed output is cut only between whole UTF-8 characters", "[exec]") {
+  using pycell::exec::completeUtf8Prefix;
+  std::string euro = "\xe2\x82\xac";  // three bytes
+  CHECK(completeUtf8Prefix("abc") == 3);
+  CHECK(completeUtf8Prefix("a" + euro) == 4);
+  CHECK(completeUtf8Prefix("a" + euro.substr(0, 1)) == 1);
+  CHECK(completeUtf8Prefix("a" + euro.substr(0, 2)) == 1);
+  CHECK(completeUtf8Prefix("\xf0\x9f\x90") == 0);       // 4-byte snake, one byte short
+  CHECK(completeUtf8Prefix("\xf0\x9f\x90\x8d") == 4);
+  CHECK(completeUtf8Prefix("\x80\x80\x80\x80") == 4);  // garbage is passed on, not held forever
+}

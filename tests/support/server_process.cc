@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -74,16 +75,6 @@ short pollOne(int fd, short events, Millis timeout) {
   }
 }
 
-std::string findInPath(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string candidate = dir + "/" + name;
-    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "/usr/bin/" + name;
-}
 
 std::string tail(const std::string& text, size_t n) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
@@ -134,6 +125,17 @@ static void requireReachableBy(uid_t uid, const std::filesystem::path& binary) {
   }
 }
 
+std::string findInPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(dirs, dir, ':')) {
+    std::string candidate = dir + "/" + name;
+    if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "/usr/bin/" + name;
+}
+
 std::vector<std::string> commandLine(const std::vector<std::string>& args) {
   std::vector<std::string> argv;
   if (auto uid = runAsUid()) {
@@ -180,6 +182,11 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   ::unlink(tmpl.c_str());
 
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
+  // Our ends only: O_NONBLOCK lives on the open file description, which the child's ends
+  // do not share. Done before fork so nothing can throw with a child already running.
+  setNonBlocking(inWrite.get());
+  setNonBlocking(outRead.get());
+
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
@@ -205,8 +212,6 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
   stdin_ = std::move(inWrite);
   stdout_ = std::move(outRead);
   stderr_file_ = std::move(err);
-  setNonBlocking(stdin_.get());
-  setNonBlocking(stdout_.get());
 }
 
 ChildProcess::~ChildProcess() { kill(); }
@@ -245,7 +250,21 @@ std::string ChildProcess::stderrText() const {
 // ---- ServerProcess ------------------------------------------------------------------------
 
 ServerProcess::ServerProcess(std::vector<std::string> args, Framing framing)
-    : framing_(framing), args_(std::move(args)), child_(commandLine(args_)) {}
+    : ServerProcess(Argv{commandLine(args)}, framing) {}
+
+ServerProcess::ServerProcess(Argv argv, Framing framing)
+    : framing_(framing), args_(argv.words), child_(argv.words) {}
+
+ServerProcess::~ServerProcess() {
+  try {
+    if (!exited()) {
+      closeStdin();
+      waitExit(Millis{2000});
+    }
+  } catch (const std::exception&) {
+    // The ChildProcess destructor still kills and reaps it.
+  }
+}
 
 void ServerProcess::send(const Json& message) {
   std::string body = message.dump();
@@ -489,9 +508,13 @@ Json executeCode(ServerProcess& server, const std::string& code, Json limits, Mi
 
 CommandResult runPycell(const std::vector<std::string>& args, std::string_view input,
                         Millis timeout) {
+  return runCommand(commandLine(args), input, timeout);
+}
+
+CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input, Millis timeout) {
   auto start = Clock::now();
   auto deadline = start + timeout;
-  ChildProcess child(commandLine(args));
+  ChildProcess child(argv);
   CommandResult result;
   bool outOpen = true;
   auto readOut = [&](Millis wait) {

@@ -44,6 +44,8 @@ std::optional<uid_t> runAsUid();
 // The argv actually executed for `pycell <args>`: the setpriv wrapper when asked, the binary,
 // then the arguments.
 std::vector<std::string> commandLine(const std::vector<std::string>& args);
+// The full path of a program found on PATH (for execv).
+std::string findInPath(const std::string& name);
 
 // An owned file descriptor (the tests cannot link the server's own helpers).
 class Fd {
@@ -100,7 +102,15 @@ class ServerProcess {
   // args are the binary's arguments, e.g. {"serve", "--framing", "ndjson"}. framing is the
   // framing this client writes and expects back.
   explicit ServerProcess(std::vector<std::string> args, Framing framing = Framing::kNdjson);
-  ~ServerProcess() = default;
+  // A whole command line (a wrapper around pycell), rather than pycell's arguments.
+  struct Argv {
+    std::vector<std::string> words;
+  };
+  ServerProcess(Argv argv, Framing framing);
+  // Closes stdin first and gives the server a moment to exit on EOF as the protocol says
+  // (so it can remove its cgroups, which no one can do after a SIGKILL); then the child's
+  // destructor SIGKILLs whatever is left and reaps it.
+  ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
@@ -189,6 +199,9 @@ struct CommandResult {
 };
 CommandResult runPycell(const std::vector<std::string>& args, std::string_view input = {},
                         Millis timeout = kExecutionTimeout);
+// The same for any command line (e.g. pycell under a wrapper that takes features away).
+CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input = {},
+                         Millis timeout = kExecutionTimeout);
 
 // A file in the temporary directory, readable by everyone (the server may run as another
 // uid), removed in the destructor.

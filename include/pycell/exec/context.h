@@ -23,6 +23,10 @@ struct SandboxContext {
   sandbox::SeccompProgram seccompOnline;
   std::map<std::string, Interpreter> interpreters;  // by profile name
   std::string bootstrapSource;
+  // The host-side identity of sandboxed code: nobody when the server is root (where nobody
+  // exists in our user namespace), else the server's own user.
+  unsigned sandboxUid = 65534;
+  unsigned sandboxGid = 65534;
 
   SandboxContext() = default;
   SandboxContext(const SandboxContext&) = delete;

@@ -35,6 +35,9 @@ struct ExecutionRequest {
 // Parses and validates `execute` params against the config; the error text names the field.
 [[nodiscard]] std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& params, const Config& config);
 
+// The length of the longest prefix of `s` that does not end inside a UTF-8 sequence.
+[[nodiscard]] size_t completeUtf8Prefix(std::string_view s);
+
 enum class ExecState { Queued, Running, Finished };
 [[nodiscard]] const char* stateName(ExecState s);
 
@@ -57,6 +60,9 @@ class Execution {
   [[nodiscard]] Status start();
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
+  // Ends the run now, synchronously (the event loop has stopped): kill, reap, read what the
+  // pipes hold, and deliver the result through onDone.
+  void finishNow(StopReason reason);
 
   [[nodiscard]] const std::string& id() const { return request_.executionId; }
   [[nodiscard]] ExecState state() const { return state_; }
@@ -79,6 +85,8 @@ class Execution {
 
   void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
   void watchOutgoing(Outgoing& out);
+  bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
+  void emitOutput(const std::string& name, std::string_view chunk);
   void onExit();
   void maybeFinish();
   void finish();
@@ -101,6 +109,7 @@ class Execution {
   Stream stdout_, stderr_, result_;
   Outgoing stdin_, requestPipe_;
   OutputBuffer stdoutBuf_, stderrBuf_;
+  std::string stdoutCarry_, stderrCarry_;  // streamed bytes waiting for the rest of a character
   std::string resultText_;
   bool resultTooBig_ = false;
   std::string hostWorkDir_;  // degraded mode without a mount namespace

@@ -56,6 +56,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Execution>> graveyard_;
   std::vector<sandbox::ExecutionCgroup> lingering_;
   bool reapScheduled_ = false;
+  bool shuttingDown_ = false;
   uint64_t serial_ = 0;
   uint64_t total_ = 0;
   std::chrono::steady_clock::time_point startedAt_ = std::chrono::steady_clock::now();

@@ -76,6 +76,8 @@ struct PlanInputs {
   const SeccompProgram* seccomp = nullptr;
   std::string bootstrapSource;
   std::string hostWorkDir;  // degraded mode only
+  unsigned outerUid = 65534;
+  unsigned outerGid = 65534;
 };
 [[nodiscard]] SandboxPlan makePlan(const PlanInputs& in);
 

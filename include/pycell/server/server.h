@@ -5,6 +5,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "pycell/exec/context.h"
 #include "pycell/exec/scheduler.h"
@@ -36,6 +37,7 @@ class Server {
   void send(json message);
   void notify(const std::string& method, json params);
   void flush();
+  void sendPendingNotices();
   void quit(int code);
   std::optional<protocol::RpcError> gate(std::string_view method) const;
 
@@ -53,6 +55,7 @@ class Server {
   int inFd_;
   int outFd_;
   std::string outbox_;
+  std::vector<json> pendingNotices_;  // held until the client's framing is known
   bool outWatched_ = false;
   Lifecycle lifecycle_ = Lifecycle::Uninitialized;
   int exitCode_ = 0;
