@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 
+#include "pycell/log.h"
 #include "pycell/sandbox/enter.h"
 
 namespace pycell::exec {
@@ -97,7 +98,11 @@ Execution::~Execution() {
   if (pidfd_) loop_.unwatch(pidfd_.get());
   if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
   if (drainTimer_) loop_.cancelTimer(*drainTimer_);
-  if (pid_ > 0 && !exited_) ::waitpid(pid_, nullptr, 0);  // killed above: reaps promptly
+  if (pid_ > 0 && !exited_ && !pool_) ::waitpid(pid_, nullptr, 0);  // killed above: reaps promptly
+  if (pool_) {
+    if (ticket_) pool_->cancelClaim(*ticket_);
+    if (pooledId_) pool_->forgetExit(pooledId_);
+  }
   if (!hostWorkDir_.empty()) {
     std::error_code ignored;
     std::filesystem::remove_all(hostWorkDir_, ignored);
@@ -146,26 +151,62 @@ Status Execution::start() {
   if (!child) return std::unexpected(child.error());
   pid_ = child->pid;
   pidfd_ = std::move(child->pidfd);
-  state_ = ExecState::Running;
+  (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
+  run(std::move(in->write), std::move(out->read), std::move(err->read), std::move(req->write), std::move(res->read), {});
+  return {};
+}
 
+void Execution::waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket) {
+  pool_ = &pool;
+  ticket_ = ticket;
+}
+
+void Execution::startPooled(pool::Pool& pool, pool::PooledChild child) {
+  pool_ = &pool;
+  ticket_.reset();
+  startedAt_ = std::chrono::steady_clock::now();
+  pid_ = child.pid;
+  pidfd_ = std::move(child.pidfd);
+  pooledId_ = child.id;
+  cgroup_ = std::move(child.cgroup);
+  // The child was forked with the profile's limits; this execution's may be tighter.
+  if (auto st = cgroup_.setLimits(request_.limits.memoryMb << 20, request_.limits.maxProcesses); !st)
+    log::warn("cgroup limits for " + request_.executionId + ": " + st.error().message());
+  // The zygote reaps the child and reports how it ended.
+  pool_->onExit(pooledId_, [this](pool::ExitInfo info) {
+    zygoteDied_ = info.zygoteDied;
+    childEnded(info.status, info.usage);
+  });
+  json rlimits = json::array();
+  for (const auto& r : sandbox::planRlimits(request_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
+                                                              .processesByRlimit = true}))
+    rlimits.push_back({r.resource, r.soft, r.hard});
+  run(std::move(child.stdinW), std::move(child.stdoutR), std::move(child.stderrR), std::move(child.requestW),
+      std::move(child.resultR), rlimits);
+}
+
+// From here on one-shot and pooled runs are the same: feed the request and stdin, capture
+// output and the result, enforce the wall clock.
+void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR,
+                    const json& rlimits) {
+  state_ = ExecState::Running;
   json requestDoc = {{"code", request_.code}, {"files", request_.files}};
   if (request_.hasInputs) requestDoc["inputs"] = request_.inputs;
-  stdin_ = {std::move(in->write), request_.stdinData, 0};
-  requestPipe_ = {std::move(req->write), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
-  stdout_ = {std::move(out->read), true};
-  stderr_ = {std::move(err->read), true};
-  result_ = {std::move(res->read), true};
+  if (!rlimits.empty()) requestDoc["rlimits"] = rlimits;
+  stdin_ = {std::move(stdinW), request_.stdinData, 0};
+  requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
+  stdout_ = {std::move(stdoutR), true};
+  stderr_ = {std::move(stderrR), true};
+  result_ = {std::move(resultR), true};
   watchOutput(stdout_, "stdout", &stdoutBuf_);
   watchOutput(stderr_, "stderr", &stderrBuf_);
   watchOutput(result_, "result", nullptr);
   watchOutgoing(stdin_);
   watchOutgoing(requestPipe_);
-  (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
   timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
     timeoutTimer_.reset();
     stop(StopReason::Timeout);
   });
-  return {};
 }
 
 void Execution::watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer) {
@@ -210,7 +251,16 @@ bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buf
 void Execution::finishNow(StopReason reason) {
   if (state_ == ExecState::Finished) return;
   if (stopReason_ == StopReason::None) stopReason_ = reason;
-  if (state_ == ExecState::Running && !exited_) {
+  if (state_ == ExecState::Queued && ticket_) {
+    pool_->cancelClaim(*ticket_);
+    ticket_.reset();
+  }
+  if (state_ == ExecState::Running && !exited_ && pool_) {
+    killSandbox();  // the zygote reaps it; its report will not come, the loop has stopped
+    exited_ = true;
+    exitedAt_ = std::chrono::steady_clock::now();
+    waitStatus_ = SIGKILL;
+  } else if (state_ == ExecState::Running && !exited_) {
     killSandbox();
     int status = 0;
     pid_t r;
@@ -275,12 +325,18 @@ void Execution::watchOutgoing(Outgoing& o) {
 
 void Execution::onExit() {
   int status = 0;
-  pid_t r = ::wait4(pid_, &status, WNOHANG, &rusage_);
+  rusage usage{};
+  pid_t r = ::wait4(pid_, &status, WNOHANG, &usage);
   if (r != pid_) return;
+  loop_.unwatch(pidfd_.get());
+  childEnded(status, usage);
+}
+
+void Execution::childEnded(int status, const rusage& usage) {
   exited_ = true;
   exitedAt_ = std::chrono::steady_clock::now();
   waitStatus_ = status;
-  loop_.unwatch(pidfd_.get());
+  rusage_ = usage;
   // The pid namespace's init is gone, so the kernel has killed the rest; without a pid
   // namespace (degraded) the process group and the cgroup are killed explicitly.
   killSandbox();
@@ -305,6 +361,8 @@ void Execution::stop(StopReason reason) {
   if (state_ == ExecState::Finished) return;
   if (stopReason_ == StopReason::None) stopReason_ = reason;
   if (state_ == ExecState::Queued) {
+    if (ticket_) pool_->cancelClaim(*ticket_);
+    ticket_.reset();
     finish();
     return;
   }
@@ -313,6 +371,8 @@ void Execution::stop(StopReason reason) {
 
 void Execution::killSandbox() {
   if (pid_ <= 0) return;
+  // One-shot: the sandbox's init. Pooled: the zygote's child above it, whose death takes
+  // the sandbox's init with it (PR_SET_PDEATHSIG).
   if (!exited_ && pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   // The child called setsid(), so its process group is its own.
   if (!ctx_.isolation.namespaces.pid) ::kill(-pid_, SIGKILL);
@@ -409,6 +469,7 @@ json Execution::buildResult() {
     else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
     else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
     else if (status == "killed") message = "the run was killed on request";
+    else if (status == "crashed" && zygoteDied_) message = "the zygote this execution was forked from died, and the execution with it";
     else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
     else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) + " without a result";
     static const std::map<std::string, std::string> types = {

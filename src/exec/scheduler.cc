@@ -1,6 +1,8 @@
 #include "pycell/exec/scheduler.h"
 
-#include <thread>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace pycell::exec {
 
@@ -8,7 +10,23 @@ namespace {
 constexpr size_t kFinishedRemembered = 1024;
 }
 
-Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx) : loop_(loop), ctx_(ctx) {}
+Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools) : loop_(loop), ctx_(ctx) {
+  // A pooled child enters its own user, mount and pid namespaces: without them, no pool.
+  const auto& ns = ctx.isolation.namespaces;
+  if (!usePools || !ns.user || !ns.mount || !ns.pid) return;
+  for (const auto& [name, profile] : ctx.config.profiles) {
+    if (profile.pool.size <= 0) continue;
+    auto pool = std::make_unique<pool::Pool>(loop, ctx, profile, reaper_);
+    pool->start();
+    pools_[name] = std::move(pool);
+  }
+}
+
+pool::Pool* Scheduler::poolFor(const ExecutionRequest& request) {
+  // Pooled children are forked with the network off: a request for network runs one-shot.
+  auto it = pools_.find(request.profile);
+  return it == pools_.end() || request.network ? nullptr : it->second.get();
+}
 
 Scheduler::~Scheduler() { shutdown(); }
 
@@ -43,8 +61,31 @@ void Scheduler::startNext() {
 }
 
 void Scheduler::launch(const std::string& id) {
-  auto& entry = active_.at(id);
-  if (auto started = entry.execution->start(); !started) retire(id, std::unexpected(started.error()));
+  auto& execution = *active_.at(id).execution;
+  if (auto* pool = poolFor(execution.request())) {
+    // The claim may be answered right away (a ready child) or later, in arrival order.
+    auto ticket = pool->claim([this, id](Result<pool::PooledChild> child) { onClaimed(id, std::move(child)); });
+    if (auto it = active_.find(id); it != active_.end() && it->second.execution->state() == ExecState::Queued)
+      it->second.execution->waitForChild(*pool, ticket);
+    return;
+  }
+  if (auto started = execution.start(); !started) retire(id, std::unexpected(started.error()));
+}
+
+void Scheduler::onClaimed(const std::string& id, Result<pool::PooledChild> child) {
+  auto it = active_.find(id);
+  if (!child) {
+    if (it != active_.end()) retire(id, std::unexpected(child.error()));
+    return;
+  }
+  if (it == active_.end()) {
+    // Nobody wants it any more; it served nobody, but a child is used once: end it.
+    ::syscall(SYS_pidfd_send_signal, child->pidfd.get(), SIGKILL, nullptr, 0);
+    reaper_.add(std::move(child->cgroup));
+    return;
+  }
+  auto& execution = *it->second.execution;
+  execution.startPooled(*pools_.at(execution.request().profile), std::move(*child));
 }
 
 void Scheduler::retire(const std::string& id, Result<json> result) {
@@ -62,22 +103,24 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
     finished_.erase(finishedOrder_.front());
     finishedOrder_.pop_front();
   }
-  lingering_.push_back(entry.execution->takeCgroup());
+  reaper_.add(entry.execution->takeCgroup());
   // We may be inside one of the execution's own callbacks: destroy it on the next turn.
   graveyard_.push_back(std::move(entry.execution));
-  if (!reapScheduled_) {
-    reapScheduled_ = true;
-    loop_.addTimer(std::chrono::milliseconds(0), [this] { reapCgroups(); });
-  }
+  scheduleReap();
   entry.done(std::move(result));
   startNext();
+}
+
+void Scheduler::scheduleReap() {
+  if (reapScheduled_) return;
+  reapScheduled_ = true;
+  loop_.addTimer(std::chrono::milliseconds(0), [this] { reapCgroups(); });
 }
 
 void Scheduler::reapCgroups() {
   reapScheduled_ = false;
   graveyard_.clear();
-  std::erase_if(lingering_, [](sandbox::ExecutionCgroup& cg) { return cg.tryRemove(); });
-  if (!lingering_.empty()) {
+  if (!reaper_.tryAll()) {
     reapScheduled_ = true;
     loop_.addTimer(std::chrono::milliseconds(20), [this] { reapCgroups(); });
   }
@@ -101,13 +144,15 @@ std::optional<json> Scheduler::status(const std::string& executionId) const {
 }
 
 json Scheduler::summary() const {
+  json pools = json::array();
+  for (const auto& [name, pool] : pools_) pools.push_back(pool->status());
   auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_);
   return {{"uptimeMs", uptime.count()},
           {"running", running()},
           {"queued", queued()},
           {"executionsTotal", total_},
           {"sessions", json::array()},
-          {"pools", json::array()}};
+          {"pools", pools}};
 }
 
 void Scheduler::shutdown() {
@@ -121,10 +166,8 @@ void Scheduler::shutdown() {
     if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }
   graveyard_.clear();
-  for (int i = 0; i < 100 && !lingering_.empty(); ++i) {
-    std::erase_if(lingering_, [](sandbox::ExecutionCgroup& cg) { return cg.tryRemove(); });
-    if (!lingering_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  for (auto& [name, pool] : pools_) pool->shutdown();
+  reaper_.drain(std::chrono::seconds(2));
 }
 
 }  // namespace pycell::exec

@@ -1,11 +1,12 @@
 """pycell bootstrap: runs one untrusted Python program inside the sandbox.
 
-Run as `python3 -I -B -u -X utf8 /.pycell/bootstrap.py` in the working directory;
-fd 0/1/2 are the program's, fd 3 holds the request JSON, fd 4 gets the result JSON.
+Run as `python3 -I -B -u -X utf8 /.pycell/bootstrap.py` in the working directory, or
+imported by a zygote that calls `_main()` in each child it forks; either way fd 0/1/2 are
+the program's, fd 3 holds the request JSON, fd 4 gets the result JSON.
 Standard library only, Python 3.9+. Embedded in the C++ binary as a raw string
 literal, so it must never contain that literal's closing delimiter.
 """
-import ast, base64, builtins, contextlib, errno, fcntl, json, linecache, os, sys, types
+import ast, base64, builtins, contextlib, errno, fcntl, json, linecache, os, resource, sys, types
 import traceback  # imported now: nothing may need importing after a MemoryError
 
 # Snapshot the builtins into our own globals (searched before builtins), so
@@ -22,7 +23,7 @@ _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _format_exception, _walk_tb = traceback.format_exception, traceback.walk_tb
 _stdio = (sys.stdout, sys.stderr)
 _SELF = sys._getframe().f_code.co_filename  # frames of this file are hidden
-_PID = _os_getpid()  # a fork()ed child of the user program must not report
+_PID = None  # set by _main(): a fork()ed child of the user program must not report
 _TEXT_LIMIT = 8192  # characters kept of an error message or traceback line
 _reserve = bytearray(1 << 20)  # freed on MemoryError to leave room for reporting
 _FALLBACK = (b'{"status":"error","exitCode":70,"value":null,"valueRepr":null,"error":'
@@ -45,7 +46,7 @@ def _hide_fd(fd):
     return fd
 
 
-_RESULT_FD = _hide_fd(4)
+_RESULT_FD = None  # set by _main()
 
 
 class _FileError(Exception):
@@ -214,10 +215,19 @@ def _describe_value(value, request):
     return value_json, value_repr
 
 
+def _tighten_limits(rows):
+    """Per-request rlimits ([resource, soft, hard] rows) that may only lower the child's."""
+    for res, soft, hard in rows or ():
+        old_soft, old_hard = resource.getrlimit(res)
+        cap = lambda v, old: v if old == resource.RLIM_INFINITY else min(v, old)  # noqa: E731
+        resource.setrlimit(res, (cap(soft, old_soft), cap(hard, old_hard)))
+
+
 def _run():
     """Does the whole job; returns (status, exitCode, value JSON, valueRepr, error)."""
     try:
         request = _read_request()
+        _tighten_limits(request.get("rlimits"))
     except Exception as e:
         message = "cannot read the request: %s" % _safe_str(e)
         _stderr("pycell bootstrap: %s\n" % message)
@@ -266,6 +276,9 @@ def _run():
 
 
 def _main():
+    global _RESULT_FD, _PID
+    _RESULT_FD = _hide_fd(4)
+    _PID = _os_getpid()
     try:
         status, rc, value_json, value_repr, error = _run()
         document = ('{"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s}' % (
@@ -283,4 +296,5 @@ def _main():
     _os_exit(rc)
 
 
-_main()
+if __name__ == "__main__":
+    _main()

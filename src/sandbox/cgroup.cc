@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include <linux/magic.h>
@@ -237,6 +238,20 @@ Status ExecutionCgroup::addProcess(pid_t pid) const {
   return {};
 }
 
+Status ExecutionCgroup::setLimits(int64_t memoryBytes, int64_t maxProcesses) const {
+  std::string mem = std::to_string(memoryBytes);
+  if (!memoryDir_.empty()) {
+    const char* file = version_ == CgroupVersion::V2 ? "/memory.max" : "/memory.limit_in_bytes";
+    // v1 keeps memsw >= limit at every step: raise memsw first, lower it last.
+    std::string memsw = memoryDir_ + "/memory.memsw.limit_in_bytes";
+    if (version_ == CgroupVersion::V1) (void)writeFile(memsw, mem);
+    if (auto st = writeFile(memoryDir_ + file, mem); !st) return st;
+    if (version_ == CgroupVersion::V1) (void)writeFile(memsw, mem);
+  }
+  if (!pidsDir_.empty()) return writeFile(pidsDir_ + "/pids.max", std::to_string(maxProcesses));
+  return {};
+}
+
 static uint64_t readNumber(const std::string& path) {
   auto text = readFile(path, 4096);
   if (!text) return 0;
@@ -287,6 +302,20 @@ bool ExecutionCgroup::tryRemove() {
     }
   }
   return gone;
+}
+
+void CgroupReaper::add(ExecutionCgroup cgroup) {
+  if (cgroup.active() && !cgroup.tryRemove()) lingering_.push_back(std::move(cgroup));
+}
+
+bool CgroupReaper::tryAll() {
+  std::erase_if(lingering_, [](ExecutionCgroup& cg) { return cg.tryRemove(); });
+  return lingering_.empty();
+}
+
+void CgroupReaper::drain(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!tryAll() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace pycell::sandbox

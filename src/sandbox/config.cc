@@ -1,5 +1,7 @@
 #include "pycell/sandbox/config.h"
 
+#include <cmath>
+
 namespace pycell {
 
 using nlohmann::json;
@@ -22,6 +24,12 @@ Config builtinConfig() {
   def.name = "default";
   def.description = "Python standard library, no network, no host files";
   config.profiles[def.name] = def;
+  Profile ds;
+  ds.name = "datascience";
+  ds.description = "numpy, pandas and matplotlib preloaded (where installed), no network, no host files";
+  ds.preload = {"numpy", "pandas", "matplotlib", "matplotlib.pyplot"};
+  ds.limits.memoryMb = 1024;
+  config.profiles[ds.name] = ds;
   return config;
 }
 
@@ -75,6 +83,22 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
       base.networkAllowed = value.get<bool>();
     } else if (key == "limits") {
       if (auto ok = applyLimits(base.limits, value, nullptr); !ok) return fail(ok.error());
+    } else if (key == "preload" && value.is_array()) {
+      base.preload.clear();
+      for (const auto& m : value) {
+        if (!m.is_string() || m.get<std::string>().empty()) return fail("preload entries must be module names");
+        base.preload.push_back(m.get<std::string>());
+      }
+    } else if (key == "pool" && value.is_object()) {
+      for (const auto& [pk, pv] : value.items()) {
+        int PoolSettings::*field = pk == "size" ? &PoolSettings::size
+                                   : pk == "maxStarting" ? &PoolSettings::maxStarting
+                                   : pk == "recycleAfter" ? &PoolSettings::recycleAfter
+                                                          : nullptr;
+        if (!field || !pv.is_number_integer() || pv.get<int64_t>() < (pk == "size" ? 0 : 1) || pv.get<int64_t>() > 100000)
+          return fail("pool." + pk + " is unknown or out of range");
+        base.pool.*field = pv.get<int>();
+      }
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
       for (const auto& p : value) {
         if (!p.is_string() || p.get<std::string>().empty() || p.get<std::string>()[0] != '/')

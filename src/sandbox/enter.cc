@@ -1,7 +1,8 @@
 #include "pycell/sandbox/enter.h"
 
+#include "pycell/sandbox/caps.h"
+
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -28,11 +29,15 @@ SandboxPlan makePlan(const PlanInputs& in) {
   // Without a user namespace the sandbox keeps its host uid, which then owns its files.
   unsigned ownerUid = in.namespaces.user ? plan.insideUid : plan.outerUid;
   unsigned ownerGid = in.namespaces.user ? plan.insideGid : plan.outerGid;
-  RootfsOptions rootfs{in.python, in.pythonRealPath, in.binds, in.limits.diskMb, ownerUid, ownerGid, in.bootstrapSource};
+  RootfsOptions rootfs{in.python, in.pythonRealPath, in.binds, in.limits.diskMb, ownerUid, ownerGid, in.bootstrapSource,
+                       in.extraFiles};
   if (in.namespaces.mount) plan.rootfs = planRootfs(rootfs);
   plan.hostWorkDir = in.hostWorkDir;
-  plan.rlimits = planRlimits(in.limits, {.memoryByRlimit = in.memoryByRlimit, .processesByRlimit = true});
-  std::string bootstrap = in.namespaces.mount ? kBootstrapPath : in.hostWorkDir + "/.pycell-bootstrap.py";
+  plan.rlimits = in.rlimits ? *in.rlimits
+                            : planRlimits(in.limits, {.memoryByRlimit = in.memoryByRlimit, .processesByRlimit = true});
+  std::string bootstrap = !in.entry.empty()      ? in.entry
+                          : in.namespaces.mount ? kBootstrapPath
+                                                : in.hostWorkDir + "/.pycell-bootstrap.py";
   // -I: ignore PYTHON* variables and the user's site directory; -B: no .pyc writes;
   // -u: unbuffered, so output streams as it is produced; -X utf8: one encoding everywhere.
   plan.argv = {in.python, "-I", "-B", "-u", "-X", "utf8", bootstrap};
@@ -91,15 +96,10 @@ void switchIds(const SandboxPlan& plan, int errFd) {
 }
 
 void dropCapabilities(const SandboxPlan& plan, int errFd) {
-  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL && errno != EPERM)
-      childFail(errFd, "drop bounding set", errno);
-  }
-  CHILD_CHECK(::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 || errno == EINVAL, "clear ambient caps");
+  // Without a user namespace (degraded, as root) the uid switch is what drops privilege.
   if (!plan.namespaces.user && ::geteuid() == 0 && plan.outerUid != 0) switchIds(plan, errFd);
-  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2] = {};
-  CHILD_CHECK(::syscall(SYS_capset, &header, data) == 0, "capset");
+  const char* step = "drop capabilities";
+  if (dropAllCapabilities(&step) != 0) childFail(errFd, step, errno);
 }
 
 [[noreturn]] void childMain(const SandboxPlan& plan, const ChildFds& fds, int goFd, int errFd) {

@@ -59,7 +59,7 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
   // Only what the dynamic loader, Python and its common libraries read; no passwd shadow,
   // no host names, no credentials.
   for (const char* p : {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                        "/etc/nsswitch.conf", "/etc/matplotlibrc", "/etc/mime.types", "/etc/alternatives",
+                        "/etc/nsswitch.conf", "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/alternatives",
                         "/etc/python3", "/etc/python3.9", "/etc/python3.10", "/etc/python3.11", "/etc/python3.12",
                         "/etc/python3.13"}) {
     addHostPath(plan, p);
@@ -85,6 +85,7 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
     plan.push_back({bind.writable ? K::BindWritable : K::BindReadOnly, bind.path, bind.path, {}});
   plan.push_back({K::Dir, "/.pycell", {}, {}});
   plan.push_back({K::File, kBootstrapPath, o.bootstrapSource, {}});
+  for (const auto& [path, contents] : o.extraFiles) plan.push_back({K::File, path, contents, {}});
   return plan;
 }
 

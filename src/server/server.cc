@@ -23,7 +23,7 @@ std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_
 Server::Server(EventLoop& loop, const exec::SandboxContext& ctx, Framing framing, int inFd, int outFd)
     : loop_(loop),
       ctx_(ctx),
-      scheduler_(loop, ctx),
+      scheduler_(loop, ctx, /*usePools=*/true),
       reader_(framing, ctx.options.maxMessageBytes),
       dispatcher_([this](json m) { send(std::move(m)); }),
       inFd_(inFd),

@@ -13,6 +13,7 @@
 
 #include "pycell/exec/context.h"
 #include "pycell/exec/output_buffer.h"
+#include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
 
@@ -56,8 +57,11 @@ class Execution {
   void onDone(Done done) { done_ = std::move(done); }
   void onOutput(OutputSink sink) { output_ = std::move(sink); }
 
-  // Spawns the sandbox. An error means nothing runs (the caller answers -32000).
+  // Spawns a one-shot sandbox. An error means nothing runs (the caller answers -32000).
   [[nodiscard]] Status start();
+  // Pooled: the execution waits for a child of `pool` (the claim `ticket`), then runs in it.
+  void waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket);
+  void startPooled(pool::Pool& pool, pool::PooledChild child);
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
   // Ends the run now, synchronously (the event loop has stopped): kill, reap, read what the
@@ -65,6 +69,7 @@ class Execution {
   void finishNow(StopReason reason);
 
   [[nodiscard]] const std::string& id() const { return request_.executionId; }
+  [[nodiscard]] const ExecutionRequest& request() const { return request_; }
   [[nodiscard]] ExecState state() const { return state_; }
   [[nodiscard]] int64_t elapsedMs() const;
   [[nodiscard]] json usageSoFar() const;
@@ -87,7 +92,9 @@ class Execution {
   void watchOutgoing(Outgoing& out);
   bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
   void emitOutput(const std::string& name, std::string_view chunk);
+  void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);
   void onExit();
+  void childEnded(int status, const rusage& usage);
   void maybeFinish();
   void finish();
   void killSandbox();
@@ -113,6 +120,10 @@ class Execution {
   std::string resultText_;
   bool resultTooBig_ = false;
   std::string hostWorkDir_;  // degraded mode without a mount namespace
+  pool::Pool* pool_ = nullptr;  // pooled: where the child came from
+  std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child
+  uint64_t pooledId_ = 0;
+  bool zygoteDied_ = false;
 
   std::chrono::steady_clock::time_point startedAt_;
   std::chrono::steady_clock::time_point exitedAt_;

@@ -20,7 +20,9 @@ class Scheduler {
  public:
   using Done = std::function<void(Result<json> result)>;
 
-  Scheduler(EventLoop& loop, const SandboxContext& ctx);
+  // `usePools`: start a zygote pool for every profile that has one (the server does; a
+  // single `pycell run` forks directly, which is quicker than warming a zygote first).
+  Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools = false);
   ~Scheduler();
 
   // Queues or starts the request. `done` is called exactly once: with the result, or with
@@ -46,6 +48,9 @@ class Scheduler {
   void launch(const std::string& id);
   void retire(const std::string& id, Result<json> result);
   void reapCgroups();
+  void scheduleReap();
+  void onClaimed(const std::string& id, Result<pool::PooledChild> child);
+  [[nodiscard]] pool::Pool* poolFor(const ExecutionRequest& request);
 
   EventLoop& loop_;
   const SandboxContext& ctx_;
@@ -54,7 +59,8 @@ class Scheduler {
   std::map<std::string, json> finished_;
   std::deque<std::string> finishedOrder_;
   std::vector<std::unique_ptr<Execution>> graveyard_;
-  std::vector<sandbox::ExecutionCgroup> lingering_;
+  sandbox::CgroupReaper reaper_;
+  std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // by profile
   bool reapScheduled_ = false;
   bool shuttingDown_ = false;
   uint64_t serial_ = 0;

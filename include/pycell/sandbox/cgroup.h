@@ -4,7 +4,9 @@
 // Cgroups are only ever created below the server's own, and removed again.
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -48,6 +50,8 @@ class ExecutionCgroup {
   [[nodiscard]] static Result<ExecutionCgroup> create(const CgroupSupport& support, const std::string& name,
                                                       int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] Status addProcess(pid_t pid) const;
+  // Changes the limits (a pooled child gets its execution's limits when claimed).
+  [[nodiscard]] Status setLimits(int64_t memoryBytes, int64_t maxProcesses) const;
   [[nodiscard]] CgroupUsage usage() const;
   // Kills every process in it (v2 cgroup.kill; v1 has no such file, and the pid namespace's
   // init dying takes the rest with it).
@@ -60,6 +64,20 @@ class ExecutionCgroup {
   CgroupVersion version_ = CgroupVersion::None;
   std::string memoryDir_;
   std::string pidsDir_;
+};
+
+// Cgroups whose processes the kernel is still tearing down: removed as soon as it lets us.
+class CgroupReaper {
+ public:
+  void add(ExecutionCgroup cgroup);
+  // One pass; true when nothing is left.
+  bool tryAll();
+  // Blocking passes for at most `timeout` (at shutdown, when no event loop turns any more).
+  void drain(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool empty() const { return lingering_.empty(); }
+
+ private:
+  std::vector<ExecutionCgroup> lingering_;
 };
 
 }  // namespace pycell::sandbox

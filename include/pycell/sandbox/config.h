@@ -36,6 +36,13 @@ struct BindMount {
   bool writable = false;
 };
 
+// The pre-forked children of a profile (the zygote pool).
+struct PoolSettings {
+  int size = 2;              // ready children kept waiting; 0: no zygote, fork per execution
+  int maxStarting = 2;       // forks under way at once
+  int recycleAfter = 1000;   // a zygote is replaced after this many forks (fresh ASLR, hash seed)
+};
+
 struct Profile {
   std::string name;
   std::string description;
@@ -44,6 +51,8 @@ struct Profile {
   bool allowRaisingLimits = false;  // may `execute.limits` exceed the profile's own?
   bool networkAllowed = false;      // may `execute.network` be true?
   std::vector<BindMount> binds;
+  std::vector<std::string> preload;  // modules the zygote imports once
+  PoolSettings pool;
 };
 
 struct ServerOptions {

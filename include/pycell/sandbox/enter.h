@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,11 @@ struct PlanInputs {
   std::string hostWorkDir;  // degraded mode only
   unsigned outerUid = 65534;
   unsigned outerGid = 65534;
+  // A zygote: runs `entry` instead of the bootstrap, with these files in its root as well,
+  // its own rlimits, and no seccomp (its children install theirs).
+  std::string entry;
+  std::vector<std::pair<std::string, std::string>> extraFiles;  // path -> contents
+  std::optional<std::vector<RlimitSetting>> rlimits;
 };
 [[nodiscard]] SandboxPlan makePlan(const PlanInputs& in);
 

@@ -29,6 +29,7 @@ struct RootfsOptions {
   unsigned insideUid = 1000;
   unsigned insideGid = 1000;
   std::string bootstrapSource;
+  std::vector<std::pair<std::string, std::string>> extraFiles;  // path -> contents
 };
 
 [[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);

@@ -1,0 +1,99 @@
+#pragma once
+// The zygote pool of one profile (after Android's USAP pool): a zygote interpreter that has
+// imported the profile's modules, and children forked from it ahead of demand, already
+// isolated, each waiting on its request pipe. A claim hands out a ready child at once, or
+// queues (first come, first served) until one is ready; every child serves one execution.
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "pycell/exec/context.h"
+#include "pycell/process/event_loop.h"
+#include "pycell/sandbox/cgroup.h"
+
+namespace pycell::pool {
+
+using nlohmann::json;
+
+// How a child ended, as its zygote saw it (the server is not its parent, so cannot wait).
+struct ExitInfo {
+  int status = 0;  // wait(2) status
+  rusage usage{};
+  bool zygoteDied = false;  // no report: the zygote (and with it the child) died
+};
+
+// A ready child, handed to exactly one execution. Its pipes are the server's ends.
+struct PooledChild {
+  uint64_t id = 0;
+  pid_t pid = -1;  // host pid of the child the zygote forked (the sandbox's PID 1 is below it)
+  UniqueFd pidfd;
+  UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
+  sandbox::ExecutionCgroup cgroup;
+};
+
+class Zygote;
+
+class Pool {
+ public:
+  using ClaimHandler = std::function<void(Result<PooledChild>)>;
+  using ExitHandler = std::function<void(ExitInfo)>;
+  using Ticket = uint64_t;
+
+  Pool(EventLoop& loop, const exec::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Starts the zygote; children are forked once it reports ready.
+  void start();
+  // A ready child now (handler called before claim returns), or later in arrival order.
+  Ticket claim(ClaimHandler handler);
+  void cancelClaim(Ticket ticket);
+  // Where the exit report of a claimed child goes. Call right after the claim.
+  void onExit(uint64_t childId, ExitHandler handler);
+  void forgetExit(uint64_t childId);
+
+  [[nodiscard]] json status() const;
+  // Kills the zygotes (their pid namespaces take every child along) and waits for them.
+  void shutdown();
+
+ private:
+  friend class Zygote;
+  void refill();
+  [[nodiscard]] size_t startingCount() const;  // forked (or asked for) but not ready yet
+  void childReady(PooledChild child);
+  void childExited(uint64_t id, ExitInfo info);
+  void zygoteDied(Zygote* zygote, const std::string& why);
+  void zygoteFailed(const std::string& why);
+  void failWaiters(const std::string& why);
+  // Unique across pools: child ids also name their cgroups, which share one directory.
+  static uint64_t nextChildId() {
+    static uint64_t serial = 0;
+    return ++serial;
+  }
+
+  EventLoop& loop_;
+  const exec::SandboxContext& ctx_;
+  const Profile& profile_;
+  sandbox::CgroupReaper& reaper_;
+  std::unique_ptr<Zygote> current_;
+  std::vector<std::unique_ptr<Zygote>> retired_;  // recycled, finishing their last children
+  std::deque<PooledChild> ready_;
+  std::deque<std::pair<Ticket, ClaimHandler>> waiters_;
+  std::map<uint64_t, ExitHandler> exits_;
+  Ticket ticketSerial_ = 0;
+  uint64_t forksServed_ = 0;
+  int zygoteStarts_ = 0;
+  int consecutiveFailures_ = 0;
+  std::string lastError_;
+  bool shuttingDown_ = false;
+};
+
+}  // namespace pycell::pool

@@ -1,0 +1,512 @@
+#include "pycell/pool/pool.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "pycell/child_so.h"
+#include "pycell/log.h"
+#include "pycell/sandbox/enter.h"
+#include "pycell/zygote_py.h"
+
+namespace pycell::pool {
+
+namespace {
+
+constexpr const char* kZygotePath = "/.pycell/zygote.py";
+constexpr const char* kLibraryPath = "/.pycell/libpycell_child.so";
+constexpr int kMaxConsecutiveFailures = 5;
+constexpr size_t kMaxMessage = 1 << 20;
+
+std::string base64(const void* data, size_t size) {
+  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::string out;
+  for (size_t i = 0; i < size; i += 3) {
+    uint32_t n = p[i] << 16 | (i + 1 < size ? p[i + 1] << 8 : 0) | (i + 2 < size ? p[i + 2] : 0);
+    out += table[n >> 18 & 63];
+    out += table[n >> 12 & 63];
+    out += i + 1 < size ? table[n >> 6 & 63] : '=';
+    out += i + 2 < size ? table[n & 63] : '=';
+  }
+  return out;
+}
+
+// The host pid behind a pidfd the zygote passed us (its own numbers are of its namespace).
+pid_t pidOfPidfd(int pidfd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(pidfd));
+  std::string key;
+  while (in >> key) {
+    if (key == "Pid:") {
+      pid_t pid = -1;
+      in >> pid;
+      return pid;
+    }
+  }
+  return -1;
+}
+
+Status sendMessage(int fd, const json& message, const std::vector<int>& fds) {
+  std::string data = message.dump();
+  iovec iov{data.data(), data.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::unexpected(sysError("sendmsg(zygote)"));
+  return {};
+}
+
+// One datagram and the fds that came with it; nullopt at EOF.
+std::optional<std::pair<json, std::vector<UniqueFd>>> receiveMessage(int fd) {
+  std::string data(kMaxMessage, '\0');
+  iovec iov{data.data(), data.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  std::vector<UniqueFd> fds;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int f;
+      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      fds.emplace_back(f);
+    }
+  }
+  data.resize(static_cast<size_t>(n));
+  json doc = json::parse(data, nullptr, false);
+  return std::make_pair(doc.is_discarded() ? json(nullptr) : doc, std::move(fds));
+}
+
+}  // namespace
+
+// One zygote process: its control socket, its log pipe, the forks it has under way.
+class Zygote {
+ public:
+  Zygote(Pool& pool) : pool_(pool) {}
+  ~Zygote() { stop(); }
+
+  Status start();
+  Status fork(uint64_t id);
+  void stop();  // SIGKILL: its pid namespace takes every child along
+
+  bool ready = false;
+  bool retired = false;
+  uint64_t forks = 0;
+  std::set<uint64_t> live;  // children forked and not yet reported ended
+  pid_t pid = -1;
+  json imported = json::array();
+  json failed = json::object();
+
+ private:
+  struct Pending {
+    UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
+    sandbox::ExecutionCgroup cgroup;
+  };
+  void onMessage();
+  void onLog();
+  void handle(const json& event, std::vector<UniqueFd> fds);
+  void forked(uint64_t id, UniqueFd pidfd);
+
+  Pool& pool_;
+  UniqueFd pidfd_, control_, log_;
+  std::map<uint64_t, Pending> pending_;
+  std::string logLine_;
+};
+
+Status Zygote::start() {
+  const auto& ctx = pool_.ctx_;
+  const auto& profile = pool_.profile_;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return std::unexpected(sysError("socketpair"));
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  auto logPipe = makePipe();
+  auto nullIn = makePipe();
+  if (!logPipe || !nullIn) return std::unexpected(logPipe ? nullIn.error() : logPipe.error());
+  nullIn->write.reset();
+
+  sandbox::PlanInputs in;
+  in.namespaces = ctx.isolation.namespaces;
+  const auto& python = ctx.interpreters.at(profile.name);
+  in.python = python.path;
+  in.pythonRealPath = python.realPath;
+  in.limits = profile.limits;
+  in.binds = profile.binds;
+  in.bootstrapSource = ctx.bootstrapSource;
+  in.outerUid = ctx.sandboxUid;
+  in.outerGid = ctx.sandboxGid;
+  in.entry = kZygotePath;
+  in.extraFiles = {{kZygotePath, std::string(kZygotePy)},
+                   {kLibraryPath, std::string(reinterpret_cast<const char*>(kChildLibrary), sizeof kChildLibrary)}};
+  // The zygote runs only our code; its children set their own limits and seccomp.
+  in.rlimits = std::vector<sandbox::RlimitSetting>{{RLIMIT_CORE, 0, 0}, {RLIMIT_NOFILE, 4096, 4096}};
+  auto plan = sandbox::makePlan(in);
+  sandbox::ChildFds fds{nullIn->read.get(), logPipe->write.get(), logPipe->write.get(), theirs.get(), logPipe->write.get()};
+  auto child = sandbox::spawnSandbox(plan, fds, {});
+  if (!child) return std::unexpected(child.error());
+  pid = child->pid;
+  pidfd_ = std::move(child->pidfd);
+  control_ = std::move(ours);
+  log_ = std::move(logPipe->read);
+  (void)setNonBlocking(log_.get());
+  auto& loop = pool_.loop_;
+  (void)loop.watch(control_.get(), EPOLLIN, [this](uint32_t) { onMessage(); });
+  (void)loop.watch(log_.get(), EPOLLIN, [this](uint32_t) { onLog(); });
+  (void)loop.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { pool_.zygoteDied(this, "the zygote process exited"); });
+
+  // What every child of this zygote applies to itself: the profile's limits (a claim may
+  // only tighten them), the offline seccomp filter, the working directory's size.
+  json rlimits = json::array();
+  for (const auto& r : sandbox::planRlimits(profile.limits, {.memoryByRlimit = !ctx.isolation.cgroup.memory,
+                                                             .processesByRlimit = true}))
+    rlimits.push_back({r.resource, r.soft, r.hard});
+  const auto& bpf = ctx.seccompOffline.instructions;
+  json init = {{"preload", profile.preload},
+               {"uid", plan.insideUid},
+               {"gid", plan.insideGid},
+               {"diskMb", profile.limits.diskMb},
+               {"rlimits", rlimits},
+               {"seccomp", ctx.isolation.seccomp ? base64(bpf.data(), bpf.size() * sizeof(sock_filter)) : ""},
+               {"shareNetwork", false}};
+  return sendMessage(control_.get(), init, {});
+}
+
+Status Zygote::fork(uint64_t id) {
+  auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
+  for (auto* p : {&in, &out, &err, &req, &res})
+    if (!*p) return std::unexpected(p->error());
+  Pending pending;
+  const auto& ctx = pool_.ctx_;
+  const auto& limits = pool_.profile_.limits;
+  if (ctx.isolation.cgroup.version != sandbox::CgroupVersion::None) {
+    auto cg = sandbox::ExecutionCgroup::create(ctx.isolation.cgroup, "c" + std::to_string(id), limits.memoryMb << 20,
+                                               limits.maxProcesses);
+    if (!cg) return std::unexpected(cg.error());
+    pending.cgroup = std::move(*cg);
+  }
+  auto st = sendMessage(control_.get(), {{"op", "fork"}, {"id", id}},
+                        {in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()});
+  if (!st) return st;
+  pending.stdinW = std::move(in->write);
+  pending.stdoutR = std::move(out->read);
+  pending.stderrR = std::move(err->read);
+  pending.requestW = std::move(req->write);
+  pending.resultR = std::move(res->read);
+  pending_.emplace(id, std::move(pending));
+  live.insert(id);
+  ++forks;
+  return {};
+}
+
+void Zygote::stop() {
+  auto& loop = pool_.loop_;
+  for (UniqueFd* fd : {&control_, &log_, &pidfd_})
+    if (*fd) loop.unwatch(fd->get());
+  if (pid > 0) {
+    if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+  pending_.clear();
+  control_.reset();
+  log_.reset();
+  pidfd_.reset();
+}
+
+void Zygote::onLog() {
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(log_.get(), buf, sizeof buf)) > 0) {
+    logLine_.append(buf, static_cast<size_t>(n));
+    for (size_t nl; (nl = logLine_.find('\n')) != std::string::npos; logLine_.erase(0, nl + 1))
+      log::warn("zygote[" + pool_.profile_.name + "]: " + logLine_.substr(0, nl));
+  }
+  if (n == 0) pool_.loop_.unwatch(log_.get()), log_.reset();
+}
+
+void Zygote::onMessage() {
+  auto message = receiveMessage(control_.get());
+  if (!message) {
+    pool_.zygoteDied(this, "the zygote closed its control socket");
+    return;
+  }
+  handle(message->first, std::move(message->second));
+}
+
+void Zygote::handle(const json& event, std::vector<UniqueFd> fds) {
+  std::string kind = event.is_object() ? event.value("event", "") : "";
+  if (kind == "ready") {
+    ready = true;
+    imported = event.value("imported", json::array());
+    failed = event.value("failed", json::object());
+    if (!failed.empty()) log::warn("zygote[" + pool_.profile_.name + "]: could not preload " + failed.dump());
+    pool_.consecutiveFailures_ = 0;
+    pool_.refill();
+  } else if (kind == "forked" && fds.size() == 1) {
+    forked(event.value("id", uint64_t{0}), std::move(fds[0]));
+  } else if (kind == "exit") {
+    uint64_t id = event.value("id", uint64_t{0});
+    live.erase(id);
+    pending_.erase(id);
+    ExitInfo info;
+    info.status = event.value("status", 0);
+    auto ms = [](int64_t v) { return timeval{static_cast<time_t>(v / 1000), static_cast<suseconds_t>(v % 1000 * 1000)}; };
+    info.usage.ru_utime = ms(event.value("utimeMs", int64_t{0}));
+    info.usage.ru_stime = ms(event.value("stimeMs", int64_t{0}));
+    info.usage.ru_maxrss = event.value("maxrssKb", 0L);
+    pool_.childExited(id, info);
+  } else if (kind == "error") {
+    uint64_t id = event.value("id", uint64_t{0});
+    live.erase(id);
+    pending_.erase(id);
+    pool_.zygoteFailed("zygote refused to fork: " + event.value("message", std::string("?")));
+  }
+}
+
+void Zygote::forked(uint64_t id, UniqueFd pidfd) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending p = std::move(it->second);
+  pending_.erase(it);
+  PooledChild child;
+  child.id = id;
+  child.pid = pidOfPidfd(pidfd.get());
+  child.pidfd = std::move(pidfd);
+  // Into its cgroup first; only then may it go on (and fork the sandbox's PID 1).
+  if (auto st = p.cgroup.addProcess(child.pid); !st) {
+    log::error("pool: " + st.error().message());
+    ::syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0);
+    return;
+  }
+  if (auto st = writeAll(p.requestW.get(), "g"); !st) return;
+  child.stdinW = std::move(p.stdinW);
+  child.stdoutR = std::move(p.stdoutR);
+  child.stderrR = std::move(p.stderrR);
+  child.requestW = std::move(p.requestW);
+  child.resultR = std::move(p.resultR);
+  child.cgroup = std::move(p.cgroup);
+  pool_.childReady(std::move(child));
+}
+
+// ---- Pool ------------------------------------------------------------------------------
+
+Pool::Pool(EventLoop& loop, const exec::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper)
+    : loop_(loop), ctx_(ctx), profile_(profile), reaper_(reaper) {}
+
+Pool::~Pool() { shutdown(); }
+
+void Pool::start() {
+  if (shuttingDown_) return;
+  auto zygote = std::make_unique<Zygote>(*this);
+  ++zygoteStarts_;
+  if (auto st = zygote->start(); !st) {
+    zygoteFailed("cannot start the zygote: " + st.error().message());
+    return;
+  }
+  current_ = std::move(zygote);
+}
+
+void Pool::refill() {
+  if (shuttingDown_ || !current_ || !current_->ready) return;
+  if (current_->forks >= static_cast<uint64_t>(profile_.pool.recycleAfter)) {
+    // A fresh zygote brings fresh address layout and hash secret; the old one serves the
+    // children it has and is stopped when the last of them has ended.
+    log::info("pool[" + profile_.name + "]: recycling the zygote after " + std::to_string(current_->forks) + " forks");
+    current_->retired = true;
+    retired_.push_back(std::move(current_));
+    start();
+    return;
+  }
+  size_t starting = startingCount();
+  size_t wanted = static_cast<size_t>(profile_.pool.size) + waiters_.size();
+  while (ready_.size() + starting < wanted && starting < static_cast<size_t>(profile_.pool.maxStarting)) {
+    if (auto st = current_->fork(nextChildId()); !st) {
+      zygoteFailed(st.error().message());
+      return;
+    }
+    ++starting;
+    ++forksServed_;
+  }
+}
+
+Pool::Ticket Pool::claim(ClaimHandler handler) {
+  Ticket ticket = ++ticketSerial_;
+  if (!ready_.empty()) {
+    PooledChild child = std::move(ready_.front());
+    ready_.pop_front();
+    handler(std::move(child));
+    refill();
+    return ticket;
+  }
+  if (consecutiveFailures_ >= kMaxConsecutiveFailures) {
+    handler(std::unexpected(Error{"the " + profile_.name + " pool cannot start children: " + lastError_}));
+    // One more attempt for whoever asks next: the cause may have been passing.
+    consecutiveFailures_ = kMaxConsecutiveFailures - 1;
+    if (!current_) start();
+    return ticket;
+  }
+  waiters_.emplace_back(ticket, std::move(handler));
+  refill();
+  return ticket;
+}
+
+void Pool::cancelClaim(Ticket ticket) {
+  std::erase_if(waiters_, [ticket](const auto& w) { return w.first == ticket; });
+}
+
+void Pool::onExit(uint64_t childId, ExitHandler handler) { exits_[childId] = std::move(handler); }
+void Pool::forgetExit(uint64_t childId) { exits_.erase(childId); }
+
+void Pool::childReady(PooledChild child) {
+  consecutiveFailures_ = 0;
+  if (!waiters_.empty()) {
+    auto handler = std::move(waiters_.front().second);
+    waiters_.pop_front();
+    handler(std::move(child));
+  } else {
+    ready_.push_back(std::move(child));
+  }
+  refill();
+}
+
+void Pool::childExited(uint64_t id, ExitInfo info) {
+  if (auto it = exits_.find(id); it != exits_.end()) {
+    auto handler = std::move(it->second);
+    exits_.erase(it);
+    handler(info);
+  } else {
+    // A ready child that died before anyone claimed it: its setup failed.
+    size_t before = ready_.size();
+    std::erase_if(ready_, [&](PooledChild& c) {
+      if (c.id != id) return false;
+      reaper_.add(std::move(c.cgroup));
+      return true;
+    });
+    if (ready_.size() != before || info.status != 0) {
+      ++consecutiveFailures_;
+      lastError_ = "a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")";
+      log::warn("pool[" + profile_.name + "]: " + lastError_);
+      if (consecutiveFailures_ >= kMaxConsecutiveFailures) failWaiters(lastError_);
+    }
+  }
+  std::erase_if(retired_, [](const std::unique_ptr<Zygote>& z) { return z->live.empty(); });
+  if (consecutiveFailures_ < kMaxConsecutiveFailures) refill();
+}
+
+void Pool::zygoteDied(Zygote* zygote, const std::string& why) {
+  log::warn("pool[" + profile_.name + "]: " + why + "; answering its executions and starting a new one");
+  // Its pid namespace is gone, and every child with it: claimed ones get a report now.
+  std::set<uint64_t> lost = zygote->live;
+  zygote->live.clear();
+  std::erase_if(ready_, [&](PooledChild& c) {
+    if (!lost.count(c.id)) return false;
+    reaper_.add(std::move(c.cgroup));
+    return true;
+  });
+  for (uint64_t id : lost) {
+    ExitInfo info;
+    info.status = SIGKILL;  // as wait(2) encodes death by SIGKILL
+    info.zygoteDied = true;
+    childExited(id, info);
+  }
+  if (zygote == current_.get()) {
+    auto dead = std::move(current_);
+    dead->stop();
+    // A zygote that dies before it was ever ready would die again: count it, back off, and
+    // after a few in a row stop trying until someone asks for a child again.
+    if (!dead->ready) zygoteFailed(why);
+    if (!shuttingDown_ && consecutiveFailures_ < kMaxConsecutiveFailures) {
+      auto delay = std::chrono::milliseconds(dead->ready ? 0 : 100 << consecutiveFailures_);
+      loop_.addTimer(delay, [this] {
+        if (!current_ && !shuttingDown_) start();
+      });
+    }
+    // We are inside one of its own handlers: destroy it on the next turn of the loop.
+    auto* raw = dead.release();
+    loop_.addTimer(std::chrono::milliseconds(0), [raw] { delete raw; });
+  } else {
+    std::erase_if(retired_, [zygote](const std::unique_ptr<Zygote>& z) { return z.get() == zygote; });
+  }
+}
+
+void Pool::zygoteFailed(const std::string& why) {
+  ++consecutiveFailures_;
+  lastError_ = why;
+  log::error("pool[" + profile_.name + "]: " + why);
+  if (consecutiveFailures_ >= kMaxConsecutiveFailures) failWaiters(why);
+}
+
+void Pool::failWaiters(const std::string& why) {
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& [ticket, handler] : waiters) handler(std::unexpected(Error{"the " + profile_.name + " pool cannot start children: " + why}));
+}
+
+size_t Pool::startingCount() const {
+  if (!current_) return 0;
+  size_t starting = 0;
+  for (uint64_t id : current_->live) {
+    bool isReady = std::any_of(ready_.begin(), ready_.end(), [id](const PooledChild& c) { return c.id == id; });
+    if (!isReady && !exits_.count(id)) ++starting;
+  }
+  return starting;
+}
+
+json Pool::status() const {
+  size_t starting = startingCount();
+  return {{"profile", profile_.name},
+          {"ready", ready_.size()},
+          {"target", profile_.pool.size},
+          {"starting", starting},
+          {"waiting", waiters_.size()},
+          {"zygotePid", current_ ? json(current_->pid) : json(nullptr)},
+          {"zygoteReady", current_ && current_->ready},
+          {"forksServed", forksServed_},
+          {"zygoteStarts", zygoteStarts_},
+          {"preloaded", current_ ? current_->imported : json::array()},
+          {"preloadFailed", current_ ? current_->failed : json::object()}};
+}
+
+void Pool::shutdown() {
+  shuttingDown_ = true;
+  failWaiters("the server is shutting down");
+  // Killing a zygote ends its pid namespace, every child in it included; their cgroups
+  // can go once the kernel has finished.
+  if (current_) current_->stop();
+  for (auto& z : retired_) z->stop();
+  for (auto& child : ready_) reaper_.add(std::move(child.cgroup));
+  ready_.clear();
+  current_.reset();
+  retired_.clear();
+}
+
+}  // namespace pycell::pool

@@ -1,0 +1,195 @@
+"""pycell zygote: a warm interpreter that forks sandboxed children on request.
+
+Started by the server inside a profile's outer sandbox (its own user, mount, pid, net, ipc
+and uts namespaces, a read-only root) as `python3 -I -B -u -X utf8 /.pycell/zygote.py`,
+with fd 3 a SOCK_SEQPACKET socket to the server. It imports the profile's modules once;
+each child it forks enters its own namespaces through libpycell_child.so, then runs the
+bootstrap's _main(), which waits for the request on fd 3. Standard library only. Messages
+are one JSON object per datagram; file descriptors travel as SCM_RIGHTS.
+"""
+import array, base64, ctypes, fcntl, gc, importlib.util, json, os, selectors, signal, socket, sys
+
+LIBRARY = "/.pycell/libpycell_child.so"
+BOOTSTRAP = "/.pycell/bootstrap.py"
+MAX_MESSAGE = 1 << 20
+
+
+class ChildSpec(ctypes.Structure):
+    _fields_ = [("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("disk_mb", ctypes.c_int64),
+                ("rlimits", ctypes.POINTER(ctypes.c_uint64)), ("n_rlimits", ctypes.c_int32),
+                ("bpf", ctypes.c_void_p), ("bpf_len", ctypes.c_int32)]
+
+
+def send(ctl, message, fds=()):
+    data = json.dumps(message).encode()
+    if fds:
+        ctl.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        ctl.send(data)
+
+
+def preload(modules):
+    """Imports the profile's modules; a missing one is reported, not fatal."""
+    imported, failed = [], {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            imported.append(name)
+        except Exception as e:  # noqa: BLE001 - any import failure is reported to the server
+            failed[name] = "%s: %s" % (type(e).__name__, e)
+    return imported, failed
+
+
+def warm_up():
+    """Touches the lazy paths once, so children do not each pay for them (and so the
+    one-time caches land in memory shared by every child)."""
+    if "matplotlib.pyplot" in sys.modules:
+        plt = sys.modules["matplotlib.pyplot"]
+        fig = plt.figure()
+        fig.gca().plot([0, 1], [0, 1])
+        fig.canvas.draw()
+        plt.close(fig)
+    if "pandas" in sys.modules:
+        pd = sys.modules["pandas"]
+        pd.DataFrame({"a": [1, 2, 1], "b": [1.0, 2.0, 3.0]}).groupby("a").sum()
+
+
+def load_bootstrap():
+    spec = importlib.util.spec_from_file_location("pycell_bootstrap", BOOTSTRAP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_spec(init):
+    rows = [v for row in init["rlimits"] for v in row]
+    limits = (ctypes.c_uint64 * len(rows))(*rows)
+    bpf = base64.b64decode(init.get("seccomp", ""))
+    bpf_buffer = ctypes.create_string_buffer(bpf, len(bpf)) if bpf else None
+    spec = ChildSpec(init["uid"], init["gid"], init["diskMb"], limits, len(init["rlimits"]),
+                     ctypes.cast(bpf_buffer, ctypes.c_void_p) if bpf_buffer else None, len(bpf) // 8)
+    return spec, (limits, bpf_buffer)  # the buffers must outlive every fork
+
+
+def place_fds(fds):
+    """The child's five fds become 0..4 (they may already sit on those numbers)."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.closerange(5, os.sysconf("SC_OPEN_MAX"))
+
+
+def child(fds, lib, spec, share_network, bootstrap):
+    """In the forked child: isolate, then run the bootstrap (never returns)."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        place_fds(fds)
+        if lib.pycell_unshare(int(share_network)) != 0:
+            raise OSError(lib.pycell_last_error().decode())
+        pid = os.fork()
+        if pid:
+            lib.pycell_relay(pid)  # waits for PID 1 below and ends as it did
+        if lib.pycell_isolate(ctypes.byref(spec)) != 0:
+            raise OSError(lib.pycell_last_error().decode())
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()  # siblings must not draw the zygote's numbers
+    except BaseException as e:  # noqa: BLE001 - reported on the child's stderr, then exit
+        os.write(2, ("pycell zygote child: sandbox setup failed: %s\n" % e).encode())
+        os._exit(127)
+    bootstrap._main()
+    os._exit(70)
+
+
+def single_threaded():
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+def main():
+    ctl = socket.socket(fileno=3)
+    init = json.loads(ctl.recv(MAX_MESSAGE))
+    imported, failed = preload(init.get("preload", []))
+    warm_up()
+    bootstrap = load_bootstrap()
+    lib = ctypes.PyDLL(LIBRARY)  # PyDLL: calls keep the GIL (there is one thread anyway)
+    lib.pycell_last_error.restype = ctypes.c_char_p
+    spec, _buffers = make_spec(init)  # _buffers: what spec points into, kept alive
+    share_network = bool(init.get("shareNetwork"))
+    children = {}  # pid -> id given by the server
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
+    signal.set_wakeup_fd(wake_w)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.collect()
+    gc.freeze()  # children then do not copy the zygote's objects on their first collection
+    send(ctl, {"event": "ready", "imported": imported, "failed": failed, "threads": single_threaded()})
+
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ, "ctl")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    while True:
+        for key, _ in sel.select():
+            if key.data == "wake":
+                while True:
+                    try:
+                        if not os.read(wake_r, 4096):
+                            break
+                    except BlockingIOError:
+                        break
+                continue
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, 8)
+            if not msg:
+                return  # the server is gone
+            request = json.loads(msg)
+            if request.get("op") != "fork" or len(fds) != 5:
+                for fd in fds:
+                    os.close(fd)
+                send(ctl, {"event": "error", "id": request.get("id"), "message": "bad request"})
+                continue
+            if not single_threaded():
+                # A forked copy of a threaded process can hang on a lock another thread held.
+                for fd in fds:
+                    os.close(fd)
+                send(ctl, {"event": "error", "id": request["id"], "message": "zygote is not single-threaded"})
+                continue
+            pid = os.fork()
+            if pid == 0:
+                sel.close()
+                ctl.close()
+                os.close(wake_r)
+                os.close(wake_w)
+                child(fds, lib, spec, share_network, bootstrap)
+            for fd in fds:
+                os.close(fd)
+            children[pid] = request["id"]
+            pidfd = os.pidfd_open(pid)
+            send(ctl, {"event": "forked", "id": request["id"]}, [pidfd])
+            os.close(pidfd)
+        reap(ctl, children)
+
+
+def reap(ctl, children):
+    """Reports each child that ended, with how and what it used (the server cannot wait
+    for them: they are ours)."""
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ident = children.pop(pid, None)
+        if ident is not None:
+            send(ctl, {"event": "exit", "id": ident, "status": status,
+                       "utimeMs": int(usage.ru_utime * 1000), "stimeMs": int(usage.ru_stime * 1000),
+                       "maxrssKb": usage.ru_maxrss})
+
+
+if __name__ == "__main__":
+    main()

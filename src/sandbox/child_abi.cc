@@ -1,0 +1,137 @@
+// libpycell_child.so: see child_abi.h for the order of the steps. Plain syscalls only: it
+// runs in a freshly forked interpreter, between Python calls, and must leave no state
+// behind but the isolation itself.
+#include "pycell/sandbox/child_abi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pycell/sandbox/caps.h"
+
+namespace {
+
+char lastError[256];
+int alive[2] = {-1, -1};  // the intermediate holds the write end while it lives
+
+int fail(const char* step) {
+  snprintf(lastError, sizeof lastError, "%s: %s", step, strerror(errno));
+  return -1;
+}
+
+int writeText(const char* path, const char* text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = write(fd, text, strlen(text));
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n == static_cast<ssize_t>(strlen(text)) ? 0 : -1;
+}
+
+int mountTmpfs(const char* target, const char* options) {
+  return mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options);
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* pycell_last_error(void) { return lastError; }
+
+int pycell_unshare(int share_network) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The server writes one byte on fd 3 once we are in our cgroup; everything we fork from
+  // here on is counted there.
+  char go = 0;
+  ssize_t n;
+  do {
+    n = read(3, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    errno = n == 0 ? EPIPE : errno;
+    return fail("wait for the server's go");
+  }
+  if (setsid() < 0) return fail("setsid");
+  unsigned uid = geteuid(), gid = getegid();
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (!share_network) flags |= CLONE_NEWNET;
+  if (unshare(flags) != 0) return fail("unshare");
+  // Map our own ids and nothing else: allowed without privilege (user_namespaces(7)).
+  char map[64];
+  if (writeText("/proc/self/setgroups", "deny") != 0) return fail("write setgroups");
+  snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
+  if (writeText("/proc/self/uid_map", map) != 0) return fail("write uid_map");
+  snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
+  if (writeText("/proc/self/gid_map", map) != 0) return fail("write gid_map");
+  if (pipe2(alive, O_CLOEXEC) != 0) return fail("pipe2");
+  return 0;
+}
+
+void pycell_relay(int pid) {
+  // Hold nothing of the sandbox's: its pipes must reach EOF when it ends.
+  syscall(SYS_close_range, 0, alive[1] - 1, 0);
+  syscall(SYS_close_range, alive[1] + 1, ~0U, 0);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  // End by the same signal, so the zygote (and the server) see how the program died.
+  int sig = WTERMSIG(status);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  kill(getpid(), sig);
+  _exit(128 + sig);
+}
+
+int pycell_isolate(const struct pycell_child_spec* spec) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The death signal is set only now: if the intermediate is already gone, stop here.
+  close(alive[1]);
+  pollfd p{alive[0], POLLIN, 0};
+  if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(1);
+  close(alive[0]);
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail("make mounts private");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return fail("mount proc");
+  char options[128];
+  snprintf(options, sizeof options, "mode=0755,nr_inodes=16384,size=%lldm,uid=%u,gid=%u",
+           static_cast<long long>(spec->disk_mb), spec->uid, spec->gid);
+  if (mountTmpfs("/sandbox", options) != 0) return fail("mount /sandbox");
+  snprintf(options, sizeof options, "mode=1777,nr_inodes=16384,size=%lldm", static_cast<long long>(spec->disk_mb));
+  if (mountTmpfs("/tmp", options) != 0) return fail("mount /tmp");
+  if (mountTmpfs("/dev/shm", options) != 0) return fail("mount /dev/shm");
+  if (chdir("/sandbox") != 0) return fail("chdir /sandbox");
+  if (sethostname("pycell", 6) != 0) return fail("sethostname");
+  for (int i = 0; i < spec->n_rlimits; ++i) {
+    rlimit rl{spec->rlimits[3 * i + 1], spec->rlimits[3 * i + 2]};
+    if (setrlimit(static_cast<int>(spec->rlimits[3 * i]), &rl) != 0) return fail("setrlimit");
+  }
+  const char* step = "drop capabilities";
+  if (pycell::sandbox::dropAllCapabilities(&step) != 0) return fail(step);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
+  // seccomp last: the steps above need syscalls it denies.
+  if (spec->bpf && spec->bpf_len > 0) {
+    sock_fprog prog{static_cast<unsigned short>(spec->bpf_len),
+                    const_cast<sock_filter*>(static_cast<const sock_filter*>(spec->bpf))};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return fail("seccomp");
+  }
+  return 0;
+}
+
+}  // extern "C"
