@@ -424,38 +424,49 @@ void Pool::childExited(uint64_t id, ExitInfo info) {
 
 void Pool::zygoteDied(Zygote* zygote, const std::string& why) {
   log::warn("pool[" + profile_.name + "]: " + why + "; answering its executions and starting a new one");
-  // Its pid namespace is gone, and every child with it: claimed ones get a report now.
-  std::set<uint64_t> lost = zygote->live;
-  zygote->live.clear();
+  std::unique_ptr<Zygote> dead;
+  bool wasCurrent = zygote == current_.get();
+  if (wasCurrent) {
+    dead = std::move(current_);
+  } else {
+    for (auto& z : retired_)
+      if (z.get() == zygote) dead = std::move(z);
+    std::erase(retired_, nullptr);
+  }
+  if (!dead) return;
+  dead->stop();
+  // Its pid namespace is gone, and every child with it: ready ones are dropped, claimed
+  // ones get their report now.
+  std::set<uint64_t> lost = std::move(dead->live);
   std::erase_if(ready_, [&](PooledChild& c) {
     if (!lost.count(c.id)) return false;
     reaper_.add(std::move(c.cgroup));
     return true;
   });
   for (uint64_t id : lost) {
+    auto it = exits_.find(id);
+    if (it == exits_.end()) continue;
+    auto handler = std::move(it->second);
+    exits_.erase(it);
     ExitInfo info;
     info.status = SIGKILL;  // as wait(2) encodes death by SIGKILL
     info.zygoteDied = true;
-    childExited(id, info);
+    handler(info);
   }
-  if (zygote == current_.get()) {
-    auto dead = std::move(current_);
-    dead->stop();
+  if (wasCurrent && !shuttingDown_) {
     // A zygote that dies before it was ever ready would die again: count it, back off, and
     // after a few in a row stop trying until someone asks for a child again.
     if (!dead->ready) zygoteFailed(why);
-    if (!shuttingDown_ && consecutiveFailures_ < kMaxConsecutiveFailures) {
+    if (consecutiveFailures_ < kMaxConsecutiveFailures) {
       auto delay = std::chrono::milliseconds(dead->ready ? 0 : 100 << consecutiveFailures_);
       loop_.addTimer(delay, [this] {
         if (!current_ && !shuttingDown_) start();
       });
     }
-    // We are inside one of its own handlers: destroy it on the next turn of the loop.
-    auto* raw = dead.release();
-    loop_.addTimer(std::chrono::milliseconds(0), [raw] { delete raw; });
-  } else {
-    std::erase_if(retired_, [zygote](const std::unique_ptr<Zygote>& z) { return z.get() == zygote; });
   }
+  // We are inside one of its own handlers: destroy it on the next turn of the loop.
+  auto* raw = dead.release();
+  loop_.addTimer(std::chrono::milliseconds(0), [raw] { delete raw; });
 }
 
 void Pool::zygoteFailed(const std::string& why) {

@@ -1,0 +1,135 @@
+// The zygote pool: warm interpreters fork pre-isolated children, one per execution.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <thread>
+
+#include "server_process.h"
+
+using namespace pycell::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+Json poolOf(ServerProcess& server, const std::string& profile) {
+  Json status = server.callResult("status");
+  for (const auto& pool : status["pools"])
+    if (pool["profile"] == profile) return pool;
+  throw std::runtime_error("no pool for " + profile + " in " + brief(status));
+}
+
+// Waits until the profile's pool has its target of ready children (or throws).
+Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis timeout = 20000ms) {
+  Json pool;
+  for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(50ms)) {
+    pool = poolOf(server, profile);
+    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
+  }
+  throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
+}
+
+Json run(ServerProcess& server, const std::string& code, const std::string& profile = "default") {
+  Json result = execute(server, {{"code", code}, {"profile", profile}});
+  INFO(brief(result));
+  REQUIRE(result["status"] == "ok");
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("siblings forked from one zygote draw different random numbers", "[pool]") {
+  auto server = startServer(Framing::kNdjson);
+  awaitFullPool(*server, "datascience");
+  std::set<double> numpyDraws, randomDraws;
+  for (int i = 0; i < 4; ++i) {
+    numpyDraws.insert(run(*server, "import numpy as np\nfloat(np.random.rand())", "datascience")["value"].get<double>());
+    randomDraws.insert(run(*server, "import random\nrandom.random()")["value"].get<double>());
+  }
+  CHECK(numpyDraws.size() == 4);
+  CHECK(randomDraws.size() == 4);
+}
+
+TEST_CASE("a preloaded module is already imported in the child, not imported again", "[pool]") {
+  auto server = startServer(Framing::kNdjson);
+  Json pool = awaitFullPool(*server, "datascience");
+  INFO(brief(pool));
+  if (pool["preloadFailed"].contains("pandas")) FAIL("pandas is not installed for the sandbox's python");
+  Json result = run(*server,
+                    "import sys, time\n"
+                    "before = 'pandas' in sys.modules\n"
+                    "t = time.perf_counter()\n"
+                    "import pandas\n"
+                    "[before, time.perf_counter() - t]",
+                    "datascience");
+  CHECK(result["value"][0] == true);
+  CHECK(result["value"][1].get<double>() < 0.005);  // a dictionary lookup, not a 300 ms import
+  // The stdlib profile preloads nothing of that.
+  CHECK(run(*server, "import sys\n'pandas' in sys.modules")["value"] == false);
+}
+
+TEST_CASE("no state leaks from one execution to the next", "[pool]") {
+  auto server = startServer(Framing::kNdjson);
+  run(*server,
+      "import sys, os\n"
+      "leaked_global = 42\n"
+      "sys.modules['leak_marker'] = object()\n"
+      "os.environ['LEAK'] = '1'\n"
+      "open('left-behind.txt', 'w').write('x')\n"
+      "open('/tmp/left-behind.txt', 'w').write('x')\n");
+  Json result = run(*server,
+                    "import sys, os\n"
+                    "['leaked_global' in globals(), 'leak_marker' in sys.modules, 'LEAK' in os.environ,\n"
+                    " os.path.exists('left-behind.txt'), os.path.exists('/tmp/left-behind.txt')]");
+  CHECK(result["value"] == Json::array({false, false, false, false, false}));
+}
+
+TEST_CASE("killing the zygote mid-execution gives that execution a proper result and a new zygote", "[pool]") {
+  auto server = startServer(Framing::kNdjson);
+  Json before = awaitFullPool(*server, "default");
+  int64_t id = server->request("execute", {{"code", "import time\ntime.sleep(30)"}, {"executionId", "victim"}});
+  awaitRunning(*server, "victim");
+  pid_t zygote = before["zygotePid"].get<pid_t>();
+  REQUIRE(::kill(zygote, SIGKILL) == 0);  // a descendant of the server this test started
+
+  Json result = waitResult(*server, id, 10000ms);
+  INFO(brief(result));
+  CHECK(result["status"] == "crashed");
+  CHECK(result["error"]["message"].get<std::string>().find("zygote") != std::string::npos);
+
+  Json after = awaitFullPool(*server, "default");
+  CHECK(after["zygotePid"] != before["zygotePid"]);
+  CHECK(after["zygoteStarts"].get<int>() == before["zygoteStarts"].get<int>() + 1);
+  CHECK(run(*server, "6 * 7")["value"] == 42);
+}
+
+TEST_CASE("the pool refills after a burst, and every request of the burst is answered", "[pool]") {
+  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "8"});
+  awaitFullPool(*server, "default");
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(server->request("execute", {{"code", "import os\nos.getpid()"}}));
+  for (auto id : ids) {
+    Json result = waitResult(*server, id);
+    CHECK(result["status"] == "ok");
+    CHECK(result["value"] == 1);  // each its own pid namespace
+  }
+  Json pool = awaitFullPool(*server, "default");
+  CHECK(pool["forksServed"].get<int>() >= 14);
+}
+
+TEST_CASE("a zygote is recycled after its fork budget and the pool goes on serving", "[pool]") {
+  TempFile config("recycle", R"({"profiles": {"default": {"pool": {"size": 1, "recycleAfter": 3}}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  for (int i = 0; i < 8; ++i) CHECK(run(*server, "1 + " + std::to_string(i))["value"] == 1 + i);
+  Json pool = awaitFullPool(*server, "default");
+  CHECK(pool["zygoteStarts"].get<int>() >= 3);
+}
+
+TEST_CASE("a profile with pool size 0 forks a fresh interpreter per execution", "[pool]") {
+  TempFile config("nopool", R"({"profiles": {"plain": {"pool": {"size": 0}}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  Json status = server->callResult("status");
+  for (const auto& pool : status["pools"]) CHECK(pool["profile"] != "plain");
+  CHECK(run(*server, "import os\nos.getpid()", "plain")["value"] == 1);
+}
