@@ -10,25 +10,47 @@ namespace pycell::cli {
 namespace {
 
 // One real execution through the whole stack: the proof that the pieces fit together.
-std::string endToEnd(const exec::SandboxContext& ctx, bool& ok) {
+Result<nlohmann::json> runInSandbox(const exec::SandboxContext& ctx, const nlohmann::json& params) {
   EventLoop loop;
   exec::Scheduler scheduler(loop, ctx);
-  auto request = exec::parseExecuteParams({{"code", "import sys\nsys.version.split()[0]"}}, ctx.config);
-  if (!request) return request.error();
+  auto request = exec::parseExecuteParams(params, ctx.config);
+  if (!request) return std::unexpected(Error{request.error()});
   std::optional<Result<nlohmann::json>> outcome;
-  auto started = std::chrono::steady_clock::now();
   auto submitted = scheduler.submit(std::move(*request), [&](Result<nlohmann::json> r) {
     outcome = std::move(r);
     loop.stop();
   });
-  if (!submitted) return submitted.error().message;
+  if (!submitted) return std::unexpected(Error{submitted.error().message});
   if (!outcome) loop.run();
+  return std::move(*outcome);
+}
+
+// Which of a profile's preload modules its interpreter imports, inside the sandbox.
+std::string preloadReport(const exec::SandboxContext& ctx, const Profile& profile, bool& ok) {
+  std::string code =
+      "import importlib\nresult = {}\nfor name in inputs:\n"
+      "    try:\n        importlib.import_module(name)\n        result[name] = 'ok'\n"
+      "    except Exception as e:\n        result[name] = type(e).__name__ + ': ' + str(e)\n";
+  auto r = runInSandbox(ctx, {{"code", code}, {"profile", profile.name}, {"inputs", profile.preload}});
+  if (!r) return r.error().message();
+  ok = (*r)["status"] == "ok";
+  std::string out;
+  for (const auto& [name, verdict] : (*r)["value"].items()) {
+    bool imported = verdict == "ok";
+    ok = ok && imported;
+    out += (out.empty() ? "" : ", ") + name + (imported ? "" : " (" + verdict.get<std::string>() + ")");
+  }
+  return ok ? "imports " + out : "status " + (*r)["status"].get<std::string>() + ": " + out;
+}
+
+std::string endToEnd(const exec::SandboxContext& ctx, bool& ok) {
+  auto started = std::chrono::steady_clock::now();
+  auto r = runInSandbox(ctx, {{"code", "import sys\nsys.version.split()[0]"}});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
-  if (!*outcome) return (*outcome).error().message();
-  const auto& r = **outcome;
-  ok = r.value("status", "") == "ok";
-  return ok ? "ran Python " + r["value"].get<std::string>() + " in a sandbox in " + std::to_string(ms) + " ms"
-            : "status " + r.value("status", "?") + ": " + r["stderr"].get<std::string>();
+  if (!r) return r.error().message();
+  ok = (*r).value("status", "") == "ok";
+  return ok ? "ran Python " + (*r)["value"].get<std::string>() + " in a sandbox in " + std::to_string(ms) + " ms"
+            : "status " + (*r).value("status", "?") + ": " + (*r)["stderr"].get<std::string>();
 }
 
 }  // namespace
@@ -50,8 +72,15 @@ int checkMain(const CommonOptions& options) {
   }
   std::cout << "ok    memoryLimit: by " << iso.memoryLimit() << "\n";
   std::cout << "ok    pidsLimit: by " << iso.pidsLimit() << "\n";
-  for (const auto& [name, interp] : (*ctx)->interpreters)
+  for (const auto& [name, interp] : (*ctx)->interpreters) {
     std::cout << "ok    profile " << name << ": python " << interp.path << " (" << interp.realPath << ")\n";
+    const Profile& profile = (*ctx)->config.profiles.at(name);
+    if (profile.preload.empty()) continue;
+    bool imported = false;
+    std::string report = preloadReport(**ctx, profile, imported);
+    // A missing optional module is worth a line, not a failed check: the zygote reports it too.
+    std::cout << (imported ? "ok    " : "warn  ") << "profile " << name << " preload: " << report << "\n";
+  }
   bool ran = false;
   std::string detail = endToEnd(**ctx, ran);
   std::cout << (ran ? "ok    " : "FAIL  ") << "execution: " << detail << "\n";
