@@ -109,6 +109,19 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   scheduleReap();
   entry.done(std::move(result));
   startNext();
+  if (active_.empty() && onIdle_) {
+    auto idle = std::move(onIdle_);
+    onIdle_ = nullptr;
+    idle();
+  }
+}
+
+void Scheduler::whenIdle(std::function<void()> fn) {
+  if (active_.empty()) {
+    fn();
+    return;
+  }
+  onIdle_ = std::move(fn);
 }
 
 void Scheduler::scheduleReap() {
@@ -159,9 +172,8 @@ void Scheduler::shutdown() {
   // Every execution still here is answered now, with status "killed" and the output it
   // had produced: the event loop that would have carried its result has stopped.
   shuttingDown_ = true;
-  std::vector<std::string> ids(queue_.begin(), queue_.end());
-  for (const auto& [id, entry] : active_)
-    if (entry.execution->state() == ExecState::Running) ids.insert(ids.begin(), id);
+  std::vector<std::string> ids;
+  for (const auto& [id, entry] : active_) ids.push_back(id);
   for (const auto& id : ids) {
     if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }

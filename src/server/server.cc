@@ -42,11 +42,23 @@ void Server::bindMethods() {
   bind("execute", &Server::execute);
   bind("status", &Server::status);
   bind("kill", &Server::kill);
+  // shutdown lets the executions in flight finish, then answers; an exit (or EOF) that
+  // arrives meanwhile takes effect once it has answered. So a script may write
+  // execute, shutdown, exit and close its end, and still get its result.
   dispatcher_.onRequest("shutdown", [this](const json&, Reply reply) {
     lifecycle_ = Lifecycle::ShutDown;
-    reply.result(nullptr);
+    draining_ = true;
+    auto shared = std::make_shared<Reply>(std::move(reply));
+    scheduler_.whenIdle([this, shared] {
+      draining_ = false;
+      shared->result(nullptr);
+      if (exitRequested_) quit(0);
+    });
   });
-  dispatcher_.onNotification("exit", [this](const json&) { quit(lifecycle_ == Lifecycle::ShutDown ? 0 : 1); });
+  dispatcher_.onNotification("exit", [this](const json&) {
+    if (draining_) exitRequested_ = true;
+    else quit(lifecycle_ == Lifecycle::ShutDown ? 0 : 1);
+  });
   dispatcher_.onNotification("$/cancelRequest", [this](const json& params) { cancel(params); });
 }
 
@@ -118,8 +130,12 @@ void Server::onReadable() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
-      log::debug("end of input; stopping every sandbox");
       loop_.unwatch(inFd_);
+      if (draining_) {
+        exitRequested_ = true;  // after shutdown: let it finish what it is doing
+        return;
+      }
+      log::debug("end of input; stopping every sandbox");
       quit(0);
       return;
     }
@@ -192,11 +208,10 @@ void Server::initialize(const json& params, Reply reply) {
 void Server::execute(const json& params, Reply reply) {
   auto request = exec::parseExecuteParams(params, ctx_.config);
   if (!request) throw InvalidParams(request.error());
-  bool stream = params.value("stream", false);
+  bool stream = params.contains("stream") && params["stream"].is_boolean() && params["stream"].get<bool>();
   std::string key = requestKey(reply.id());
   auto shared = std::make_shared<Reply>(std::move(reply));
   exec::Execution::OutputSink output;
-  std::string executionId;
   auto done = [this, shared, key](Result<json> result) {
     std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
     executionByRequest_.erase(key);
@@ -209,15 +224,13 @@ void Server::execute(const json& params, Reply reply) {
     }
   };
   if (stream) {
-    auto idHolder = std::make_shared<std::string>();
-    output = [this, idHolder, key](const std::string& streamName, std::string_view text) {
+    output = [this, key](const std::string& streamName, std::string_view text) {
       notify("execute/output", {{"executionId", executionByRequest_.count(key) ? executionByRequest_[key] : ""},
                                 {"stream", streamName},
                                 {"text", std::string(text)}});
     };
   }
-  // Known before submit, because a sandbox that fails to start answers from inside submit.
-  std::string wanted = request->executionId;
+  // A sandbox that fails to start answers from inside submit; hence the checks below.
   auto submitted = scheduler_.submit(std::move(*request), done, output);
   if (!submitted) {
     if (!shared->answered()) {

@@ -157,3 +157,22 @@ TEST_CASE("the server exits when the client process dies", "[lifecycle]") {
   INFO(server->describe());
   CHECK(server->waitExit(5000ms).has_value());
 }
+
+TEST_CASE("a script that writes execute and shutdown, then closes stdin, still gets its result", "[lifecycle]") {
+  std::string input = Json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "execute"},
+                           {"params", {{"code", "import time\ntime.sleep(0.3)\n6 * 7"}}}}.dump() +
+                      "\n" + Json{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "shutdown"}}.dump() + "\n";
+  CommandResult r = runPycell({"serve"}, input);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  CHECK(r.exitCode == 0);
+  auto nl = r.out.find('\n');
+  REQUIRE(nl != std::string::npos);
+  Json first = Json::parse(r.out.substr(0, nl));
+  Json second = Json::parse(r.out.substr(nl + 1, r.out.find('\n', nl + 1) - nl - 1));
+  // The shutdown answer waits for the execution in flight, so it comes second.
+  CHECK(first["id"] == 1);
+  CHECK(first["result"]["status"] == "ok");
+  CHECK(first["result"]["value"] == 42);
+  CHECK(second["id"] == 2);
+  CHECK(second["result"].is_null());
+}

@@ -36,6 +36,9 @@ class Scheduler {
   // Kills everything and waits (bounded) until the kernel has let go of every cgroup.
   void shutdown();
 
+  // Calls `fn` once nothing is queued or running (now, if that is already so).
+  void whenIdle(std::function<void()> fn);
+
   [[nodiscard]] size_t running() const { return active_.size() - queue_.size(); }
   [[nodiscard]] size_t queued() const { return queue_.size(); }
 
@@ -63,6 +66,7 @@ class Scheduler {
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // by profile
   bool reapScheduled_ = false;
   bool shuttingDown_ = false;
+  std::function<void()> onIdle_;
   uint64_t serial_ = 0;
   uint64_t total_ = 0;
   std::chrono::steady_clock::time_point startedAt_ = std::chrono::steady_clock::now();

@@ -59,6 +59,8 @@ class Server {
   bool outWatched_ = false;
   Lifecycle lifecycle_ = Lifecycle::Uninitialized;
   int exitCode_ = 0;
+  bool draining_ = false;        // shutdown received; its reply waits for the executions in flight
+  bool exitRequested_ = false;   // exit (or EOF) arrived while draining
   UniqueFd signalFd_;
   UniqueFd clientPidFd_;
   std::map<std::string, std::string> executionByRequest_;  // request id (dumped) -> executionId
