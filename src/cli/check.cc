@@ -10,7 +10,7 @@ namespace pycell::cli {
 namespace {
 
 // One real execution through the whole stack: the proof that the pieces fit together.
-Result<nlohmann::json> runInSandbox(const exec::SandboxContext& ctx, const nlohmann::json& params) {
+Result<nlohmann::json> runInSandbox(const sandbox::SandboxContext& ctx, const nlohmann::json& params) {
   EventLoop loop;
   exec::Scheduler scheduler(loop, ctx);
   auto request = exec::parseExecuteParams(params, ctx.config);
@@ -26,7 +26,7 @@ Result<nlohmann::json> runInSandbox(const exec::SandboxContext& ctx, const nlohm
 }
 
 // Which of a profile's preload modules its interpreter imports, inside the sandbox.
-std::string preloadReport(const exec::SandboxContext& ctx, const Profile& profile, bool& ok) {
+std::string preloadReport(const sandbox::SandboxContext& ctx, const Profile& profile, bool& ok) {
   std::string code =
       "import importlib\nresult = {}\nfor name in inputs:\n"
       "    try:\n        importlib.import_module(name)\n        result[name] = 'ok'\n"
@@ -43,7 +43,7 @@ std::string preloadReport(const exec::SandboxContext& ctx, const Profile& profil
   return ok ? "imports " + out : "status " + (*r)["status"].get<std::string>() + ": " + out;
 }
 
-std::string endToEnd(const exec::SandboxContext& ctx, bool& ok) {
+std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
   auto started = std::chrono::steady_clock::now();
   auto r = runInSandbox(ctx, {{"code", "import sys\nsys.version.split()[0]"}});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
@@ -60,7 +60,7 @@ int checkMain(const CommonOptions& options) {
   if (!config) return 2;
   ServerOptions server = options.server;
   server.allowDegraded = true;  // report everything, refuse nothing
-  auto ctx = exec::makeContext(*config, server);
+  auto ctx = sandbox::makeContext(*config, server);
   if (!ctx) {
     std::cout << "FAIL  setup: " << ctx.error().message() << "\n";
     return 1;

@@ -78,7 +78,7 @@ int runMain(const RunOptions& options) {
     std::cerr << "pycell run: " << request.error() << "\n";
     return 2;
   }
-  auto ctx = exec::makeContext(std::move(*config), options.common.server);
+  auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
     return 3;

@@ -11,7 +11,7 @@ namespace pycell::cli {
 int serveMain(const ServeOptions& options) {
   auto config = loadConfigOrReport(options.common);
   if (!config) return 2;
-  auto ctx = exec::makeContext(std::move(*config), options.common.server);
+  auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
     return 3;

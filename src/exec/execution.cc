@@ -111,7 +111,7 @@ Execution::~Execution() {
 
 Status Execution::start() {
   const Profile& profile = ctx_.config.profiles.at(request_.profile);
-  const Interpreter& python = ctx_.interpreters.at(request_.profile);
+  const sandbox::Interpreter& python = ctx_.interpreters.at(request_.profile);
   const auto& iso = ctx_.isolation;
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})

@@ -319,7 +319,7 @@ void Zygote::forked(uint64_t id, UniqueFd pidfd) {
 
 // ---- Pool ------------------------------------------------------------------------------
 
-Pool::Pool(EventLoop& loop, const exec::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper)
+Pool::Pool(EventLoop& loop, const sandbox::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper)
     : loop_(loop), ctx_(ctx), profile_(profile), reaper_(reaper) {}
 
 Pool::~Pool() { shutdown(); }

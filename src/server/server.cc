@@ -20,7 +20,7 @@ std::string requestKey(const json& id) { return id.dump(); }
 std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 }  // namespace
 
-Server::Server(EventLoop& loop, const exec::SandboxContext& ctx, Framing framing, int inFd, int outFd)
+Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing framing, int inFd, int outFd)
     : loop_(loop),
       ctx_(ctx),
       scheduler_(loop, ctx, /*usePools=*/true),

@@ -11,13 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pycell/exec/context.h"
+#include "pycell/sandbox/context.h"
 #include "pycell/exec/output_buffer.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
 
 namespace pycell::exec {
+
+using sandbox::SandboxContext;
 
 using nlohmann::json;
 

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pycell/exec/context.h"
+#include "pycell/sandbox/context.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
 
@@ -46,7 +46,7 @@ class Pool {
   using ExitHandler = std::function<void(ExitInfo)>;
   using Ticket = uint64_t;
 
-  Pool(EventLoop& loop, const exec::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper);
+  Pool(EventLoop& loop, const sandbox::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -80,7 +80,7 @@ class Pool {
   }
 
   EventLoop& loop_;
-  const exec::SandboxContext& ctx_;
+  const sandbox::SandboxContext& ctx_;
   const Profile& profile_;
   sandbox::CgroupReaper& reaper_;
   std::unique_ptr<Zygote> current_;

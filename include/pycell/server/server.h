@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pycell/exec/context.h"
+#include "pycell/sandbox/context.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/protocol/dispatcher.h"
@@ -19,7 +19,7 @@ using protocol::json;
 
 class Server {
  public:
-  Server(EventLoop& loop, const exec::SandboxContext& ctx, protocol::Framing framing, int inFd, int outFd);
+  Server(EventLoop& loop, const sandbox::SandboxContext& ctx, protocol::Framing framing, int inFd, int outFd);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
@@ -48,7 +48,7 @@ class Server {
   void cancel(const json& params);
 
   EventLoop& loop_;
-  const exec::SandboxContext& ctx_;
+  const sandbox::SandboxContext& ctx_;
   exec::Scheduler scheduler_;
   protocol::FrameReader reader_;
   protocol::Dispatcher dispatcher_;

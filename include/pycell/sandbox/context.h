@@ -8,7 +8,7 @@
 #include "pycell/sandbox/probe.h"
 #include "pycell/sandbox/seccomp.h"
 
-namespace pycell::exec {
+namespace pycell::sandbox {
 
 struct Interpreter {
   std::string path;      // as configured
@@ -18,9 +18,9 @@ struct Interpreter {
 struct SandboxContext {
   Config config;
   ServerOptions options;
-  sandbox::Isolation isolation;
-  sandbox::SeccompProgram seccompOffline;  // socket() limited to AF_UNIX
-  sandbox::SeccompProgram seccompOnline;
+  Isolation isolation;
+  SeccompProgram seccompOffline;  // socket() limited to AF_UNIX
+  SeccompProgram seccompOnline;
   std::map<std::string, Interpreter> interpreters;  // by profile name
   std::string bootstrapSource;
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
@@ -41,4 +41,4 @@ struct SandboxContext {
 // Resolves `python` to a real interpreter binary (a version-manager shim is a shell script).
 [[nodiscard]] Result<Interpreter> resolveInterpreter(const std::string& python);
 
-}  // namespace pycell::exec
+}  // namespace pycell::sandbox

@@ -1,4 +1,4 @@
-#include "pycell/exec/context.h"
+#include "pycell/sandbox/context.h"
 
 #include <climits>
 #include <cstdlib>
@@ -9,9 +9,9 @@
 
 #include "pycell/bootstrap_py.h"
 
-namespace pycell::exec {
+namespace pycell::sandbox {
 
-SandboxContext::~SandboxContext() { sandbox::removeCgroupBase(isolation.cgroup); }
+SandboxContext::~SandboxContext() { removeCgroupBase(isolation.cgroup); }
 
 Result<Interpreter> resolveInterpreter(const std::string& python) {
   if (python.empty() || python[0] != '/')
@@ -48,8 +48,8 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
     ctx->interpreters[name] = *interp;
   }
-  auto cgroups = sandbox::setUpCgroups();
-  ctx->isolation = sandbox::probeIsolation(cgroups);
+  auto cgroups = setUpCgroups();
+  ctx->isolation = probeIsolation(cgroups);
   if (!ctx->isolation.complete() && !options.allowDegraded) {
     // The destructor removes the cgroup directory made above.
     return std::unexpected(Error{"refusing to run untrusted code without full isolation: " +
@@ -57,8 +57,8 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
                                  "Run `pycell check` for details, or pass --allow-degraded to run with what remains."});
   }
   if (ctx->isolation.seccomp) {
-    auto offline = sandbox::compileSeccomp({.allowNetwork = false});
-    auto online = sandbox::compileSeccomp({.allowNetwork = true});
+    auto offline = compileSeccomp({.allowNetwork = false});
+    auto online = compileSeccomp({.allowNetwork = true});
     if (!offline) return std::unexpected(offline.error());
     if (!online) return std::unexpected(online.error());
     ctx->seccompOffline = std::move(*offline);
@@ -79,4 +79,4 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
   return ctx;
 }
 
-}  // namespace pycell::exec
+}  // namespace pycell::sandbox
