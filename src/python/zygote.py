@@ -98,6 +98,7 @@ def child(fds, lib, spec, share_network, bootstrap):
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # siblings must not draw the zygote's numbers
+        bootstrap._warm_up()
     except BaseException as e:  # noqa: BLE001 - reported on the child's stderr, then exit
         os.write(2, ("pycell zygote child: sandbox setup failed: %s\n" % e).encode())
         os._exit(127)

@@ -74,7 +74,9 @@ def _read_all(fd):
 
 class BootstrapTest(unittest.TestCase):
     def assertShape(self, result):
-        self.assertEqual(set(result), {"status", "exitCode", "value", "valueRepr", "error"})
+        self.assertEqual(set(result), {"status", "exitCode", "value", "valueRepr", "error", "usage"})
+        self.assertEqual(set(result["usage"]), {"cpuUserMs", "cpuSysMs", "maxRssKb"})
+        self.assertTrue(all(isinstance(v, int) and v >= 0 for v in result["usage"].values()))
 
     def test_hello_world(self):
         result, out, err, rc = run('print("hello, world")')

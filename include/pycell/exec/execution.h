@@ -98,6 +98,7 @@ class Execution {
   void onExit();
   void childEnded(int status, const rusage& usage);
   void maybeFinish();
+  void adoptReportedExit();
   void finish();
   void killSandbox();
   [[nodiscard]] json buildResult();
