@@ -498,6 +498,20 @@ def machine_info(binary):
         info["pycellVersion"] = p.stdout.decode().strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         info["pycellVersion"] = f"unavailable: {e}"
+    try:
+        info["binaryBuilt"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(binary).st_mtime))
+    except OSError:
+        pass
+    try:  # read-only: which source the checkout holds (the binary may be older or newer)
+        head = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10)
+        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=10)
+        if head.returncode == 0:
+            info["sourceCommit"] = head.stdout.decode().strip() + (
+                " + uncommitted changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     info["loadavgStart"] = os.getloadavg()
     return info
 
@@ -537,11 +551,13 @@ def print_report(rep):
     w(f"  pycell  : {m.get('pycellVersion')} ({rep['server']['binary']}), "
       f"--max-concurrent {rep['config']['maxConcurrent']}, isolation {rep['server'].get('isolationLevel')}, "
       f"cgroup {rep['server'].get('cgroup')}")
+    w(f"  build   : binary built {m.get('binaryBuilt', '?')}; checkout at {m.get('sourceCommit', '?')}")
     la0, la1 = m.get("loadavgStart"), m.get("loadavgEnd")
     w(f"  load    : loadavg (1/5/15 min) {' '.join('%.2f' % x for x in la0)} at start, "
-      f"{' '.join('%.2f' % x for x in la1) if la1 else '-'} at end; machine CPU busy "
-      f"{m.get('cpuBusyPercent', '-')}% during the pycell phase (driver's own CPU "
-      f"{m.get('driverCpuS', '-')} s); other work on the machine skews every figure")
+      f"{' '.join('%.2f' % x for x in la1) if la1 else '-'} at end")
+    w(f"  cpu     : {m.get('cpuBusyPercentBefore', '-')}% busy just before the run (other work skews "
+      f"every figure), {m.get('cpuBusyPercent', '-')}% during the pycell phase (driver's own CPU "
+      f"{m.get('driverCpuS', '-')} s)")
     w(f"  server  : pools ready {rep['server']['poolsReadyMs']:.0f} ms after spawn; pool targets "
       + ", ".join(f"{p['profile']}={p['target']}" for p in rep["server"]["poolsInitial"]))
     w("")
@@ -702,11 +718,18 @@ def main():
 
     rep = {"schema": "pycell-bench/1", "config": cfg, "machine": machine_info(binary),
            "latency": {}, "throughput": [], "notes": []}
-    la1 = rep["machine"]["loadavgStart"][0]
-    if la1 > 0.5 * (rep["machine"]["nproc"] or 1):
-        rep["notes"].append(
-            f"the machine was busy at start (1-min loadavg {la1:.2f} on {rep['machine']['nproc']} CPUs): "
-            "latencies and throughput are pessimistic; rerun on an idle machine for release figures")
+    # Is something else using the CPUs right now? (loadavg lags by minutes; sample instead)
+    a = cpu_ticks()
+    time.sleep(0.5)
+    b = cpu_ticks()
+    if a and b and b[1] > a[1]:
+        busy = 100.0 * (b[0] - a[0]) / (b[1] - a[1])
+        rep["machine"]["cpuBusyPercentBefore"] = round(busy, 1)
+        if busy > 20.0:
+            rep["notes"].append(
+                f"the machine was busy before the run ({busy:.0f}% of {rep['machine']['nproc']} CPUs "
+                "used by other processes over 0.5 s): latencies and throughput are pessimistic; "
+                "rerun on an idle machine for release figures")
     if args.server_log:
         log_path, keep_log = args.server_log, True
     else:
