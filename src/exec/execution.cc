@@ -308,19 +308,28 @@ void Execution::watchOutgoing(Outgoing& o) {
     return;
   }
   (void)setNonBlocking(o.fd.get());
-  auto pump = [this, &o](uint32_t) {
-    while (o.offset < o.data.size()) {
-      ssize_t n = ::write(o.fd.get(), o.data.data() + o.offset, o.data.size() - o.offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) return;
-      if (n < 0) break;  // EPIPE: the program closed its end; the rest is dropped
-      o.offset += static_cast<size_t>(n);
-    }
-    loop_.unwatch(o.fd.get());
-    o.fd.reset();
-    o.data.clear();
-  };
-  (void)loop_.watch(o.fd.get(), EPOLLOUT, pump);
+  // Written now as far as the pipe takes it (a request usually fits whole); the rest
+  // whenever the program makes room.
+  if (pumpOutgoing(o)) return;
+  (void)loop_.watch(o.fd.get(), EPOLLOUT, [this, &o](uint32_t) {
+    pumpOutgoing(o);
+  });
+}
+
+// Writes what the pipe accepts; true when done (all written, or the reader went away),
+// in which case the fd is closed and unwatched.
+bool Execution::pumpOutgoing(Outgoing& o) {
+  while (o.offset < o.data.size()) {
+    ssize_t n = ::write(o.fd.get(), o.data.data() + o.offset, o.data.size() - o.offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return false;
+    if (n < 0) break;  // EPIPE: the program closed its end; the rest is dropped
+    o.offset += static_cast<size_t>(n);
+  }
+  loop_.unwatch(o.fd.get());
+  o.fd.reset();
+  o.data.clear();
+  return true;
 }
 
 void Execution::onExit() {

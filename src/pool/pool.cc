@@ -140,6 +140,7 @@ class Zygote {
   Pool& pool_;
   UniqueFd pidfd_, control_, log_;
   std::map<uint64_t, Pending> pending_;
+  std::map<uint64_t, PooledChild> warming_;  // forked, isolating themselves
   std::string logLine_;
 };
 
@@ -237,6 +238,11 @@ void Zygote::stop() {
     pid = -1;
   }
   pending_.clear();
+  for (auto& [id, child] : warming_) {
+    loop.unwatch(child.resultR.get());
+    pool_.reaper_.add(std::move(child.cgroup));
+  }
+  warming_.clear();
   control_.reset();
   log_.reset();
   pidfd_.reset();
@@ -277,6 +283,11 @@ void Zygote::handle(const json& event, std::vector<UniqueFd> fds) {
     uint64_t id = event.value("id", uint64_t{0});
     live.erase(id);
     pending_.erase(id);
+    if (auto w = warming_.find(id); w != warming_.end()) {
+      pool_.loop_.unwatch(w->second.resultR.get());
+      pool_.reaper_.add(std::move(w->second.cgroup));
+      warming_.erase(w);
+    }
     ExitInfo info;
     info.status = event.value("status", 0);
     auto ms = [](int64_t v) { return timeval{static_cast<time_t>(v / 1000), static_cast<suseconds_t>(v % 1000 * 1000)}; };
@@ -314,7 +325,27 @@ void Zygote::forked(uint64_t id, UniqueFd pidfd) {
   child.requestW = std::move(p.requestW);
   child.resultR = std::move(p.resultR);
   child.cgroup = std::move(p.cgroup);
-  pool_.childReady(std::move(child));
+  // Ready means isolated, warm and waiting: the child says so with one byte on its result
+  // pipe. Until then a claim would wait for its set-up; it stays "starting".
+  int fd = child.resultR.get();
+  (void)setNonBlocking(fd);
+  warming_.emplace(id, std::move(child));
+  (void)pool_.loop_.watch(fd, EPOLLIN, [this, id, fd](uint32_t) {
+    char byte = 0;
+    ssize_t n = ::read(fd, &byte, 1);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    pool_.loop_.unwatch(fd);
+    auto it = warming_.find(id);
+    if (it == warming_.end()) return;
+    PooledChild ready = std::move(it->second);
+    warming_.erase(it);
+    if (n == 1 && byte == 'R') {
+      pool_.childReady(std::move(ready));
+    } else {
+      // Its set-up failed (its stderr says why; the zygote reports the exit): drop it.
+      pool_.reaper_.add(std::move(ready.cgroup));
+    }
+  });
 }
 
 // ---- Pool ------------------------------------------------------------------------------

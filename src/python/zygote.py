@@ -3,8 +3,8 @@
 Started by the server inside a profile's outer sandbox (its own user, mount, pid, net, ipc
 and uts namespaces, a read-only root) as `python3 -I -B -u -X utf8 /.pycell/zygote.py`,
 with fd 3 a SOCK_SEQPACKET socket to the server. It imports the profile's modules once;
-each child it forks enters its own namespaces through libpycell_child.so, then runs the
-bootstrap's _main(), which waits for the request on fd 3. Standard library only. Messages
+each child it forks starts in its own namespaces and isolates itself through
+libpycell_child.so, then runs the bootstrap's _main(), which waits for the request on fd 3. Standard library only. Messages
 are one JSON object per datagram; file descriptors travel as SCM_RIGHTS.
 """
 import array, base64, ctypes, fcntl, gc, importlib.util, json, os, selectors, signal, socket, sys
@@ -82,23 +82,35 @@ def place_fds(fds):
     os.closerange(5, os.sysconf("SC_OPEN_MAX"))
 
 
-def child(fds, lib, spec, share_network, bootstrap):
-    """In the forked child: isolate, then run the bootstrap (never returns)."""
+def fork_isolated(lib, share_network):
+    """os.fork(), but the child starts in its own namespaces (pycell_clone), PID 1 of its
+    own pid namespace and still our direct child. The interpreter's fork bookkeeping runs
+    around it exactly as os.fork does it."""
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = lib.pycell_clone(int(share_network))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(lib.pycell_last_error().decode())
+    return pid
+
+
+def child(fds, lib, spec, bootstrap):
+    """In the new child: isolate, warm up, say ready, run the bootstrap (never returns)."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         place_fds(fds)
-        if lib.pycell_unshare(int(share_network)) != 0:
-            raise OSError(lib.pycell_last_error().decode())
-        pid = os.fork()
-        if pid:
-            lib.pycell_relay(pid)  # waits for PID 1 below and ends as it did
-        if lib.pycell_isolate(ctypes.byref(spec)) != 0:
+        if lib.pycell_enter(ctypes.byref(spec)) != 0:
             raise OSError(lib.pycell_last_error().decode())
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # siblings must not draw the zygote's numbers
         bootstrap._warm_up()
+        os.write(4, b"R")  # ready: isolated, warm, waiting for the request on fd 3
     except BaseException as e:  # noqa: BLE001 - reported on the child's stderr, then exit
         os.write(2, ("pycell zygote child: sandbox setup failed: %s\n" % e).encode())
         os._exit(127)
@@ -159,13 +171,19 @@ def main():
                     os.close(fd)
                 send(ctl, {"event": "error", "id": request["id"], "message": "zygote is not single-threaded"})
                 continue
-            pid = os.fork()
+            try:
+                pid = fork_isolated(lib, share_network)
+            except OSError as e:
+                for fd in fds:
+                    os.close(fd)
+                send(ctl, {"event": "error", "id": request["id"], "message": str(e)})
+                continue
             if pid == 0:
                 sel.close()
                 ctl.close()
                 os.close(wake_r)
                 os.close(wake_w)
-                child(fds, lib, spec, share_network, bootstrap)
+                child(fds, lib, spec, bootstrap)
             for fd in fds:
                 os.close(fd)
             children[pid] = request["id"]

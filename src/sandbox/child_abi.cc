@@ -1,14 +1,12 @@
 // libpycell_child.so: see child_abi.h for the order of the steps. Plain syscalls only: it
-// runs in a freshly forked interpreter, between Python calls, and must leave no state
+// runs in a freshly cloned interpreter, between Python calls, and must leave no state
 // behind but the isolation itself.
 #include "pycell/sandbox/child_abi.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,7 +15,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pycell/sandbox/caps.h"
@@ -25,7 +22,6 @@
 namespace {
 
 char lastError[256];
-int alive[2] = {-1, -1};  // the intermediate holds the write end while it lives
 
 int fail(const char* step) {
   snprintf(lastError, sizeof lastError, "%s: %s", step, strerror(errno));
@@ -52,7 +48,19 @@ extern "C" {
 
 const char* pycell_last_error(void) { return lastError; }
 
-int pycell_unshare(int share_network) {
+int pycell_clone(int share_network) {
+  // Raw clone with fork semantics (no new stack): the child continues here, as PID 1 of a
+  // new pid namespace, in a new user namespace where it holds every capability until it
+  // drops them in pycell_enter.
+  unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+  if (!share_network) flags |= CLONE_NEWNET;
+  long pid = syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr);
+  if (pid < 0) return fail("clone");
+  return static_cast<int>(pid);
+}
+
+int pycell_enter(const struct pycell_child_spec* spec) {
+  // Die with the zygote. (If it is already gone, so is its pid namespace, and we with it.)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   // The server writes one byte on fd 3 once we are in our cgroup; everything we fork from
   // here on is counted there.
@@ -66,47 +74,13 @@ int pycell_unshare(int share_network) {
     return fail("wait for the server's go");
   }
   if (setsid() < 0) return fail("setsid");
-  unsigned uid = geteuid(), gid = getegid();
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  if (!share_network) flags |= CLONE_NEWNET;
-  if (unshare(flags) != 0) return fail("unshare");
   // Map our own ids and nothing else: allowed without privilege (user_namespaces(7)).
   char map[64];
   if (writeText("/proc/self/setgroups", "deny") != 0) return fail("write setgroups");
-  snprintf(map, sizeof map, "%u %u 1\n", uid, uid);
+  snprintf(map, sizeof map, "%u %u 1\n", spec->uid, spec->uid);
   if (writeText("/proc/self/uid_map", map) != 0) return fail("write uid_map");
-  snprintf(map, sizeof map, "%u %u 1\n", gid, gid);
+  snprintf(map, sizeof map, "%u %u 1\n", spec->gid, spec->gid);
   if (writeText("/proc/self/gid_map", map) != 0) return fail("write gid_map");
-  if (pipe2(alive, O_CLOEXEC) != 0) return fail("pipe2");
-  return 0;
-}
-
-void pycell_relay(int pid) {
-  // Hold nothing of the sandbox's: its pipes must reach EOF when it ends.
-  syscall(SYS_close_range, 0, alive[1] - 1, 0);
-  syscall(SYS_close_range, alive[1] + 1, ~0U, 0);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  // End by the same signal, so the zygote (and the server) see how the program died.
-  int sig = WTERMSIG(status);
-  signal(sig, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, sig);
-  sigprocmask(SIG_UNBLOCK, &set, nullptr);
-  kill(getpid(), sig);
-  _exit(128 + sig);
-}
-
-int pycell_isolate(const struct pycell_child_spec* spec) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  // The death signal is set only now: if the intermediate is already gone, stop here.
-  close(alive[1]);
-  pollfd p{alive[0], POLLIN, 0};
-  if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(1);
-  close(alive[0]);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail("make mounts private");
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return fail("mount proc");
   char options[128];

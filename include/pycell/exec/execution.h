@@ -92,6 +92,7 @@ class Execution {
 
   void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
   void watchOutgoing(Outgoing& out);
+  bool pumpOutgoing(Outgoing& out);
   bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
   void emitOutput(const std::string& name, std::string_view chunk);
   void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);

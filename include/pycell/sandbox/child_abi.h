@@ -1,23 +1,24 @@
 #pragma once
-// The isolation steps a pooled child runs after its zygote forked it, as a C ABI the zygote
-// (a Python interpreter) calls through ctypes. Built into libpycell_child.so, which the
-// server ships inside its binary and writes into each zygote's root.
+// The isolation steps of a pooled child, as a C ABI the zygote (a Python interpreter) calls
+// through ctypes. Built into libpycell_child.so, which the server ships inside its binary
+// and writes into each zygote's root.
 //
-// Order, in the child the zygote forked (Python's os.fork, so the interpreter's own fork
-// hooks run at both levels):
-//   pycell_unshare()   wait for the server's go byte on fd 3 (it has put us in our cgroup),
-//                      new user/mount/pid/net/ipc/uts namespaces, map our own ids;
-//   os.fork()          the child becomes PID 1 of the new pid namespace;
-//   pycell_relay(pid)  in the parent: wait for that child and end the same way (never returns);
-//   pycell_isolate()   in the child: fresh /proc and tmpfs, hostname, rlimits, capabilities
-//                      dropped, no_new_privs, seccomp last.
+// In the zygote, between PyOS_BeforeFork and PyOS_AfterFork_* (so the interpreter's own
+// fork bookkeeping runs exactly as for os.fork):
+//   pycell_clone()   a fork in new user, pid, mount, ipc, uts (and net) namespaces: the child
+//                    is PID 1 of its own pid namespace and the zygote's direct child, which
+//                    the zygote reaps and reports;
+// then in the child, its five fds moved to 0..4:
+//   pycell_enter()   wait for the server's go byte on fd 3 (it has put us in our cgroup),
+//                    map our own ids, fresh /proc and tmpfs, hostname, rlimits, every
+//                    capability dropped, no_new_privs, seccomp last.
 #include <stddef.h>
 #include <stdint.h>
 
 extern "C" {
 
 struct pycell_child_spec {
-  uint32_t uid;
+  uint32_t uid;  // ids inside: the zygote's own, mapped to themselves
   uint32_t gid;
   int64_t disk_mb;
   const uint64_t* rlimits;  // (resource, soft, hard) triples
@@ -27,8 +28,9 @@ struct pycell_child_spec {
 };
 
 #define PYCELL_API __attribute__((visibility("default")))
-PYCELL_API int pycell_unshare(int share_network);
-PYCELL_API void pycell_relay(int pid) __attribute__((noreturn));
-PYCELL_API int pycell_isolate(const struct pycell_child_spec* spec);
+// Returns the child's pid in the zygote, 0 in the child, -1 on failure (see last_error).
+PYCELL_API int pycell_clone(int share_network);
+// 0 when isolated; -1 with pycell_last_error() naming the step and errno.
+PYCELL_API int pycell_enter(const struct pycell_child_spec* spec);
 PYCELL_API const char* pycell_last_error(void);
 }
