@@ -192,6 +192,7 @@ Status Zygote::start() {
     rlimits.push_back({r.resource, r.soft, r.hard});
   const auto& bpf = ctx.seccompOffline.instructions;
   json init = {{"preload", profile.preload},
+               {"childWarmup", profile.childWarmup},
                {"uid", plan.insideUid},
                {"gid", plan.insideGid},
                {"diskMb", profile.limits.diskMb},
@@ -342,7 +343,15 @@ void Zygote::forked(uint64_t id, UniqueFd pidfd) {
     if (n == 1 && byte == 'R') {
       pool_.childReady(std::move(ready));
     } else {
-      // Its set-up failed (its stderr says why; the zygote reports the exit): drop it.
+      // Its set-up failed: keep what it said on stderr for the log and the error; the
+      // zygote reports the exit itself.
+      char text[2048];
+      (void)setNonBlocking(ready.stderrR.get());
+      ssize_t got = ::read(ready.stderrR.get(), text, sizeof text);
+      std::string said = got > 0 ? std::string(text, static_cast<size_t>(got)) : "";
+      while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+      if (!said.empty()) log::warn("pool[" + pool_.profile_.name + "]: " + said);
+      pool_.lastChildWords_ = said;
       pool_.reaper_.add(std::move(ready.cgroup));
     }
   });
@@ -444,7 +453,8 @@ void Pool::childExited(uint64_t id, ExitInfo info) {
     });
     if (ready_.size() != before || info.status != 0) {
       ++consecutiveFailures_;
-      lastError_ = "a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")";
+      lastError_ = "a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")" +
+                   (lastChildWords_.empty() ? "" : ": " + lastChildWords_);
       log::warn("pool[" + profile_.name + "]: " + lastError_);
       if (consecutiveFailures_ >= kMaxConsecutiveFailures) failWaiters(lastError_);
     }

@@ -29,6 +29,9 @@ Config builtinConfig() {
   ds.description = "numpy, pandas and matplotlib preloaded (where installed), no network, no host files";
   ds.preload = {"numpy", "pandas", "matplotlib", "matplotlib.pyplot"};
   ds.limits.memoryMb = 1024;
+  // A first group-by in a fresh child costs ~6 ms of copy-on-write faults and lazy set-up;
+  // each ready child pays it before it is offered (about 3 MiB more private memory each).
+  ds.childWarmup = "import pandas as pd\npd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, 3.0]}).groupby('a').b.sum()";
   config.profiles[ds.name] = ds;
   return config;
 }
@@ -89,6 +92,8 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
         if (!m.is_string() || m.get<std::string>().empty()) return fail("preload entries must be module names");
         base.preload.push_back(m.get<std::string>());
       }
+    } else if (key == "childWarmup" && value.is_string()) {
+      base.childWarmup = value.get<std::string>();
     } else if (key == "pool" && value.is_object()) {
       for (const auto& [pk, pv] : value.items()) {
         int PoolSettings::*field = pk == "size" ? &PoolSettings::size

@@ -133,3 +133,19 @@ TEST_CASE("a profile with pool size 0 forks a fresh interpreter per execution", 
   for (const auto& pool : status["pools"]) CHECK(pool["profile"] != "plain");
   CHECK(run(*server, "import os\nos.getpid()", "plain")["value"] == 1);
 }
+
+TEST_CASE("a profile whose children cannot start answers its requests with the reason", "[pool]") {
+  Json profiles = {{"profiles", {{"broken", {{"childWarmup", "raise RuntimeError('warm-up fails')"}, {"pool", {{"size", 1}}}}}}}};
+  TempFile config("badwarmup", profiles.dump());
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  Json response = server->call("execute", {{"code", "1"}, {"profile", "broken"}}, 30000ms);
+  INFO(brief(response));
+  REQUIRE(response.contains("error"));
+  CHECK(response["error"]["code"] == -32000);
+  CHECK(response["error"]["data"]["reason"].get<std::string>().find("pool cannot start children") != std::string::npos);
+  // The child's own words, in the answer and in the log.
+  CHECK(response["error"]["data"]["reason"].get<std::string>().find("warm-up fails") != std::string::npos);
+  CHECK(server->stderrText().find("warm-up fails") != std::string::npos);
+  // Other profiles are unaffected.
+  CHECK(execute(*server, {{"code", "2 + 2"}})["value"] == 4);
+}

@@ -93,6 +93,7 @@ class Pool {
   int zygoteStarts_ = 0;
   int consecutiveFailures_ = 0;
   std::string lastError_;
+  std::string lastChildWords_;  // stderr of the last child whose set-up failed
   bool shuttingDown_ = false;
 };
 

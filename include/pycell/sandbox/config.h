@@ -52,6 +52,7 @@ struct Profile {
   bool networkAllowed = false;      // may `execute.network` be true?
   std::vector<BindMount> binds;
   std::vector<std::string> preload;  // modules the zygote imports once
+  std::string childWarmup;           // code each pooled child runs before it is ready
   PoolSettings pool;
 };
 
