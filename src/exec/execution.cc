@@ -471,7 +471,9 @@ std::string Execution::decideStatus(const json& reported) const {
   if (exited_ && WIFSIGNALED(waitStatus_)) {
     int sig = WTERMSIG(waitStatus_);
     int64_t cpuMs = toMs(rusage_.ru_utime) + toMs(rusage_.ru_stime);
-    if (sig == SIGXCPU || (sig == SIGKILL && cpuMs >= request_.limits.cpuMs)) return "timeout";
+    // RLIMIT_CPU ends the run with SIGKILL at the (whole-second) limit; the usage figures
+    // are rounded down to milliseconds, hence the margin.
+    if (sig == SIGXCPU || (sig == SIGKILL && cpuMs * 10 >= request_.limits.cpuMs * 9)) return "timeout";
     return "crashed";
   }
   if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {

@@ -4,14 +4,15 @@ namespace pycell::sandbox {
 
 std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options) {
   constexpr rlim_t kMiB = 1 << 20;
-  // CPU is a backstop in whole seconds (SIGXCPU at the soft limit, SIGKILL one second on);
-  // the server's own accounting decides the status.
+  // CPU in whole seconds, soft == hard: the sandboxed interpreter is PID 1 of its pid
+  // namespace, which ignores the soft limit's SIGXCPU (init has no default actions), so
+  // the hard limit's SIGKILL is what ends it. The server reads that as "timeout".
   rlim_t cpuSeconds = static_cast<rlim_t>((limits.cpuMs + 999) / 1000);
   std::vector<RlimitSetting> settings = {
       {RLIMIT_CORE, 0, 0},
       {RLIMIT_NOFILE, 256, 256},
       {RLIMIT_FSIZE, static_cast<rlim_t>(limits.diskMb) * kMiB, static_cast<rlim_t>(limits.diskMb) * kMiB},
-      {RLIMIT_CPU, cpuSeconds, cpuSeconds + 1},
+      {RLIMIT_CPU, cpuSeconds, cpuSeconds},
       {RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024},
       {RLIMIT_MSGQUEUE, 0, 0},
       {RLIMIT_RTPRIO, 0, 0},

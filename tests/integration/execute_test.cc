@@ -361,3 +361,13 @@ TEST_CASE("executions beyond the concurrency limit and the queue are refused wit
   REQUIRE_STATUS(waitResult(*server, first), "ok");
   REQUIRE_STATUS(waitResult(*server, second), "ok");
 }
+
+TEST_CASE("a CPU-bound loop ends with status timeout at its CPU limit, well before the wall limit", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  Stopwatch clock;
+  Json result = executeCode(*server, "while True: pass", {{"cpuMs", 1000}, {"timeoutMs", 20000}});
+  INFO(brief(result));
+  CHECK(result["status"] == "timeout");
+  CHECK(result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>() >= 900);
+  CHECK(clock.elapsed() < 5000ms);  // the regression: init ignored SIGXCPU, so it ran a second longer
+}
