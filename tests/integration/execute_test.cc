@@ -365,7 +365,7 @@ TEST_CASE("executions beyond the concurrency limit and the queue are refused wit
 TEST_CASE("a CPU-bound loop ends with status timeout at its CPU limit, well before the wall limit", "[execute]") {
   auto server = startServer(Framing::kNdjson);
   Stopwatch clock;
-  Json result = executeCode(*server, "while True: pass", {{"cpuMs", 1000}, {"timeoutMs", 20000}});
+  Json result = executeCode(*server, "while True: pass", {{"cpuMs", 1000}, {"timeoutMs", 10000}});
   INFO(brief(result));
   CHECK(result["status"] == "timeout");
   CHECK(result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>() >= 900);
