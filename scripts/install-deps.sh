@@ -10,6 +10,9 @@ packages=(
   python3-jsonschema                   # schema validation of real traffic
   bubblewrap                           # the baseline the benchmark compares against
 )
+# node and npm run the MCP SDK test (the SDK itself comes from the npm registry).
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

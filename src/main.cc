@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
     auto options = parseServe(rest);
     return options ? serveMain(*options) : 2;
   }
+  if (command == "mcp") {
+    auto options = parseServe(rest);
+    return options ? serveMain(*options, pycell::server::Server::Dialect::Mcp) : 2;
+  }
   if (command == "run") {
     auto options = parseRun(rest);
     return options ? runMain(*options) : 2;

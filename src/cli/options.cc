@@ -12,6 +12,7 @@ const char* const kUsage = R"(pycell: run untrusted Python in isolated, pre-warm
 
 Usage:
   pycell serve [options]          JSON-RPC server on stdin/stdout (alias: --stdio)
+  pycell mcp [options]            Model Context Protocol server on stdin/stdout (tool: run_python)
   pycell run FILE|- [options]     run one file; output streams to the terminal
   pycell check [options]          what isolation works on this machine, and how to fix what does not
   pycell --version | --help

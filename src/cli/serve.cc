@@ -8,7 +8,7 @@
 
 namespace pycell::cli {
 
-int serveMain(const ServeOptions& options) {
+int serveMain(const ServeOptions& options, server::Server::Dialect dialect) {
   auto config = loadConfigOrReport(options.common);
   if (!config) return 2;
   auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
@@ -17,7 +17,9 @@ int serveMain(const ServeOptions& options) {
     return 3;
   }
   EventLoop loop;
-  server::Server server(loop, **ctx, options.framing, STDIN_FILENO, STDOUT_FILENO);
+  // MCP clients speak NDJSON only (PROTOCOL.md section 5).
+  auto framing = dialect == server::Server::Dialect::Mcp ? protocol::Framing::Ndjson : options.framing;
+  server::Server server(loop, **ctx, framing, STDIN_FILENO, STDOUT_FILENO, dialect);
   if (options.clientProcessId) {
     if (auto st = server.watchClientProcess(*options.clientProcessId); !st) {
       log::error(st.error().message());

@@ -15,20 +15,23 @@ using namespace protocol;
 namespace {
 constexpr const char* kUnknownExecution = "unknown executionId";
 
-std::string requestKey(const json& id) { return id.dump(); }
 
 std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 }  // namespace
 
-Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing framing, int inFd, int outFd)
+std::string requestKey(const json& id) { return id.dump(); }
+
+Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing framing, int inFd, int outFd, Dialect dialect)
     : loop_(loop),
       ctx_(ctx),
       scheduler_(loop, ctx, /*usePools=*/true),
       reader_(framing, ctx.options.maxMessageBytes),
       dispatcher_([this](json m) { send(std::move(m)); }),
       inFd_(inFd),
-      outFd_(outFd) {
-  bindMethods();
+      outFd_(outFd),
+      dialect_(dialect) {
+  if (dialect_ == Dialect::Mcp) bindMcpMethods();
+  else bindMethods();
   dispatcher_.setGate([this](std::string_view method) { return gate(method); });
 }
 
@@ -65,7 +68,7 @@ void Server::bindMethods() {
 std::optional<RpcError> Server::gate(std::string_view method) const {
   if (lifecycle_ == Lifecycle::ShutDown) return RpcError{code::kInvalidRequest, "the server is shut down; send exit"};
   // LSP clients must initialize first; scripts speaking NDJSON may go straight to execute.
-  if (lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && reader_.framing() == Framing::Lsp)
+  if (dialect_ == Dialect::Pycell && lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && reader_.framing() == Framing::Lsp)
     return RpcError{code::kServerNotInitialized, "server not initialized: send initialize first"};
   return std::nullopt;
 }
@@ -105,7 +108,7 @@ int Server::run() {
       }
     });
   }
-  if (!ctx_.isolation.complete()) {
+  if (!ctx_.isolation.complete() && dialect_ == Dialect::Pycell) {
     // Said once the client's framing is known (PROTOCOL.md: replies use the client's framing).
     pendingNotices_.push_back({{"jsonrpc", "2.0"}, {"method", "window/logMessage"},
                                {"params", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}}}});

@@ -7,6 +7,7 @@
 
 #include "pycell/protocol/framing.h"
 #include "pycell/sandbox/config.h"
+#include "pycell/server/server.h"
 
 namespace pycell::cli {
 
@@ -35,7 +36,7 @@ struct RunOptions {
 };
 
 // Each returns the process exit code.
-int serveMain(const ServeOptions& options);
+int serveMain(const ServeOptions& options, server::Server::Dialect dialect = server::Server::Dialect::Pycell);
 int runMain(const RunOptions& options);
 int checkMain(const CommonOptions& options);
 

@@ -17,9 +17,17 @@ namespace pycell::server {
 
 using protocol::json;
 
+// The key under which a request id is remembered (ids may be numbers or strings).
+[[nodiscard]] std::string requestKey(const json& id);
+
 class Server {
  public:
-  Server(EventLoop& loop, const sandbox::SandboxContext& ctx, protocol::Framing framing, int inFd, int outFd);
+  // Which method table the server binds: pycell's own protocol (PROTOCOL.md sections 1-4)
+  // or the Model Context Protocol's (section 5), over the same transport and executions.
+  enum class Dialect { Pycell, Mcp };
+
+  Server(EventLoop& loop, const sandbox::SandboxContext& ctx, protocol::Framing framing, int inFd, int outFd,
+         Dialect dialect = Dialect::Pycell);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
@@ -33,6 +41,7 @@ class Server {
   enum class Lifecycle { Uninitialized, Running, ShutDown };
 
   void bindMethods();
+  void bindMcpMethods();  // mcp.cc
   void onReadable();
   void send(json message);
   void notify(const std::string& method, json params);
@@ -47,6 +56,10 @@ class Server {
   void kill(const json& params, protocol::Reply reply);
   void cancel(const json& params);
 
+  // MCP (mcp.cc)
+  void mcpInitialize(const json& params, protocol::Reply reply);
+  void mcpCallTool(const json& params, protocol::Reply reply);
+
   EventLoop& loop_;
   const sandbox::SandboxContext& ctx_;
   exec::Scheduler scheduler_;
@@ -58,6 +71,7 @@ class Server {
   std::vector<json> pendingNotices_;  // held until the client's framing is known
   bool outWatched_ = false;
   Lifecycle lifecycle_ = Lifecycle::Uninitialized;
+  Dialect dialect_;
   int exitCode_ = 0;
   bool draining_ = false;        // shutdown received; its reply waits for the executions in flight
   bool exitRequested_ = false;   // exit (or EOF) arrived while draining

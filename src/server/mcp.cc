@@ -1,0 +1,126 @@
+// The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
+// Same transport, executions and sandboxes as `pycell serve`; only the method table and
+// the shape of answers differ. Tools: run_python.
+#include "pycell/server/server.h"
+
+#include "pycell/log.h"
+
+namespace pycell::server {
+
+using namespace protocol;
+
+namespace {
+
+// Protocol versions we speak; the client's is echoed when it is one of them.
+const std::vector<std::string> kMcpVersions = {"2025-11-25", "2025-06-18"};
+
+json runPythonTool() {
+  return {{"name", "run_python"},
+          {"title", "Run Python in a sandbox"},
+          {"description",
+           "Runs Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "
+           "and returns its output, the value of its last expression, and any error with its traceback. "
+           "Each call starts from a fresh interpreter."},
+          {"inputSchema",
+           {{"type", "object"},
+            {"properties",
+             {{"code", {{"type", "string"}, {"description", "Python source to run"}}},
+              {"inputs", {{"description", "Any JSON, bound to the global name `inputs`"}}},
+              {"timeoutMs", {{"type", "integer"}, {"minimum", 1}, {"description", "Wall-clock limit in milliseconds"}}}}},
+            {"required", {"code"}},
+            {"additionalProperties", false}}}};
+}
+
+// What a model reads: output, value, error, each as text; figures as images.
+json toolContent(const json& result) {
+  json content = json::array();
+  auto text = [&](const std::string& t) { content.push_back({{"type", "text"}, {"text", t}}); };
+  std::string status = result.value("status", "error");
+  if (status != "ok") text("status: " + status);
+  if (!result.value("stdout", std::string()).empty()) text(result["stdout"].get<std::string>());
+  if (!result.value("stderr", std::string()).empty()) text("stderr:\n" + result["stderr"].get<std::string>());
+  if (result.contains("valueRepr") && result["valueRepr"].is_string()) text("value: " + result["valueRepr"].get<std::string>());
+  const json& error = result.contains("error") ? result["error"] : json(nullptr);
+  if (error.is_object()) {
+    std::string t = error.value("type", "Error") + ": " + error.value("message", "");
+    if (error.contains("line") && error["line"].is_number_integer()) t += " (line " + std::to_string(error["line"].get<int>()) + ")";
+    text(t);
+  }
+  if (result.contains("displays") && result["displays"].is_array()) {
+    for (const auto& bundle : result["displays"]) {
+      if (bundle.contains("image/png") && bundle["image/png"].is_string())
+        content.push_back({{"type", "image"}, {"data", bundle["image/png"]}, {"mimeType", "image/png"}});
+    }
+  }
+  if (content.empty()) text("(no output)");
+  return content;
+}
+
+}  // namespace
+
+void Server::bindMcpMethods() {
+  dispatcher_.onRequest("initialize", [this](const json& params, Reply reply) { mcpInitialize(params, std::move(reply)); });
+  dispatcher_.onRequest("ping", [](const json&, Reply reply) { reply.result(json::object()); });
+  dispatcher_.onRequest("tools/list", [](const json&, Reply reply) { reply.result({{"tools", {runPythonTool()}}}); });
+  dispatcher_.onRequest("tools/call", [this](const json& params, Reply reply) { mcpCallTool(params, std::move(reply)); });
+  dispatcher_.onNotification("notifications/initialized", [](const json&) {});
+  dispatcher_.onNotification("notifications/cancelled", [this](const json& params) {
+    if (params.is_object() && params.contains("requestId")) cancel({{"id", params["requestId"]}});
+  });
+}
+
+void Server::mcpInitialize(const json& params, Reply reply) {
+  std::string asked = params.is_object() ? params.value("protocolVersion", std::string()) : "";
+  bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
+  lifecycle_ = Lifecycle::Running;
+  std::string instructions = "Run Python with the run_python tool. Sandbox isolation here: " +
+                             std::string(ctx_.isolation.complete() ? "complete" : "DEGRADED (" + ctx_.isolation.missingSummary() + ")");
+  reply.result({{"protocolVersion", known ? asked : kMcpVersions.front()},
+                {"capabilities", {{"tools", {{"listChanged", false}}}}},
+                {"serverInfo", {{"name", "pycell"}, {"version", PYCELL_VERSION}}},
+                {"instructions", instructions}});
+}
+
+void Server::mcpCallTool(const json& params, Reply reply) {
+  if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
+    throw InvalidParams("tools/call needs a tool name");
+  if (params["name"] != "run_python") throw InvalidParams("unknown tool: " + params["name"].get<std::string>());
+  json args = params.contains("arguments") ? params["arguments"] : json::object();
+  if (!args.is_object() || !args.contains("code") || !args["code"].is_string()) {
+    // A bad call is the model's mistake to read and correct: a tool error, not a protocol one.
+    reply.result({{"content", {{{"type", "text"}, {"text", "run_python needs a `code` string argument"}}}}, {"isError", true}});
+    return;
+  }
+  json execute = {{"code", args["code"]}};
+  if (args.contains("inputs")) execute["inputs"] = args["inputs"];
+  if (args.contains("timeoutMs")) execute["limits"] = {{"timeoutMs", args["timeoutMs"]}};
+  auto request = exec::parseExecuteParams(execute, ctx_.config);
+  if (!request) {
+    reply.result({{"content", {{{"type", "text"}, {"text", request.error()}}}}, {"isError", true}});
+    return;
+  }
+  std::string key = requestKey(reply.id());
+  auto shared = std::make_shared<Reply>(std::move(reply));
+  auto done = [this, shared, key](Result<json> result) {
+    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
+    executionByRequest_.erase(key);
+    if (cancelled_.erase(id)) {
+      shared->error(code::kRequestCancelled, "request cancelled");
+    } else if (!result) {
+      shared->result({{"content", {{{"type", "text"}, {"text", "the sandbox could not be created: " + result.error().message()}}}},
+                      {"isError", true}});
+    } else {
+      bool failed = result->value("status", "error") != "ok";
+      shared->result({{"content", toolContent(*result)}, {"structuredContent", *result}, {"isError", failed}});
+    }
+  };
+  auto submitted = scheduler_.submit(std::move(*request), done);
+  if (!submitted) {
+    if (!shared->answered())
+      shared->result({{"content", {{{"type", "text"}, {"text", submitted.error().message}}}}, {"isError", true}});
+    return;
+  }
+  if (!shared->answered()) executionByRequest_[key] = *submitted;
+}
+
+}  // namespace pycell::server

@@ -1,0 +1,70 @@
+// `pycell mcp` driven by the official MCP TypeScript SDK client over stdio, as an agent
+// harness would: the real binary, real sandboxes. Run by ctest (see tests/CMakeLists.txt).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const binary = process.env.PYCELL_BINARY;
+let client;
+
+before(async () => {
+  assert.ok(binary, "PYCELL_BINARY must name the pycell binary");
+  const transport = new StdioClientTransport({ command: binary, args: ["mcp"], stderr: "pipe" });
+  client = new Client({ name: "pycell-sdk-test", version: "1.0.0" });
+  await client.connect(transport);
+});
+
+after(async () => {
+  await client?.close();
+});
+
+test("the server names itself and offers run_python with an input schema", async () => {
+  assert.equal(client.getServerVersion().name, "pycell");
+  const { tools } = await client.listTools();
+  const run = tools.find((t) => t.name === "run_python");
+  assert.ok(run, "run_python is listed");
+  assert.equal(run.inputSchema.type, "object");
+  assert.deepEqual(run.inputSchema.required, ["code"]);
+});
+
+test("run_python returns output and the last expression's value", async () => {
+  const r = await client.callTool({ name: "run_python", arguments: { code: "print('hi from the sandbox')\n6 * 7" } });
+  assert.equal(r.isError, false);
+  const text = r.content.filter((c) => c.type === "text").map((c) => c.text).join("\n");
+  assert.match(text, /hi from the sandbox/);
+  assert.match(text, /value: 42/);
+  assert.equal(r.structuredContent.status, "ok");
+  assert.equal(r.structuredContent.value, 42);
+});
+
+test("a Python exception is a tool error carrying the exception and its line", async () => {
+  const r = await client.callTool({ name: "run_python", arguments: { code: "x = 1\nraise ValueError('bad input')" } });
+  assert.equal(r.isError, true);
+  const text = r.content.map((c) => c.text ?? "").join("\n");
+  assert.match(text, /ValueError: bad input \(line 2\)/);
+  assert.equal(r.structuredContent.error.line, 2);
+});
+
+test("inputs reach the program and timeoutMs bounds it", async () => {
+  const r = await client.callTool({ name: "run_python", arguments: { code: "sum(inputs['xs'])", inputs: { xs: [1, 2, 3] } } });
+  assert.equal(r.structuredContent.value, 6);
+  const slow = await client.callTool({ name: "run_python", arguments: { code: "import time\ntime.sleep(60)", timeoutMs: 500 } });
+  assert.equal(slow.isError, true);
+  assert.equal(slow.structuredContent.status, "timeout");
+});
+
+test("the sandbox holds: no network, no host files", async () => {
+  const r = await client.callTool({
+    name: "run_python",
+    arguments: { code: "import os, socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    net = 'open'\nexcept OSError as e:\n    net = type(e).__name__\n[net, os.path.exists('/etc/shadow')]" },
+  });
+  assert.deepEqual(r.structuredContent.value, ["PermissionError", false]);
+});
+
+test("a call without code is a tool error the model can read, not a crash", async () => {
+  const r = await client.callTool({ name: "run_python", arguments: {} });
+  assert.equal(r.isError, true);
+  assert.match(r.content[0].text, /needs a `code` string/);
+  await assert.rejects(client.callTool({ name: "no_such_tool", arguments: {} }));
+});
