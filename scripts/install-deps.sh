@@ -9,6 +9,7 @@ packages=(
   util-linux                           # setpriv, for the unprivileged test run
   python3-jsonschema                   # schema validation of real traffic
   bubblewrap                           # the baseline the benchmark compares against
+  neovim                               # the Neovim plugin's headless test
 )
 # node and npm run the MCP SDK test (the SDK itself comes from the npm registry).
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
