@@ -101,12 +101,44 @@ std::string_view framingName(Framing framing) {
   return framing == Framing::kLsp ? "lsp" : "ndjson";
 }
 
-std::string pycellBinary() { return PYCELL_BINARY; }
-
 std::optional<uid_t> runAsUid() {
   const char* value = std::getenv("PYCELL_TEST_RUN_AS");
   if (value == nullptr || *value == '\0') return std::nullopt;
   return static_cast<uid_t>(std::stoul(value));
+}
+
+// Whether `uid` may traverse every directory down to `binary`.
+static bool reachableBy(uid_t uid, const std::filesystem::path& binary) {
+  for (auto p = binary.parent_path(); !p.empty(); p = p.parent_path()) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return false;
+    if (!(st.st_mode & (st.st_uid == uid ? S_IXUSR : S_IXOTH))) return false;
+    if (p == p.root_path()) break;
+  }
+  return true;
+}
+
+// The binary under test. For the unprivileged run, where the build directory lies below
+// one the other user cannot enter (a checkout in root's home, say), a copy in a fresh
+// world-readable temporary directory: the binary carries everything it needs inside it.
+std::string pycellBinary() {
+  static const std::string path = [] {
+    std::string built = PYCELL_BINARY;
+    auto uid = runAsUid();
+    if (!uid || reachableBy(*uid, built)) return built;
+    char dir[] = "/tmp/pycell-test-bin-XXXXXX";
+    if (!::mkdtemp(dir) || ::chmod(dir, 0755) != 0) throw sysFailure("mkdtemp for a reachable binary");
+    std::string copy = std::string(dir) + "/pycell";
+    std::filesystem::copy_file(built, copy);
+    ::chmod(copy.c_str(), 0755);
+    static std::string cleanupDir = dir;
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(cleanupDir, ignored);
+    });
+    return copy;
+  }();
+  return path;
 }
 
 // setpriv would only say "Permission denied": name the directory that is in the way instead.
