@@ -403,6 +403,7 @@ Pool::Ticket Pool::claim(ClaimHandler handler) {
   if (!ready_.empty()) {
     PooledChild child = std::move(ready_.front());
     ready_.pop_front();
+    claimed_.insert(child.id);
     handler(std::move(child));
     refill();
     return ticket;
@@ -431,6 +432,7 @@ void Pool::childReady(PooledChild child) {
   if (!waiters_.empty()) {
     auto handler = std::move(waiters_.front().second);
     waiters_.pop_front();
+    claimed_.insert(child.id);
     handler(std::move(child));
   } else {
     ready_.push_back(std::move(child));
@@ -439,11 +441,12 @@ void Pool::childReady(PooledChild child) {
 }
 
 void Pool::childExited(uint64_t id, ExitInfo info) {
+  bool wasClaimed = claimed_.erase(id) > 0;
   if (auto it = exits_.find(id); it != exits_.end()) {
     auto handler = std::move(it->second);
     exits_.erase(it);
     handler(info);
-  } else {
+  } else if (!wasClaimed) {
     // A ready child that died before anyone claimed it: its setup failed.
     size_t before = ready_.size();
     std::erase_if(ready_, [&](PooledChild& c) {
@@ -485,6 +488,7 @@ void Pool::zygoteDied(Zygote* zygote, const std::string& why) {
     return true;
   });
   for (uint64_t id : lost) {
+    claimed_.erase(id);
     auto it = exits_.find(id);
     if (it == exits_.end()) continue;
     auto handler = std::move(it->second);
@@ -528,7 +532,7 @@ size_t Pool::startingCount() const {
   size_t starting = 0;
   for (uint64_t id : current_->live) {
     bool isReady = std::any_of(ready_.begin(), ready_.end(), [id](const PooledChild& c) { return c.id == id; });
-    if (!isReady && !exits_.count(id)) ++starting;
+    if (!isReady && !claimed_.count(id)) ++starting;
   }
   return starting;
 }

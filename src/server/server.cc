@@ -215,9 +215,17 @@ void Server::execute(const json& params, Reply reply) {
   std::string key = requestKey(reply.id());
   auto shared = std::make_shared<Reply>(std::move(reply));
   exec::Execution::OutputSink output;
-  auto done = [this, shared, key](Result<json> result) {
+  // LSP work-done progress, when the client asked for it with a token.
+  json token = params.contains("workDoneToken") ? params["workDoneToken"] : json(nullptr);
+  if (!token.is_string() && !token.is_number_integer()) token = nullptr;
+  auto progress = [this, token](json value) {
+    if (!token.is_null()) notify("$/progress", {{"token", token}, {"value", std::move(value)}});
+  };
+  progress({{"kind", "begin"}, {"title", "pycell: running Python"}, {"cancellable", true}});
+  auto done = [this, shared, key, progress](Result<json> result) {
     std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
     executionByRequest_.erase(key);
+    progress({{"kind", "end"}, {"message", result ? (*result)["status"].get<std::string>() : std::string("not started")}});
     if (cancelled_.erase(id)) {
       shared->error(code::kRequestCancelled, "request cancelled");
     } else if (!result) {
@@ -226,8 +234,15 @@ void Server::execute(const json& params, Reply reply) {
       shared->result(std::move(*result));
     }
   };
-  if (stream) {
-    output = [this, key](const std::string& streamName, std::string_view text) {
+  if (stream || !token.is_null()) {
+    auto lastReport = std::make_shared<std::chrono::steady_clock::time_point>();
+    output = [this, key, stream, progress, lastReport](const std::string& streamName, std::string_view text) {
+      auto now = std::chrono::steady_clock::now();
+      if (now - *lastReport > std::chrono::milliseconds(250)) {  // a flood must not become a progress flood
+        *lastReport = now;
+        progress({{"kind", "report"}, {"message", streamName == "stderr" ? "writing to stderr" : "writing output"}});
+      }
+      if (!stream) return;
       notify("execute/output", {{"executionId", executionByRequest_.count(key) ? executionByRequest_[key] : ""},
                                 {"stream", streamName},
                                 {"text", std::string(text)}});

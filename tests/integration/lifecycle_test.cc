@@ -176,3 +176,17 @@ TEST_CASE("a script that writes execute and shutdown, then closes stdin, still g
   CHECK(second["id"] == 2);
   CHECK(second["result"].is_null());
 }
+
+TEST_CASE("an execute with a workDoneToken reports $/progress begin, report and end", "[lifecycle]") {
+  auto server = startServer(Framing::kLsp);
+  int64_t id = server->request("execute", {{"code", "print('tick', flush=True)\n1"}, {"workDoneToken", "tok-1"}});
+  Json result = waitResult(*server, id);
+  CHECK(result["status"] == "ok");
+  server->drain();
+  std::vector<std::string> kinds;
+  for (const auto& n : server->notifications())
+    if (n.value("method", "") == "$/progress" && n["params"]["token"] == "tok-1") kinds.push_back(n["params"]["value"]["kind"]);
+  REQUIRE(kinds.size() >= 2);
+  CHECK(kinds.front() == "begin");
+  CHECK(kinds.back() == "end");
+}

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -88,6 +89,7 @@ class Pool {
   std::deque<PooledChild> ready_;
   std::deque<std::pair<Ticket, ClaimHandler>> waiters_;
   std::map<uint64_t, ExitHandler> exits_;
+  std::set<uint64_t> claimed_;  // handed to an execution, not yet reported ended
   Ticket ticketSerial_ = 0;
   uint64_t forksServed_ = 0;
   int zygoteStarts_ = 0;
