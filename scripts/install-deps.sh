@@ -10,6 +10,7 @@ packages=(
   python3-jsonschema                   # schema validation of real traffic
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
+  clang libclang-rt-14-dev             # libFuzzer for the protocol fuzz targets
 )
 # node and npm run the MCP SDK test (the SDK itself comes from the npm registry).
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

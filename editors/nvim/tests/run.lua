@@ -1,0 +1,286 @@
+-- Headless test of pycell.nvim against the real pycell binary.
+--
+--   PYCELL_BINARY=/path/to/pycell nvim --headless -u NONE --noplugin \
+--     -c "set rtp+=editors/nvim" -c "luafile editors/nvim/tests/run.lua"
+--
+-- Prints one line per check and ends with "N passed, N failed"; exits non-zero on any
+-- failure. Every wait has a timeout and a watchdog ends the process if all else fails.
+local uv = vim.loop
+local api = vim.api
+
+local passed, failed = 0, 0
+local function out(s)
+  io.stdout:write(s .. '\n')
+  io.stdout:flush()
+end
+
+local OVERALL_MS = tonumber(os.getenv('PYCELL_NVIM_TEST_TIMEOUT_MS') or '') or 240000
+local watchdog = uv.new_timer()
+watchdog:start(OVERALL_MS, 0, function()
+  -- Do not leave the server behind (pycell itself also exits with its client).
+  local m = package.loaded['pycell']
+  local pid = m and m._state.client and m._state.client.pid
+  if pid then
+    pcall(uv.kill, pid, 'sigkill')
+  end
+  io.stdout:write(string.format('FAIL  watchdog: the test did not finish within %d ms\n', OVERALL_MS))
+  io.stdout:write(string.format('%d passed, %d failed\n', passed, failed + 1))
+  io.stdout:flush()
+  os.exit(1)
+end)
+
+local function check(name, ok, detail)
+  if ok then
+    passed = passed + 1
+    out('ok    ' .. name)
+  else
+    failed = failed + 1
+    out('FAIL  ' .. name .. (detail and (': ' .. tostring(detail)) or ''))
+  end
+  return ok
+end
+
+local function finish()
+  watchdog:stop()
+  out(string.format('%d passed, %d failed', passed, failed))
+  if failed > 0 then
+    vim.cmd('cquit 1')
+  else
+    vim.cmd('qall!')
+  end
+end
+
+-- Wait (processing events) until cond() is true, at most ms.
+local function wait(ms, cond)
+  return vim.wait(ms, cond, 20)
+end
+
+-- Keep what the plugin tells the user.
+local messages = {}
+vim.notify = function(msg, level)
+  table.insert(messages, { msg = tostring(msg), level = level })
+end
+
+local function find(lines, pattern, plain)
+  for i, l in ipairs(lines) do
+    if l:find(pattern, 1, plain) then
+      return i
+    end
+  end
+  return nil
+end
+
+local function scratch(lines)
+  vim.cmd('enew!')
+  local buf = api.nvim_get_current_buf()
+  api.nvim_buf_set_option(buf, 'buftype', 'nofile')
+  api.nvim_buf_set_option(buf, 'filetype', 'python')
+  api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  return buf
+end
+
+local function main()
+  local binary = os.getenv('PYCELL_BINARY')
+  if not check('PYCELL_BINARY names an executable', binary and binary ~= '' and vim.fn.executable(binary) == 1, tostring(binary)) then
+    return
+  end
+
+  vim.cmd('runtime! plugin/pycell.lua')
+  check('plugin defines the commands', vim.fn.exists(':PycellRun') == 2 and vim.fn.exists(':PycellKill') == 2
+    and vim.fn.exists(':PycellAnalyze') == 2 and vim.fn.exists(':PycellStatus') == 2)
+  check('plugin registers the VimLeavePre hook',
+    #api.nvim_get_autocmds({ group = 'pycell_exit', event = 'VimLeavePre' }) == 1)
+
+  local pycell = require('pycell')
+  local S = pycell._state
+  local output = require('pycell.output')
+  pycell.setup({ binary = binary, profile = 'default', stream = true, limits = { memoryMb = 256 } })
+  check('server not started before first use', S.client == nil)
+
+  local function run_and_wait(cmd, ms)
+    local before = S.seq
+    vim.cmd(cmd)
+    local run = S.current
+    if S.seq == before or not run then
+      return nil
+    end
+    wait(ms or 20000, function()
+      return run.done
+    end)
+    return run
+  end
+
+  -- 1. Run a buffer: output and status ok.
+  local src = scratch({ "print('hello from pycell')", '6 * 7' })
+  local src_win = api.nvim_get_current_win()
+  local run = run_and_wait('PycellRun')
+  check('run: finished', run and run.done, run and run.status)
+  check('run: status ok', run and run.status == 'ok', run and (run.status .. ' ' .. vim.inspect(run.err)))
+  local lines = output.get_lines()
+  check('run: output buffer has the program output', find(lines, 'hello from pycell', true), vim.inspect(lines))
+  check('run: output buffer shows status ok', find(lines, '^%[pycell%] ok'), vim.inspect(lines))
+  check('run: output buffer shows the value', find(lines, 'value: 42', true), vim.inspect(lines))
+  check('run: output shown in a split, cursor stays in the source', vim.fn.bufwinnr(output.buffer()) ~= -1
+    and api.nvim_get_current_win() == src_win)
+  check('run: server started lazily and initialized', S.client and S.client:is_ready()
+    and S.client.server.serverInfo.name == 'pycell', S.client and S.client.state)
+
+  -- 2. Streaming: the first line shows before the execution ends.
+  scratch({
+    'import time',
+    'for i in range(5):',
+    "    print('tick', i, flush=True)",
+    '    time.sleep(0.2)',
+  })
+  vim.cmd('PycellRun')
+  run = S.current
+  local seen_early = wait(10000, function()
+    return find(output.get_lines(), 'tick 0', true) ~= nil or run.done
+  end)
+  local first_before_end = seen_early and find(output.get_lines(), 'tick 0', true) ~= nil and not run.done
+  check('stream: first line in the output buffer before the execution ends', first_before_end,
+    string.format('done=%s lines=%s', tostring(run.done), vim.inspect(output.get_lines())))
+  wait(20000, function()
+    return run.done
+  end)
+  lines = output.get_lines()
+  local t0, t4 = find(lines, 'tick 0', true), find(lines, 'tick 4', true)
+  check('stream: all lines in order and status ok', run.status == 'ok' and t0 and t4 and t0 < t4,
+    string.format('status=%s lines=%s', tostring(run.status), vim.inspect(lines)))
+  check('stream: output came as several notifications', (run.chunks or 0) >= 2, run.chunks)
+
+  -- 3. An exception becomes a diagnostic at its line.
+  src = scratch({ 'x = 1', 'y = 2', "raise ValueError('boom')", 'z = 3' })
+  run = run_and_wait('PycellRun')
+  check('error: status error', run and run.status == 'error', run and run.status)
+  local d = vim.diagnostic.get(src, { namespace = pycell.namespaces.run })
+  check('error: one diagnostic at line 3', #d == 1 and d[1].lnum == 2, vim.inspect(d))
+  check('error: diagnostic names the exception', d[1] and d[1].message:find('ValueError: boom', 1, true), d[1] and d[1].message)
+  check('error: output buffer shows the error with its line', find(output.get_lines(), 'error: ValueError: boom (line 3)', true),
+    vim.inspect(output.get_lines()))
+
+  --    ... and in a range, at the buffer's line (the indented range is dedented to run).
+  src = scratch({ "print('header')", 'def f():', '    a = 1', '    b = a / 0', '    return b' })
+  run = run_and_wait('3,4PycellRun')
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.run })
+  check('range: runs only the range, error at buffer line 4', run and run.status == 'error' and #d == 1 and d[1].lnum == 3
+    and find(output.get_lines(), '^header') == nil,
+    vim.inspect({ status = run and run.status, diags = d, out = output.get_lines() }))
+  check('range: ZeroDivisionError reported', d[1] and d[1].message:find('ZeroDivisionError', 1, true), d[1] and d[1].message)
+
+  -- 4. Kill ends a long sleep with status killed.
+  scratch({ 'import time', "print('sleeping', flush=True)", 'time.sleep(30)' })
+  vim.cmd('PycellRun')
+  run = S.current
+  local running = wait(10000, function()
+    return find(output.get_lines(), 'sleeping', true) ~= nil or run.done
+  end) and not run.done
+  check('kill: the sleep is running', running, run.status)
+  local n_msgs = #messages
+  check('kill: a second run is refused while one runs', pycell.run({}) == nil and #messages > n_msgs
+    and messages[#messages].msg:find('still running', 1, true), vim.inspect(messages[#messages]))
+  local t_kill = uv.hrtime()
+  vim.cmd('PycellKill')
+  wait(10000, function()
+    return run.done
+  end)
+  local elapsed = (uv.hrtime() - t_kill) / 1e6
+  check('kill: status killed', run.status == 'killed', run.status)
+  check('kill: ended promptly', run.done and elapsed < 5000, string.format('%.0f ms', elapsed))
+  check('kill: output buffer shows killed', find(output.get_lines(), '^%[pycell%] killed'), vim.inspect(output.get_lines()))
+
+  -- 5. Analyze: a syntax error becomes a diagnostic at its line.
+  src = scratch({ 'import os', '', 'def f(:', '    pass' })
+  vim.cmd('PycellAnalyze')
+  local got = wait(20000, function()
+    return #vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze }) > 0
+  end)
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze })
+  local at_line3 = false
+  for _, x in ipairs(d) do
+    at_line3 = at_line3 or (x.lnum == 2 and x.severity == vim.diagnostic.severity.ERROR)
+  end
+  check('analyze: syntax error diagnostic at line 3', got and at_line3, vim.inspect(d))
+  out(string.format('      (analyze went through %s)', S.analyze_method == false and 'the execute fallback' or 'the analyze method'))
+
+  src = scratch({ 'x = 1', 'y = (', '' })
+  local result
+  pycell.analyze({ bufnr = src, on_done = function(e, diags, via) result = { e = e, diags = diags, via = via } end })
+  wait(20000, function()
+    return result ~= nil
+  end)
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze })
+  check('analyze: unclosed bracket reported at line 2', result and not result.e and #d >= 1 and d[1].lnum == 1, vim.inspect({ result, d }))
+
+  api.nvim_buf_set_lines(src, 0, -1, false, { 'x = 1', 'y = (x,)', '' })
+  result = nil
+  pycell.analyze({ bufnr = src, quiet = true, on_done = function(e, diags, via) result = { e = e, diags = diags, via = via } end })
+  wait(20000, function()
+    return result ~= nil
+  end)
+  check('analyze: clean code clears the diagnostics', result and not result.e
+    and #vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze }) == 0, vim.inspect(result))
+
+  --    A server that has `analyze` is preferred over the fallback. pycell does not have it
+  --    yet, so this one check answers `analyze` in the client (LSP-shaped diagnostics).
+  local client = S.client
+  local real_request = client.request
+  local saved_method = S.analyze_method
+  S.analyze_method = nil
+  client.request = function(self, method, params, cb)
+    if method == 'analyze' then
+      vim.schedule(function()
+        cb(nil, { diagnostics = { {
+          range = { start = { line = 1, character = 7 }, ['end'] = { line = 1, character = 13 } },
+          severity = 2, code = 'forbidden-import', source = 'pycell', message = 'socket is not allowed',
+        } } })
+      end)
+      return true
+    end
+    return real_request(self, method, params, cb)
+  end
+  src = scratch({ 'x = 1', 'import socket' })
+  result = nil
+  pycell.analyze({ bufnr = src, quiet = true, on_done = function(e, diags, via) result = { e = e, diags = diags, via = via } end })
+  wait(5000, function()
+    return result ~= nil
+  end)
+  client.request = nil -- back to the method
+  S.analyze_method = saved_method
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze })
+  check('analyze: the analyze method is preferred and its diagnostics converted', result and result.via == 'analyze'
+    and #d == 1 and d[1].lnum == 1 and d[1].col == 7 and d[1].end_col == 13 and d[1].severity == vim.diagnostic.severity.WARN,
+    vim.inspect({ result, d }))
+
+  -- 6. Status.
+  n_msgs = #messages
+  vim.cmd('PycellStatus')
+  wait(10000, function()
+    return #messages > n_msgs
+  end)
+  local msg = messages[n_msgs + 1] and messages[n_msgs + 1].msg or ''
+  check('status: :PycellStatus reports isolation and pools', msg:find('isolation', 1, true) and msg:find('pool default', 1, true), msg)
+  local sres
+  pycell.status(function(e, r) sres = { e = e, r = r } end)
+  wait(10000, function()
+    return sres ~= nil
+  end)
+  local has_default = false
+  for _, p in ipairs(sres and sres.r and sres.r.pools or {}) do
+    has_default = has_default or p.profile == 'default'
+  end
+  check('status: result has running, queued and the default pool', sres and not sres.e and type(sres.r.running) == 'number'
+    and type(sres.r.queued) == 'number' and has_default, vim.inspect(sres))
+
+  -- 7. Stop: shutdown + exit, exit code 0.
+  client = S.client
+  pycell.stop()
+  check('stop: server exited with code 0 after shutdown and exit', client.state == 'exited' and client.exit_code == 0,
+    string.format('state=%s code=%s', tostring(client.state), tostring(client.exit_code)))
+end
+
+local ok, err = xpcall(main, debug.traceback)
+if not ok then
+  check('test script ran without a Lua error', false, err)
+end
+finish()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (protocol layer only: framing and dispatch) and
+# runs each for a bounded time from the checked-in seed corpus. A crash leaves its input
+# in the work directory; turn it into a regression test before fixing.
+# Usage: run.sh SOURCE_DIR WORK_DIR SECONDS_PER_TARGET
+set -euo pipefail
+src=$1 work=$2 seconds=${3:-30}
+mkdir -p "$work"
+nlohmann_include=$(dirname "$(dirname "$(find /usr/include -path '*nlohmann/json.hpp' | head -1)")")
+for target in framing dispatch; do
+  bin=$work/${target}_fuzz
+  clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$src/include" -I"$nlohmann_include" \
+    "$src/tests/fuzz/${target}_fuzz.cc" "$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" \
+    "$src/src/protocol/dispatcher.cc" -o "$bin"
+  corpus=$work/corpus-$target
+  mkdir -p "$corpus"
+  cp -n "$src/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
+  echo "== $target: fuzzing for ${seconds}s"
+  log=$work/$target.log
+  status=0
+  (cd "$work" && "$bin" -max_total_time="$seconds" -max_len=4096 -timeout=5 -rss_limit_mb=1024 \
+      -print_final_stats=1 "$corpus" >"$log" 2>&1) || status=$?
+  grep -E '^(INFO: Seed|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' "$log" || true
+  if [ "$status" -ne 0 ]; then
+    echo "fuzzing: $target CRASHED (exit $status); the input is in $work (crash-*); log: $log"
+    tail -40 "$log"
+    exit 1
+  fi
+done
+echo "fuzzing: no crash"
