@@ -1,0 +1,247 @@
+// The extension (out/extension.js) driven through its commands with a stand-in `vscode`
+// module (test/fake-vscode.cjs) and the REAL pycell server: what a user would see in the
+// Output channel, the Problems panel, the status bar and the figures webview.
+// VS Code itself is not downloaded or run here.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { chmodSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const require = createRequire(import.meta.url);
+const Module = require("node:module");
+const { createVscode, makeDocument, makeEditor, Position, Selection } = require("./fake-vscode.cjs");
+const { figuresOf, figuresHtml } = require("../out/figures.js");
+
+const binary = process.env.PYCELL_BINARY;
+const T = { timeout: 60_000 };
+const settings = { binaryPath: binary, profile: "default", limits: { timeoutMs: 9000 }, analyzeOnSave: true };
+const { vscode, record, events } = createVscode(settings);
+
+// `require("vscode")` from the extension gets the stand-in.
+const realLoad = Module._load;
+Module._load = function (request, ...rest) {
+  return request === "vscode" ? vscode : realLoad.call(this, request, ...rest);
+};
+const extensionModule = require("../out/extension.js");
+
+// A 1x1 PNG.
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+let ext;
+const output = () => record.channels.get("pycell").text;
+const problems = (doc) => record.collections.get("pycell").get(doc.uri) ?? [];
+const run = (id) => vscode.commands.executeCommand(id);
+
+async function until(what, fn, ms = 20_000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(50);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+function open(name, text, selection) {
+  const doc = makeDocument(`/tmp/pycell-vscode-test/${name}`, text);
+  vscode.window.activeTextEditor = makeEditor(doc, selection);
+  return doc;
+}
+
+before(async () => {
+  assert.ok(binary, "PYCELL_BINARY must name the pycell binary");
+  ext = extensionModule.activate({ subscriptions: [] });
+  await ext.getClient();
+});
+
+after(async () => {
+  if (process.env.PYCELL_SHOW_OUTPUT) console.log(output());
+  await extensionModule.deactivate();
+  Module._load = realLoad;
+});
+
+test("every command in package.json is registered", () => {
+  const pkg = require("../package.json");
+  for (const c of pkg.contributes.commands) assert.ok(record.commands.has(c.command), c.command);
+});
+
+test("the status bar shows the isolation level and the profile's pool", T, async () => {
+  await until("a pool in the status bar", () => /default \d+\/\d+/.test(record.statusItem.text));
+  assert.match(record.statusItem.text, /pycell: (isolated|DEGRADED) · default \d+\/\d+/);
+  assert.equal(record.statusItem.visible, true);
+  assert.match(record.statusItem.tooltip, /pool default: \d+ ready of \d+/);
+});
+
+test("Run File streams output into the Output channel and reports the value", T, async () => {
+  open("hello.py", "print('hello from the sandbox')\n6 * 7\n");
+  const r = await run("pycell.runFile");
+  assert.equal(r.status, "ok");
+  assert.match(output(), /▶ hello\.py · profile default/);
+  assert.match(output(), /hello from the sandbox\n= 42\n■ ok/);
+});
+
+test("Run Selection runs the selected lines, dedented, and reports the error at the file's line", T, async () => {
+  const doc = open(
+    "sel.py",
+    "def f():\n    x = 1\n    raise KeyError('k')\n",
+    new Selection(new Position(1, 0), new Position(2, 23)),
+  );
+  const r = await run("pycell.runSelection");
+  assert.equal(r.status, "error");
+  assert.equal(r.error.line, 2); // in the selection
+  assert.match(output(), /▶ sel\.py lines 2-3/);
+  assert.match(output(), /■ error: KeyError: 'k' \(line 3\)/); // in the file
+  assert.ok(output().includes(`at ${doc.uri.fsPath}:3`));
+});
+
+test("Run Selection with nothing selected runs the current line", T, async () => {
+  open("line.py", "a = 1\nprint('line two')\n", new Selection(new Position(1, 3), new Position(1, 3)));
+  const r = await run("pycell.runSelection");
+  assert.equal(r.stdout, "line two\n");
+  assert.match(output(), /▶ line\.py line 2/);
+  assert.match(output(), /line two\n■ ok/); // no "= None" for a print() at the end
+});
+
+test("Analyze puts a syntax error in the Problems panel, and saving re-runs it", T, async () => {
+  const doc = open("bad.py", "import os\n\nif True\n    pass\n");
+  await run("pycell.analyze");
+  const diags = problems(doc);
+  assert.equal(diags.length, 1);
+  assert.equal(diags[0].range.start.line, 2);
+  assert.equal(diags[0].severity, vscode.DiagnosticSeverity.Error);
+  assert.equal(diags[0].source, "pycell");
+  doc.setText("import os\n\nif True:\n    pass\n");
+  events.saved.fire(doc);
+  await until("the problem to clear on save", () => problems(doc).length === 0);
+  doc.setText("x = (\n");
+  events.saved.fire(doc);
+  await until("a problem after the second save", () => problems(doc).length === 1);
+  events.closed.fire(doc);
+  assert.equal(problems(doc).length, 0);
+});
+
+test("Kill ends a running run, which reports status killed", T, async () => {
+  await run("pycell.kill");
+  assert.match(record.messages.at(-1).text, /nothing is running/);
+  open("sleep.py", "import time\nprint('zz', flush=True)\ntime.sleep(60)\n");
+  const pending = run("pycell.runFile");
+  await until("the run's first output", () => output().endsWith("zz\n"));
+  assert.match(record.statusItem.text, /running 1/);
+  await run("pycell.kill");
+  const r = await pending;
+  assert.equal(r.status, "killed");
+  assert.match(output(), /zz\n■ killed/);
+  assert.doesNotMatch(record.statusItem.text, /running/);
+});
+
+test("Run in Session uses a session, or says clearly that the server has none", T, async () => {
+  open("sess.py", "n = 41\nn + 1\n");
+  const before = record.messages.length;
+  const r = await run("pycell.runInSession");
+  const client = await ext.getClient();
+  if (client.initializeResult.capabilities.sessions) {
+    assert.equal(r.value, 42);
+  } else {
+    assert.equal(r, undefined);
+    const msg = record.messages.slice(before).find((m) => m.kind === "error");
+    assert.ok(msg, "an error message is shown");
+    assert.match(msg.text, /Run in Session is not available: this pycell server .* does not support sessions yet \(session\/create answered -3260[12]/);
+  }
+});
+
+test("figures (image/png displays) are shown in a webview", T, async () => {
+  ext.showFigures("test: 1 figure(s)", [{ "image/png": PNG, "text/plain": "<Figure size 1x1 with 0 Axes>" }, { "text/plain": "no image" }]);
+  const panel = record.panels.at(-1);
+  assert.ok(panel, "a webview panel was created");
+  assert.equal(panel.options.enableScripts, false);
+  assert.ok(panel.webview.html.includes(`data:image/png;base64,${PNG}`));
+  assert.match(panel.webview.html, /Content-Security-Policy" content="default-src 'none'; img-src data:/);
+  assert.ok(panel.webview.html.includes("&lt;Figure size 1x1 with 0 Axes&gt;"));
+  // A real matplotlib figure, where the server returns displays for it.
+  open("plot.py", "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\n");
+  settings.profile = "datascience";
+  try {
+    const r = await run("pycell.runFile");
+    assert.ok(r, "the run returned a result");
+    if (r.status === "ok" && figuresOf(r.displays).length > 0) {
+      assert.match(record.panels.at(-1).webview.html, /data:image\/png;base64,/);
+      assert.match(output(), /1 figure\(s\) shown/);
+    }
+  } finally {
+    settings.profile = "default";
+  }
+});
+
+test("figure HTML escapes captions and refuses a malformed payload", () => {
+  assert.equal(figuresOf([{ "image/png": "not base64 <script>" }]).length, 0);
+  const html = figuresHtml("<t>", figuresOf([{ "image/svg+xml": "<svg xmlns='http://www.w3.org/2000/svg'/>", "text/plain": "<b>" }]));
+  assert.ok(html.includes("data:image/svg+xml;base64,"));
+  assert.ok(!html.includes("<b>"));
+  assert.ok(html.includes("&lt;t&gt;"));
+});
+
+test("a protocol error (limits looser than the profile allows) is shown to the user", T, async () => {
+  settings.limits = { timeoutMs: 100_000_000 };
+  try {
+    open("limits.py", "1\n");
+    const before = record.messages.length;
+    const r = await run("pycell.runFile");
+    assert.equal(r, undefined);
+    const msg = record.messages.slice(before).find((m) => m.kind === "error");
+    assert.ok(msg, "an error message is shown");
+    assert.match(msg.text, /\(error -32602\)/);
+  } finally {
+    settings.limits = { timeoutMs: 9000 };
+  }
+});
+
+test("Show Status writes the isolation, profiles and pools", T, async () => {
+  await run("pycell.showStatus");
+  assert.match(output(), /isolation: (isolated|degraded)/);
+  assert.match(output(), /default \(selected\)/);
+  assert.match(output(), /pool default: \d+\/\d+ ready/);
+});
+
+test("a missing binary shows an error and a stopped status bar", T, async () => {
+  settings.binaryPath = "/nonexistent/pycell";
+  try {
+    await ext.restart().catch(() => undefined);
+    open("x.py", "1\n");
+    const before = record.messages.length;
+    await run("pycell.runFile");
+    assert.match(record.messages.slice(before).map((m) => m.text).join("\n"), /binary not found: \/nonexistent\/pycell/);
+    assert.match(record.statusItem.text, /pycell: stopped/);
+  } finally {
+    settings.binaryPath = binary;
+    await ext.restart();
+  }
+  const r = await run("pycell.runFile");
+  assert.equal(r.value, 1);
+});
+
+test("degraded isolation is a visible warning and a warning-coloured status bar", T, async () => {
+  settings.binaryPath = fileURLToPath(new URL("./fake-degraded-server.cjs", import.meta.url));
+  chmodSync(settings.binaryPath, 0o755); // a copy may have lost the executable bit
+  try {
+    const before = record.messages.length;
+    await ext.restart();
+    const warn = record.messages.slice(before).find((m) => m.kind === "warning");
+    assert.ok(warn, "a warning is shown");
+    assert.match(warn.text, /isolation is DEGRADED/);
+    assert.match(warn.text, /no userNamespace/);
+    await until("the status bar", () => /DEGRADED · default 1\/2/.test(record.statusItem.text));
+    assert.equal(record.statusItem.backgroundColor.id, "statusBarItem.warningBackground");
+  } finally {
+    settings.binaryPath = binary;
+    await ext.restart();
+  }
+  assert.equal(record.statusItem.backgroundColor, undefined);
+});
+
+test("deactivate shuts the server down", T, async () => {
+  const client = await ext.getClient();
+  await extensionModule.deactivate();
+  const info = await client.exited;
+  assert.deepEqual(info, { code: 0, signal: null });
+});
