@@ -78,6 +78,27 @@ std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& para
   }
   if (params.contains("stream") && !params["stream"].is_null() && !params["stream"].is_boolean())
     return std::unexpected("'stream' must be a boolean");
+  // The bootstrap checks the patterns again, inside the sandbox.
+  if (params.contains("returnFiles") && !params["returnFiles"].is_null()) {
+    const json& globs = params["returnFiles"];
+    if (!globs.is_array()) return std::unexpected("'returnFiles' must be an array of glob strings");
+    if (globs.size() > 100) return std::unexpected("'returnFiles' may hold at most 100 patterns");
+    for (const auto& glob : globs) {
+      if (!glob.is_string()) return std::unexpected("'returnFiles' must be an array of glob strings");
+      const auto& pattern = glob.get_ref<const std::string&>();
+      std::string where = "returnFiles: '" + pattern + "' ";
+      if (pattern.empty() || pattern.size() > 4096 || pattern.find('\0') != std::string::npos)
+        return std::unexpected("returnFiles: each pattern must be a non-empty relative glob of at most 4096 bytes");
+      if (pattern.front() == '/') return std::unexpected(where + "is absolute; patterns are relative to the working directory");
+      for (size_t start = 0; start <= pattern.size();) {
+        size_t end = std::min(pattern.find('/', start), pattern.size());
+        if (pattern.compare(start, end - start, "..") == 0)
+          return std::unexpected(where + "contains '..'; patterns must stay inside the working directory");
+        start = end + 1;
+      }
+    }
+    req.returnFiles = globs;
+  }
   return req;
 }
 
@@ -192,6 +213,7 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
   state_ = ExecState::Running;
   json requestDoc = {{"code", request_.code}, {"files", request_.files}};
   if (request_.hasInputs) requestDoc["inputs"] = request_.inputs;
+  if (!request_.returnFiles.is_null()) requestDoc["returnFiles"] = request_.returnFiles;
   if (!rlimits.empty()) requestDoc["rlimits"] = rlimits;
   stdin_ = {std::move(stdinW), request_.stdinData, 0};
   requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
@@ -444,7 +466,8 @@ void Execution::finish() {
 }
 
 int64_t Execution::elapsedMs() const {
-  if (state_ == ExecState::Queued) return 0;
+  // Never started (killed while queued or waiting for a pooled child): no time ran.
+  if (state_ == ExecState::Queued || startedAt_ == std::chrono::steady_clock::time_point{}) return 0;
   auto end = exited_ ? exitedAt_ : std::chrono::steady_clock::now();
   return std::chrono::duration_cast<std::chrono::milliseconds>(end - startedAt_).count();
 }
@@ -515,8 +538,32 @@ json Execution::buildResult() {
     error = {{"type", types.at(status)}, {"message", message}, {"traceback", json::array()}, {"line", nullptr}};
   }
   result["error"] = error;
-  result["displays"] = json::array();
-  result["files"] = json::array();
+  // What the program left behind, as the bootstrap reported it. The report comes out of
+  // the sandbox, so only well-formed entries are kept (the result stays schema-valid);
+  // they are moved, not copied: returned files may weigh tens of MiB.
+  auto keep = [&](const char* key, auto wellFormed) {
+    json kept = json::array();
+    if (!fromBootstrap || !reported.contains(key) || !reported[key].is_array()) return kept;
+    for (auto& entry : reported[key])
+      if (entry.is_object() && wellFormed(entry)) kept.push_back(std::move(entry));
+    return kept;
+  };
+  auto stringAt = [](const json& o, const char* k) { return o.contains(k) && o[k].is_string(); };
+  result["displays"] = keep("displays", [](const json& bundle) {  // mime type -> text or base64; JSON types hold JSON
+    for (const auto& [mime, data] : bundle.items())
+      if (!data.is_string() && mime != "application/json" && !mime.ends_with("+json")) return false;
+    return !bundle.empty();
+  });
+  result["files"] = keep("files", [&](const json& file) {
+    return file.size() == 3 && stringAt(file, "path") && stringAt(file, "base64") && file.contains("size") &&
+           file["size"].is_number_unsigned();
+  });
+  if (fromBootstrap && reported.contains("skippedFiles"))
+    result["skippedFiles"] = keep("skippedFiles", [&](const json& skipped) {
+      return skipped.size() == 2 && stringAt(skipped, "path") && stringAt(skipped, "reason");
+    });
+  if (fromBootstrap && reported.contains("valueTruncated") && reported["valueTruncated"] == true)
+    result["valueTruncated"] = true;
   result["usage"] = usageSoFar();
   return result;
 }

@@ -5,8 +5,16 @@ imported by a zygote that calls `_main()` in each child it forks; either way fd 
 the program's, fd 3 holds the request JSON, fd 4 gets the result JSON.
 Standard library only, Python 3.9+. Embedded in the C++ binary as a raw string
 literal, so it must never contain that literal's closing delimiter.
+
+Besides running the program, it reports what the program left behind (issue 5): the value
+as plain JSON (numpy and pandas values included, NaN as null), matplotlib figures and rich
+reprs as mime bundles in `displays`, and the working-directory files the request's
+`returnFiles` globs name. It imports numpy, pandas or matplotlib never itself: it only
+uses what the program (or the zygote's preload) already has in sys.modules, and recognises
+their types by class name so that no import is needed to tell a value apart.
 """
-import ast, base64, builtins, contextlib, errno, fcntl, json, linecache, os, resource, sys, types
+import ast, base64, binascii, builtins, contextlib, errno, fcntl, fnmatch, io, json, linecache, os, re
+import resource, stat, sys, types, warnings
 import traceback  # imported now: nothing may need importing after a MemoryError
 
 # Snapshot the builtins into our own globals (searched before builtins), so
@@ -18,6 +26,16 @@ globals().update({k: v for k, v in vars(builtins).items() if not k.startswith("_
 # code may monkeypatch os.write, json.dumps and friends.
 _os_read, _os_write, _os_close, _os_exit = os.read, os.write, os.close, os._exit
 _os_open, _os_mkdir, _os_getpid = os.open, os.mkdir, os.getpid
+_os_fstat, _os_scandir, _os_readlink, _os_getcwd = os.fstat, os.scandir, os.readlink, os.getcwd
+_S_ISREG, _ELOOP = stat.S_ISREG, errno.ELOOP
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_O_NOFOLLOW_DIR = _O_DIR | os.O_NOFOLLOW
+_O_NOFOLLOW_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_b2a_base64 = binascii.b2a_base64
+_BytesIO = io.BytesIO
+_glob_translate, _re_compile = fnmatch.translate, re.compile
+_filterwarnings = warnings.filterwarnings
+_modules, _meta_path = sys.modules, sys.meta_path  # the interpreter's own objects
 _suppress = contextlib.suppress
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _format_exception, _walk_tb = traceback.format_exception, traceback.walk_tb
@@ -25,6 +43,18 @@ _stdio = (sys.stdout, sys.stderr)
 _SELF = sys._getframe().f_code.co_filename  # frames of this file are hidden
 _PID = None  # set by _main(): a fork()ed child of the user program must not report
 _TEXT_LIMIT = 8192  # characters kept of an error message or traceback line
+# Caps on what is reported; a request may set each (the server sends none of them today).
+_DEFAULT_CAPS = {
+    "maxValueBytes": 1 << 20,         # the value's JSON; over it: null and valueTruncated
+    "maxReprBytes": 4096,             # valueRepr, in characters
+    "maxDisplayBytes": 8 << 20,       # all displays together, as JSON text
+    "maxFigurePixels": 25000000,      # a larger figure is not rendered
+    "maxFileBytes": 16 << 20,         # one returned file
+    "maxTotalFileBytes": 32 << 20,    # all returned files together (before base64)
+    "maxFiles": 1000,                 # returned files
+    "maxScanEntries": 100000,         # directory entries looked at for returnFiles
+    "maxSkippedListed": 100,          # entries of skippedFiles; the rest are counted on stderr
+}
 _reserve = bytearray(1 << 20)  # freed on MemoryError to leave room for reporting
 _FALLBACK = (b'{"status":"error","exitCode":70,"value":null,"valueRepr":null,"error":'
              b'{"type":"BootstrapError","message":"failed to build the result",'
@@ -64,8 +94,22 @@ def _stderr(text):
         _write_all(2, text.encode("utf-8", "backslashreplace"))
 
 
+_SURROGATES = dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)
+
+
+def _clean(text):
+    """`text` (a str) without lone surrogates (from undecodable file names, str subclasses,
+    reprs), as U+FFFD: JSON can spell them, but the server's parser rejects them."""
+    try:
+        str.encode(text, "utf-8")
+        return text
+    except UnicodeEncodeError:
+        return str.translate(text, _SURROGATES)
+
+
 def _cap(text, limit):
-    return text if len(text) <= limit else text[:max(limit - 1, 0)] + "\u2026"
+    text = text if len(text) <= limit else text[:max(limit - 1, 0)] + "\u2026"
+    return _clean(text)
 
 
 def _safe_str(obj):
@@ -198,21 +242,630 @@ def _exit_result(exc):
                                _pycell_line(exc, exc.__traceback__))
 
 
+# --- values -------------------------------------------------------------------------------
+# Types are recognised by the (module, name) of a class in their MRO, so numpy, pandas,
+# decimal, ... never need importing (a value of such a type implies the module is loaded),
+# and a module attribute the program rebound (np.ndarray = ...) fools nothing.
+_KINDS = {
+    ("builtins", "int"): "int", ("builtins", "float"): "float", ("builtins", "str"): "str", ("builtins", "list"): "list", ("builtins", "tuple"): "list",
+    ("builtins", "dict"): "dict", ("builtins", "set"): "set", ("builtins", "frozenset"): "set",
+    ("builtins", "bytes"): "bytes", ("builtins", "bytearray"): "bytes",
+    ("builtins", "memoryview"): "bytes",
+    ("datetime", "datetime"): "iso", ("datetime", "date"): "iso", ("datetime", "time"): "iso",
+    ("datetime", "timedelta"): "timedelta",
+    ("decimal", "Decimal"): "decimal", ("fractions", "Fraction"): "fraction",
+    ("numpy", "ndarray"): "numpy", ("numpy", "generic"): "numpy",
+    ("pandas.core.frame", "DataFrame"): "dataframe", ("pandas.core.series", "Series"): "series",
+    ("pandas.core.indexes.base", "Index"): "index",
+    ("pandas._libs.tslibs.nattype", "NaTType"): "null", ("pandas._libs.missing", "NAType"): "null",
+    ("matplotlib.figure", "Figure"): "figure",
+}
+_kind_cache = {}
+_NoneType = type(None)
+_PLAIN = (str, int, float, bool, _NoneType, list, tuple, dict)
+_MAX_DEPTH = 200
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _kind(t):
+    """(kind, the class in t's MRO that decided it) for type t; kind "other" if none."""
+    found = _kind_cache.get(t)
+    if found is None:
+        found = ("other", None)
+        for cls in t.__mro__:
+            kind = _KINDS.get((getattr(cls, "__module__", None), getattr(cls, "__qualname__", None)))
+            if kind is not None:
+                found = (kind, cls)
+                break
+        _kind_cache[t] = found
+    return found
+
+
+def _b64(data):
+    return _b2a_base64(data, newline=False).decode("ascii")
+
+
+class _Converter:
+    """Turns a value into plain JSON data (dict with str keys, list, str, int, float, bool,
+    None). Raises _TooBig once a lower bound of its JSON size passes `limit`, _Unsupported
+    for what has no JSON form, or whatever the value's own methods raise.
+
+    The mapping (documented in schemas/execute.result.json): tuples and lists -> arrays;
+    sets -> arrays (sorted when possible); dicts -> objects, keys that are not strings
+    written as JSON would (1 -> "1", None -> "null") or as str(key); NaN and infinities
+    -> null; bytes -> base64 string; datetime, date, time -> ISO 8601 string; timedelta ->
+    seconds; Decimal, Fraction -> float (a Decimal too large for a float -> string);
+    numpy scalars and arrays -> tolist() (datetime64 as ISO strings); pandas DataFrame ->
+    {"columns", "index", "data"} (orient "split"), Series -> {"name", "index", "data"},
+    Index -> array, NaT and NA -> null. Anything else is unsupported."""
+
+    def __init__(self, limit):
+        self.left = limit
+        self.open = set()  # ids of the containers being converted, against cycles
+
+    def spend(self, n):
+        self.left -= n
+        if self.left < 0:
+            raise _TooBig()
+
+    def check(self, n):  # before materialising n elements of at least 2 characters each
+        if 2 * n > self.left:
+            raise _TooBig()
+
+    def value(self, x, depth=0):
+        t = type(x)
+        if t is str:
+            self.spend(len(x) + 2)
+            return _clean(x)
+        if t is int:
+            self.spend(1 + int.bit_length(x) * 3 // 10)
+            return x
+        if t is float:
+            self.spend(3)
+            return x if x - x == 0.0 else None  # inf - inf and nan - nan are nan
+        if x is None or t is bool:
+            self.spend(4)
+            return x
+        if t is list or t is tuple:
+            return self.sequence(x, iter(x), depth)
+        if t is dict:
+            return self.mapping(x, dict.items(x), depth)
+        if depth > _MAX_DEPTH:
+            raise _Unsupported("nested too deeply")
+        kind, cls = _kind(t)
+        if kind == "int":  # bool is caught above; IntEnum and other subclasses
+            return self.value(int.__int__(x), depth)
+        if kind == "float":
+            return self.value(float.__float__(x), depth)
+        if kind == "str":
+            return self.value(str.__str__(x), depth)
+        if kind == "list":
+            return self.sequence(x, cls.__iter__(x), depth)
+        if kind == "dict":
+            return self.mapping(x, dict.items(x), depth)
+        if kind == "set":
+            items = list(cls.__iter__(x))
+            with _suppress(Exception):
+                items = sorted(items)
+            return self.sequence(x, iter(items), depth)
+        if kind == "bytes":
+            data = memoryview(x).tobytes()
+            self.spend(len(data) * 4 // 3 + 2)
+            return _b64(data)
+        if kind == "iso":
+            return self.value(str.__str__(cls.isoformat(x)), depth)
+        if kind == "timedelta":
+            return self.value(float.__float__(cls.total_seconds(x)), depth)
+        if kind == "decimal":
+            f = float.__float__(cls.__float__(x))
+            if f - f == 0.0 or not cls.is_finite(x):
+                return self.value(f, depth)  # NaN and infinities become null
+            return self.value(str.__str__(cls.__str__(x)), depth)  # beyond a float's range
+        if kind == "fraction":
+            try:
+                return self.value(float.__float__(cls.__float__(x)), depth)
+            except OverflowError:
+                return self.value(str.__str__(cls.__str__(x)), depth)
+        if kind == "null":
+            self.spend(4)
+            return None
+        if kind == "numpy":
+            return self.numpy(x, depth)
+        if kind == "dataframe":
+            rows, columns = x.shape
+            self.check(int(rows) * int(columns))
+            split = x.to_dict(orient="split")
+            self.spend(30)
+            return {"columns": self.value(split["columns"], depth + 1),
+                    "index": self.value(split["index"], depth + 1),
+                    "data": self.value(split["data"], depth + 1)}
+        if kind == "series":
+            self.check(int(len(x)))
+            self.spend(27)
+            return {"name": self.value(x.name, depth + 1),
+                    "index": self.value(x.index.tolist(), depth + 1),
+                    "data": self.value(x.tolist(), depth + 1)}
+        if kind == "index":
+            self.check(int(len(x)))
+            return self.value(x.tolist(), depth + 1)
+        raise _Unsupported(t.__name__)
+
+    def numpy(self, x, depth):
+        """An ndarray or a numpy scalar: tolist(), datetime64 and timedelta64 first brought
+        to microseconds (finer units would come out as integers of nanoseconds)."""
+        self.check(int(x.size))
+        dtype = x.dtype
+        if dtype.kind in "mM" and str.__str__(dtype.str).endswith(("[ns]", "[ps]", "[fs]", "[as]")):
+            x = x.astype(dtype.kind + "8[us]")
+        return self.value(x.tolist(), depth + 1)
+
+    def sequence(self, x, items, depth):
+        if depth > _MAX_DEPTH:
+            raise _Unsupported("nested too deeply")
+        key = id(x)
+        if key in self.open:
+            raise _Unsupported("circular reference")
+        self.open.add(key)
+        self.spend(2)
+        out = []
+        for item in items:
+            self.spend(1)
+            out.append(self.value(item, depth + 1))
+        self.open.discard(key)
+        return out
+
+    def mapping(self, x, items, depth):
+        if depth > _MAX_DEPTH:
+            raise _Unsupported("nested too deeply")
+        ident = id(x)
+        if ident in self.open:
+            raise _Unsupported("circular reference")
+        self.open.add(ident)
+        self.spend(2)
+        out = {}
+        for key, item in items:
+            key = self.key(key, depth)
+            self.spend(len(key) + 4)
+            out[key] = self.value(item, depth + 1)
+        self.open.discard(ident)
+        return out
+
+    def key(self, key, depth):
+        if type(key) is str:
+            return _clean(key)
+        try:
+            plain = _Converter(1 << 20).value(key, depth + 1)
+        except (_TooBig, _Unsupported):
+            plain = key
+        if type(plain) is str:
+            return plain
+        if plain is None or type(plain) in (bool, int, float):
+            return _encode(plain)
+        return _clean(str.__str__(str(key)))
+
+
+def _cap_setting(request, name):
+    value = request.get(name)
+    return value if type(value) is int and value >= 0 else _DEFAULT_CAPS[name]
+
+
 def _describe_value(value, request):
-    """Returns (JSON text or None, capped repr) within the request's limits."""
-    max_value, max_repr = request.get("maxValueBytes"), request.get("maxReprBytes")
-    max_value = max_value if type(max_value) is int and max_value >= 0 else 1048576
-    max_repr = max_repr if type(max_repr) is int and max_repr >= 0 else 4096
+    """Returns (JSON text or None, capped repr, truncated) within the request's limits;
+    truncated says the value was convertible but over maxValueBytes."""
+    max_value, max_repr = _cap_setting(request, "maxValueBytes"), _cap_setting(request, "maxReprBytes")
+    value_json, truncated = None, False
     try:
-        value_json = _encode(value)  # ASCII only, so characters == bytes
-        value_json = value_json if len(value_json) <= max_value else None
-    except Exception:
-        value_json = None
+        value_json = _encode(_Converter(max_value).value(value))  # ASCII: characters == bytes
+        if len(value_json) > max_value:
+            value_json, truncated = None, True
+    except _TooBig:
+        truncated = True
+    except BaseException:  # unsupported, or the value's own methods failed
+        pass
     try:
         value_repr = _cap(repr(value), max_repr)
     except BaseException as e:
         value_repr = "<repr failed: %s>" % type(e).__name__
-    return value_json, value_repr
+    return value_json, value_repr, truncated
+
+
+# --- displays ------------------------------------------------------------------------------
+_caps = dict(_DEFAULT_CAPS)  # this run's caps, set by _run()
+_displays = []               # JSON texts of the bundles, in order
+_display_state = {"bytes": 0, "dropped": 0}
+_RICH_REPRS = (("_repr_png_", "image/png"), ("_repr_jpeg_", "image/jpeg"),
+               ("_repr_svg_", "image/svg+xml"), ("_repr_html_", "text/html"),
+               ("_repr_markdown_", "text/markdown"), ("_repr_latex_", "text/latex"),
+               ("_repr_json_", "application/json"))
+_AGG_WARNINGS = "(Matplotlib is currently using agg|FigureCanvasAgg is non-interactive)"
+
+
+def _add_display(bundle, what):
+    """Appends a mime bundle unless it would take the displays over maxDisplayBytes."""
+    try:
+        text = _encode(bundle)
+    except BaseException as e:
+        _stderr("pycell: %s not returned: %s\n" % (what, type(e).__name__))
+        return
+    limit = _caps["maxDisplayBytes"]
+    if _display_state["bytes"] + len(text) > limit:
+        _display_state["dropped"] += 1
+        _stderr("pycell: %s dropped from displays: %d bytes would take them over %d bytes\n"
+                % (what, len(text), limit))
+        return
+    _display_state["bytes"] += len(text)
+    _displays.append(text)
+
+
+def _mime_data(mime, data):
+    """A display's payload as JSON data: text for text types, base64 for binary images,
+    plain JSON for JSON types; None when `data` does not fit the mime type."""
+    if data is None:
+        return None
+    if mime == "application/json" or mime.endswith("+json"):
+        try:
+            return _Converter(_caps["maxDisplayBytes"]).value(data)
+        except BaseException:
+            return None
+    if mime.startswith("image/") and not mime.startswith("image/svg"):
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return _b64(memoryview(data).tobytes())
+    if isinstance(data, str):
+        return _clean(str.__str__(data))
+    return None
+
+
+def _rich_bundle(value, value_repr):
+    """The mime bundle of a last expression with IPython-style _repr_*_ methods, or None.
+    Each method is the program's own code: one that fails only loses its own mime type."""
+    if type(value) in _PLAIN or isinstance(value, type):
+        return None
+    bundle = {}
+    try:
+        method = getattr(value, "_repr_mimebundle_", None)
+        data = method(include=None, exclude=None) if callable(method) else None
+        if type(data) is tuple and len(data) == 2:
+            data = data[0]
+        if isinstance(data, dict):
+            for mime, payload in dict.items(data):
+                if type(mime) is str and mime != "text/plain":
+                    payload = _mime_data(mime, payload)
+                    if payload is not None:
+                        bundle[_clean(mime)] = payload
+    except BaseException:
+        pass
+    for name, mime in _RICH_REPRS:
+        if mime in bundle:
+            continue
+        try:
+            method = getattr(value, name, None)
+            if not callable(method):
+                continue
+            data = method()
+            if type(data) is tuple and len(data) == 2:  # (data, metadata)
+                data = data[0]
+            data = _mime_data(mime, data)
+        except BaseException:
+            continue
+        if data is not None:
+            bundle[mime] = data
+    if not bundle:
+        return None
+    bundle["text/plain"] = value_repr
+    return bundle
+
+
+def _figure_bundle(figure):
+    """{"image/png", "text/plain"} of a matplotlib figure, at the figure's own dpi."""
+    dpi = float(figure.dpi)
+    width, height = (float(v) * dpi for v in figure.get_size_inches())
+    if width * height > _caps["maxFigurePixels"]:
+        raise _TooBig("%dx%d pixels, more than %d" % (width, height, _caps["maxFigurePixels"]))
+    buffer = _BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return {"image/png": _b64(buffer.getvalue()), "text/plain": _cap(repr(figure), _TEXT_LIMIT)}
+
+
+def _add_figure(figure, what):
+    try:
+        bundle = _figure_bundle(figure)
+    except _TooBig as e:
+        _stderr("pycell: %s not rendered: too large (%s)\n" % (what, e))
+        return
+    except BaseException as e:
+        _stderr("pycell: %s not rendered: %s: %s\n" % (what, type(e).__name__, _safe_str(e)))
+        return
+    _add_display(bundle, what)
+
+
+def _open_figures():
+    """The figures pyplot holds open, in the order of their numbers."""
+    helpers = _modules.get("matplotlib._pylab_helpers")
+    if helpers is None or "matplotlib.pyplot" not in _modules:
+        return []
+    managers = sorted(helpers.Gcf.get_all_fig_managers(), key=lambda m: m.num)
+    return [manager.canvas.figure for manager in managers]
+
+
+def _flush_figures(what):
+    """Renders every open figure into displays, then closes it, as a blocking show() in a
+    script or the inline backend of a notebook would."""
+    try:
+        figures = _open_figures()
+    except BaseException as e:
+        _stderr("pycell: open figures not found: %s\n" % type(e).__name__)
+        return
+    pyplot = _modules.get("matplotlib.pyplot")
+    for figure in figures:
+        _add_figure(figure, "%s figure %s" % (what, _safe_str(getattr(figure, "number", "?"))))
+        with _suppress(BaseException):
+            pyplot.close(figure)
+
+
+def _show(*args, **kwargs):
+    """pyplot.show() inside the sandbox: the open figures go to displays now (so that a
+    figure closed or changed afterwards still comes back as shown); never blocks."""
+    _flush_figures("shown")
+
+
+def _wrap_pyplot(pyplot):
+    pyplot.show = _show
+    _filterwarnings("ignore", message=_AGG_WARNINGS)  # Figure.show() warns under Agg
+
+
+class _PyplotLoader:
+    """Loads matplotlib.pyplot with the real loader, then wraps its show()."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        with _suppress(Exception):
+            _wrap_pyplot(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _PyplotFinder:
+    """Meta path finder that sees to the program's first `import matplotlib.pyplot`."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "matplotlib.pyplot":
+            return None
+        for finder in list(_meta_path):
+            find = getattr(finder, "find_spec", None)
+            if finder is _PyplotFinder or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None:
+                if hasattr(spec.loader, "exec_module"):
+                    spec.loader = _PyplotLoader(spec.loader)
+                return spec
+        return None
+
+
+def _hook_pyplot():
+    """Before the program runs: pyplot.show() must render, not block or warn."""
+    pyplot = _modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # preloaded by the zygote
+        _wrap_pyplot(pyplot)
+    else:
+        _meta_path.insert(0, _PyplotFinder)
+
+
+def _collect_displays(value, value_repr, is_last_expression):
+    """After the program: the last expression's rich display, then the figures left open."""
+    if is_last_expression:
+        try:
+            if _kind(type(value))[0] == "figure":
+                if not any(value is figure for figure in _open_figures()):
+                    _add_figure(value, "figure value")
+            else:
+                bundle = _rich_bundle(value, value_repr)
+                if bundle is not None:
+                    _add_display(bundle, "display of the value")
+        except BaseException as e:
+            _stderr("pycell: display of the value not made: %s\n" % type(e).__name__)
+    _flush_figures("open")
+    if _display_state["dropped"]:
+        _stderr("pycell: %d display(s) dropped: displays are capped at %d bytes\n"
+                % (_display_state["dropped"], _caps["maxDisplayBytes"]))
+
+
+# --- returned files ------------------------------------------------------------------------
+_ANY_DEPTH = "**"
+
+
+def _compile_globs(patterns):
+    """returnFiles globs -> lists of segments: "**", a literal name, or (match, dotted).
+    Relative paths only, without "..": glob syntax per segment (* ? [...]), "**" for any
+    number of directories; wildcards do not match names starting with "." (as glob)."""
+    if patterns is None:
+        return []
+    if not isinstance(patterns, list) or len(patterns) > 100:
+        raise _FileError("returnFiles must be an array of at most 100 glob strings")
+    compiled = []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern or "\0" in pattern or pattern.startswith("/"):
+            raise _FileError("returnFiles: invalid pattern %r (a relative glob)" % (pattern,))
+        segments = [s for s in pattern.split("/") if s not in ("", ".")]
+        if ".." in segments:
+            raise _FileError("returnFiles: pattern must stay inside the working directory: %r" % pattern)
+        if not segments:
+            continue
+        compiled.append([s if s == _ANY_DEPTH or not any(c in s for c in "*?[")
+                         else (_re_compile(_glob_translate(s)).match, s.startswith("."))
+                         for s in segments])
+    return compiled
+
+
+def _closure(globs, states):
+    """Adds the states reached by letting each "**" match no directory at all."""
+    todo, out = list(states), set(states)
+    while todo:
+        g, i = todo.pop()
+        if i < len(globs[g]) and globs[g][i] == _ANY_DEPTH and (g, i + 1) not in out:
+            out.add((g, i + 1))
+            todo.append((g, i + 1))
+    return out
+
+
+def _step(globs, states, name):
+    """The states after matching one more path component."""
+    out = set()
+    hidden = name.startswith(".")
+    for g, i in states:
+        if i >= len(globs[g]):
+            continue
+        segment = globs[g][i]
+        if segment == _ANY_DEPTH:
+            if not hidden:
+                out.add((g, i))
+        elif isinstance(segment, str):
+            if segment == name:
+                out.add((g, i + 1))
+        elif (segment[1] or not hidden) and segment[0](name):
+            out.add((g, i + 1))
+    return _closure(globs, out)
+
+
+class _FileCollector:
+    """Walks the working directory from a directory fd, never following a symlink, and
+    reads the regular, singly linked files that the globs match, within the caps."""
+
+    def __init__(self, globs, root):
+        self.globs, self.root = globs, root
+        self.files, self.skipped, self.unlisted = [], [], 0
+        self.total, self.scanned, self.scan_stopped = 0, 0, False
+        self.real_root = None
+
+    def skip(self, path, reason):
+        if len(self.skipped) < _caps["maxSkippedListed"]:
+            self.skipped.append({"path": _clean(path), "reason": reason})
+        else:
+            self.unlisted += 1
+
+    def run(self):
+        dirfd = _os_open(self.root, _O_DIR)
+        try:
+            with _suppress(OSError):
+                self.real_root = _os_readlink("/proc/self/fd/%d" % dirfd)
+            self.walk(dirfd, "", _closure(self.globs, {(g, 0) for g in range(len(self.globs))}), 0)
+        finally:
+            _os_close(dirfd)
+        if self.scan_stopped:
+            _stderr("pycell: returnFiles stopped looking after %d directory entries\n" % self.scanned)
+        if self.unlisted:
+            _stderr("pycell: returnFiles skipped %d more file(s) than skippedFiles lists\n" % self.unlisted)
+
+    def walk(self, dirfd, prefix, states, depth):
+        try:
+            with _os_scandir(dirfd) as it:
+                entries = sorted(((e.name, e) for e in it), key=lambda pair: pair[0])
+        except OSError as e:
+            return self.skip(prefix or ".", "cannot list the directory: %s" % (e.strerror or e))
+        for name, entry in entries:
+            if self.scanned >= _caps["maxScanEntries"]:
+                self.scan_stopped = True
+                return
+            self.scanned += 1
+            after = _step(self.globs, states, name)
+            if not after:
+                continue
+            path = prefix + name
+            try:
+                symlink, directory = entry.is_symlink(), entry.is_dir(follow_symlinks=False)
+            except OSError:
+                continue  # gone meanwhile
+            if symlink:
+                if any(i == len(self.globs[g]) for g, i in after):
+                    self.skip(path, "symbolic link")
+                continue
+            if directory:
+                if depth < 64 and any(i < len(self.globs[g]) for g, i in after):
+                    try:
+                        sub = _os_open(name, _O_NOFOLLOW_DIR, dir_fd=dirfd)
+                    except OSError:
+                        continue  # replaced meanwhile (by a symlink, say): not followed
+                    try:
+                        self.walk(sub, path + "/", after, depth + 1)
+                    finally:
+                        _os_close(sub)
+                continue
+            if any(i == len(self.globs[g]) for g, i in after):
+                self.read(dirfd, name, path)
+
+    def read(self, dirfd, name, path):
+        try:
+            str.encode(path, "utf-8")
+        except UnicodeEncodeError:
+            return self.skip(path, "name is not valid UTF-8")
+        if len(self.files) >= _caps["maxFiles"]:
+            return self.skip(path, "more than %d files" % _caps["maxFiles"])
+        try:
+            fd = _os_open(name, _O_NOFOLLOW_FILE, dir_fd=dirfd)
+        except OSError as e:
+            return self.skip(path, "symbolic link" if e.errno == _ELOOP else
+                             "cannot open: %s" % (e.strerror or e))
+        try:
+            st = _os_fstat(fd)
+            if not _S_ISREG(st.st_mode):
+                return self.skip(path, "not a regular file")
+            if st.st_nlink > 1:
+                return self.skip(path, "hard link (%d names)" % st.st_nlink)
+            if st.st_nlink == 0:
+                return self.skip(path, "removed while being read")
+            if self.real_root is not None:
+                with _suppress(OSError):
+                    where = _os_readlink("/proc/self/fd/%d" % fd)
+                    if not where.startswith(self.real_root.rstrip("/") + "/"):
+                        return self.skip(path, "outside the working directory")
+            limit = min(_caps["maxFileBytes"], _caps["maxTotalFileBytes"] - self.total)
+            if st.st_size > _caps["maxFileBytes"]:
+                return self.skip(path, "larger than %d bytes" % _caps["maxFileBytes"])
+            if st.st_size > limit:
+                return self.skip(path, "returned files would exceed %d bytes in total"
+                                 % _caps["maxTotalFileBytes"])
+            chunks, size = [], 0
+            while size <= limit:
+                chunk = _os_read(fd, min(1 << 20, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > limit:  # it grew while being read
+                return self.skip(path, "larger than %d bytes" % limit)
+        except OSError as e:
+            return self.skip(path, "cannot read: %s" % (e.strerror or e))
+        finally:
+            _os_close(fd)
+        self.total += size
+        self.files.append((path, size, b"".join(chunks)))
+
+
+def _collect_files(globs, root):
+    """Returns (files as (path, size, bytes), skippedFiles entries)."""
+    if not globs:
+        return [], []
+    collector = _FileCollector(globs, root)
+    try:
+        collector.run()
+    except OSError as e:
+        _stderr("pycell: returnFiles: cannot read the working directory: %s\n" % (e.strerror or e))
+    return collector.files, collector.skipped
 
 
 def _tighten_limits(rows):
@@ -224,19 +877,28 @@ def _tighten_limits(rows):
 
 
 def _run():
-    """Does the whole job; returns (status, exitCode, value JSON, valueRepr, error)."""
+    """Does the whole job; returns the report for _main() (see _document)."""
+    report = {"status": "ok", "exitCode": 0, "value": None, "valueRepr": None, "error": None,
+              "valueTruncated": False, "files": [], "skippedFiles": None}
     try:
         request = _read_request()
         _tighten_limits(request.get("rlimits"))
+        _caps.update({name: _cap_setting(request, name) for name in _DEFAULT_CAPS})
     except Exception as e:
         message = "cannot read the request: %s" % _safe_str(e)
         _stderr("pycell bootstrap: %s\n" % message)
-        return "error", 70, None, None, _error("BootstrapError", message)
+        report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
+        return report
     try:
+        globs = _compile_globs(request.get("returnFiles"))
         _write_files(request.get("files"))
     except _FileError as e:
         _stderr("FileError: %s\n" % e)
-        return "error", 1, None, None, _error("FileError", str(e))
+        report.update(status="error", exitCode=1, error=_error("FileError", str(e)))
+        return report
+    root = _os_getcwd()  # the program may chdir; returnFiles are read from here
+    with _suppress(Exception):
+        _hook_pyplot()
 
     code = request["code"]
     linecache.cache["<pycell>"] = (len(code), None, code.splitlines(True), "<pycell>")
@@ -248,12 +910,12 @@ def _run():
     sys.argv = ["<pycell>"]
     sys.path.insert(0, os.getcwd())  # -I leaves it out; `files` may be modules
 
-    has_value, value, status, rc, error = False, None, "ok", 0, None
+    has_value, is_last, value, status, rc, error = False, False, None, "ok", 0, None
     try:
         body, last = _compile(code)
         exec(body, main.__dict__)
         if last is not None:
-            value, has_value = eval(last, main.__dict__), True
+            value, has_value, is_last = eval(last, main.__dict__), True, True
         elif "result" in main.__dict__:
             value, has_value = main.__dict__["result"], True
     except SystemExit as e:
@@ -263,16 +925,34 @@ def _run():
 
     sys.settrace(None)  # the program's tracer must not see the reporting
     sys.setprofile(None)
-    threading = sys.modules.get("threading")
+    threading = _modules.get("threading")
     with _suppress(BaseException):  # Python waits for non-daemon threads at exit
         for thread in threading.enumerate() if threading else ():
             if not thread.daemon and thread is not threading.main_thread():
                 thread.join()
 
-    if error is not None or not has_value:
-        return status, rc, None, None, error
-    value_json, value_repr = _describe_value(value, request)
-    return status, rc, value_json, value_repr, None
+    report.update(status=status, exitCode=rc, error=error)
+    if _os_getpid() != _PID or status == "memory_limit":
+        return report  # a fork()ed copy reports nothing; after a MemoryError, only that
+    value_repr = None
+    if error is None and has_value:
+        value_json, value_repr, truncated = _describe_value(value, request)
+        report.update(value=value_json, valueRepr=value_repr, valueTruncated=truncated)
+    # Each part runs the program's objects' code (reprs, matplotlib): a failure there
+    # loses that part, never the report.
+    try:
+        _collect_displays(value, value_repr, has_value and is_last and error is None)
+    except BaseException as e:
+        _stderr("pycell: displays not collected: %s\n" % type(e).__name__)
+    value = None
+    try:
+        report["files"], skipped = _collect_files(globs, root)
+        if request.get("returnFiles") is not None:
+            report["skippedFiles"] = skipped
+    except BaseException as e:
+        report["files"] = []
+        _stderr("pycell: returnFiles not collected: %s\n" % type(e).__name__)
+    return report
 
 
 def _usage():
@@ -284,17 +964,37 @@ def _usage():
             "maxRssKb": max(own.ru_maxrss, kids.ru_maxrss)}
 
 
+def _document(report):
+    """The result JSON as a list of ASCII byte strings (the files' base64 is not copied
+    into one big string): {status, exitCode, value, valueRepr, error, usage, displays,
+    files} and, when set, valueTruncated and skippedFiles."""
+    head = '{"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s,"usage":%s' % (
+        _encode(report["status"]), report["exitCode"], report["value"] or "null",
+        _encode(report["valueRepr"]), _encode(report["error"]), _encode(_usage()))
+    if report["valueTruncated"]:
+        head += ',"valueTruncated":true'
+    if report["skippedFiles"] is not None:
+        head += ',"skippedFiles":' + _encode(report["skippedFiles"])
+    parts = [head + ',"displays":[' + ",".join(_displays) + '],"files":[']
+    for n, (path, size, data) in enumerate(report["files"]):
+        parts.append('%s{"path":%s,"size":%d,"base64":"' % ("," if n else "", _encode(path), size))
+        parts.append(_b2a_base64(data, newline=False))
+        parts.append('"}')
+    parts.append("]}")
+    return [p if type(p) is bytes else p.encode("ascii") for p in parts]
+
+
 def _main():
     global _RESULT_FD, _PID
     _RESULT_FD = _hide_fd(4)
     _PID = _os_getpid()
     try:
-        status, rc, value_json, value_repr, error = _run()
-        document = ('{"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s,"usage":%s}' % (
-            _encode(status), rc, value_json or "null", _encode(value_repr),
-            _encode(error), _encode(_usage()))).encode("ascii")
+        report = _run()
+        rc = report["exitCode"]
+        document = _document(report)
+        report = None  # the files' bytes
     except BaseException:
-        document, rc = _FALLBACK, 70
+        document, rc = [_FALLBACK], 70
     for stream in (sys.stdout, sys.stderr) + _stdio:
         with _suppress(BaseException):
             stream.flush()
@@ -305,7 +1005,8 @@ def _main():
             with _suppress(OSError):
                 _os_close(fd)
         with _suppress(OSError):
-            _write_all(_RESULT_FD, document)
+            for part in document:
+                _write_all(_RESULT_FD, part)
             _os_close(_RESULT_FD)
     _os_exit(rc)
 
@@ -320,6 +1021,9 @@ def _warm_up():
         scratch = {"__builtins__": builtins}
         exec(body, scratch)
         _describe_value(eval(last, scratch), request)
+        _describe_value({"a": (1, 2.5, None), 3: {"b"}}, request)
+        _rich_bundle(_TooBig(), "warm")
+        _step(_compile_globs(["*.txt"]), {(0, 0)}, "a.txt")
         _encode(_error("Warm", "up"))
         _encode(_usage())
 

@@ -371,3 +371,19 @@ TEST_CASE("a CPU-bound loop ends with status timeout at its CPU limit, well befo
   CHECK(result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>() >= 900);
   CHECK(clock.elapsed() < 5000ms);  // the regression: init ignored SIGXCPU, so it ran a second longer
 }
+
+TEST_CASE("an execution killed before it started reports killed with zero time", "[execute]") {
+  // Regression: a kill that arrived while the execution waited for a pooled child reported a
+  // wallMs measured from the clock's epoch.
+  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "1"});
+  int64_t first = server->request("execute", {{"code", "import time\ntime.sleep(2)"}, {"executionId", "busy"}});
+  int64_t second = server->request("execute", {{"code", "print('never')"}, {"executionId", "waiting"}});
+  Json killed = server->callResult("kill", {{"executionId", "waiting"}});
+  CHECK(killed["killed"] == true);
+  Json result = waitResult(*server, second);
+  INFO(brief(result));
+  CHECK(result["status"] == "killed");
+  CHECK(result["usage"]["wallMs"] == 0);
+  CHECK(result["stdout"] == "");
+  CHECK(waitResult(*server, first)["status"] == "ok");
+}

@@ -31,6 +31,7 @@ struct ExecutionRequest {
   bool hasInputs = false;
   std::string stdinData;
   json files = json::object();
+  json returnFiles;  // null, or the validated array of glob patterns
   Limits limits;
   bool network = false;
 };
