@@ -46,6 +46,19 @@ test("a Python exception is a tool error carrying the exception and its line", a
   assert.equal(r.structuredContent.error.line, 2);
 });
 
+test("a matplotlib figure comes back as an image content block", async () => {
+  const r = await client.callTool({
+    name: "run_python",
+    arguments: { code: "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('sdk')" },
+  });
+  assert.equal(r.isError, false);
+  const images = r.content.filter((c) => c.type === "image");
+  assert.equal(images.length, 1);
+  assert.equal(images[0].mimeType, "image/png");
+  const png = Buffer.from(images[0].data, "base64");
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+});
+
 test("inputs reach the program and timeoutMs bounds it", async () => {
   const r = await client.callTool({ name: "run_python", arguments: { code: "sum(inputs['xs'])", inputs: { xs: [1, 2, 3] } } });
   assert.equal(r.structuredContent.value, 6);
