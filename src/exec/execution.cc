@@ -132,24 +132,15 @@ Execution::~Execution() {
 
 Status Execution::start() {
   const Profile& profile = ctx_.config.profiles.at(request_.profile);
-  const sandbox::Interpreter& python = ctx_.interpreters.at(request_.profile);
   const auto& iso = ctx_.isolation;
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})
     if (!*p) return std::unexpected(p->error());
 
-  sandbox::PlanInputs inputs;
-  inputs.namespaces = iso.namespaces;
-  inputs.python = python.path;
-  inputs.pythonRealPath = python.realPath;
+  sandbox::PlanInputs inputs = sandbox::planInputsFor(ctx_, profile);
   inputs.limits = request_.limits;
-  inputs.memoryByRlimit = !iso.cgroup.memory;
   inputs.network = request_.network;
-  inputs.binds = profile.binds;
-  inputs.seccomp = iso.seccomp ? (request_.network ? &ctx_.seccompOnline : &ctx_.seccompOffline) : nullptr;
-  inputs.bootstrapSource = ctx_.bootstrapSource;
-  inputs.outerUid = ctx_.sandboxUid;
-  inputs.outerGid = ctx_.sandboxGid;
+  if (request_.network && iso.seccomp) inputs.seccomp = &ctx_.seccompOnline;
   if (!iso.namespaces.mount) {
     char tmpl[] = "/tmp/pycell-work-XXXXXX";
     if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));

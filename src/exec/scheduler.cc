@@ -23,9 +23,13 @@ Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools) 
 }
 
 pool::Pool* Scheduler::poolFor(const ExecutionRequest& request) {
-  // Pooled children are forked with the network off: a request for network runs one-shot.
+  // Pooled children are forked with the network off and with working-directory tmpfs of
+  // the profile's size: a request for network, or for a smaller disk, runs one-shot (an
+  // unprivileged child cannot resize its mounts, and RLIMIT_FSIZE bounds single files only).
   auto it = pools_.find(request.profile);
-  return it == pools_.end() || request.network ? nullptr : it->second.get();
+  if (it == pools_.end() || request.network) return nullptr;
+  if (request.limits.diskMb < ctx_.config.profiles.at(request.profile).limits.diskMb) return nullptr;
+  return it->second.get();
 }
 
 Scheduler::~Scheduler() { shutdown(); }

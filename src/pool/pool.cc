@@ -155,16 +155,8 @@ Status Zygote::start() {
   if (!logPipe || !nullIn) return std::unexpected(logPipe ? nullIn.error() : logPipe.error());
   nullIn->write.reset();
 
-  sandbox::PlanInputs in;
-  in.namespaces = ctx.isolation.namespaces;
-  const auto& python = ctx.interpreters.at(profile.name);
-  in.python = python.path;
-  in.pythonRealPath = python.realPath;
-  in.limits = profile.limits;
-  in.binds = profile.binds;
-  in.bootstrapSource = ctx.bootstrapSource;
-  in.outerUid = ctx.sandboxUid;
-  in.outerGid = ctx.sandboxGid;
+  sandbox::PlanInputs in = sandbox::planInputsFor(ctx, profile);
+  in.seccomp = nullptr;  // the zygote must unshare; its children install the filter
   in.entry = kZygotePath;
   in.extraFiles = {{kZygotePath, std::string(kZygotePy)},
                    {kLibraryPath, std::string(reinterpret_cast<const char*>(kChildLibrary), sizeof kChildLibrary)}};

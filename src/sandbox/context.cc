@@ -13,6 +13,22 @@ namespace pycell::sandbox {
 
 SandboxContext::~SandboxContext() { removeCgroupBase(isolation.cgroup); }
 
+PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
+  PlanInputs in;
+  in.namespaces = ctx.isolation.namespaces;
+  const auto& python = ctx.interpreters.at(profile.name);
+  in.python = python.path;
+  in.pythonRealPath = python.realPath;
+  in.limits = profile.limits;
+  in.memoryByRlimit = !ctx.isolation.cgroup.memory;
+  in.binds = profile.binds;
+  in.seccomp = ctx.isolation.seccomp ? &ctx.seccompOffline : nullptr;
+  in.bootstrapSource = ctx.bootstrapSource;
+  in.outerUid = ctx.sandboxUid;
+  in.outerGid = ctx.sandboxGid;
+  return in;
+}
+
 Result<Interpreter> resolveInterpreter(const std::string& python) {
   if (python.empty() || python[0] != '/')
     return std::unexpected(Error{"python '" + python + "' must be an absolute path"});

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "pycell/sandbox/config.h"
+#include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/probe.h"
 #include "pycell/sandbox/seccomp.h"
 
@@ -37,6 +38,10 @@ struct SandboxContext {
 // Probes the machine, sets up cgroups, compiles the filters. Refuses (with the reason and
 // the fix) when isolation is incomplete and degraded mode was not allowed.
 [[nodiscard]] Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options);
+
+// The plan inputs every sandbox of `profile` shares (namespaces, interpreter, binds, ids,
+// bootstrap, the profile's limits and the offline filter); callers adjust the rest.
+[[nodiscard]] PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile);
 
 // Resolves `python` to a real interpreter binary (a version-manager shim is a shell script).
 [[nodiscard]] Result<Interpreter> resolveInterpreter(const std::string& python);
