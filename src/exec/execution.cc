@@ -375,6 +375,16 @@ void Execution::childEnded(int status, const rusage& usage) {
   maybeFinish();
 }
 
+// The bootstrap's report, parsed once; null when there is none (or it was not valid JSON).
+// Asked only once the result pipe is closed, so the text is complete.
+const json& Execution::report() {
+  if (!report_) {
+    json parsed = resultTooBig_ ? json(nullptr) : json::parse(resultText_, nullptr, false);
+    report_ = parsed.is_discarded() ? json(nullptr) : std::move(parsed);
+  }
+  return *report_;
+}
+
 void Execution::maybeFinish() {
   if (stdout_.open || stderr_.open || result_.open) return;
   if (!exited_ && pool_ && stopReason_ == StopReason::None) adoptReportedExit();
@@ -386,17 +396,16 @@ void Execution::maybeFinish() {
 // client the kernel's teardown of the sandbox's namespaces (milliseconds), and the
 // zygote's report of the same exit that would follow it.
 void Execution::adoptReportedExit() {
-  json reported = json::parse(resultText_, nullptr, false);
+  const json& reported = report();
   if (!reported.is_object() || !reported.contains("exitCode") || !reported["exitCode"].is_number_integer() ||
       !reported.contains("usage") || !reported["usage"].is_object())
     return;
   const json& usage = reported["usage"];
-  auto tv = [](int64_t ms) { return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)}; };
   exited_ = true;
   exitedAt_ = std::chrono::steady_clock::now();
   waitStatus_ = (reported["exitCode"].get<int>() & 0xff) << 8;  // as wait(2) encodes an exit
-  rusage_.ru_utime = tv(usage.value("cpuUserMs", int64_t{0}));
-  rusage_.ru_stime = tv(usage.value("cpuSysMs", int64_t{0}));
+  rusage_.ru_utime = pool::timevalFromMs(usage.value("cpuUserMs", int64_t{0}));
+  rusage_.ru_stime = pool::timevalFromMs(usage.value("cpuSysMs", int64_t{0}));
   rusage_.ru_maxrss = usage.value("maxRssKb", 0L);
   pool_->forgetExit(pooledId_);
   if (timeoutTimer_) {
@@ -429,7 +438,6 @@ void Execution::killSandbox() {
 
 void Execution::finish() {
   if (state_ == ExecState::Finished) return;
-  bool ran = state_ == ExecState::Running;
   state_ = ExecState::Finished;
   if (drainTimer_) loop_.cancelTimer(*drainTimer_);
   if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
@@ -448,7 +456,6 @@ void Execution::finish() {
       o->fd.reset();
     }
   }
-  (void)ran;
   json result = buildResult();
   if (done_) {
     auto done = std::move(done_);
@@ -498,8 +505,7 @@ std::string Execution::decideStatus(const json& reported) const {
 }
 
 json Execution::buildResult() {
-  json reported = resultTooBig_ ? json(nullptr) : json::parse(resultText_, nullptr, false);
-  if (reported.is_discarded()) reported = nullptr;
+  json reported = report();  // a copy: its entries are moved into the result below
   std::string status = decideStatus(reported);
   json result = {{"executionId", request_.executionId}, {"status", status}};
   bool signaled = exited_ && WIFSIGNALED(waitStatus_);

@@ -283,9 +283,8 @@ void Zygote::handle(const json& event, std::vector<UniqueFd> fds) {
     }
     ExitInfo info;
     info.status = event.value("status", 0);
-    auto ms = [](int64_t v) { return timeval{static_cast<time_t>(v / 1000), static_cast<suseconds_t>(v % 1000 * 1000)}; };
-    info.usage.ru_utime = ms(event.value("utimeMs", int64_t{0}));
-    info.usage.ru_stime = ms(event.value("stimeMs", int64_t{0}));
+    info.usage.ru_utime = timevalFromMs(event.value("utimeMs", int64_t{0}));
+    info.usage.ru_stime = timevalFromMs(event.value("stimeMs", int64_t{0}));
     info.usage.ru_maxrss = event.value("maxrssKb", 0L);
     pool_.childExited(id, info);
   } else if (kind == "error") {

@@ -116,9 +116,9 @@ CgroupSupport tryV2(const Mount& mount) {
       return s;
     }
   }
-  if (!enable(base)) {
-    // Children of base still get the controllers from base's subtree_control.
-  }
+  // Optional: execution cgroups are created directly below base, which already has the
+  // controllers through its parent's subtree_control.
+  (void)enable(base);
   s.version = CgroupVersion::V2;
   s.memory = s.pids = true;
   s.memoryBase = s.pidsBase = base;

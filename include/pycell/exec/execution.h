@@ -101,6 +101,7 @@ class Execution {
   void childEnded(int status, const rusage& usage);
   void maybeFinish();
   void adoptReportedExit();
+  const json& report();
   void finish();
   void killSandbox();
   [[nodiscard]] json buildResult();
@@ -124,6 +125,7 @@ class Execution {
   std::string stdoutCarry_, stderrCarry_;  // streamed bytes waiting for the rest of a character
   std::string resultText_;
   bool resultTooBig_ = false;
+  std::optional<json> report_;  // resultText_ parsed, once
   std::string hostWorkDir_;  // degraded mode without a mount namespace
   pool::Pool* pool_ = nullptr;  // pooled: where the child came from
   std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child

@@ -23,6 +23,11 @@ namespace pycell::pool {
 
 using nlohmann::json;
 
+// Milliseconds as the timeval of a struct rusage (reports carry whole milliseconds).
+[[nodiscard]] inline timeval timevalFromMs(int64_t ms) {
+  return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+}
+
 // How a child ended, as its zygote saw it (the server is not its parent, so cannot wait).
 struct ExitInfo {
   int status = 0;  // wait(2) status
