@@ -203,6 +203,20 @@ class Pycell:
         with status "killed". An unknown id raises PycellError (-32602)."""
         return self.request("kill", {"executionId": execution_id})
 
+    def create_session(self, session=None, profile=None, limits=None):
+        """Start a session (a sandbox that keeps globals, imports and files between runs);
+        returns its id. Pass it as execute(..., session=id)."""
+        params = {k: v for k, v in (("session", session), ("profile", profile), ("limits", limits)) if v is not None}
+        return self.request("session/create", params)["session"]
+
+    def close_session(self, session):
+        """End a session; True if it was open."""
+        return self.request("session/close", {"session": session})["closed"]
+
+    def kill_session(self, session):
+        """Interrupt the session's running execution (KeyboardInterrupt first): {killed, state}."""
+        return self.request("kill", {"session": session})
+
     def status(self, execution_id=None):
         """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
         return self.request("status", {"executionId": execution_id} if execution_id else None)

@@ -197,6 +197,22 @@ class ClientTest(unittest.TestCase):
         except PycellError:
             return None
 
+    def test_session_keeps_state_and_survives_an_interrupt(self):
+        session = self.cell.create_session()
+        self.assertEqual(self.cell.execute("import math\nr = 2", session=session)["status"], "ok")
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault("r", self.cell.execute(
+            "import time\nwhile True: time.sleep(0.01)", session=session, executionId="sess-spin")))
+        t.start()
+        self.assertTrue(wait_until(lambda: self._state("sess-spin") == "running"), "the run never started")
+        self.assertTrue(self.cell.kill_session(session)["killed"])
+        t.join(20)
+        self.assertEqual(box["r"]["status"], "killed")
+        self.assertEqual(box["r"]["session"], {"id": session, "alive": True})
+        self.assertAlmostEqual(self.cell.execute("math.pi * r * r", session=session)["value"], 12.566370614359172)
+        self.assertTrue(self.cell.close_session(session))
+        self.assertFalse(self.cell.close_session(session))
+
     def test_status(self):
         s = self.cell.status()
         self.assertIn("uptimeMs", s)

@@ -11,7 +11,9 @@
 #include <map>
 
 #include "pycell/log.h"
-#include "pycell/sandbox/enter.h"
+#include "pycell/exec/session.h"
+#include "pycell/exec/spawn.h"
+#include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
 
@@ -57,8 +59,10 @@ std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& para
   }
   auto profile = config.profiles.find(req.profile);
   if (profile == config.profiles.end()) return std::unexpected("unknown profile '" + req.profile + "'");
-  if (params.contains("session") && !params["session"].is_null())
-    return std::unexpected("unknown session: sessions are not available in this server yet");
+  if (params.contains("session") && !params["session"].is_null()) {
+    if (!params["session"].is_string()) return std::unexpected("'session' must be a string");
+    req.session = params["session"].get<std::string>();
+  }
   if (params.contains("inputs")) {
     req.inputs = params["inputs"];
     req.hasInputs = true;
@@ -111,7 +115,7 @@ Execution::Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionReques
       stderrBuf_(static_cast<size_t>(request_.limits.maxOutputBytes)) {}
 
 Execution::~Execution() {
-  if (state_ == ExecState::Running) killSandbox();
+  if (state_ == ExecState::Running && !session_) killSandbox();  // a session finishes its run before it goes
   for (Stream* s : {&stdout_, &stderr_, &result_})
     if (s->open) loop_.unwatch(s->fd.get());
   for (Outgoing* o : {&stdin_, &requestPipe_})
@@ -124,47 +128,23 @@ Execution::~Execution() {
     if (ticket_) pool_->cancelClaim(*ticket_);
     if (pooledId_) pool_->forgetExit(pooledId_);
   }
-  if (!hostWorkDir_.empty()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(hostWorkDir_, ignored);
-  }
+  removeHostWorkDir(hostWorkDir_);
 }
 
 Status Execution::start() {
-  const Profile& profile = ctx_.config.profiles.at(request_.profile);
-  const auto& iso = ctx_.isolation;
-  auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
-  for (auto* p : {&in, &out, &err, &req, &res})
-    if (!*p) return std::unexpected(p->error());
-
-  sandbox::PlanInputs inputs = sandbox::planInputsFor(ctx_, profile);
-  inputs.limits = request_.limits;
-  inputs.network = request_.network;
-  if (request_.network && iso.seccomp) inputs.seccomp = &ctx_.seccompOnline;
-  if (!iso.namespaces.mount) {
-    char tmpl[] = "/tmp/pycell-work-XXXXXX";
-    if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
-    hostWorkDir_ = tmpl;
-    inputs.hostWorkDir = hostWorkDir_;
-    auto fd = UniqueFd(::open((hostWorkDir_ + "/.pycell-bootstrap.py").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd || !writeAll(fd.get(), ctx_.bootstrapSource)) return std::unexpected(sysError("write bootstrap"));
-  }
-  auto plan = sandbox::makePlan(inputs);
-
-  if (iso.cgroup.version != sandbox::CgroupVersion::None) {
-    auto cg = sandbox::ExecutionCgroup::create(iso.cgroup, "e" + std::to_string(serial_),
-                                               request_.limits.memoryMb << 20, request_.limits.maxProcesses);
-    if (!cg) return std::unexpected(cg.error());
-    cgroup_ = std::move(*cg);
-  }
-  sandbox::ChildFds fds{in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()};
   startedAt_ = std::chrono::steady_clock::now();
-  auto child = sandbox::spawnSandbox(plan, fds, [this](pid_t pid) { return cgroup_.addProcess(pid); });
-  if (!child) return std::unexpected(child.error());
-  pid_ = child->pid;
-  pidfd_ = std::move(child->pidfd);
+  auto proc = spawnBootstrap(ctx_, {.profile = &ctx_.config.profiles.at(request_.profile),
+                                    .limits = request_.limits,
+                                    .network = request_.network,
+                                    .cgroupName = "e" + std::to_string(serial_)});
+  if (!proc) return std::unexpected(proc.error());
+  hostWorkDir_ = std::move(proc->hostWorkDir);
+  cgroup_ = std::move(proc->cgroup);
+  pid_ = proc->pid;
+  pidfd_ = std::move(proc->pidfd);
   (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
-  run(std::move(in->write), std::move(out->read), std::move(err->read), std::move(req->write), std::move(res->read), {});
+  run(std::move(proc->stdinW), std::move(proc->stdoutR), std::move(proc->stderrR), std::move(proc->requestW),
+      std::move(proc->resultR), {});
   return {};
 }
 
@@ -197,15 +177,66 @@ void Execution::startPooled(pool::Pool& pool, pool::PooledChild child) {
       std::move(child.resultR), rlimits);
 }
 
+json Execution::requestDocument(const json& rlimits) const {
+  json doc = {{"code", request_.code}, {"files", request_.files}};
+  if (request_.hasInputs) doc["inputs"] = request_.inputs;
+  if (!request_.returnFiles.is_null()) doc["returnFiles"] = request_.returnFiles;
+  if (!rlimits.empty()) doc["rlimits"] = rlimits;
+  if (session_) {
+    doc["stdin"] = request_.stdinData;  // the session's fd 0 is shared by every run
+    doc["cpuMs"] = request_.limits.cpuMs;
+  }
+  return doc;
+}
+
+void Execution::startInSession(Session& session) {
+  session_ = &session;
+  state_ = ExecState::Running;
+  startedAt_ = std::chrono::steady_clock::now();
+  session.run(*this, requestDocument({}).dump(-1, ' ', false, json::error_handler_t::replace));
+  timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
+    timeoutTimer_.reset();
+    stop(StopReason::Timeout);
+  });
+}
+
+void Execution::sessionOutput(const std::string& stream, std::string_view chunk) {
+  takeOutput(stream, stream == "stdout" ? stdoutBuf_ : stderrBuf_, chunk);
+}
+
+void Execution::sessionResult(json report) {
+  if (state_ != ExecState::Running) return;
+  const json& usage = report.contains("usage") && report["usage"].is_object() ? report["usage"] : json::object();
+  exited_ = true;
+  exitedAt_ = std::chrono::steady_clock::now();
+  int code = report.contains("exitCode") && report["exitCode"].is_number_integer() ? report["exitCode"].get<int>() : 0;
+  waitStatus_ = (code & 0xff) << 8;
+  rusage_.ru_utime = pool::timevalFromMs(usage.value("cpuUserMs", int64_t{0}));
+  rusage_.ru_stime = pool::timevalFromMs(usage.value("cpuSysMs", int64_t{0}));
+  rusage_.ru_maxrss = usage.value("maxRssKb", 0L);
+  report_ = std::move(report);
+  sessionAlive_ = true;
+  finish();
+}
+
+void Execution::sessionEnded(int waitStatus, const rusage& usage, bool memoryKilled) {
+  if (state_ != ExecState::Running) return;
+  exited_ = true;
+  exitedAt_ = std::chrono::steady_clock::now();
+  waitStatus_ = waitStatus;
+  rusage_ = usage;
+  memoryKilled_ = memoryKilled;
+  report_ = json(nullptr);
+  sessionAlive_ = false;
+  finish();
+}
+
 // From here on one-shot and pooled runs are the same: feed the request and stdin, capture
 // output and the result, enforce the wall clock.
 void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR,
                     const json& rlimits) {
   state_ = ExecState::Running;
-  json requestDoc = {{"code", request_.code}, {"files", request_.files}};
-  if (request_.hasInputs) requestDoc["inputs"] = request_.inputs;
-  if (!request_.returnFiles.is_null()) requestDoc["returnFiles"] = request_.returnFiles;
-  if (!rlimits.empty()) requestDoc["rlimits"] = rlimits;
+  json requestDoc = requestDocument(rlimits);
   stdin_ = {std::move(stdinW), request_.stdinData, 0};
   requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
   stdout_ = {std::move(stdoutR), true};
@@ -251,19 +282,28 @@ bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buf
       else resultText_.append(chunk);
       continue;
     }
-    buffer->append(chunk);
-    if (output_ && stopReason_ == StopReason::None) emitOutput(name, chunk);
-    if (stdoutBuf_.totalBytes() + stderrBuf_.totalBytes() > static_cast<size_t>(request_.limits.maxOutputBytes) &&
-        stopReason_ == StopReason::None) {
-      stop(StopReason::OutputLimit);
-    }
+    takeOutput(name, *buffer, chunk);
   }
   return true;
+}
+
+void Execution::takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk) {
+  buffer.append(chunk);
+  if (output_ && stopReason_ == StopReason::None) emitOutput(name, chunk);
+  if (stdoutBuf_.totalBytes() + stderrBuf_.totalBytes() > static_cast<size_t>(request_.limits.maxOutputBytes) &&
+      stopReason_ == StopReason::None) {
+    stop(StopReason::OutputLimit);
+  }
 }
 
 void Execution::finishNow(StopReason reason) {
   if (state_ == ExecState::Finished) return;
   if (stopReason_ == StopReason::None) stopReason_ = reason;
+  if (session_ && state_ == ExecState::Running) {
+    session_->terminate("the server is stopping");  // the loop has stopped: ends at once
+    finish();
+    return;
+  }
   if (state_ == ExecState::Queued && ticket_) {
     pool_->cancelClaim(*ticket_);
     ticket_.reset();
@@ -427,6 +467,12 @@ void Execution::stop(StopReason reason) {
 }
 
 void Execution::killSandbox() {
+  if (session_) {
+    // A session's run is interrupted (KeyboardInterrupt), so its state may survive;
+    // the session kills its sandbox if the run does not stop.
+    if (state_ == ExecState::Running && !exited_) session_->interrupt();
+    return;
+  }
   if (pid_ <= 0) return;
   // One-shot: the sandbox's init. Pooled: the zygote's child above it, whose death takes
   // the sandbox's init with it (PR_SET_PDEATHSIG).
@@ -488,7 +534,7 @@ std::string Execution::decideStatus(const json& reported) const {
     case StopReason::OutputLimit: return "output_limit";
     case StopReason::None: break;
   }
-  if (cgroup_.usage().oomKills > 0) return "memory_limit";
+  if (memoryKilled_ || cgroup_.usage().oomKills > 0) return "memory_limit";
   if (exited_ && WIFSIGNALED(waitStatus_)) {
     int sig = WTERMSIG(waitStatus_);
     int64_t cpuMs = toMs(rusage_.ru_utime) + toMs(rusage_.ru_stime);
@@ -500,6 +546,7 @@ std::string Execution::decideStatus(const json& reported) const {
   if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {
     auto s = reported["status"].get<std::string>();
     if (s == "ok" || s == "error" || s == "memory_limit") return s;
+    if (s == "timeout" && session_) return s;  // the run's CPU limit, in a session
   }
   return exited_ && WIFEXITED(waitStatus_) && WEXITSTATUS(waitStatus_) == 0 ? "ok" : "error";
 }
@@ -514,11 +561,16 @@ json Execution::buildResult() {
   result["stdout"] = stdoutBuf_.text();
   result["stderr"] = stderrBuf_.text();
   result["truncated"] = {{"stdout", stdoutBuf_.truncated()}, {"stderr", stderrBuf_.truncated()}};
-  bool fromBootstrap = reported.is_object() && (status == "ok" || status == "error" || status == "memory_limit");
+  // A session's interrupted run still reports (where the KeyboardInterrupt struck).
+  bool fromBootstrap = reported.is_object() &&
+                       (status == "ok" || status == "error" || status == "memory_limit" || sessionAlive_ == true);
   result["value"] = fromBootstrap && reported.contains("value") ? reported["value"] : json(nullptr);
   result["valueRepr"] = fromBootstrap && reported.contains("valueRepr") ? reported["valueRepr"] : json(nullptr);
   json error = fromBootstrap && reported.contains("error") ? reported["error"] : json(nullptr);
-  if (error.is_null() && status != "ok") {
+  // Stopped by the server: say why, keeping where the program was (a session's interrupted
+  // run reports its KeyboardInterrupt's traceback).
+  bool stoppedByUs = stopReason_ != StopReason::None && status != "ok" && status != "error";
+  if ((error.is_null() && status != "ok") || stoppedByUs) {
     std::string message;
     const auto& l = request_.limits;
     if (status == "timeout")
@@ -529,10 +581,13 @@ json Execution::buildResult() {
     else if (status == "crashed" && zygoteDied_) message = "the zygote this execution was forked from died, and the execution with it";
     else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
     else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) + " without a result";
+    if (session_) message += sessionAlive_ == true ? "; the session's state was kept" : "; the session ended with it";
     static const std::map<std::string, std::string> types = {
         {"timeout", "Timeout"}, {"memory_limit", "MemoryLimit"}, {"output_limit", "OutputLimit"},
         {"killed", "Killed"},   {"crashed", "Crashed"},          {"error", "Error"}};
-    error = {{"type", types.at(status)}, {"message", message}, {"traceback", json::array()}, {"line", nullptr}};
+    json traceback = error.is_object() && error.contains("traceback") ? error["traceback"] : json::array();
+    json line = error.is_object() && error.contains("line") ? error["line"] : json(nullptr);
+    error = {{"type", types.at(status)}, {"message", message}, {"traceback", traceback}, {"line", line}};
   }
   result["error"] = error;
   // What the program left behind, as the bootstrap reported it. The report comes out of
@@ -562,6 +617,7 @@ json Execution::buildResult() {
   if (fromBootstrap && reported.contains("valueTruncated") && reported["valueTruncated"] == true)
     result["valueTruncated"] = true;
   result["usage"] = usageSoFar();
+  if (session_) result["session"] = {{"id", request_.session}, {"alive", sessionAlive_.value_or(false)}};
   return result;
 }
 

@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "pycell/log.h"
+
 namespace pycell::exec {
 
 namespace {
@@ -22,14 +24,32 @@ Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools) 
   }
 }
 
-pool::Pool* Scheduler::poolFor(const ExecutionRequest& request) {
+pool::Pool* Scheduler::poolFor(const std::string& profile, bool network, int64_t diskMb) {
   // Pooled children are forked with the network off and with working-directory tmpfs of
   // the profile's size: a request for network, or for a smaller disk, runs one-shot (an
   // unprivileged child cannot resize its mounts, and RLIMIT_FSIZE bounds single files only).
-  auto it = pools_.find(request.profile);
-  if (it == pools_.end() || request.network) return nullptr;
-  if (request.limits.diskMb < ctx_.config.profiles.at(request.profile).limits.diskMb) return nullptr;
+  auto it = pools_.find(profile);
+  if (it == pools_.end() || network) return nullptr;
+  if (diskMb < ctx_.config.profiles.at(profile).limits.diskMb) return nullptr;
   return it->second.get();
+}
+
+size_t Scheduler::queued() const {
+  size_t n = queue_.size();
+  for (const auto& [id, waiting] : sessionQueues_) n += waiting.size();
+  return n;
+}
+
+// Launched: running, or claiming a pooled child for it.
+size_t Scheduler::running() const { return active_.size() - queued(); }
+
+size_t Scheduler::ownSandboxes() const {
+  // Launched (running, or claiming a pooled child) and not in a session.
+  return active_.size() - queue_.size() - [&] {
+    size_t n = 0;
+    for (const auto& [id, entry] : active_) n += !entry.execution->request().session.empty();
+    return n;
+  }();
 }
 
 Scheduler::~Scheduler() { shutdown(); }
@@ -40,11 +60,12 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
   if (request.executionId.empty()) request.executionId = "exec-" + std::to_string(serial);
   std::string id = request.executionId;
   if (active_.count(id)) return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "executionId '" + id + "' is already in use"});
-  if (running() >= static_cast<size_t>(ctx_.options.maxConcurrent) &&
+  if (!request.session.empty()) return submitToSession(std::move(request), std::move(done), std::move(output), serial);
+  if (ownSandboxes() >= static_cast<size_t>(ctx_.options.maxConcurrent) &&
       queue_.size() >= static_cast<size_t>(ctx_.options.maxQueue)) {
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
                                        "too many queued executions (" + std::to_string(queue_.size()) + " waiting, " +
-                                           std::to_string(running()) + " running)"});
+                                           std::to_string(ownSandboxes()) + " running)"});
   }
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
@@ -57,7 +78,7 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
 }
 
 void Scheduler::startNext() {
-  while (!shuttingDown_ && !queue_.empty() && running() < static_cast<size_t>(ctx_.options.maxConcurrent)) {
+  while (!shuttingDown_ && !queue_.empty() && ownSandboxes() < static_cast<size_t>(ctx_.options.maxConcurrent)) {
     std::string id = queue_.front();
     queue_.pop_front();
     launch(id);
@@ -66,7 +87,8 @@ void Scheduler::startNext() {
 
 void Scheduler::launch(const std::string& id) {
   auto& execution = *active_.at(id).execution;
-  if (auto* pool = poolFor(execution.request())) {
+  const auto& req = execution.request();
+  if (auto* pool = poolFor(req.profile, req.network, req.limits.diskMb)) {
     // The claim may be answered right away (a ready child) or later, in arrival order.
     auto ticket = pool->claim([this, id](Result<pool::PooledChild> child) { onClaimed(id, std::move(child)); });
     if (auto it = active_.find(id); it != active_.end() && it->second.execution->state() == ExecState::Queued)
@@ -96,8 +118,10 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   auto it = active_.find(id);
   if (it == active_.end()) return;
   Entry entry = std::move(it->second);
+  std::string session = entry.execution->request().session;
   active_.erase(it);
   std::erase(queue_, id);
+  if (auto q = sessionQueues_.find(session); q != sessionQueues_.end()) std::erase(q->second, id);
   json summary = {{"executionId", id}, {"state", "finished"}, {"elapsedMs", entry.execution->elapsedMs()},
                   {"usage", entry.execution->usageSoFar()}};
   summary["status"] = result ? (*result)["status"] : json("error");
@@ -137,6 +161,7 @@ void Scheduler::scheduleReap() {
 void Scheduler::reapCgroups() {
   reapScheduled_ = false;
   graveyard_.clear();
+  endedSessions_.clear();
   if (!reaper_.tryAll()) {
     reapScheduled_ = true;
     loop_.addTimer(std::chrono::milliseconds(20), [this] { reapCgroups(); });
@@ -168,7 +193,11 @@ json Scheduler::summary() const {
           {"running", running()},
           {"queued", queued()},
           {"executionsTotal", total_},
-          {"sessions", json::array()},
+          {"sessions", [&] {
+             json list = json::array();
+             for (const auto& [id, session] : sessions_) list.push_back(session->toJson());
+             return list;
+           }()},
           {"pools", pools}};
 }
 
@@ -182,8 +211,165 @@ void Scheduler::shutdown() {
     if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }
   graveyard_.clear();
+  for (auto& [id, session] : sessions_) session->terminate("the server is stopping");
+  for (auto& [id, session] : sessions_) reaper_.add(session->takeCgroup());
+  sessions_.clear();
+  endedSessions_.clear();
   for (auto& [name, pool] : pools_) pool->shutdown();
   reaper_.drain(std::chrono::seconds(2));
+}
+
+// --- sessions ---------------------------------------------------------------------------
+
+std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequest request, Done done,
+                                                                   Execution::OutputSink output, uint64_t serial) {
+  auto it = sessions_.find(request.session);
+  if (it == sessions_.end())
+    return std::unexpected(SubmitError{SubmitError::Kind::BadSession, "unknown session '" + request.session + "'"});
+  if (it->second->closing())
+    return std::unexpected(SubmitError{SubmitError::Kind::BadSession, "unknown session '" + request.session +
+                                                                          "': it has ended (" + it->second->endReason() + ")"});
+  const Session& session = *it->second;
+  const auto& settings = session.settings();
+  if (request.profile != settings.profile)
+    return std::unexpected(SubmitError{SubmitError::Kind::BadSession,
+                                       "session '" + settings.id + "' runs profile '" + settings.profile + "', not '" + request.profile + "'"});
+  if (request.network != settings.network)
+    return std::unexpected(SubmitError{SubmitError::Kind::BadSession,
+                                       "a session's network access is set by session/create"});
+  // The sandbox exists: its memory, processes and disk are the session's.
+  for (auto field : {&Limits::memoryMb, &Limits::maxProcesses, &Limits::diskMb}) {
+    if (request.limits.*field != settings.limits.*field && request.limits.*field != ctx_.config.profiles.at(request.profile).limits.*field)
+      return std::unexpected(SubmitError{SubmitError::Kind::BadSession,
+                                         "memoryMb, maxProcesses and diskMb of a session are set by session/create"});
+    request.limits.*field = settings.limits.*field;
+  }
+  auto& queue = sessionQueues_[request.session];
+  if (queue.size() >= static_cast<size_t>(ctx_.options.maxQueue))
+    return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
+                                       "too many executions waiting for session '" + request.session + "'"});
+  std::string id = request.executionId, sessionId = request.session;
+  auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
+  if (output) execution->onOutput(std::move(output));
+  execution->onDone([this, id](json result) { retire(id, std::move(result)); });
+  active_[id] = Entry{std::move(execution), std::move(done)};
+  queue.push_back(id);
+  ++total_;
+  pumpSession(sessionId);
+  return id;
+}
+
+void Scheduler::pumpSession(const std::string& sessionId) {
+  auto it = sessions_.find(sessionId);
+  auto q = sessionQueues_.find(sessionId);
+  if (it == sessions_.end() || q == sessionQueues_.end() || q->second.empty()) return;
+  if (it->second->state() != Session::State::Idle) return;
+  std::string id = q->second.front();
+  q->second.pop_front();
+  active_.at(id).execution->startInSession(*it->second);
+}
+
+std::expected<void, SubmitError> Scheduler::createSession(SessionSettings settings, Done done) {
+  auto open = std::count_if(sessions_.begin(), sessions_.end(), [](const auto& s) { return !s.second->closing(); });
+  if (open >= ctx_.options.maxSessions)
+    return std::unexpected(SubmitError{SubmitError::Kind::TooManySessions,
+                                       "too many sessions (" + std::to_string(open) + " open); close one first"});
+  uint64_t serial = ++sessionSerial_;
+  if (settings.id.empty()) settings.id = "session-" + std::to_string(serial);
+  if (sessions_.count(settings.id))
+    return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "session '" + settings.id + "' already exists"});
+  std::string id = settings.id;
+  auto* pool = poolFor(settings.profile, settings.network, settings.limits.diskMb);
+  auto session = std::make_unique<Session>(loop_, ctx_, std::move(settings), serial);
+  Session& s = *session;
+  sessions_[id] = std::move(session);
+  auto shared = std::make_shared<Done>(std::move(done));
+  s.onReady([this, id, shared](Status st) {
+    auto it = sessions_.find(id);
+    if (!st || it == sessions_.end()) {
+      (*shared)(std::unexpected(st ? Error{"the session ended while starting"} : st.error()));
+      return;
+    }
+    const auto& set = it->second->settings();
+    (*shared)(json{{"session", id},
+                   {"profile", set.profile},
+                   {"limits", limitsToJson(set.limits)},
+                   {"pooled", it->second->usesPool()}});
+    pumpSession(id);
+  });
+  s.onFree([this, id] { pumpSession(id); });
+  s.onEnded([this, id] { sessionEnded(id); });
+  if (pool) {
+    pool->claim([this, id, pool](Result<pool::PooledChild> child) {
+      auto it = sessions_.find(id);
+      if (!child) {
+        if (it != sessions_.end()) it->second->terminate(child.error().message());
+        return;
+      }
+      if (it == sessions_.end()) {
+        ::syscall(SYS_pidfd_send_signal, child->pidfd.get(), SIGKILL, nullptr, 0);
+        reaper_.add(std::move(child->cgroup));
+        return;
+      }
+      it->second->startPooled(*pool, std::move(*child));
+    });
+  } else if (auto st = s.startOwn(); !st) {
+    s.terminate(st.error().message());
+  }
+  return {};
+}
+
+void Scheduler::sessionEnded(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  std::string why = it->second->endReason();
+  reaper_.add(it->second->takeCgroup());
+  endedSessions_.push_back(std::move(it->second));
+  sessions_.erase(it);
+  scheduleReap();
+  // Executions still waiting for it cannot run any more.
+  if (auto q = sessionQueues_.find(id); q != sessionQueues_.end()) {
+    auto waiting = std::move(q->second);
+    sessionQueues_.erase(q);
+    for (const auto& execId : waiting) retire(execId, std::unexpected(Error{"session '" + id + "' ended: " + why}));
+  }
+}
+
+std::optional<std::string> Scheduler::sessionProfile(const std::string& id) const {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  return it->second->settings().profile;
+}
+
+bool Scheduler::closeSession(const std::string& id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second->closing()) return false;
+  // Its running execution answers "killed"; the waiting ones are answered when it ends.
+  if (auto q = sessionQueues_.find(id); q != sessionQueues_.end()) {
+    auto waiting = q->second;  // each stop() below retires one, which edits the queue
+    for (const auto& execId : waiting) {
+      if (auto e = active_.find(execId); e != active_.end()) e->second.execution->stop(StopReason::Killed);
+    }
+  }
+  for (auto& [execId, entry] : active_) {
+    if (entry.execution->request().session == id && entry.execution->state() == ExecState::Running)
+      entry.execution->markStopped(StopReason::Killed);
+  }
+  if (auto s = sessions_.find(id); s != sessions_.end()) s->second->terminate("closed on request");
+  return true;
+}
+
+std::optional<json> Scheduler::stopSession(const std::string& id, StopReason reason) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return std::nullopt;
+  bool stopped = false;
+  for (auto& [execId, entry] : active_) {
+    if (entry.execution->request().session == id && entry.execution->state() == ExecState::Running) {
+      entry.execution->stop(reason);
+      stopped = true;
+    }
+  }
+  return json{{"killed", stopped}, {"state", sessionStateName(it->second->state())}};
 }
 
 }  // namespace pycell::exec

@@ -180,7 +180,8 @@ Status Zygote::start() {
   // only tighten them), the offline seccomp filter, the working directory's size.
   json rlimits = json::array();
   for (const auto& r : sandbox::planRlimits(profile.limits, {.memoryByRlimit = !ctx.isolation.cgroup.memory,
-                                                             .processesByRlimit = true}))
+                                                             .processesByRlimit = true,
+                                                             .sessionCpuMs = profile.sessionCpuMs}))
     rlimits.push_back({r.resource, r.soft, r.hard});
   const auto& bpf = ctx.seccompOffline.instructions;
   json init = {{"preload", profile.preload},

@@ -43,6 +43,7 @@ _stdio = (sys.stdout, sys.stderr)
 _SELF = sys._getframe().f_code.co_filename  # frames of this file are hidden
 _PID = None  # set by _main(): a fork()ed child of the user program must not report
 _TEXT_LIMIT = 8192  # characters kept of an error message or traceback line
+_cell = "<pycell>"  # the filename the program's code is compiled under ("<pycell-N>" in a session)
 # Caps on what is reported; a request may set each (the server sends none of them today).
 _DEFAULT_CAPS = {
     "maxValueBytes": 1 << 20,         # the value's JSON; over it: null and valueTruncated
@@ -124,9 +125,42 @@ def _error(kind, message, traceback_lines=(), line=None):
             "traceback": [_cap(t, _TEXT_LIMIT) for t in traceback_lines], "line": line}
 
 
-def _read_request():
-    data = b"".join(iter(lambda: _os_read(3, 1 << 16), b""))  # to EOF
-    _os_close(3)
+class _Lines:
+    """Newline-ended JSON documents from an fd (the server's JSON has no raw newlines):
+    one request for a single run, one after another in a session."""
+
+    def __init__(self, fd):
+        self.fd, self.chunks = fd, []
+
+    def next(self):
+        """The next line without its newline; the rest at EOF; None when nothing is left."""
+        line = self._buffered()
+        if line is not None:
+            return line
+        while True:
+            chunk = _os_read(self.fd, 1 << 16)
+            if not chunk:
+                data, self.chunks = b"".join(self.chunks), []
+                return data or None
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                data = b"".join(self.chunks) + chunk[:cut]
+                self.chunks = [chunk[cut + 1:]] if cut + 1 < len(chunk) else []
+                return data
+            self.chunks.append(chunk)
+
+    def _buffered(self):
+        """A whole line already read, if any (in a session, requests may arrive together)."""
+        data = b"".join(self.chunks)
+        cut = data.find(b"\n")
+        if cut < 0:
+            self.chunks = [data] if data else []
+            return None
+        self.chunks = [data[cut + 1:]] if cut + 1 < len(data) else []
+        return data[:cut]
+
+
+def _parse_request(data):
     request = json.loads(data)
     if not isinstance(request, dict) or not isinstance(request.get("code"), str):
         raise ValueError("request must be an object with a string 'code'")
@@ -182,23 +216,29 @@ def _write_files(files):
 
 def _compile(code):
     """Returns (code of all but a trailing expression, that expression's code or None)."""
-    tree = compile(code, "<pycell>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    tree = compile(code, _cell, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = compile(ast.Expression(tree.body.pop().value), "<pycell>", "eval",
+        last = compile(ast.Expression(tree.body.pop().value), _cell, "eval",
                        dont_inherit=True)
-    return compile(tree, "<pycell>", "exec", dont_inherit=True), last
+    return compile(tree, _cell, "exec", dont_inherit=True), last
 
 
 def _pycell_line(exc, tb):
-    """1-based line in the user's code: the deepest <pycell> frame."""
-    if isinstance(exc, SyntaxError) and exc.filename == "<pycell>":
+    """1-based line in the user's code: the deepest frame of this run's code."""
+    if isinstance(exc, SyntaxError) and exc.filename == _cell:
         return exc.lineno if isinstance(exc.lineno, int) else None
     line = None
     for frame, lineno in _walk_tb(tb):
-        if frame.f_code.co_filename == "<pycell>" and lineno is not None:
+        if frame.f_code.co_filename == _cell and lineno is not None:
             line = lineno
     return line
+
+
+def _tb_entries(tb):
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
 
 
 def _exception_result(exc, main):
@@ -206,17 +246,24 @@ def _exception_result(exc, main):
     global _reserve
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == _SELF:
-        tb = tb.tb_next  # drop the bootstrap's own frames
-    if isinstance(exc, MemoryError):
+        tb = tb.tb_next  # drop the bootstrap's own frames (the exec call)...
+    last_user = None
+    for entry in _tb_entries(tb):
+        if entry.tb_frame.f_code.co_filename != _SELF:
+            last_user = entry
+    if last_user is not None and last_user.tb_next is not None:
+        with _suppress(Exception):
+            last_user.tb_next = None  # ...and the signal handler that raised an interrupt
+    if isinstance(exc, MemoryError) and main is not None:
         # Release what the program holds so that reporting has memory to use.
         _reserve = None
         main.__dict__.clear()
         for frame, _ in _walk_tb(tb):
             with _suppress(RuntimeError):
                 frame.clear()  # drops locals; code and line numbers survive
-    syntax = isinstance(exc, SyntaxError) and exc.filename == "<pycell>"
+    syntax = isinstance(exc, SyntaxError) and exc.filename == _cell
     if syntax and exc.text is None and exc.lineno:  # compiler errors lack the text
-        exc.text = linecache.getline("<pycell>", exc.lineno) or None
+        exc.text = linecache.getline(_cell, exc.lineno) or None
     try:
         text = "".join(_format_exception(type(exc), exc, tb))
     except BaseException:
@@ -225,7 +272,10 @@ def _exception_result(exc, main):
     # str(SyntaxError) appends "(<pycell>, line N)"; the bare msg reads better.
     message = exc.msg if syntax and isinstance(exc.msg, str) else _safe_str(exc)
     error = _error(type(exc).__name__, message, text.splitlines(), _pycell_line(exc, tb))
-    return ("memory_limit" if isinstance(exc, MemoryError) else "error"), 1, error
+    status = "memory_limit" if isinstance(exc, MemoryError) else "error"
+    if isinstance(exc, CPUTimeLimitExceeded):
+        status = "timeout"
+    return status, 1, error
 
 
 def _exit_result(exc):
@@ -876,12 +926,28 @@ def _tighten_limits(rows):
         resource.setrlimit(res, (cap(soft, old_soft), cap(hard, old_hard)))
 
 
-def _run():
-    """Does the whole job; returns the report for _main() (see _document)."""
+def _fresh_main():
+    """A real module as __main__, so that pickle, dataclasses and typing find user
+    classes, and `import __main__` does not expose the bootstrap."""
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.argv = ["<pycell>"]
+    sys.path.insert(0, _os_getcwd())  # -I leaves it out; `files` may be modules
+    with _suppress(Exception):
+        _hook_pyplot()
+    return main
+
+
+def _run(line, main=None, session=False):
+    """Runs one request (its JSON text) and returns the report for _main() (see _document).
+    A single run gets a fresh __main__; a session passes its own, kept between runs."""
+    global _interruptible
     report = {"status": "ok", "exitCode": 0, "value": None, "valueRepr": None, "error": None,
               "valueTruncated": False, "files": [], "skippedFiles": None}
     try:
-        request = _read_request()
+        if line is None:
+            raise ValueError("no request arrived")
+        request = _parse_request(line)
         _tighten_limits(request.get("rlimits"))
         _caps.update({name: _cap_setting(request, name) for name in _DEFAULT_CAPS})
     except Exception as e:
@@ -889,6 +955,8 @@ def _run():
         _stderr("pycell bootstrap: %s\n" % message)
         report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
         return report
+    _displays.clear()
+    _display_state.update(bytes=0, dropped=0)
     try:
         globs = _compile_globs(request.get("returnFiles"))
         _write_files(request.get("files"))
@@ -897,31 +965,39 @@ def _run():
         report.update(status="error", exitCode=1, error=_error("FileError", str(e)))
         return report
     root = _os_getcwd()  # the program may chdir; returnFiles are read from here
-    with _suppress(Exception):
-        _hook_pyplot()
 
     code = request["code"]
-    linecache.cache["<pycell>"] = (len(code), None, code.splitlines(True), "<pycell>")
-    # A real module as __main__ so that pickle, dataclasses and typing find
-    # user classes, and `import __main__` does not expose the bootstrap.
-    main = types.ModuleType("__main__")
-    main.__dict__.update({"__builtins__": builtins, "inputs": request.get("inputs")})
+    linecache.cache[_cell] = (len(code), None, code.splitlines(True), _cell)
+    if main is None:
+        main = _fresh_main()
+    main.__dict__["inputs"] = request.get("inputs")
     sys.modules["__main__"] = main
-    sys.argv = ["<pycell>"]
-    sys.path.insert(0, os.getcwd())  # -I leaves it out; `files` may be modules
+    if "stdin" in request:  # a session's stdin comes with each request
+        sys.stdin = io.TextIOWrapper(_BytesIO(request["stdin"].encode("utf-8", "replace")), encoding="utf-8")
+    cpu_ms = request.get("cpuMs")
+    if type(cpu_ms) is int and cpu_ms > 0:  # a session's per-run CPU limit
+        _arm_cpu_limit(cpu_ms)
 
     has_value, is_last, value, status, rc, error = False, False, None, "ok", 0, None
     try:
         body, last = _compile(code)
+        _interruptible = True
+        if session:
+            # The server interrupts a session's run only after this line: a SIGINT that
+            # arrives earlier would find nothing to interrupt.
+            _write_all(_RESULT_FD, b'{"started":true}\n')
         exec(body, main.__dict__)
         if last is not None:
             value, has_value, is_last = eval(last, main.__dict__), True, True
         elif "result" in main.__dict__:
             value, has_value = main.__dict__["result"], True
     except SystemExit as e:
+        _interruptible = False
         status, rc, error = _exit_result(e)
     except BaseException as e:
+        _interruptible = False
         status, rc, error = _exception_result(e, main)
+    _interruptible = False
 
     sys.settrace(None)  # the program's tracer must not see the reporting
     sys.setprofile(None)
@@ -984,20 +1060,33 @@ def _document(report):
     return [p if type(p) is bytes else p.encode("ascii") for p in parts]
 
 
+def _flush_stdio():
+    for stream in (sys.stdout, sys.stderr) + _stdio:
+        with _suppress(BaseException):
+            stream.flush()
+
+
 def _main():
     global _RESULT_FD, _PID
     _RESULT_FD = _hide_fd(4)
     _PID = _os_getpid()
+    reader = _Lines(3)
     try:
-        report = _run()
+        line = reader.next()
+    except BaseException:
+        line = None
+    if line is not None and line.startswith(b'{"session"'):
+        _os_exit(_session(reader, line))
+    with _suppress(OSError):
+        _os_close(3)
+    try:
+        report = _run(line)
         rc = report["exitCode"]
         document = _document(report)
         report = None  # the files' bytes
     except BaseException:
         document, rc = [_FALLBACK], 70
-    for stream in (sys.stdout, sys.stderr) + _stdio:
-        with _suppress(BaseException):
-            stream.flush()
+    _flush_stdio()
     if _RESULT_FD is not None and _os_getpid() == _PID:
         # Our ends of the program's stdio close before the result goes: the server then
         # has all output when the result arrives, without waiting for the exit itself.
@@ -1009,6 +1098,95 @@ def _main():
                 _write_all(_RESULT_FD, part)
             _os_close(_RESULT_FD)
     _os_exit(rc)
+
+
+# --- sessions -----------------------------------------------------------------------------
+# A session is one sandboxed interpreter that runs request after request in the same
+# __main__ (a notebook kernel). Requests arrive as lines on fd 3, results leave as lines on
+# fd 4, and the program's stdout/stderr stay open between runs: the server reads a run's
+# output up to its result line. The server interrupts a run with SIGINT (KeyboardInterrupt
+# in the program) before it resorts to SIGKILL; a run's CPU limit is the soft RLIMIT_CPU,
+# whose SIGXCPU raises CPUTimeLimitExceeded (the hard limit is the session's whole budget).
+_interruptible = False  # True only while the program's own code runs
+
+
+class CPUTimeLimitExceeded(BaseException):
+    """The run used more CPU time than its limit allows."""
+
+
+def _on_interrupt(signum, frame):
+    if _interruptible:
+        raise KeyboardInterrupt
+
+
+def _on_cpu_limit(signum, frame):
+    if _interruptible:
+        raise CPUTimeLimitExceeded("the run used more than its CPU time limit")
+
+
+def _cpu_seconds_used():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def _arm_cpu_limit(cpu_ms):
+    """Soft RLIMIT_CPU at this run's share; the hard limit (the session's budget) stays."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    want = int(_cpu_seconds_used() + (cpu_ms + 999) // 1000) + 1
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    with _suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
+
+
+def _disarm_cpu_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    with _suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+
+
+def _session(reader, header):
+    """Serves requests until fd 3 reaches EOF; returns the exit code."""
+    global _cell
+    import signal
+    try:
+        settings = json.loads(header)["session"]
+        _tighten_limits(settings.get("rlimits"))
+        signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signal.SIGXCPU, _on_cpu_limit)
+        sys.stdin = io.TextIOWrapper(_BytesIO(b""), encoding="utf-8")
+        main = _fresh_main()
+    except BaseException as e:
+        _stderr("pycell bootstrap: cannot start the session: %s\n" % _safe_str(e))
+        return 70
+    _write_all(_RESULT_FD, b'{"ready":true}\n')
+    runs = 0
+    while True:
+        try:
+            line = reader.next()
+        except KeyboardInterrupt:
+            continue
+        if line is None:
+            return 0
+        runs += 1
+        _cell = "<pycell-%d>" % runs
+        try:
+            report = _run(line, main, session=True)
+            document = _document(report)
+            report = None
+        except BaseException:
+            document = [_FALLBACK]
+        _disarm_cpu_limit()
+        if _os_getpid() != _PID:
+            _os_exit(0)  # a fork()ed copy of the program ends here, silently
+        _flush_stdio()
+        document.append(b"\n")
+        try:
+            for part in document:
+                _write_all(_RESULT_FD, part)
+        except OSError:
+            return 0  # the server is gone
+        document = None
 
 
 def _warm_up():

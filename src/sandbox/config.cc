@@ -104,6 +104,10 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
           return fail("pool." + pk + " is unknown or out of range");
         base.pool.*field = pv.get<int>();
       }
+    } else if ((key == "sessionIdleMs" || key == "sessionCpuMs") && value.is_number_integer()) {
+      int64_t v = value.get<int64_t>();
+      if (v < 1000 || v > 7LL * 24 * 3600 * 1000) return fail(key + " must be between 1000 and 604800000");
+      (key == "sessionIdleMs" ? base.sessionIdleMs : base.sessionCpuMs) = v;
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
       for (const auto& p : value) {
         if (!p.is_string() || p.get<std::string>().empty() || p.get<std::string>()[0] != '/')

@@ -1,5 +1,7 @@
 #include "pycell/sandbox/rlimits.h"
 
+#include <algorithm>
+
 namespace pycell::sandbox {
 
 std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options) {
@@ -8,11 +10,12 @@ std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions
   // namespace, which ignores the soft limit's SIGXCPU (init has no default actions), so
   // the hard limit's SIGKILL is what ends it. The server reads that as "timeout".
   rlim_t cpuSeconds = static_cast<rlim_t>((limits.cpuMs + 999) / 1000);
+  rlim_t cpuHard = std::max(cpuSeconds, static_cast<rlim_t>((options.sessionCpuMs + 999) / 1000));
   std::vector<RlimitSetting> settings = {
       {RLIMIT_CORE, 0, 0},
       {RLIMIT_NOFILE, 256, 256},
       {RLIMIT_FSIZE, static_cast<rlim_t>(limits.diskMb) * kMiB, static_cast<rlim_t>(limits.diskMb) * kMiB},
-      {RLIMIT_CPU, cpuSeconds, cpuSeconds},
+      {RLIMIT_CPU, cpuSeconds, cpuHard},
       {RLIMIT_MEMLOCK, 64 * 1024, 64 * 1024},
       {RLIMIT_MSGQUEUE, 0, 0},
       {RLIMIT_RTPRIO, 0, 0},

@@ -1,6 +1,6 @@
 // The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
 // Same transport, executions and sandboxes as `pycell serve`; only the method table and
-// the shape of answers differ. Tools: run_python.
+// the shape of answers differ. Tools: run_python, create_session, close_session.
 #include "pycell/server/server.h"
 
 #include "pycell/log.h"
@@ -20,15 +20,44 @@ json runPythonTool() {
           {"description",
            "Runs Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "
            "and returns its output, the value of its last expression, and any error with its traceback. "
-           "Each call starts from a fresh interpreter."},
+           "Without `session`, each call starts from a fresh interpreter; with a `session` from create_session, "
+           "variables, imports and files persist between calls."},
           {"inputSchema",
            {{"type", "object"},
             {"properties",
              {{"code", {{"type", "string"}, {"description", "Python source to run"}}},
+              {"session", {{"type", "string"}, {"description", "Run in this session (from create_session); state persists"}}},
               {"inputs", {{"description", "Any JSON, bound to the global name `inputs`"}}},
               {"timeoutMs", {{"type", "integer"}, {"minimum", 1}, {"description", "Wall-clock limit in milliseconds"}}}}},
             {"required", {"code"}},
             {"additionalProperties", false}}}};
+}
+
+json createSessionTool() {
+  return {{"name", "create_session"},
+          {"title", "Create a Python session"},
+          {"description",
+           "Starts a sandboxed Python session whose variables, imports and working-directory files persist "
+           "across run_python calls that pass its id. Returns the session id."},
+          {"inputSchema",
+           {{"type", "object"},
+            {"properties", {{"profile", {{"type", "string"}, {"description", "Configured profile, default \"default\""}}}}},
+            {"additionalProperties", false}}}};
+}
+
+json closeSessionTool() {
+  return {{"name", "close_session"},
+          {"title", "Close a Python session"},
+          {"description", "Ends a session created by create_session and discards its state."},
+          {"inputSchema",
+           {{"type", "object"},
+            {"properties", {{"session", {{"type", "string"}, {"description", "The session id"}}}}},
+            {"required", {"session"}},
+            {"additionalProperties", false}}}};
+}
+
+json toolError(const std::string& text) {
+  return {{"content", {{{"type", "text"}, {"text", text}}}}, {"isError", true}};
 }
 
 // What a model reads: output, value, error, each as text; figures as images.
@@ -61,7 +90,7 @@ json toolContent(const json& result) {
 void Server::bindMcpMethods() {
   dispatcher_.onRequest("initialize", [this](const json& params, Reply reply) { mcpInitialize(params, std::move(reply)); });
   dispatcher_.onRequest("ping", [](const json&, Reply reply) { reply.result(json::object()); });
-  dispatcher_.onRequest("tools/list", [](const json&, Reply reply) { reply.result({{"tools", {runPythonTool()}}}); });
+  dispatcher_.onRequest("tools/list", [](const json&, Reply reply) { reply.result({{"tools", {runPythonTool(), createSessionTool(), closeSessionTool()}}}); });
   dispatcher_.onRequest("tools/call", [this](const json& params, Reply reply) { mcpCallTool(params, std::move(reply)); });
   dispatcher_.onNotification("notifications/initialized", [](const json&) {});
   dispatcher_.onNotification("notifications/cancelled", [this](const json& params) {
@@ -84,43 +113,48 @@ void Server::mcpInitialize(const json& params, Reply reply) {
 void Server::mcpCallTool(const json& params, Reply reply) {
   if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
     throw InvalidParams("tools/call needs a tool name");
-  if (params["name"] != "run_python") throw InvalidParams("unknown tool: " + params["name"].get<std::string>());
+  const std::string name = params["name"].get<std::string>();
   json args = params.contains("arguments") ? params["arguments"] : json::object();
-  if (!args.is_object() || !args.contains("code") || !args["code"].is_string()) {
-    // A bad call is the model's mistake to read and correct: a tool error, not a protocol one.
-    reply.result({{"content", {{{"type", "text"}, {"text", "run_python needs a `code` string argument"}}}}, {"isError", true}});
+  // A bad call is the model's mistake to read and correct: a tool error, not a protocol one.
+  if (!args.is_object()) return reply.result(toolError(name + " takes an object of arguments"));
+  if (name == "create_session") {
+    json create = json::object();
+    if (args.contains("profile")) create["profile"] = args["profile"];
+    auto settings = exec::parseSessionParams(create, ctx_.config);
+    if (!settings) return reply.result(toolError(settings.error()));
+    auto shared = std::make_shared<Reply>(std::move(reply));
+    auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
+      if (shared->answered()) return;
+      if (!result) return shared->result(toolError("the session could not be started: " + result.error().message()));
+      std::string id = (*result)["session"].get<std::string>();
+      shared->result({{"content", {{{"type", "text"}, {"text", "session: " + id}}}}, {"structuredContent", *result}, {"isError", false}});
+    });
+    if (!created && !shared->answered()) shared->result(toolError(created.error().message));
     return;
   }
+  if (name == "close_session") {
+    if (!args.contains("session") || !args["session"].is_string()) return reply.result(toolError("close_session needs a `session` string"));
+    bool closed = scheduler_.closeSession(args["session"].get<std::string>());
+    return reply.result({{"content", {{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}}},
+                         {"structuredContent", {{"closed", closed}}},
+                         {"isError", !closed}});
+  }
+  if (name != "run_python") throw InvalidParams("unknown tool: " + name);
+  if (!args.contains("code") || !args["code"].is_string()) return reply.result(toolError("run_python needs a `code` string argument"));
   json execute = {{"code", args["code"]}};
   if (args.contains("inputs")) execute["inputs"] = args["inputs"];
+  if (args.contains("session")) execute["session"] = args["session"];
   if (args.contains("timeoutMs")) execute["limits"] = {{"timeoutMs", args["timeoutMs"]}};
-  auto request = exec::parseExecuteParams(execute, ctx_.config);
-  if (!request) {
-    reply.result({{"content", {{{"type", "text"}, {"text", request.error()}}}}, {"isError", true}});
-    return;
-  }
-  std::string key = requestKey(reply.id());
-  auto shared = std::make_shared<Reply>(std::move(reply));
-  auto done = [this, shared, key](Result<json> result) {
-    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
-    executionByRequest_.erase(key);
-    if (cancelled_.erase(id)) {
-      shared->error(code::kRequestCancelled, "request cancelled");
-    } else if (!result) {
-      shared->result({{"content", {{{"type", "text"}, {"text", "the sandbox could not be created: " + result.error().message()}}}},
-                      {"isError", true}});
-    } else {
-      bool failed = result->value("status", "error") != "ok";
-      shared->result({{"content", toolContent(*result)}, {"structuredContent", *result}, {"isError", failed}});
-    }
-  };
-  auto submitted = scheduler_.submit(std::move(*request), done);
-  if (!submitted) {
-    if (!shared->answered())
-      shared->result({{"content", {{{"type", "text"}, {"text", submitted.error().message}}}}, {"isError", true}});
-    return;
-  }
-  if (!shared->answered()) executionByRequest_[key] = *submitted;
+  auto request = exec::parseExecuteParams(withSessionProfile(execute), ctx_.config);
+  if (!request) return reply.result(toolError(request.error()));
+  submitTracked(
+      std::move(*request), std::move(reply), {},
+      [](Reply& r, Result<json> result) {
+        if (!result) return r.result(toolError("the sandbox could not be created: " + result.error().message()));
+        bool failed = result->value("status", "error") != "ok";
+        r.result({{"content", toolContent(*result)}, {"structuredContent", *result}, {"isError", failed}});
+      },
+      [](Reply& r, const exec::SubmitError& e) { r.result(toolError(e.message)); });
 }
 
 }  // namespace pycell::server

@@ -45,6 +45,8 @@ void Server::bindMethods() {
   bind("execute", &Server::execute);
   bind("status", &Server::status);
   bind("kill", &Server::kill);
+  bind("session/create", &Server::createSession);
+  bind("session/close", &Server::closeSession);
   // shutdown lets the executions in flight finish, then answers; an exit (or EOF) that
   // arrives meanwhile takes effect once it has answered. So a script may write
   // execute, shutdown, exit and close its end, and still get its result.
@@ -203,17 +205,25 @@ void Server::initialize(const json& params, Reply reply) {
                 {"protocolVersion", 1},
                 {"capabilities",
                  {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
-                  {"analyze", false}, {"sessions", false}, {"framing", framingName(reader_.framing())}}},
+                  {"analyze", false}, {"sessions", true}, {"framing", framingName(reader_.framing())}}},
                 {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
                 {"profiles", profiles}});
 }
 
+json Server::withSessionProfile(json params) const {
+  // In a session, the profile defaults to the session's own.
+  if (params.is_object() && params.contains("session") && params["session"].is_string() &&
+      (!params.contains("profile") || params["profile"].is_null())) {
+    if (auto profile = scheduler_.sessionProfile(params["session"].get<std::string>())) params["profile"] = *profile;
+  }
+  return params;
+}
+
 void Server::execute(const json& params, Reply reply) {
-  auto request = exec::parseExecuteParams(params, ctx_.config);
+  auto request = exec::parseExecuteParams(withSessionProfile(params), ctx_.config);
   if (!request) throw InvalidParams(request.error());
   bool stream = params.contains("stream") && params["stream"].is_boolean() && params["stream"].get<bool>();
   std::string key = requestKey(reply.id());
-  auto shared = std::make_shared<Reply>(std::move(reply));
   exec::Execution::OutputSink output;
   // LSP work-done progress, when the client asked for it with a token.
   json token = params.contains("workDoneToken") ? params["workDoneToken"] : json(nullptr);
@@ -222,18 +232,6 @@ void Server::execute(const json& params, Reply reply) {
     if (!token.is_null()) notify("$/progress", {{"token", token}, {"value", std::move(value)}});
   };
   progress({{"kind", "begin"}, {"title", "pycell: running Python"}, {"cancellable", true}});
-  auto done = [this, shared, key, progress](Result<json> result) {
-    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
-    executionByRequest_.erase(key);
-    progress({{"kind", "end"}, {"message", result ? (*result)["status"].get<std::string>() : std::string("not started")}});
-    if (cancelled_.erase(id)) {
-      shared->error(code::kRequestCancelled, "request cancelled");
-    } else if (!result) {
-      shared->error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
-    } else {
-      shared->result(std::move(*result));
-    }
-  };
   if (stream || !token.is_null()) {
     auto lastReport = std::make_shared<std::chrono::steady_clock::time_point>();
     output = [this, key, stream, progress, lastReport](const std::string& streamName, std::string_view text) {
@@ -248,13 +246,37 @@ void Server::execute(const json& params, Reply reply) {
                                 {"text", std::string(text)}});
     };
   }
+  auto answer = [](Reply& reply, Result<json> result) {
+    if (!result) reply.error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
+    else reply.result(std::move(*result));
+  };
+  auto finished = [progress](const Result<json>& result) {
+    progress({{"kind", "end"}, {"message", result ? (*result)["status"].get<std::string>() : std::string("not started")}});
+  };
+  auto rejected = [](Reply& reply, const exec::SubmitError& e) {
+    bool full = e.kind == exec::SubmitError::Kind::QueueFull || e.kind == exec::SubmitError::Kind::TooManySessions;
+    reply.error(full ? code::kQueueFull : code::kInvalidParams, e.message);
+  };
+  submitTracked(std::move(*request), std::move(reply), std::move(output), answer, rejected, finished);
+}
+
+void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Execution::OutputSink output,
+                           std::function<void(Reply&, Result<json>)> answer,
+                           std::function<void(Reply&, const exec::SubmitError&)> rejected,
+                           std::function<void(const Result<json>&)> finished) {
+  std::string key = requestKey(reply.id());
+  auto shared = std::make_shared<Reply>(std::move(reply));
+  auto done = [this, shared, key, answer = std::move(answer), finished = std::move(finished)](Result<json> result) {
+    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
+    executionByRequest_.erase(key);
+    if (finished) finished(result);
+    if (cancelled_.erase(id)) shared->error(code::kRequestCancelled, "request cancelled");
+    else answer(*shared, std::move(result));
+  };
   // A sandbox that fails to start answers from inside submit; hence the checks below.
-  auto submitted = scheduler_.submit(std::move(*request), done, output);
+  auto submitted = scheduler_.submit(std::move(request), std::move(done), std::move(output));
   if (!submitted) {
-    if (!shared->answered()) {
-      int c = submitted.error().kind == exec::SubmitError::Kind::QueueFull ? code::kQueueFull : code::kInvalidParams;
-      shared->error(c, submitted.error().message);
-    }
+    if (!shared->answered()) rejected(*shared, submitted.error());
     return;
   }
   if (!shared->answered()) executionByRequest_[key] = *submitted;
@@ -273,7 +295,13 @@ void Server::status(const json& params, Reply reply) {
 
 void Server::kill(const json& params, Reply reply) {
   if (!params.is_object()) throw InvalidParams("kill takes {executionId} or {session}");
-  if (params.contains("session")) throw InvalidParams("unknown session: sessions are not available in this server yet");
+  if (params.contains("session")) {
+    if (!params["session"].is_string()) throw InvalidParams("'session' must be a string");
+    auto stopped = scheduler_.stopSession(params["session"].get<std::string>(), exec::StopReason::Killed);
+    if (!stopped) throw InvalidParams("unknown session '" + params["session"].get<std::string>() + "'");
+    reply.result(*stopped);
+    return;
+  }
   if (!params.contains("executionId") || !params["executionId"].is_string())
     throw InvalidParams("'executionId' must be a string");
   std::string id = params["executionId"].get<std::string>();
@@ -282,6 +310,27 @@ void Server::kill(const json& params, Reply reply) {
   bool killed = (*before)["state"] != "finished" && scheduler_.stop(id, exec::StopReason::Killed);
   auto after = scheduler_.status(id);
   reply.result({{"killed", killed}, {"state", after ? (*after)["state"] : json("finished")}});
+}
+
+void Server::createSession(const json& params, Reply reply) {
+  auto settings = exec::parseSessionParams(params, ctx_.config);
+  if (!settings) throw InvalidParams(settings.error());
+  auto shared = std::make_shared<Reply>(std::move(reply));
+  auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
+    if (shared->answered()) return;
+    if (!result) shared->error(code::kSandboxFailed, "the session could not be started", json{{"reason", result.error().message()}});
+    else shared->result(std::move(*result));
+  });
+  if (!created && !shared->answered()) {
+    bool full = created.error().kind == exec::SubmitError::Kind::TooManySessions;
+    shared->error(full ? code::kQueueFull : code::kInvalidParams, created.error().message);
+  }
+}
+
+void Server::closeSession(const json& params, Reply reply) {
+  if (!params.is_object() || !params.contains("session") || !params["session"].is_string())
+    throw InvalidParams("session/close takes {session: string}");
+  reply.result({{"closed", scheduler_.closeSession(params["session"].get<std::string>())}});
 }
 
 void Server::cancel(const json& params) {

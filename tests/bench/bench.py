@@ -621,12 +621,15 @@ def print_report(rep):
         ("pycell_trivial_server_wall", "  server-reported usage.wallMs"),
         ("pycell_trivial_warm", "pycell print(1) [default], warm claim"),
         ("pycell_trivial_warm_server_wall", "  server-reported usage.wallMs"),
+        ("pycell_trivial_session", "pycell print(1) [default], warm session"),
+        ("pycell_trivial_session_server_wall", "  server-reported usage.wallMs"),
         ("python3_trivial", "cold python3 -c 'print(1)'"),
         ("bwrap_trivial", "bwrap --unshare-all python3 -c 'print(1)'"),
         ("pycell_pandas", "pycell pandas groupby [datascience], back-to-back"),
         ("pycell_pandas_server_wall", "  server-reported usage.wallMs"),
         ("pycell_pandas_warm", "pycell pandas groupby [datascience], warm claim"),
         ("pycell_pandas_warm_server_wall", "  server-reported usage.wallMs"),
+        ("pycell_pandas_session", "pycell pandas groupby [datascience], warm session"),
         ("python3_pandas", "cold python3 -c '<pandas groupby>'"),
         ("bwrap_pandas", "bwrap --unshare-all python3 -c '<pandas groupby>'"),
     ]
@@ -707,7 +710,8 @@ def compute_targets(rep):
                    "target": target, "targetText": f">= {target:g}x", "pass": r >= target})
 
     # Every latency target is judged on both pycell figures, labelled.
-    figures = (("backToBack", "back-to-back", ""), ("warmClaim", "warm claim", "_warm"))
+    figures = (("backToBack", "back-to-back", ""), ("warmClaim", "warm claim", "_warm"),
+               ("session", "warm session", "_session"))
     for fig, label, sfx in figures:
         ratio(f"bwrap+python3 print(1) p50 / pycell trivial p50 [{label}]", "bwrap_trivial",
               "pycell_trivial" + sfx, TARGETS["bwrap_over_trivial"], rep["bwrap"]["reason"], fig)
@@ -898,6 +902,20 @@ def main():
         rep["latency"]["pycell_pandas_warm_server_wall"] = summarize(wall)
         rep["warmClaim"]["waitBeforeEach"]["datascience"] = summarize(waits)
 
+        foreign_sample(seen, {server.pid})
+        print("bench: session latency (print(1) in a warm session) ...", file=sys.stderr, flush=True)
+        for sid, profile in (("bench", "default"), ("bench-ds", "datascience")):
+            server.call("session/create", {"session": sid, "profile": profile})  # an error raises
+        rtt, wall = bench_sequential(server, {"code": TRIVIAL_CODE, "session": "bench"}, cfg["trivialN"],
+                                     cfg["warmupTrivial"], "execute print(1) in a session", expect_stdout="1\n")
+        rep["latency"]["pycell_trivial_session"] = summarize(rtt)
+        rep["latency"]["pycell_trivial_session_server_wall"] = summarize(wall)
+        rtt, wall = bench_sequential(server, {"code": PANDAS_CODE, "session": "bench-ds"}, cfg["pandasN"],
+                                     cfg["warmupPandas"], "execute pandas in a session",
+                                     expect_value=PANDAS_EXPECTED_VALUE)
+        rep["latency"]["pycell_pandas_session"] = summarize(rtt)
+        for sid in ("bench", "bench-ds"):
+            server.call("session/close", {"session": sid})
         foreign_sample(seen, {server.pid})
         print("bench: throughput ...", file=sys.stderr, flush=True)
         for clients in (1, 2, 8):

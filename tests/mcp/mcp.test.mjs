@@ -81,3 +81,29 @@ test("a call without code is a tool error the model can read, not a crash", asyn
   assert.match(r.content[0].text, /needs a `code` string/);
   await assert.rejects(client.callTool({ name: "no_such_tool", arguments: {} }));
 });
+
+test("a session keeps state across run_python calls until close_session", async () => {
+  const { tools } = await client.listTools();
+  assert.deepEqual(tools.map((t) => t.name).sort(), ["close_session", "create_session", "run_python"]);
+  const created = await client.callTool({ name: "create_session", arguments: {} });
+  assert.equal(created.isError, false);
+  const session = created.structuredContent.session;
+  assert.match(created.content[0].text, new RegExp(session));
+
+  const first = await client.callTool({ name: "run_python", arguments: { session, code: "import math\nrows = [1, 2, 3]" } });
+  assert.equal(first.isError, false);
+  const second = await client.callTool({ name: "run_python", arguments: { session, code: "rows.append(4)\nmath.fsum(rows)" } });
+  assert.equal(second.structuredContent.value, 10);
+  assert.deepEqual(second.structuredContent.session, { id: session, alive: true });
+  // A call without the session starts fresh.
+  const fresh = await client.callTool({ name: "run_python", arguments: { code: "'rows' in globals()" } });
+  assert.equal(fresh.structuredContent.value, false);
+
+  const closed = await client.callTool({ name: "close_session", arguments: { session } });
+  assert.equal(closed.isError, false);
+  const after = await client.callTool({ name: "run_python", arguments: { session, code: "rows" } });
+  assert.equal(after.isError, true);
+  assert.match(after.content[0].text, /unknown session/);
+  const again = await client.callTool({ name: "close_session", arguments: { session } });
+  assert.equal(again.isError, true);
+});

@@ -748,5 +748,68 @@ class ReturnFilesTest(unittest.TestCase):
         self.assertEqual(result["value"], "eHk=")
 
 
+class SessionModeTest(unittest.TestCase):
+    """The bootstrap as a session: a header line, then request lines on fd 3 and result
+    lines on fd 4, with one interpreter and one __main__ throughout."""
+
+    def test_state_persists_and_each_run_reports(self):
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+
+        def wire_fds():
+            a = fcntl.fcntl(req_r, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.Popen([sys.executable, "-I", "-B", "-u", "-X", "utf8", BOOTSTRAP], cwd=tmp,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    pass_fds=(3, 4), preexec_fn=wire_fds)
+            os.close(req_r)
+            os.close(res_w)
+            results = os.fdopen(res_r, "rb")
+            requests = os.fdopen(req_w, "wb", buffering=0)
+            lines = []
+
+            def send(doc):
+                requests.write(json.dumps(doc).encode() + b"\n")
+
+            def next_result():
+                while True:
+                    line = json.loads(results.readline())
+                    lines.append(line)
+                    if "started" not in line:
+                        return line
+
+            send({"session": {"id": "t"}})
+            self.assertEqual(json.loads(results.readline()), {"ready": True})
+            send({"code": "x = 40\nimport json", "files": {}})
+            self.assertEqual(next_result()["status"], "ok")
+            send({"code": "x += 2\nprint(json.dumps(x))\nx", "files": {}, "stdin": ""})
+            second = next_result()
+            self.assertEqual((second["status"], second["value"]), ("ok", 42))
+            send({"code": "input()", "files": {}, "stdin": "typed\n"})
+            self.assertEqual(next_result()["value"], "typed")
+            send({"code": "def f():\n    return 1 / 0\n", "files": {}})
+            next_result()
+            send({"code": "f()", "files": {}})
+            failed = next_result()
+            self.assertEqual(failed["error"]["type"], "ZeroDivisionError")
+            self.assertIn('File "<pycell-4>", line 2', "\n".join(failed["error"]["traceback"]))
+            self.assertEqual(failed["error"]["line"], 1)
+            send({"code": "raise SystemExit(4)", "files": {}})
+            self.assertEqual(next_result()["exitCode"], 4)
+            send({"code": "x", "files": {}})
+            self.assertEqual(next_result()["value"], 42)  # SystemExit did not end the session
+            # Each run that started said so before its result.
+            self.assertEqual(sum(1 for line in lines if line == {"started": True}), 7)
+            requests.close()  # EOF: the session ends
+            out, err = proc.communicate(timeout=30)
+            results.close()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertEqual(out.decode(), "42\n")
+
+
 if __name__ == "__main__":
     unittest.main()

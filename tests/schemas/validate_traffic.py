@@ -253,6 +253,11 @@ NOTIFICATION_SCHEMAS = {
 }
 
 
+def schema_name(method):
+    """session/create -> session-create (a schema file per method)."""
+    return method.replace("/", "-")
+
+
 class Session:
     def __init__(self, schemas, report, conn):
         self.schemas = schemas
@@ -278,8 +283,8 @@ class Session:
         ok = self._validate(what, "jsonrpc.json", message)
         if method in NOTIFICATION_SCHEMAS and "id" not in message:
             ref, instance = NOTIFICATION_SCHEMAS[method], message
-        elif self.schemas.has("%s.params.json" % method):
-            ref = "%s.params.json" % method
+        elif self.schemas.has("%s.params.json" % schema_name(method)):
+            ref = "%s.params.json" % schema_name(method)
             instance = message.get("params")  # absent params reach the server as null
         else:
             ref = None
@@ -314,7 +319,7 @@ class Session:
                 self.report.fail("%s: response to an id that was never sent or was answered already: %s"
                                  % (self.label, short(m)))
             if "result" in m and method is not None:
-                ref = "%s.result.json" % method
+                ref = "%s.result.json" % schema_name(method)
                 if self.schemas.has(ref):
                     self._validate("result of %s (id %s) %s" % (method, key, short(m["result"], 200)), ref, m["result"])
                 else:
@@ -558,6 +563,25 @@ def ndjson_session(binary, schemas, report, config):
         k = s.result("kill", {"executionId": "to-kill"})
         check(k == {"killed": False, "state": "finished"}, "ndjson: kill of a finished one: %s" % short(k))
 
+        # a session: state kept, listed in status, a run interrupted by kill, then closed
+        sc = s.result("session/create", {"session": "nb", "limits": {"timeoutMs": 5000}})
+        check(sc["session"] == "nb", "ndjson: session/create: %s" % short(sc))
+        r = s.result("execute", {"code": "x = 41", "session": "nb"})
+        r = s.result("execute", {"code": "x + 1", "session": "nb", "stream": True})
+        check(r["value"] == 42 and r["session"] == {"id": "nb", "alive": True}, "ndjson: session run: %s" % short(r))
+        st = s.result("status")
+        check([e["session"] for e in st["sessions"]] == ["nb"], "ndjson: status lists the session: %s" % short(st))
+        kid = s.request("execute", {"code": SLEEPER, "session": "nb", "stream": True, "executionId": "nb-run"})
+        s.notification(started_by("nb-run"))
+        k = s.result("kill", {"session": "nb"})
+        check(k["killed"] is True, "ndjson: kill of a session: %s" % short(k))
+        r = s.response(kid).get("result", {})
+        check(r.get("status") == "killed" and r.get("session", {}).get("alive") is True,
+              "ndjson: interrupted session run: %s" % short(r))
+        check(s.result("execute", {"code": "x", "session": "nb"})["value"] == 41, "ndjson: state after the kill")
+        check(s.result("session/close", {"session": "nb"}) == {"closed": True}, "ndjson: session/close")
+        check(s.result("session/close", {"session": "nb"}) == {"closed": False}, "ndjson: session/close again")
+
         # $/cancelRequest of a running execute: error -32800
         cid = s.request("execute", {"code": SLEEPER, "stream": True, "executionId": "to-cancel"}, id_="cancel-me")
         s.notification(started_by("to-cancel"))
@@ -580,7 +604,11 @@ def ndjson_session(binary, schemas, report, config):
         s.expect_error(-32602, "execute", {"code": "1", "profile": "small", "limits": {"timeoutMs": 5000}},
                        what="limit above the profile's")
         s.expect_error(-32602, "execute", {"code": "1", "network": True}, what="network not allowed")
-        s.expect_error(-32602, "execute", {"code": "1", "session": "s1"}, what="sessions not implemented")
+        s.expect_error(-32602, "execute", {"code": "1", "session": "s1"}, what="unknown session")
+        s.expect_error(-32602, "kill", {"session": "s1"}, what="kill of an unknown session")
+        s.expect_error(-32602, "session/create", {"profile": "nope"}, what="session of an unknown profile")
+        s.expect_error(-32602, "session/create", {"colour": "blue"}, schema_valid=False)
+        s.expect_error(-32602, "session/close", {}, schema_valid=False)
         s.expect_error(-32602, "status", {"executionId": 5}, schema_valid=False)
         s.expect_error(-32602, "status", {"executionId": "never-ran"}, what="unknown executionId")
         s.expect_error(-32602, "kill", {}, schema_valid=False)

@@ -131,6 +131,19 @@ export interface ExecuteResult {
   usage: Usage;
   samples?: { tMs: number; cpuMs: number; rssBytes: number }[];
   activity?: unknown;
+  /** Present for a run in a session: did the session (and its state) survive the run? */
+  session?: { id: string; alive: boolean };
+}
+
+export interface SessionInfo {
+  session: string;
+  profile: string;
+  state: "starting" | "idle" | "busy" | "closing";
+  executions: number;
+  ageMs: number;
+  idleMs: number;
+  pooled: boolean;
+  limits: Limits;
 }
 
 export interface OutputNotification {
@@ -177,7 +190,7 @@ export interface ServerStatus {
   running: number;
   queued: number;
   executionsTotal: number;
-  sessions?: unknown[];
+  sessions: SessionInfo[];
   pools: PoolStatus[];
 }
 
@@ -448,8 +461,10 @@ export class PycellClient {
     return this.request<ExecutionStatus>("status", { executionId });
   }
 
-  createSession(params: { profile?: string; limits?: Limits } = {}): Promise<{ session: string }> {
-    return this.request<{ session: string }>("session/create", params);
+  createSession(
+    params: { session?: string; profile?: string; limits?: Limits } = {},
+  ): Promise<{ session: string; profile: string; limits: Limits; pooled: boolean }> {
+    return this.request("session/create", params);
   }
 
   closeSession(session: string): Promise<{ closed: boolean }> {

@@ -242,22 +242,26 @@ export class PycellExtension implements vscode.Disposable {
         try {
           session = (await client.createSession({ profile: this.profile(), limits: this.limits() })).session;
         } catch (err) {
-          if (isRpcError(err, RpcErrorCodes.MethodNotFound) || isRpcError(err, RpcErrorCodes.InvalidParams)) {
-            const version = client.initializeResult.serverInfo.version ?? "";
-            const text =
-              `Run in Session is not available: this pycell server (${version}) does not support sessions yet ` +
-              `(session/create answered ${(err as ResponseError).code}: ${(err as Error).message}). ` +
-              `Run File and Run Selection work, each in a fresh sandbox.`;
-            this.output.appendLine(`pycell: ${text}`);
-            void vscode.window.showErrorMessage(`pycell: ${text}`);
-            return undefined;
-          }
-          throw err;
+          const unsupported = !client.initializeResult.capabilities.sessions && isRpcError(err, RpcErrorCodes.MethodNotFound);
+          const version = client.initializeResult.serverInfo.version ?? "";
+          const text = unsupported
+            ? `Run in Session is not available: this pycell server (${version}) does not support sessions. ` +
+              `Run File and Run Selection work, each in a fresh sandbox.`
+            : `the session could not be started (${(err as ResponseError).code}: ${(err as Error).message})`;
+          this.output.appendLine(`pycell: ${text}`);
+          void vscode.window.showErrorMessage(`pycell: ${text}`);
+          return undefined;
         }
         this.sessions.set(key, session);
       }
       try {
-        return await this.run(code, [label(doc), what, "(session)"].filter(Boolean).join(" "), doc, firstLine, session);
+        const result = await this.run(code, [label(doc), what, "(session)"].filter(Boolean).join(" "), doc, firstLine, session);
+        if (result.session && !result.session.alive) {
+          // Killed, crashed or out of memory: the next run starts a new session.
+          this.sessions.delete(key);
+          this.output.appendLine(`pycell: session ${session} ended with this run; its state is gone. The next run starts a new one.`);
+        }
+        return result;
       } catch (err) {
         // The session expired (idle) or its sandbox died: say so, and start a new one once.
         if (attempt === 0 && isRpcError(err, RpcErrorCodes.InvalidParams) && /session/i.test((err as Error).message)) {

@@ -154,20 +154,16 @@ test("analyze reports a syntax error at its line, and nothing for good code", T,
   assert.equal(indent.diagnostics[0].range.start.line, 1);
 });
 
-test("sessions: supported, or refused with a clear protocol error", T, async () => {
-  try {
-    const { session } = await client.createSession({});
-    assert.equal(typeof session, "string");
-    await client.execute({ code: "counter = 41", session });
-    const r = await client.execute({ code: "counter + 1", session });
-    assert.equal(r.value, 42);
-    await client.closeSession(session);
-  } catch (err) {
-    assert.ok(
-      isRpcError(err, RpcErrorCodes.MethodNotFound) || isRpcError(err, RpcErrorCodes.InvalidParams),
-      `unexpected error: ${err}`,
-    );
-  }
+test("sessions keep state between executions and end on close", T, async () => {
+  assert.equal(client.initializeResult.capabilities.sessions, true);
+  const { session } = await client.createSession({});
+  assert.equal(typeof session, "string");
+  await client.execute({ code: "counter = 41", session });
+  const r = await client.execute({ code: "counter + 1", session });
+  assert.equal(r.value, 42);
+  assert.deepEqual(r.session, { id: session, alive: true });
+  assert.deepEqual(await client.closeSession(session), { closed: true });
+  await assert.rejects(client.execute({ code: "counter", session }), (err) => isRpcError(err, RpcErrorCodes.InvalidParams));
 });
 
 test("dispose shuts the server down: shutdown, exit, process exits 0", T, async () => {

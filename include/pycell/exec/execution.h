@@ -19,6 +19,7 @@
 
 namespace pycell::exec {
 
+class Session;
 using sandbox::SandboxContext;
 
 using nlohmann::json;
@@ -34,6 +35,7 @@ struct ExecutionRequest {
   json returnFiles;  // null, or the validated array of glob patterns
   Limits limits;
   bool network = false;
+  std::string session;  // run inside this session (empty: a sandbox of its own)
 };
 
 // Parses and validates `execute` params against the config; the error text names the field.
@@ -65,8 +67,18 @@ class Execution {
   // Pooled: the execution waits for a child of `pool` (the claim `ticket`), then runs in it.
   void waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket);
   void startPooled(pool::Pool& pool, pool::PooledChild child);
+  // In a session: the request goes to the session's interpreter, which keeps its state.
+  void startInSession(Session& session);
+  // From the session: output, the result, or the end of the sandbox during this run.
+  void sessionOutput(const std::string& stream, std::string_view chunk);
+  void sessionResult(json report);
+  void sessionEnded(int waitStatus, const rusage& usage, bool memoryKilled);
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
+  // Records why the run is about to end, when something else ends it (a closed session).
+  void markStopped(StopReason reason) {
+    if (stopReason_ == StopReason::None) stopReason_ = reason;
+  }
   // Ends the run now, synchronously (the event loop has stopped): kill, reap, read what the
   // pipes hold, and deliver the result through onDone.
   void finishNow(StopReason reason);
@@ -95,6 +107,8 @@ class Execution {
   void watchOutgoing(Outgoing& out);
   bool pumpOutgoing(Outgoing& out);
   bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
+  void takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk);
+  [[nodiscard]] json requestDocument(const json& rlimits) const;
   void emitOutput(const std::string& name, std::string_view chunk);
   void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);
   void onExit();
@@ -131,6 +145,9 @@ class Execution {
   std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child
   uint64_t pooledId_ = 0;
   bool zygoteDied_ = false;
+  Session* session_ = nullptr;          // in a session: whose interpreter runs this
+  std::optional<bool> sessionAlive_;    // in a session: did its state survive this run?
+  bool memoryKilled_ = false;           // the session's cgroup killed it for memory
 
   std::chrono::steady_clock::time_point startedAt_;
   std::chrono::steady_clock::time_point exitedAt_;

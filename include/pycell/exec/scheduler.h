@@ -8,11 +8,12 @@
 #include <vector>
 
 #include "pycell/exec/execution.h"
+#include "pycell/exec/session.h"
 
 namespace pycell::exec {
 
 struct SubmitError {
-  enum class Kind { QueueFull, DuplicateId } kind;
+  enum class Kind { QueueFull, DuplicateId, BadSession, TooManySessions } kind;
   std::string message;
 };
 
@@ -29,6 +30,16 @@ class Scheduler {
   // the error that kept the sandbox from starting.
   [[nodiscard]] std::expected<std::string, SubmitError> submit(ExecutionRequest request, Done done,
                                                                Execution::OutputSink output = {});
+  // Starts a session; `done` gets {session, profile, limits, pooled} once its interpreter
+  // is ready, or the error that kept it from starting.
+  [[nodiscard]] std::expected<void, SubmitError> createSession(SessionSettings settings, Done done);
+  // Ends a session (its running execution answers "killed"); false when there is none.
+  bool closeSession(const std::string& id);
+  // The profile an open session runs (execute in a session defaults to it).
+  [[nodiscard]] std::optional<std::string> sessionProfile(const std::string& id) const;
+  // Stops the session's running execution (KeyboardInterrupt first); nullopt: no session.
+  [[nodiscard]] std::optional<json> stopSession(const std::string& id, StopReason reason);
+
   // Stops a queued or running execution; false when there is none by that id.
   bool stop(const std::string& executionId, StopReason reason);
   [[nodiscard]] std::optional<json> status(const std::string& executionId) const;
@@ -39,21 +50,29 @@ class Scheduler {
   // Calls `fn` once nothing is queued or running (now, if that is already so).
   void whenIdle(std::function<void()> fn);
 
-  [[nodiscard]] size_t running() const { return active_.size() - queue_.size(); }
-  [[nodiscard]] size_t queued() const { return queue_.size(); }
+  [[nodiscard]] size_t running() const;
+  [[nodiscard]] size_t queued() const;
 
  private:
   struct Entry {
     std::unique_ptr<Execution> execution;
     Done done;
   };
+  [[nodiscard]] std::expected<std::string, SubmitError> submitToSession(ExecutionRequest request, Done done,
+                                                                        Execution::OutputSink output, uint64_t serial);
   void startNext();
   void launch(const std::string& id);
   void retire(const std::string& id, Result<json> result);
   void reapCgroups();
   void scheduleReap();
   void onClaimed(const std::string& id, Result<pool::PooledChild> child);
-  [[nodiscard]] pool::Pool* poolFor(const ExecutionRequest& request);
+  [[nodiscard]] pool::Pool* poolFor(const std::string& profile, bool network, int64_t diskMb);
+  // Starts the session's next queued execution if its interpreter is free.
+  void pumpSession(const std::string& id);
+  void sessionEnded(const std::string& id);
+  // Executions running in sandboxes of their own (those in sessions do not count against
+  // maxConcurrent: their sandbox exists already).
+  [[nodiscard]] size_t ownSandboxes() const;
 
   EventLoop& loop_;
   const SandboxContext& ctx_;
@@ -64,6 +83,10 @@ class Scheduler {
   std::vector<std::unique_ptr<Execution>> graveyard_;
   sandbox::CgroupReaper reaper_;
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // by profile
+  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  std::map<std::string, std::deque<std::string>> sessionQueues_;  // session -> waiting executionIds
+  std::vector<std::unique_ptr<Session>> endedSessions_;  // destroyed on the next turn
+  uint64_t sessionSerial_ = 0;
   bool reapScheduled_ = false;
   bool shuttingDown_ = false;
   std::function<void()> onIdle_;

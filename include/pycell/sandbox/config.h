@@ -54,11 +54,16 @@ struct Profile {
   std::vector<std::string> preload;  // modules the zygote imports once
   std::string childWarmup;           // code each pooled child runs before it is ready
   PoolSettings pool;
+  // Sessions: closed after this long without a request; the CPU time a session may use in
+  // all (each run is held to its own cpuMs as well).
+  int64_t sessionIdleMs = 10 * 60 * 1000;
+  int64_t sessionCpuMs = 10 * 60 * 1000;
 };
 
 struct ServerOptions {
   int maxConcurrent = 4;
   int maxQueue = 64;
+  int maxSessions = 16;
   size_t maxMessageBytes = 64u << 20;
   bool allowDegraded = false;
 };

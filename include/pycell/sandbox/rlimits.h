@@ -18,6 +18,10 @@ struct RlimitSetting {
 struct RlimitOptions {
   bool memoryByRlimit = false;  // no memory cgroup: RLIMIT_AS carries the memory limit
   bool processesByRlimit = true;  // RLIMIT_NPROC counts per user namespace; set it always
+  // A process that may become a session: its hard CPU limit is the session's budget, and
+  // the soft limit (each run's) is moved by the session itself. A single run lowers the
+  // hard limit to its own before the program starts.
+  int64_t sessionCpuMs = 0;
 };
 
 [[nodiscard]] std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options);

@@ -55,6 +55,16 @@ class Server {
   void status(const json& params, protocol::Reply reply);
   void kill(const json& params, protocol::Reply reply);
   void cancel(const json& params);
+  void createSession(const json& params, protocol::Reply reply);
+  [[nodiscard]] json withSessionProfile(json params) const;
+  void closeSession(const json& params, protocol::Reply reply);
+  // Submits an execution and answers `reply` once it ends: `answer` shapes the reply from the
+  // result (pycell: the result itself; MCP: tool content), `rejected` when it cannot be
+  // queued, `finished` (optional) first in any case. Cancellation is handled here.
+  void submitTracked(exec::ExecutionRequest request, protocol::Reply reply, exec::Execution::OutputSink output,
+                     std::function<void(protocol::Reply&, Result<json>)> answer,
+                     std::function<void(protocol::Reply&, const exec::SubmitError&)> rejected,
+                     std::function<void(const Result<json>&)> finished = {});
 
   // MCP (mcp.cc)
   void mcpInitialize(const json& params, protocol::Reply reply);

@@ -1,0 +1,127 @@
+#pragma once
+// A session: one sandboxed interpreter that keeps its globals, imports and working
+// directory across executions (a notebook kernel). Same isolation as a single run: it is a
+// pooled child (or a sandbox of its own where no pool serves the request) whose bootstrap
+// loops over requests instead of running one. Requests go down as lines on the request
+// pipe, results come up as lines on the result pipe; stdout and stderr stay open, and a
+// run's output is everything read before its result line.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "pycell/exec/spawn.h"
+#include "pycell/pool/pool.h"
+#include "pycell/process/event_loop.h"
+#include "pycell/sandbox/cgroup.h"
+#include "pycell/sandbox/context.h"
+
+namespace pycell::exec {
+
+using nlohmann::json;
+
+class Execution;
+
+struct SessionSettings {
+  std::string id;
+  std::string profile = "default";
+  Limits limits;
+  bool network = false;
+};
+
+// Parses `session/create` params ({session?, profile?, limits?, network?}).
+[[nodiscard]] std::expected<SessionSettings, std::string> parseSessionParams(const json& params, const Config& config);
+
+class Session {
+ public:
+  enum class State { Starting, Idle, Busy, Ended };
+  using Ready = std::function<void(Status)>;
+  using Notify = std::function<void()>;
+
+  Session(EventLoop& loop, const sandbox::SandboxContext& ctx, SessionSettings settings, uint64_t serial);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  // `ready` is called once: when the interpreter says it is ready, or with why it never will.
+  void onReady(Ready ready) { ready_ = std::move(ready); }
+  // After each run's result (the session can take the next request).
+  void onFree(Notify free) { free_ = std::move(free); }
+  // Once, when the sandbox is gone (closed, killed, crashed, expired).
+  void onEnded(Notify ended) { ended_ = std::move(ended); }
+
+  [[nodiscard]] Status startOwn();  // a sandbox of its own
+  void startPooled(pool::Pool& pool, pool::PooledChild child);
+
+  // Sends one execution's request; its output and result go to `execution`.
+  void run(Execution& execution, const std::string& requestLine);
+  // Stops the current run: KeyboardInterrupt now, SIGKILL if it has not ended after the grace.
+  void interrupt();
+  // Kills the sandbox (the current run, if any, ends with it).
+  void terminate(const std::string& why);
+
+  [[nodiscard]] const std::string& id() const { return settings_.id; }
+  [[nodiscard]] const SessionSettings& settings() const { return settings_; }
+  [[nodiscard]] State state() const { return state_; }
+  [[nodiscard]] const std::string& endReason() const { return endReason_; }
+  // Told to end (closed, killed, expired) and waiting for the kernel to say it has.
+  [[nodiscard]] bool closing() const { return !endReason_.empty(); }
+  [[nodiscard]] bool usesPool() const { return pool_ != nullptr; }
+  [[nodiscard]] json toJson() const;
+  // The cgroup outlives the session until the kernel lets it be removed.
+  [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() { return std::move(proc_.cgroup); }
+
+ private:
+  struct Pipe {
+    UniqueFd fd;
+    bool open = false;
+  };
+  void begin();
+  void watchInput(Pipe& pipe, int which);
+  void readPipe(Pipe& pipe, int which);
+  void takeLines();
+  void handleLine(std::string_view line);
+  void drainOutput();
+  void pumpRequests();
+  void sendInterrupt();
+  void exited(int status, const rusage& usage);
+  void onOwnExit();
+  void setState(State s);
+  void armIdleTimer();
+  void end(const std::string& why);
+
+  EventLoop& loop_;
+  const sandbox::SandboxContext& ctx_;
+  SessionSettings settings_;
+  uint64_t serial_;
+  Ready ready_;
+  Notify free_, ended_;
+
+  State state_ = State::Starting;
+  SandboxProcess proc_;
+  pool::Pool* pool_ = nullptr;
+  uint64_t pooledId_ = 0;
+  Pipe stdout_, stderr_, result_;
+  std::string outgoing_;    // request lines not yet taken by the pipe
+  bool outWatched_ = false;
+  std::string resultBuf_;   // result lines not yet complete
+  size_t scanned_ = 0;      // bytes of resultBuf_ known to hold no newline
+  Execution* current_ = nullptr;
+  bool runStarted_ = false;       // the current run's code is executing (its "started" line came)
+  bool interruptWanted_ = false;  // interrupt() came before that
+  int64_t lastCpuUserMs_ = 0, lastCpuSysMs_ = 0;
+  uint64_t runs_ = 0;
+  std::string stderrHead_;  // what the interpreter said before it was ready
+  std::string endReason_;
+  std::optional<EventLoop::TimerId> idleTimer_, graceTimer_, startTimer_;
+  std::chrono::steady_clock::time_point createdAt_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point lastUsed_ = createdAt_;
+};
+
+[[nodiscard]] const char* sessionStateName(Session::State s);
+
+}  // namespace pycell::exec

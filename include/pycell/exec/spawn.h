@@ -1,0 +1,35 @@
+#pragma once
+// A sandbox started for one purpose (a single run, or a session where no pool serves it):
+// spawned straight from the server, running the bootstrap, with the server's pipe ends.
+#include <sys/types.h>
+
+#include <string>
+
+#include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/cgroup.h"
+#include "pycell/sandbox/context.h"
+
+namespace pycell::exec {
+
+struct SandboxProcess {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
+  sandbox::ExecutionCgroup cgroup;
+  std::string hostWorkDir;  // degraded mode (no mount namespace): the owner removes it
+};
+
+struct SpawnSettings {
+  const Profile* profile = nullptr;
+  Limits limits;
+  bool network = false;
+  std::string cgroupName;     // unique among the server's cgroups
+  int64_t sessionCpuMs = 0;   // > 0: the process will serve a session (see RlimitOptions)
+};
+
+[[nodiscard]] Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const SpawnSettings& settings);
+
+// Removes a degraded-mode working directory (no-op for an empty path).
+void removeHostWorkDir(const std::string& path);
+
+}  // namespace pycell::exec

@@ -1,0 +1,379 @@
+#include "pycell/exec/session.h"
+
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pycell/exec/execution.h"
+#include "pycell/log.h"
+#include "pycell/sandbox/rlimits.h"
+
+namespace pycell::exec {
+
+namespace {
+// How long a run has to end after its KeyboardInterrupt before the session is killed.
+constexpr auto kInterruptGrace = std::chrono::milliseconds(1500);
+// How long an interpreter may take to say it is ready (a zygote child is ready in
+// milliseconds; a sandbox of its own imports the bootstrap first).
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+constexpr size_t kLineLimit = 96u << 20;  // a result line (returned files included)
+constexpr size_t kStderrKept = 4096;
+enum Which { kStdout, kStderr, kResult };
+
+int64_t toMs(const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000; }
+}  // namespace
+
+const char* sessionStateName(Session::State s) {
+  switch (s) {
+    case Session::State::Starting: return "starting";
+    case Session::State::Idle: return "idle";
+    case Session::State::Busy: return "busy";
+    case Session::State::Ended: break;
+  }
+  return "ended";
+}
+
+std::expected<SessionSettings, std::string> parseSessionParams(const json& params, const Config& config) {
+  SessionSettings s;
+  if (!params.is_null() && !params.is_object()) return std::unexpected("params must be an object");
+  json p = params.is_object() ? params : json::object();
+  for (const auto& [key, value] : p.items()) {
+    if (key != "session" && key != "profile" && key != "limits" && key != "network")
+      return std::unexpected("unknown field '" + key + "' (session/create takes session, profile, limits, network)");
+  }
+  for (auto [key, out] : {std::pair{"session", &s.id}, {"profile", &s.profile}}) {
+    if (!p.contains(key) || p[key].is_null()) continue;
+    if (!p[key].is_string()) return std::unexpected(std::string("'") + key + "' must be a string");
+    *out = p[key].get<std::string>();
+  }
+  if (p.contains("session") && (s.id.empty() || s.id.size() > 200))
+    return std::unexpected("'session' must be a non-empty string of at most 200 bytes");
+  auto profile = config.profiles.find(s.profile);
+  if (profile == config.profiles.end()) return std::unexpected("unknown profile '" + s.profile + "'");
+  auto limits = resolveLimits(profile->second, p.contains("limits") ? p["limits"] : json(nullptr));
+  if (!limits) return std::unexpected(limits.error());
+  s.limits = *limits;
+  if (p.contains("network") && !p["network"].is_null()) {
+    if (!p["network"].is_boolean()) return std::unexpected("'network' must be a boolean");
+    s.network = p["network"].get<bool>();
+    if (s.network && !profile->second.networkAllowed)
+      return std::unexpected("profile '" + s.profile + "' does not allow network access");
+  }
+  return s;
+}
+
+Session::Session(EventLoop& loop, const sandbox::SandboxContext& ctx, SessionSettings settings, uint64_t serial)
+    : loop_(loop), ctx_(ctx), settings_(std::move(settings)), serial_(serial) {}
+
+Session::~Session() {
+  if (state_ != State::Ended) {
+    ended_ = nullptr;
+    ready_ = nullptr;
+    end("the server is stopping");
+  }
+  for (Pipe* p : {&stdout_, &stderr_, &result_})
+    if (p->open) loop_.unwatch(p->fd.get());
+  if (outWatched_) loop_.unwatch(proc_.requestW.get());
+  if (proc_.pidfd && !pool_) loop_.unwatch(proc_.pidfd.get());
+  for (auto* t : {&idleTimer_, &graceTimer_, &startTimer_})
+    if (*t) loop_.cancelTimer(**t);
+  if (pool_ && pooledId_) pool_->forgetExit(pooledId_);
+  if (!pool_ && proc_.pidfd) ::waitpid(proc_.pid, nullptr, 0);  // killed by end(): prompt
+  removeHostWorkDir(proc_.hostWorkDir);
+}
+
+Status Session::startOwn() {
+  const Profile& profile = ctx_.config.profiles.at(settings_.profile);
+  auto proc = spawnBootstrap(ctx_, {.profile = &profile,
+                                    .limits = settings_.limits,
+                                    .network = settings_.network,
+                                    .cgroupName = "s" + std::to_string(serial_),
+                                    .sessionCpuMs = std::max(profile.sessionCpuMs, settings_.limits.cpuMs)});
+  if (!proc) return std::unexpected(proc.error());
+  proc_ = std::move(*proc);
+  (void)loop_.watch(proc_.pidfd.get(), EPOLLIN, [this](uint32_t) { onOwnExit(); });
+  begin();
+  return {};
+}
+
+void Session::startPooled(pool::Pool& pool, pool::PooledChild child) {
+  pool_ = &pool;
+  pooledId_ = child.id;
+  proc_.pid = child.pid;
+  proc_.pidfd = std::move(child.pidfd);
+  proc_.stdinW = std::move(child.stdinW);
+  proc_.stdoutR = std::move(child.stdoutR);
+  proc_.stderrR = std::move(child.stderrR);
+  proc_.requestW = std::move(child.requestW);
+  proc_.resultR = std::move(child.resultR);
+  proc_.cgroup = std::move(child.cgroup);
+  if (auto st = proc_.cgroup.setLimits(settings_.limits.memoryMb << 20, settings_.limits.maxProcesses); !st)
+    log::warn("cgroup limits for session " + settings_.id + ": " + st.error().message());
+  pool_->onExit(pooledId_, [this](pool::ExitInfo info) {
+    pooledId_ = 0;
+    exited(info.status, info.usage);
+  });
+  begin();
+}
+
+// Both kinds: the header line that turns the bootstrap into a session loop, then wait for
+// its "ready" line.
+void Session::begin() {
+  proc_.stdinW.reset();  // each request carries its own stdin
+  stdout_ = {std::move(proc_.stdoutR), true};
+  stderr_ = {std::move(proc_.stderrR), true};
+  result_ = {std::move(proc_.resultR), true};
+  watchInput(stdout_, kStdout);
+  watchInput(stderr_, kStderr);
+  watchInput(result_, kResult);
+  (void)setNonBlocking(proc_.requestW.get());
+  json rlimits = json::array();
+  const Profile& profile = ctx_.config.profiles.at(settings_.profile);
+  for (const auto& r : sandbox::planRlimits(settings_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
+                                                              .processesByRlimit = true,
+                                                              .sessionCpuMs = std::max(profile.sessionCpuMs, settings_.limits.cpuMs)}))
+    rlimits.push_back({r.resource, r.soft, r.hard});
+  json header = {{"session", {{"id", settings_.id}, {"rlimits", rlimits}}}};
+  outgoing_ = header.dump() + "\n";
+  pumpRequests();
+  startTimer_ = loop_.addTimer(kStartTimeout, [this] {
+    startTimer_.reset();
+    terminate("the session's interpreter did not become ready in time");
+  });
+}
+
+void Session::watchInput(Pipe& pipe, int which) {
+  (void)setNonBlocking(pipe.fd.get());
+  (void)loop_.watch(pipe.fd.get(), EPOLLIN, [this, &pipe, which](uint32_t) { readPipe(pipe, which); });
+}
+
+void Session::readPipe(Pipe& pipe, int which) {
+  char buf[65536];
+  while (pipe.open) {
+    ssize_t n = ::read(pipe.fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      loop_.unwatch(pipe.fd.get());
+      pipe.fd.reset();
+      pipe.open = false;
+      return;
+    }
+    std::string_view chunk(buf, static_cast<size_t>(n));
+    if (which == kResult) {
+      resultBuf_.append(chunk);
+      takeLines();
+      continue;
+    }
+    if (current_) {
+      current_->sessionOutput(which == kStdout ? "stdout" : "stderr", chunk);
+    } else if (which == kStderr && state_ == State::Starting && stderrHead_.size() < kStderrKept) {
+      stderrHead_.append(chunk.substr(0, kStderrKept - stderrHead_.size()));
+    }
+    // Output between runs (a thread the program left running) belongs to no run: dropped.
+  }
+}
+
+void Session::takeLines() {
+  while (true) {
+    size_t nl = resultBuf_.find('\n', scanned_);
+    if (nl == std::string::npos) {
+      scanned_ = resultBuf_.size();
+      if (resultBuf_.size() > kLineLimit) {
+        terminate("the session's interpreter wrote a result larger than " + std::to_string(kLineLimit >> 20) + " MiB");
+      }
+      return;
+    }
+    std::string line = resultBuf_.substr(0, nl);
+    resultBuf_.erase(0, nl + 1);
+    scanned_ = 0;
+    handleLine(line);
+    if (state_ == State::Ended) return;
+  }
+}
+
+void Session::handleLine(std::string_view line) {
+  json doc = json::parse(line, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    log::debug("session " + settings_.id + ": ignored a malformed line from the sandbox");
+    return;
+  }
+  if (state_ == State::Starting) {
+    if (doc.value("ready", false) != true) return;
+    if (startTimer_) loop_.cancelTimer(*startTimer_);
+    startTimer_.reset();
+    setState(State::Idle);
+    if (ready_) std::exchange(ready_, nullptr)(Status{});
+    return;
+  }
+  if (!current_) return;  // nobody asked: the program wrote to the result channel itself
+  if (doc.size() == 1 && doc.contains("started")) {
+    runStarted_ = true;
+    if (interruptWanted_) sendInterrupt();
+    return;
+  }
+  // Everything the run wrote before its result is in the pipes by now.
+  drainOutput();
+  if (doc.contains("usage") && doc["usage"].is_object()) {
+    // The bootstrap reports the interpreter's lifetime totals; a run gets its own share.
+    json& usage = doc["usage"];
+    int64_t user = usage.value("cpuUserMs", int64_t{0}), sys = usage.value("cpuSysMs", int64_t{0});
+    usage["cpuUserMs"] = std::max<int64_t>(0, user - lastCpuUserMs_);
+    usage["cpuSysMs"] = std::max<int64_t>(0, sys - lastCpuSysMs_);
+    lastCpuUserMs_ = user;
+    lastCpuSysMs_ = sys;
+  }
+  Execution* execution = std::exchange(current_, nullptr);
+  if (graceTimer_) loop_.cancelTimer(*graceTimer_);
+  graceTimer_.reset();
+  setState(State::Idle);
+  execution->sessionResult(std::move(doc));
+  if (state_ == State::Idle && free_) free_();
+}
+
+void Session::drainOutput() {
+  for (auto [pipe, which] : {std::pair{&stdout_, kStdout}, {&stderr_, kStderr}}) readPipe(*pipe, which);
+}
+
+void Session::run(Execution& execution, const std::string& requestLine) {
+  current_ = &execution;
+  runStarted_ = interruptWanted_ = false;
+  ++runs_;
+  lastUsed_ = std::chrono::steady_clock::now();
+  setState(State::Busy);
+  outgoing_ += requestLine;
+  outgoing_ += '\n';
+  pumpRequests();
+}
+
+void Session::pumpRequests() {
+  if (!proc_.requestW) return;
+  size_t done = 0;
+  while (done < outgoing_.size()) {
+    ssize_t n = ::write(proc_.requestW.get(), outgoing_.data() + done, outgoing_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) {  // the interpreter is gone; its exit is on its way
+      outgoing_.clear();
+      done = 0;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  outgoing_.erase(0, done);
+  bool pending = !outgoing_.empty();
+  if (pending && !outWatched_) {
+    outWatched_ = loop_.watch(proc_.requestW.get(), EPOLLOUT, [this](uint32_t) { pumpRequests(); }).has_value();
+  } else if (!pending && outWatched_) {
+    loop_.unwatch(proc_.requestW.get());
+    outWatched_ = false;
+  }
+}
+
+void Session::interrupt() {
+  if (state_ != State::Busy || graceTimer_) return;
+  if (runStarted_) sendInterrupt();
+  else interruptWanted_ = true;  // sent when the run's code starts
+  graceTimer_ = loop_.addTimer(kInterruptGrace, [this] {
+    graceTimer_.reset();
+    terminate("the run did not stop after KeyboardInterrupt");
+  });
+}
+
+void Session::sendInterrupt() {
+  interruptWanted_ = false;
+  ::syscall(SYS_pidfd_send_signal, proc_.pidfd.get(), SIGINT, nullptr, 0);
+}
+
+void Session::terminate(const std::string& why) {
+  if (state_ == State::Ended) return;
+  if (endReason_.empty()) endReason_ = why;
+  if (proc_.pidfd) ::syscall(SYS_pidfd_send_signal, proc_.pidfd.get(), SIGKILL, nullptr, 0);
+  if (!ctx_.isolation.namespaces.pid && proc_.pid > 0) ::kill(-proc_.pid, SIGKILL);
+  proc_.cgroup.killAll();
+  // The exit report (pidfd or zygote) completes the ending; without a loop to carry it
+  // (shutdown), end now.
+  if (!loop_.running()) end(why);
+}
+
+void Session::onOwnExit() {
+  int status = 0;
+  rusage usage{};
+  if (::wait4(proc_.pid, &status, WNOHANG, &usage) != proc_.pid) return;
+  loop_.unwatch(proc_.pidfd.get());
+  proc_.pidfd.reset();
+  exited(status, usage);
+}
+
+void Session::exited(int status, const rusage& usage) {
+  if (state_ == State::Ended) return;
+  drainOutput();
+  readPipe(result_, kResult);  // a result written just before the end still counts
+  if (state_ == State::Ended) return;
+  bool oom = proc_.cgroup.usage().oomKills > 0;
+  std::string why = endReason_;
+  if (why.empty()) {
+    if (oom) why = "the session exceeded its memory limit";
+    else if (WIFSIGNALED(status)) why = std::string("the session's interpreter died by signal ") + strsignal(WTERMSIG(status));
+    else why = "the session's interpreter exited with code " + std::to_string(WEXITSTATUS(status));
+    if (state_ == State::Starting && !stderrHead_.empty()) why += ": " + stderrHead_;
+  }
+  endReason_ = why;
+  if (Execution* execution = std::exchange(current_, nullptr)) {
+    rusage runUsage = usage;
+    // Lifetime totals again: the run's share is what came after the last result.
+    auto share = [](const timeval& tv, int64_t before) {
+      return pool::timevalFromMs(std::max<int64_t>(0, toMs(tv) - before));
+    };
+    runUsage.ru_utime = share(usage.ru_utime, lastCpuUserMs_);
+    runUsage.ru_stime = share(usage.ru_stime, lastCpuSysMs_);
+    execution->sessionEnded(status, runUsage, oom);
+  }
+  end(why);
+}
+
+void Session::end(const std::string& why) {
+  if (state_ == State::Ended) return;
+  if (endReason_.empty()) endReason_ = why;
+  if (proc_.pidfd) ::syscall(SYS_pidfd_send_signal, proc_.pidfd.get(), SIGKILL, nullptr, 0);
+  proc_.cgroup.killAll();
+  setState(State::Ended);
+  for (auto* t : {&idleTimer_, &graceTimer_, &startTimer_}) {
+    if (*t) loop_.cancelTimer(**t);
+    t->reset();
+  }
+  if (Execution* execution = std::exchange(current_, nullptr)) execution->sessionEnded(SIGKILL, rusage{}, false);
+  if (ready_) std::exchange(ready_, nullptr)(std::unexpected(Error{endReason_}));
+  if (ended_) std::exchange(ended_, nullptr)();
+}
+
+void Session::setState(State s) {
+  state_ = s;
+  if (idleTimer_) loop_.cancelTimer(*idleTimer_);
+  idleTimer_.reset();
+  if (s == State::Idle) armIdleTimer();
+}
+
+void Session::armIdleTimer() {
+  const Profile& profile = ctx_.config.profiles.at(settings_.profile);
+  idleTimer_ = loop_.addTimer(std::chrono::milliseconds(profile.sessionIdleMs), [this, ms = profile.sessionIdleMs] {
+    idleTimer_.reset();
+    terminate("the session was idle for " + std::to_string(ms / 1000) + " s and expired");
+  });
+}
+
+json Session::toJson() const {
+  auto now = std::chrono::steady_clock::now();
+  auto ms = [&](auto since) { return std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count(); };
+  return {{"session", settings_.id},
+          {"profile", settings_.profile},
+          {"state", closing() && state_ != State::Ended ? "closing" : sessionStateName(state_)},
+          {"executions", runs_},
+          {"ageMs", ms(createdAt_)},
+          {"idleMs", state_ == State::Idle ? ms(lastUsed_) : 0},
+          {"pooled", pool_ != nullptr},
+          {"limits", limitsToJson(settings_.limits)}};
+}
+
+}  // namespace pycell::exec

@@ -1,0 +1,68 @@
+#include "pycell/exec/spawn.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "pycell/sandbox/enter.h"
+#include "pycell/sandbox/rlimits.h"
+
+namespace pycell::exec {
+
+Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const SpawnSettings& s) {
+  const auto& iso = ctx.isolation;
+  auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
+  for (auto* p : {&in, &out, &err, &req, &res})
+    if (!*p) return std::unexpected(p->error());
+
+  SandboxProcess proc;
+  sandbox::PlanInputs inputs = sandbox::planInputsFor(ctx, *s.profile);
+  inputs.limits = s.limits;
+  inputs.network = s.network;
+  if (s.network && iso.seccomp) inputs.seccomp = &ctx.seccompOnline;
+  if (s.sessionCpuMs > 0)
+    inputs.rlimits = sandbox::planRlimits(s.limits, {.memoryByRlimit = inputs.memoryByRlimit,
+                                                     .processesByRlimit = true,
+                                                     .sessionCpuMs = s.sessionCpuMs});
+  if (!iso.namespaces.mount) {
+    char tmpl[] = "/tmp/pycell-work-XXXXXX";
+    if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
+    proc.hostWorkDir = tmpl;
+    inputs.hostWorkDir = proc.hostWorkDir;
+    auto fd = UniqueFd(::open((proc.hostWorkDir + "/.pycell-bootstrap.py").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd || !writeAll(fd.get(), ctx.bootstrapSource)) {
+      removeHostWorkDir(proc.hostWorkDir);
+      return std::unexpected(sysError("write bootstrap"));
+    }
+  }
+  auto fail = [&](Error e) -> Result<SandboxProcess> {
+    removeHostWorkDir(proc.hostWorkDir);
+    return std::unexpected(std::move(e));
+  };
+  auto plan = sandbox::makePlan(inputs);
+  if (iso.cgroup.version != sandbox::CgroupVersion::None) {
+    auto cg = sandbox::ExecutionCgroup::create(iso.cgroup, s.cgroupName, s.limits.memoryMb << 20, s.limits.maxProcesses);
+    if (!cg) return fail(cg.error());
+    proc.cgroup = std::move(*cg);
+  }
+  sandbox::ChildFds fds{in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()};
+  auto child = sandbox::spawnSandbox(plan, fds, [&proc](pid_t pid) { return proc.cgroup.addProcess(pid); });
+  if (!child) return fail(child.error());
+  proc.pid = child->pid;
+  proc.pidfd = std::move(child->pidfd);
+  proc.stdinW = std::move(in->write);
+  proc.stdoutR = std::move(out->read);
+  proc.stderrR = std::move(err->read);
+  proc.requestW = std::move(req->write);
+  proc.resultR = std::move(res->read);
+  return proc;
+}
+
+void removeHostWorkDir(const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+}  // namespace pycell::exec
