@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <sstream>
 #include <filesystem>
 #include <map>
 
@@ -82,6 +83,7 @@ std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& para
   }
   if (params.contains("stream") && !params["stream"].is_null() && !params["stream"].is_boolean())
     return std::unexpected("'stream' must be a boolean");
+  req.samples = profile->second.samples || (params.contains("stream") && params["stream"] == true);
   // The bootstrap checks the patterns again, inside the sandbox.
   if (params.contains("returnFiles") && !params["returnFiles"].is_null()) {
     const json& globs = params["returnFiles"];
@@ -123,6 +125,7 @@ Execution::~Execution() {
   if (pidfd_) loop_.unwatch(pidfd_.get());
   if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
   if (drainTimer_) loop_.cancelTimer(*drainTimer_);
+  if (sampleTimer_) loop_.cancelTimer(*sampleTimer_);
   if (pid_ > 0 && !exited_ && !pool_) ::waitpid(pid_, nullptr, 0);  // killed above: reaps promptly
   if (pool_) {
     if (ticket_) pool_->cancelClaim(*ticket_);
@@ -186,6 +189,10 @@ json Execution::requestDocument(const json& rlimits) const {
     doc["stdin"] = request_.stdinData;  // the session's fd 0 is shared by every run
     doc["cpuMs"] = request_.limits.cpuMs;
   }
+  if (!request_.internal) {
+    json policy = policyDocument(ctx_.config.profiles.at(request_.profile), request_.network);
+    if (!policy.is_null()) doc["policy"] = std::move(policy);
+  }
   return doc;
 }
 
@@ -194,10 +201,59 @@ void Execution::startInSession(Session& session) {
   state_ = ExecState::Running;
   startedAt_ = std::chrono::steady_clock::now();
   session.run(*this, requestDocument({}).dump(-1, ' ', false, json::error_handler_t::replace));
+  samplePid_ = session.pid();
+  startSampling();
   timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
     timeoutTimer_.reset();
     stop(StopReason::Timeout);
   });
+}
+
+void Execution::sessionEvent(const json& event) { takeEvent(event); }
+
+void Execution::takeEvent(const json& event) {
+  // Written by the bootstrap inside the sandbox, so taken only when well-formed.
+  constexpr size_t kMaxEvents = 5000;
+  if (!event.is_object() || !event.contains("kind") || !event["kind"].is_string() || events_.size() >= kMaxEvents) return;
+  if (event["kind"] == "blocked") blocked_ = true;
+  events_.push_back(event);
+}
+
+// CPU and memory of the sandbox's interpreter at the profile's period (the process the
+// server knows by pid: PID 1 of the sandbox, which runs the program).
+void Execution::startSampling() {
+  if (!request_.samples || samplePid_ <= 0) return;
+  takeSample();
+  auto period = std::chrono::milliseconds(ctx_.config.profiles.at(request_.profile).samplePeriodMs);
+  sampleTimer_ = loop_.addTimer(period, [this, period] {
+    sampleTimer_.reset();
+    if (state_ != ExecState::Running || exited_) return;
+    takeSample();
+    startSampling();
+  });
+}
+
+void Execution::takeSample() {
+  auto stat = readFile("/proc/" + std::to_string(samplePid_) + "/stat", 4096);
+  auto statm = readFile("/proc/" + std::to_string(samplePid_) + "/statm", 4096);
+  if (!stat || !statm) return;
+  size_t close = stat->rfind(')');
+  if (close == std::string::npos) return;
+  std::istringstream fields(stat->substr(close + 2));
+  std::string field;
+  int64_t ticks = 0;
+  for (int i = 0; i < 13 && fields >> field; ++i)
+    if (i == 11 || i == 12) ticks += std::strtoll(field.c_str(), nullptr, 10);
+  static const int64_t hz = ::sysconf(_SC_CLK_TCK);
+  static const int64_t pageSize = ::sysconf(_SC_PAGESIZE);
+  int64_t cpuMs = ticks * 1000 / (hz > 0 ? hz : 100);
+  if (!cpuAtStart_) cpuAtStart_ = cpuMs;  // a session's interpreter has a past
+  int64_t pages = 0;
+  std::istringstream(*statm) >> pages >> pages;
+  auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();
+  json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", pages * pageSize}};
+  if (usageSink_) usageSink_(sample);
+  samples_.push_back(std::move(sample));
 }
 
 void Execution::sessionOutput(const std::string& stream, std::string_view chunk) {
@@ -251,6 +307,8 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
     timeoutTimer_.reset();
     stop(StopReason::Timeout);
   });
+  samplePid_ = pid_;
+  startSampling();
 }
 
 void Execution::watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer) {
@@ -419,7 +477,14 @@ void Execution::childEnded(int status, const rusage& usage) {
 // Asked only once the result pipe is closed, so the text is complete.
 const json& Execution::report() {
   if (!report_) {
-    json parsed = resultTooBig_ ? json(nullptr) : json::parse(resultText_, nullptr, false);
+    // Activity events came first, a line each; the report is what follows the last line.
+    std::string_view text = resultText_;
+    size_t start = 0;
+    for (size_t nl; (nl = text.find('\n', start)) != std::string_view::npos; start = nl + 1) {
+      json line = json::parse(text.substr(start, nl - start), nullptr, false);
+      if (line.is_object() && line.contains("event")) takeEvent(line["event"]);
+    }
+    json parsed = resultTooBig_ ? json(nullptr) : json::parse(text.substr(start), nullptr, false);
     report_ = parsed.is_discarded() ? json(nullptr) : std::move(parsed);
   }
   return *report_;
@@ -487,8 +552,10 @@ void Execution::finish() {
   state_ = ExecState::Finished;
   if (drainTimer_) loop_.cancelTimer(*drainTimer_);
   if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
+  if (sampleTimer_) loop_.cancelTimer(*sampleTimer_);
   drainTimer_.reset();
   timeoutTimer_.reset();
+  sampleTimer_.reset();
   for (Stream* s : {&stdout_, &stderr_, &result_}) {
     if (s->open) {
       loop_.unwatch(s->fd.get());
@@ -543,8 +610,11 @@ std::string Execution::decideStatus(const json& reported) const {
     if (sig == SIGXCPU || (sig == SIGKILL && cpuMs * 10 >= request_.limits.cpuMs * 9)) return "timeout";
     return "crashed";
   }
+  // Told as it happened, so a program that rewrote its report afterwards cannot hide it.
+  if (blocked_) return "policy_violation";
   if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {
     auto s = reported["status"].get<std::string>();
+    if (s == "policy_violation") return s;
     if (s == "ok" || s == "error" || s == "memory_limit") return s;
     if (s == "timeout" && session_) return s;  // the run's CPU limit, in a session
   }
@@ -563,7 +633,8 @@ json Execution::buildResult() {
   result["truncated"] = {{"stdout", stdoutBuf_.truncated()}, {"stderr", stderrBuf_.truncated()}};
   // A session's interrupted run still reports (where the KeyboardInterrupt struck).
   bool fromBootstrap = reported.is_object() &&
-                       (status == "ok" || status == "error" || status == "memory_limit" || sessionAlive_ == true);
+                       (status == "ok" || status == "error" || status == "memory_limit" || status == "policy_violation" ||
+                        sessionAlive_ == true);
   result["value"] = fromBootstrap && reported.contains("value") ? reported["value"] : json(nullptr);
   result["valueRepr"] = fromBootstrap && reported.contains("valueRepr") ? reported["valueRepr"] : json(nullptr);
   json error = fromBootstrap && reported.contains("error") ? reported["error"] : json(nullptr);
@@ -578,13 +649,19 @@ json Execution::buildResult() {
     else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
     else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
     else if (status == "killed") message = "the run was killed on request";
+    else if (status == "policy_violation") message = "the profile's policy blocked " + [&] {
+      for (const auto& e : events_)
+        if (e["kind"] == "blocked") return e.value("what", std::string("an operation")) + " " + e.value("detail", std::string());
+      return std::string("an operation");
+    }();
     else if (status == "crashed" && zygoteDied_) message = "the zygote this execution was forked from died, and the execution with it";
     else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
     else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) + " without a result";
     if (session_) message += sessionAlive_ == true ? "; the session's state was kept" : "; the session ended with it";
     static const std::map<std::string, std::string> types = {
         {"timeout", "Timeout"}, {"memory_limit", "MemoryLimit"}, {"output_limit", "OutputLimit"},
-        {"killed", "Killed"},   {"crashed", "Crashed"},          {"error", "Error"}};
+        {"killed", "Killed"},   {"crashed", "Crashed"},          {"error", "Error"},
+        {"policy_violation", "PolicyViolation"}};
     json traceback = error.is_object() && error.contains("traceback") ? error["traceback"] : json::array();
     json line = error.is_object() && error.contains("line") ? error["line"] : json(nullptr);
     error = {{"type", types.at(status)}, {"message", message}, {"traceback", traceback}, {"line", line}};
@@ -617,6 +694,20 @@ json Execution::buildResult() {
   if (fromBootstrap && reported.contains("valueTruncated") && reported["valueTruncated"] == true)
     result["valueTruncated"] = true;
   result["usage"] = usageSoFar();
+  if (!samples_.empty()) {
+    result["samples"] = samples_;
+    int64_t rssSum = 0, rssPeak = 0;
+    for (const auto& s : samples_) {
+      rssSum += s["rssBytes"].get<int64_t>();
+      rssPeak = std::max(rssPeak, s["rssBytes"].get<int64_t>());
+    }
+    result["usage"]["avgMemoryBytes"] = rssSum / static_cast<int64_t>(samples_.size());
+    result["usage"]["peakSampledMemoryBytes"] = rssPeak;
+    int64_t wall = result["usage"]["wallMs"].get<int64_t>();
+    int64_t cpu = result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>();
+    result["usage"]["avgCpuPercent"] = wall > 0 ? static_cast<double>(cpu) * 100.0 / static_cast<double>(wall) : 0.0;
+  }
+  if (!request_.internal && ctx_.config.profiles.at(request_.profile).activity) result["activity"] = summarizeActivity(events_);
   if (session_) result["session"] = {{"id", request_.session}, {"alive", sessionAlive_.value_or(false)}};
   return result;
 }

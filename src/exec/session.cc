@@ -208,6 +208,10 @@ void Session::handleLine(std::string_view line) {
     return;
   }
   if (!current_) return;  // nobody asked: the program wrote to the result channel itself
+  if (doc.size() == 1 && doc.contains("event")) {
+    current_->sessionEvent(doc["event"]);
+    return;
+  }
   if (doc.size() == 1 && doc.contains("started")) {
     runStarted_ = true;
     if (interruptWanted_) sendInterrupt();

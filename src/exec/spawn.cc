@@ -30,10 +30,12 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
     if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
     proc.hostWorkDir = tmpl;
     inputs.hostWorkDir = proc.hostWorkDir;
-    auto fd = UniqueFd(::open((proc.hostWorkDir + "/.pycell-bootstrap.py").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd || !writeAll(fd.get(), ctx.bootstrapSource)) {
-      removeHostWorkDir(proc.hostWorkDir);
-      return std::unexpected(sysError("write bootstrap"));
+    for (auto [name, text] : {std::pair{"/.pycell-bootstrap.py", &ctx.bootstrapSource}, {"/.pycell-policy.py", &ctx.policySource}}) {
+      auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+      if (!fd || !writeAll(fd.get(), *text)) {
+        removeHostWorkDir(proc.hostWorkDir);
+        return std::unexpected(sysError("write bootstrap"));
+      }
     }
   }
   auto fail = [&](Error e) -> Result<SandboxProcess> {

@@ -158,8 +158,8 @@ Status Zygote::start() {
   sandbox::PlanInputs in = sandbox::planInputsFor(ctx, profile);
   in.seccomp = nullptr;  // the zygote must unshare; its children install the filter
   in.entry = kZygotePath;
-  in.extraFiles = {{kZygotePath, std::string(kZygotePy)},
-                   {kLibraryPath, std::string(reinterpret_cast<const char*>(kChildLibrary), sizeof kChildLibrary)}};
+  in.extraFiles.push_back({kZygotePath, std::string(kZygotePy)});
+  in.extraFiles.push_back({kLibraryPath, std::string(reinterpret_cast<const char*>(kChildLibrary), sizeof kChildLibrary)});
   // The zygote runs only our code; its children set their own limits and seccomp.
   in.rlimits = std::vector<sandbox::RlimitSetting>{{RLIMIT_CORE, 0, 0}, {RLIMIT_NOFILE, 4096, 4096}};
   auto plan = sandbox::makePlan(in);

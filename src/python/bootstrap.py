@@ -13,7 +13,7 @@ reprs as mime bundles in `displays`, and the working-directory files the request
 uses what the program (or the zygote's preload) already has in sys.modules, and recognises
 their types by class name so that no import is needed to tell a value apart.
 """
-import ast, base64, binascii, builtins, contextlib, errno, fcntl, fnmatch, io, json, linecache, os, re
+import ast, base64, binascii, builtins, contextlib, errno, fcntl, fnmatch, importlib.util, io, json, linecache, os, re
 import resource, stat, sys, types, warnings
 import traceback  # imported now: nothing may need importing after a MemoryError
 
@@ -41,6 +41,12 @@ _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 _format_exception, _walk_tb = traceback.format_exception, traceback.walk_tb
 _stdio = (sys.stdout, sys.stderr)
 _SELF = sys._getframe().f_code.co_filename  # frames of this file are hidden
+# The policy module sits next to this file ("/.pycell/policy.py", or ".pycell-policy.py"
+# beside ".pycell-bootstrap.py"); loaded when a request carries a policy (a zygote loads
+# it once, for all its children). Its frames are hidden too.
+_POLICY_PATH = os.path.join(os.path.dirname(_SELF), os.path.basename(_SELF).replace("bootstrap", "policy"))
+_HIDDEN = (_SELF, _POLICY_PATH)
+_policy_module = None
 _PID = None  # set by _main(): a fork()ed child of the user program must not report
 _TEXT_LIMIT = 8192  # characters kept of an error message or traceback line
 _cell = "<pycell>"  # the filename the program's code is compiled under ("<pycell-N>" in a session)
@@ -249,11 +255,11 @@ def _exception_result(exc, main):
         tb = tb.tb_next  # drop the bootstrap's own frames (the exec call)...
     last_user = None
     for entry in _tb_entries(tb):
-        if entry.tb_frame.f_code.co_filename != _SELF:
+        if entry.tb_frame.f_code.co_filename not in _HIDDEN:
             last_user = entry
     if last_user is not None and last_user.tb_next is not None:
         with _suppress(Exception):
-            last_user.tb_next = None  # ...and the signal handler that raised an interrupt
+            last_user.tb_next = None  # ...and the interrupt handler's, or the policy's
     if isinstance(exc, MemoryError) and main is not None:
         # Release what the program holds so that reporting has memory to use.
         _reserve = None
@@ -926,6 +932,54 @@ def _tighten_limits(rows):
         resource.setrlimit(res, (cap(soft, old_soft), cap(hard, old_hard)))
 
 
+def _load_policy():
+    global _policy_module
+    if _policy_module is None:
+        spec = importlib.util.spec_from_file_location("pycell_policy", _POLICY_PATH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _policy_module = module
+    return _policy_module
+
+
+# Names in a policy's lists that stand for the policy module's built-in lists.
+_PRESETS = {"@default-deny": "DEFAULT_DENY", "@datascience-allow": "DATASCIENCE_ALLOW"}
+
+
+def _expand_presets(policy):
+    imports = policy.get("imports")
+    if not isinstance(imports, dict):
+        return policy
+    expanded = {}
+    for key, names in imports.items():
+        out = []
+        for name in names if isinstance(names, list) else ():
+            out.extend(getattr(_load_policy(), _PRESETS[name]) if name in _PRESETS else (name,))
+        expanded[key] = out
+    return dict(policy, imports=expanded)
+
+
+def _emit_event(event):
+    """An activity event goes to the server at once, one line per event: what the program
+    does afterwards (unhooking, rewriting our lists) cannot take it back."""
+    with _suppress(OSError, ValueError, TypeError):
+        _write_all(_RESULT_FD, b'{"event":' + _encode(event).encode("ascii") + b"}\n")
+
+
+def _apply_guard(guard, status, rc, error):
+    """After the run: a recorded violation makes it a policy_violation, even when the
+    program caught the exception; an uncaught error is logged as activity."""
+    guard.close()
+    if error is not None:
+        guard.exception(error["type"], error["message"])
+    if not guard.violated:
+        return status, rc, error
+    first = guard.first_violation
+    if error is None or error["type"] != "PolicyViolation":
+        error = _error("PolicyViolation", first.get("message") or "%s %s is not allowed" % (first["what"], first["detail"]))
+    return "policy_violation", 1, error
+
+
 def _fresh_main():
     """A real module as __main__, so that pickle, dataclasses and typing find user
     classes, and `import __main__` does not expose the bootstrap."""
@@ -977,6 +1031,18 @@ def _run(line, main=None, session=False):
     cpu_ms = request.get("cpuMs")
     if type(cpu_ms) is int and cpu_ms > 0:  # a session's per-run CPU limit
         _arm_cpu_limit(cpu_ms)
+    guard = None
+    if request.get("policy") is not None:
+        try:
+            guard = _load_policy().install(_expand_presets(request["policy"]), _emit_event)
+        except BaseException as e:
+            message = "cannot apply the profile's policy: %s" % _safe_str(e)
+            _stderr("pycell bootstrap: %s\n" % message)
+            report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
+            return report
+        main.__dict__["__builtins__"] = guard.builtins_module
+    elif main.__dict__.get("__builtins__") is not builtins:
+        main.__dict__["__builtins__"] = builtins
 
     has_value, is_last, value, status, rc, error = False, False, None, "ok", 0, None
     try:
@@ -1007,6 +1073,8 @@ def _run(line, main=None, session=False):
             if not thread.daemon and thread is not threading.main_thread():
                 thread.join()
 
+    if guard is not None:
+        status, rc, error = _apply_guard(guard, status, rc, error)
     report.update(status=status, exitCode=rc, error=error)
     if _os_getpid() != _PID or status == "memory_limit":
         return report  # a fork()ed copy reports nothing; after a MemoryError, only that

@@ -133,6 +133,10 @@ def main():
     imported, failed = preload(init.get("preload", []))
     warm_up()
     bootstrap = load_bootstrap()
+    try:
+        bootstrap._load_policy()  # once here, shared by every child
+    except Exception as e:  # noqa: BLE001 - a child that needs it reports the failure
+        sys.stderr.write("pycell zygote: policy module not loaded: %s\n" % e)
     lib = ctypes.PyDLL(LIBRARY)  # PyDLL: calls keep the GIL (there is one thread anyway)
     lib.pycell_last_error.restype = ctypes.c_char_p
     spec, _buffers = make_spec(init)  # _buffers: what spec points into, kept alive

@@ -23,17 +23,31 @@ Config builtinConfig() {
   Profile def;
   def.name = "default";
   def.description = "Python standard library, no network, no host files";
+  def.imports = {{"deny", {"@default-deny"}}};
+  def.removeBuiltins = {"breakpoint"};
   config.profiles[def.name] = def;
   Profile ds;
   ds.name = "datascience";
   ds.description = "numpy, pandas and matplotlib preloaded (where installed), no network, no host files";
   ds.preload = {"numpy", "pandas", "matplotlib", "matplotlib.pyplot"};
   ds.limits.memoryMb = 1024;
+  ds.imports = {{"allow", {"@datascience-allow"}}};
+  ds.removeBuiltins = {"breakpoint", "eval", "exec", "compile"};
   // A first group-by in a fresh child costs ~6 ms of copy-on-write faults and lazy set-up;
   // each ready child pays it before it is offered (about 3 MiB more private memory each).
   ds.childWarmup = "import pandas as pd\npd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, 3.0]}).groupby('a').b.sum()";
   config.profiles[ds.name] = ds;
   return config;
+}
+
+json policyDocument(const Profile& profile, bool network) {
+  if (profile.imports.is_null() && profile.removeBuiltins.empty() && !profile.activity) return nullptr;
+  json allowRead = json::array(), allowWrite = json::array();
+  for (const auto& bind : profile.binds) (bind.writable ? allowWrite : allowRead).push_back(bind.path);
+  json doc = {{"network", network}, {"workdir", "/sandbox"}, {"files", {{"allowRead", allowRead}, {"allowWrite", allowWrite}}}};
+  if (!profile.imports.is_null()) doc["imports"] = profile.imports;
+  if (!profile.removeBuiltins.empty()) doc["builtins"] = {{"remove", profile.removeBuiltins}};
+  return doc;
 }
 
 json limitsToJson(const Limits& limits) {
@@ -104,6 +118,28 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
           return fail("pool." + pk + " is unknown or out of range");
         base.pool.*field = pv.get<int>();
       }
+    } else if (key == "imports" && (value.is_null() || value.is_object())) {
+      if (value.is_object()) {
+        if (value.size() != 1 || !(value.contains("deny") || value.contains("allow")) || !value.begin()->is_array())
+          return fail("imports must be {\"deny\": [modules]} or {\"allow\": [modules]}");
+        for (const auto& m : *value.begin())
+          if (!m.is_string() || m.get<std::string>().empty()) return fail("imports lists hold module names");
+      }
+      base.imports = value;
+    } else if (key == "builtins" && value.is_object()) {
+      base.removeBuiltins.clear();
+      for (const auto& [bk, bv] : value.items()) {
+        if (bk != "remove" || !bv.is_array()) return fail("builtins must be {\"remove\": [names]}");
+        for (const auto& n : bv) {
+          if (!n.is_string() || n.get<std::string>().empty()) return fail("builtins.remove holds builtin names");
+          base.removeBuiltins.push_back(n.get<std::string>());
+        }
+      }
+    } else if ((key == "activity" || key == "samples") && value.is_boolean()) {
+      (key == "activity" ? base.activity : base.samples) = value.get<bool>();
+    } else if (key == "samplePeriodMs" && value.is_number_integer()) {
+      if (value.get<int64_t>() < 10 || value.get<int64_t>() > 60000) return fail("samplePeriodMs must be between 10 and 60000");
+      base.samplePeriodMs = value.get<int64_t>();
     } else if ((key == "sessionIdleMs" || key == "sessionCpuMs") && value.is_number_integer()) {
       int64_t v = value.get<int64_t>();
       if (v < 1000 || v > 7LL * 24 * 3600 * 1000) return fail(key + " must be between 1000 and 604800000");

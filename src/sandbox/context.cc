@@ -7,7 +7,9 @@
 
 #include <unistd.h>
 
+#include "pycell/analyze_py.h"
 #include "pycell/bootstrap_py.h"
+#include "pycell/policy_py.h"
 
 namespace pycell::sandbox {
 
@@ -24,6 +26,7 @@ PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
   in.binds = profile.binds;
   in.seccomp = ctx.isolation.seccomp ? &ctx.seccompOffline : nullptr;
   in.bootstrapSource = ctx.bootstrapSource;
+  in.extraFiles.push_back({kPolicyPath, ctx.policySource});
   in.outerUid = ctx.sandboxUid;
   in.outerGid = ctx.sandboxGid;
   return in;
@@ -59,6 +62,8 @@ bool idMapped(const char* mapFile, unsigned id) {
 Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options) {
   auto ctx = std::make_unique<SandboxContext>();
   ctx->bootstrapSource = std::string(kBootstrapPy);
+  ctx->policySource = std::string(kPolicyPy);
+  ctx->analyzeSource = std::string(kAnalyzePy);
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python);
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});

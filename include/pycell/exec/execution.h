@@ -20,6 +20,8 @@
 namespace pycell::exec {
 
 class Session;
+// The execute result's `activity` from the events a run wrote through (see policy.py).
+[[nodiscard]] nlohmann::json summarizeActivity(const nlohmann::json& events);
 using sandbox::SandboxContext;
 
 using nlohmann::json;
@@ -36,6 +38,8 @@ struct ExecutionRequest {
   Limits limits;
   bool network = false;
   std::string session;  // run inside this session (empty: a sandbox of its own)
+  bool samples = false;   // sample CPU and memory into `samples` (stream, or the profile says so)
+  bool internal = false;  // pycell's own code (analyze): no policy, no activity
 };
 
 // Parses and validates `execute` params against the config; the error text names the field.
@@ -53,6 +57,7 @@ class Execution {
  public:
   using Done = std::function<void(json result)>;
   using OutputSink = std::function<void(const std::string& stream, std::string_view text)>;
+  using UsageSink = std::function<void(const json& sample)>;
 
   Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionRequest request, uint64_t serial);
   Execution(const Execution&) = delete;
@@ -61,6 +66,7 @@ class Execution {
 
   void onDone(Done done) { done_ = std::move(done); }
   void onOutput(OutputSink sink) { output_ = std::move(sink); }
+  void onUsage(UsageSink sink) { usageSink_ = std::move(sink); }
 
   // Spawns a one-shot sandbox. An error means nothing runs (the caller answers -32000).
   [[nodiscard]] Status start();
@@ -72,6 +78,7 @@ class Execution {
   // From the session: output, the result, or the end of the sandbox during this run.
   void sessionOutput(const std::string& stream, std::string_view chunk);
   void sessionResult(json report);
+  void sessionEvent(const json& event);
   void sessionEnded(int waitStatus, const rusage& usage, bool memoryKilled);
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
@@ -109,6 +116,9 @@ class Execution {
   bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
   void takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk);
   [[nodiscard]] json requestDocument(const json& rlimits) const;
+  void takeEvent(const json& event);
+  void startSampling();
+  void takeSample();
   void emitOutput(const std::string& name, std::string_view chunk);
   void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);
   void onExit();
@@ -127,6 +137,13 @@ class Execution {
   uint64_t serial_;
   Done done_;
   OutputSink output_;
+  UsageSink usageSink_;
+  json events_ = json::array();   // activity, as the bootstrap wrote it through
+  bool blocked_ = false;          // an event said the policy blocked something
+  json samples_ = json::array();  // {tMs, cpuMs, rssBytes}
+  std::optional<int64_t> cpuAtStart_;
+  std::optional<EventLoop::TimerId> sampleTimer_;
+  pid_t samplePid_ = -1;
 
   ExecState state_ = ExecState::Queued;
   StopReason stopReason_ = StopReason::None;

@@ -71,6 +71,7 @@ class Session {
   // Told to end (closed, killed, expired) and waiting for the kernel to say it has.
   [[nodiscard]] bool closing() const { return !endReason_.empty(); }
   [[nodiscard]] bool usesPool() const { return pool_ != nullptr; }
+  [[nodiscard]] pid_t pid() const { return proc_.pid; }
   [[nodiscard]] json toJson() const;
   // The cgroup outlives the session until the kernel lets it be removed.
   [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() { return std::move(proc_.cgroup); }

@@ -58,7 +58,18 @@ struct Profile {
   // all (each run is held to its own cpuMs as well).
   int64_t sessionIdleMs = 10 * 60 * 1000;
   int64_t sessionCpuMs = 10 * 60 * 1000;
+  // Policy layer (the kernel is the boundary; this is what an auditor reads and what stops
+  // a program politely). `imports`: null, {"deny": [names]} or {"allow": [names]}; the
+  // names "@default-deny" and "@datascience-allow" stand for the built-in lists.
+  nlohmann::json imports;
+  std::vector<std::string> removeBuiltins;  // builtins the program's code does not get
+  bool activity = true;                     // report `activity` (imports, files, network, ...)
+  bool samples = false;                     // always sample CPU and memory (not only when streaming)
+  int64_t samplePeriodMs = 50;
 };
+
+// The policy document the bootstrap applies for one run (null when the profile has none).
+[[nodiscard]] nlohmann::json policyDocument(const Profile& profile, bool network);
 
 struct ServerOptions {
   int maxConcurrent = 4;

@@ -24,6 +24,8 @@ struct SandboxContext {
   SeccompProgram seccompOnline;
   std::map<std::string, Interpreter> interpreters;  // by profile name
   std::string bootstrapSource;
+  std::string policySource;   // the bootstrap's policy and activity module (src/python/policy.py)
+  std::string analyzeSource;  // `analyze` runs this in a sandbox (src/python/analyze.py)
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
   // exists in our user namespace), else the server's own user.
   unsigned sandboxUid = 65534;

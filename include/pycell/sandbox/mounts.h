@@ -12,6 +12,7 @@ namespace pycell::sandbox {
 
 inline constexpr const char* kWorkDir = "/sandbox";
 inline constexpr const char* kBootstrapPath = "/.pycell/bootstrap.py";
+inline constexpr const char* kPolicyPath = "/.pycell/policy.py";  // next to the bootstrap, which loads it
 
 struct MountOp {
   enum class Kind { Dir, Tmpfs, BindReadOnly, BindWritable, BindDevice, Proc, Symlink, File, RemountReadOnly };
