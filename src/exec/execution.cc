@@ -500,11 +500,16 @@ void Execution::maybeFinish() {
 // reported the exit code and usage, and calls _exit right after. Answering now spares the
 // client the kernel's teardown of the sandbox's namespaces (milliseconds), and the
 // zygote's report of the same exit that would follow it.
+// The report is the program's own word, though: one that forged it on the result channel
+// and closed its output could otherwise run on, past its timeout, with no execution left
+// to end it. So what is left of the sandbox is killed here (a real bootstrap is exiting
+// anyway); the signal does not wait for the teardown.
 void Execution::adoptReportedExit() {
   const json& reported = report();
   if (!reported.is_object() || !reported.contains("exitCode") || !reported["exitCode"].is_number_integer() ||
       !reported.contains("usage") || !reported["usage"].is_object())
     return;
+  killSandbox();
   const json& usage = reported["usage"];
   exited_ = true;
   exitedAt_ = std::chrono::steady_clock::now();

@@ -10,56 +10,13 @@
 #include <string>
 #include <thread>
 
+#include "hostile_support.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
 using namespace std::chrono_literals;
+using namespace pycell::testing::hostile;
 namespace fs = std::filesystem;
-
-namespace {
-
-// A helper every snippet starts with: sc(nr, *args) makes a raw x86_64 syscall and returns
-// 'ok' or the errno's name; a clone that succeeded exits at once in the child.
-const std::string kPrelude =
-    "import ctypes, errno, os, platform, socket\n"
-    "libc = ctypes.CDLL(None, use_errno=True)\n"
-    "libc.syscall.restype = ctypes.c_long\n"
-    "L = ctypes.c_long\n"
-    "def name(e):\n"
-    "    return errno.errorcode.get(e, str(e))\n"
-    "def sc(nr, *args):\n"
-    "    ctypes.set_errno(0)\n"
-    "    rc = libc.syscall(L(nr), *[L(a) if isinstance(a, int) else a for a in args])\n"
-    "    e = ctypes.get_errno()\n"
-    "    if rc == 0 and nr == 56 and os.getpid() != PID:\n"
-    "        os._exit(0)\n"
-    "    return 'ok' if rc >= 0 else name(e)\n"
-    "PID = os.getpid()\n"
-    "S = ctypes.c_char_p\n";
-
-Json requireValue(ServerProcess& server, const std::string& code, Json limits = nullptr) {
-  Json result = executeCode(server, code, std::move(limits));
-  INFO("result: " << brief(result));
-  REQUIRE(result["status"] == "ok");
-  return result["value"];
-}
-
-void requireHealthy(ServerProcess& server) {
-  Json after = executeCode(server, "print('alive')", {{"timeoutMs", 5000}});
-  INFO("after: " << brief(after) << "\nserver: " << server.describe());
-  REQUIRE(after["status"] == "ok");
-  CHECK(after["stdout"] == "alive\n");
-}
-
-bool isMachineX86(ServerProcess& server) {
-  Json machine = requireValue(server, "import platform\nplatform.machine()");
-  if (machine != "x86_64") WARN("syscall numbers are x86_64's; skipped on " << machine);
-  return machine == "x86_64";
-}
-
-bool eperm(const Json& v) { return v == "EPERM" || v == "ENOSYS"; }
-
-}  // namespace
 
 TEST_CASE("kernel attack surface syscalls are refused through ctypes", "[security]") {
   auto server = startServer(Framing::kNdjson);
