@@ -31,6 +31,8 @@ Options (serve):
 Options (run):
   --profile NAME  --timeout SECONDS  --memory MB  --allow-network
   --allow-read PATH  --allow-write PATH  --json
+  --report FILE.json              write the execute result (activity, usage, samples) to FILE
+  --usage-chart FILE.svg          sample CPU and memory, and draw them over time to FILE
 Exit status of run: the program's; 124 on timeout, 137 when killed, 128+N when it died by signal N.
 )";
 
@@ -145,6 +147,8 @@ std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
   flags["--allow-read"] = {true, [&o](const std::string& v) { o.allowRead.push_back(v); return !v.empty(); }};
   flags["--allow-write"] = {true, [&o](const std::string& v) { o.allowWrite.push_back(v); return !v.empty(); }};
   flags["--json"] = {false, [&o](const std::string&) { o.json = true; return true; }};
+  flags["--report"] = {true, [&o](const std::string& v) { o.reportFile = v; return !v.empty(); }};
+  flags["--usage-chart"] = {true, [&o](const std::string& v) { o.usageChartFile = v; return !v.empty(); }};
   std::vector<std::string> positional;
   if (!parseFlags(args, flags, &positional)) return std::nullopt;
   if (positional.size() != 1) {

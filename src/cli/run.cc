@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <iostream>
 
 #include "pycell/cli/cli.h"
+#include "pycell/cli/usage_chart.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/log.h"
 
@@ -78,6 +80,7 @@ int runMain(const RunOptions& options) {
     std::cerr << "pycell run: " << request.error() << "\n";
     return 2;
   }
+  if (!options.usageChartFile.empty() || !options.reportFile.empty()) request->samples = true;
   auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
@@ -115,6 +118,22 @@ int runMain(const RunOptions& options) {
     return 3;
   }
   const auto& result = **outcome;
+  bool written = true;
+  auto writeOut = [&](const std::string& path, const std::string& text) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd || !writeAll(fd.get(), text)) {
+      std::cerr << "pycell run: " << sysError(path).message() << "\n";
+      written = false;
+    }
+  };
+  if (!options.reportFile.empty())
+    writeOut(options.reportFile, result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!options.usageChartFile.empty()) {
+    std::string title = (options.file == "-" ? std::string("<stdin>") : options.file) + " (" + result.value("status", "?") + ")";
+    writeOut(options.usageChartFile,
+             renderUsageChart(result.contains("samples") ? result["samples"] : nlohmann::json::array(), result["usage"], title));
+  }
+  if (!written) return 2;
   if (options.json) {
     std::cout << result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {

@@ -224,12 +224,16 @@ void Execution::takeEvent(const json& event) {
 void Execution::startSampling() {
   if (!request_.samples || samplePid_ <= 0) return;
   takeSample();
+  armSampleTimer();
+}
+
+void Execution::armSampleTimer() {
   auto period = std::chrono::milliseconds(ctx_.config.profiles.at(request_.profile).samplePeriodMs);
-  sampleTimer_ = loop_.addTimer(period, [this, period] {
+  sampleTimer_ = loop_.addTimer(period, [this] {
     sampleTimer_.reset();
     if (state_ != ExecState::Running || exited_) return;
     takeSample();
-    startSampling();
+    armSampleTimer();
   });
 }
 

@@ -695,22 +695,29 @@ class _PyplotLoader:
 
 
 class _PyplotFinder:
-    """Meta path finder that sees to the program's first `import matplotlib.pyplot`."""
+    """Meta path finder that sees to the program's first `import matplotlib.pyplot`.
+    Other finders that ask the rest of sys.meta_path (policy.py's) ask it back: the second
+    time round it says no."""
+    searching = False
 
     @staticmethod
     def find_spec(name, path=None, target=None):
-        if name != "matplotlib.pyplot":
+        if name != "matplotlib.pyplot" or _PyplotFinder.searching:
             return None
-        for finder in list(_meta_path):
-            find = getattr(finder, "find_spec", None)
-            if finder is _PyplotFinder or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                if hasattr(spec.loader, "exec_module"):
-                    spec.loader = _PyplotLoader(spec.loader)
-                return spec
-        return None
+        _PyplotFinder.searching = True
+        try:
+            for finder in list(_meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is _PyplotFinder or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    if hasattr(spec.loader, "exec_module"):
+                        spec.loader = _PyplotLoader(spec.loader)
+                    return spec
+            return None
+        finally:
+            _PyplotFinder.searching = False
 
 
 def _hook_pyplot():
@@ -942,23 +949,6 @@ def _load_policy():
     return _policy_module
 
 
-# Names in a policy's lists that stand for the policy module's built-in lists.
-_PRESETS = {"@default-deny": "DEFAULT_DENY", "@datascience-allow": "DATASCIENCE_ALLOW"}
-
-
-def _expand_presets(policy):
-    imports = policy.get("imports")
-    if not isinstance(imports, dict):
-        return policy
-    expanded = {}
-    for key, names in imports.items():
-        out = []
-        for name in names if isinstance(names, list) else ():
-            out.extend(getattr(_load_policy(), _PRESETS[name]) if name in _PRESETS else (name,))
-        expanded[key] = out
-    return dict(policy, imports=expanded)
-
-
 def _emit_event(event):
     """An activity event goes to the server at once, one line per event: what the program
     does afterwards (unhooking, rewriting our lists) cannot take it back."""
@@ -1034,7 +1024,7 @@ def _run(line, main=None, session=False):
     guard = None
     if request.get("policy") is not None:
         try:
-            guard = _load_policy().install(_expand_presets(request["policy"]), _emit_event)
+            guard = _load_policy().install(request["policy"], _emit_event)
         except BaseException as e:
             message = "cannot apply the profile's policy: %s" % _safe_str(e)
             _stderr("pycell bootstrap: %s\n" % message)

@@ -111,7 +111,8 @@ A removed builtin kept by a session's earlier function reports to the active gua
 
 Defaults
 --------
-DEFAULT_DENY, the default profile's deny list: what starts processes (subprocess,
+The lists themselves live with the profiles (src/sandbox/config.cc), which send them in
+each request's policy. The default profile's deny list: what starts processes (subprocess,
 _posixsubprocess, multiprocessing, concurrent.futures.process, pty, webbrowser), talks
 to the network (socket, _socket, ssl, _ssl, socketserver, http.client, http.server,
 urllib.request, ftplib, smtplib, poplib, imaplib, telnetlib, nntplib, xmlrpc; urllib.parse
@@ -119,7 +120,7 @@ and http.HTTPStatus stay available), loads native code (ctypes, _ctypes, cffi), 
 starts subinterpreters (which would run without this module's hooks). os, sys, fcntl,
 signal, mmap stay allowed: ordinary programs need os and sys, and what they could do
 beyond that the kernel refuses; os.system and friends are recorded as process activity.
-DATASCIENCE_ALLOW, an allow list for notebooks-style work: numpy, pandas, matplotlib,
+The datascience profile's allow list, for notebooks-style work: numpy, pandas, matplotlib,
 scipy, seaborn, sklearn, statsmodels and the computational part of the standard library
 (math, statistics, json, re, datetime, collections, ...). Left out on purpose: os, sys,
 subprocess, socket, ctypes, pickle and marshal (loading a pickle imports whatever it
@@ -147,43 +148,7 @@ import time
 import types
 from _thread import get_ident as _get_ident
 
-__all__ = ["install", "summarize", "Guard", "PolicyViolation", "DEFAULT_DENY",
-           "DATASCIENCE_ALLOW", "IMPLICIT_IMPORTS"]
-
-DEFAULT_DENY = (
-    # processes
-    "subprocess", "_posixsubprocess", "multiprocessing", "_multiprocessing",
-    "concurrent.futures.process", "pty", "webbrowser",
-    # network
-    "socket", "_socket", "ssl", "_ssl", "socketserver", "http.client", "http.server",
-    "urllib.request", "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "nntplib",
-    "xmlrpc",
-    # native code
-    "ctypes", "_ctypes", "cffi",
-    # subinterpreters run without this module's hooks
-    "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
-    "_interpqueues", "concurrent.interpreters",
-)
-
-DATASCIENCE_ALLOW = (
-    # third-party numerics
-    "numpy", "pandas", "matplotlib", "scipy", "seaborn", "sklearn", "statsmodels",
-    # numbers
-    "math", "cmath", "statistics", "random", "decimal", "fractions", "numbers",
-    # data structures and functional tools
-    "collections", "itertools", "functools", "operator", "heapq", "bisect", "array",
-    "copy", "dataclasses", "enum", "typing", "typing_extensions", "abc", "contextlib",
-    "weakref", "types", "graphlib",
-    # text and formats
-    "string", "re", "textwrap", "difflib", "unicodedata", "pprint", "json", "csv",
-    "base64", "binascii", "struct", "codecs", "html", "xml.etree", "tomllib",
-    "zlib", "gzip", "bz2", "lzma", "zipfile", "tarfile", "io", "sqlite3",
-    # time
-    "datetime", "time", "calendar", "zoneinfo",
-    # misc
-    "hashlib", "hmac", "secrets", "uuid", "warnings", "traceback", "locale",
-    "pathlib", "tempfile", "glob", "fnmatch", "__future__",
-)
+__all__ = ["install", "summarize", "Guard", "PolicyViolation", "IMPLICIT_IMPORTS"]
 
 # Modules the interpreter's C code imports lazily on behalf of a builtin the user called.
 IMPLICIT_IMPORTS = ("_strptime", "copyreg", "time", "codecs", "encodings", "warnings",
@@ -835,18 +800,24 @@ class _UserModuleFinder:
     """First on sys.meta_path while builtins are removed: finds a module with the other
     finders and, when it is a user file, wraps its loader in _UserLoader."""
 
+    searching = False  # another finder that asks the rest of sys.meta_path asks us back
+
     def find_spec(self, name, path=None, target=None):
         guard = _active[0]
-        if guard is None or guard.closed or guard.builtins_module is _builtins:
+        if guard is None or guard.closed or guard.builtins_module is _builtins or self.searching:
             return None
         spec = None
-        for finder in list(sys.meta_path):
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                break
+        self.searching = True
+        try:
+            for finder in list(sys.meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    break
+        finally:
+            self.searching = False
         if spec is None:
             return None
         if (spec.loader is not None and spec.has_location and guard._user_file(spec.origin)

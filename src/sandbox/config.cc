@@ -18,12 +18,41 @@ const std::vector<LimitField>& limitFields() {
   return fields;
 }
 
+// The built-in profiles' import lists (the choices are explained in src/python/policy.py's
+// docstring). What starts processes, talks to the network, loads native code or starts
+// subinterpreters is denied by default; os and sys stay (the kernel refuses what they
+// could do beyond that).
+const std::vector<std::string>& defaultDenyList() {
+  static const std::vector<std::string> names = {
+      "subprocess", "_posixsubprocess", "multiprocessing", "_multiprocessing", "concurrent.futures.process",
+      "pty", "webbrowser", "socket", "_socket", "ssl", "_ssl", "socketserver", "http.client", "http.server",
+      "urllib.request", "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "nntplib", "xmlrpc", "ctypes",
+      "_ctypes", "cffi", "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
+      "_interpqueues", "concurrent.interpreters"};
+  return names;
+}
+
+// The datascience profile's allow list: the numeric stack and the computational part of
+// the standard library; not os, sys, subprocess, socket, ctypes, pickle, inspect, gc.
+const std::vector<std::string>& datascienceAllowList() {
+  static const std::vector<std::string> names = {
+      "numpy", "pandas", "matplotlib", "scipy", "seaborn", "sklearn", "statsmodels", "math", "cmath",
+      "statistics", "random", "decimal", "fractions", "numbers", "collections", "itertools", "functools",
+      "operator", "heapq", "bisect", "array", "copy", "dataclasses", "enum", "typing", "typing_extensions",
+      "abc", "contextlib", "weakref", "types", "graphlib", "string", "re", "textwrap", "difflib",
+      "unicodedata", "pprint", "json", "csv", "base64", "binascii", "struct", "codecs", "html", "xml.etree",
+      "tomllib", "zlib", "gzip", "bz2", "lzma", "zipfile", "tarfile", "io", "sqlite3", "datetime", "time",
+      "calendar", "zoneinfo", "hashlib", "hmac", "secrets", "uuid", "warnings", "traceback", "locale",
+      "pathlib", "tempfile", "glob", "fnmatch", "__future__"};
+  return names;
+}
+
 Config builtinConfig() {
   Config config;
   Profile def;
   def.name = "default";
   def.description = "Python standard library, no network, no host files";
-  def.imports = {{"deny", {"@default-deny"}}};
+  def.imports = {{"deny", defaultDenyList()}};
   def.removeBuiltins = {"breakpoint"};
   config.profiles[def.name] = def;
   Profile ds;
@@ -31,7 +60,7 @@ Config builtinConfig() {
   ds.description = "numpy, pandas and matplotlib preloaded (where installed), no network, no host files";
   ds.preload = {"numpy", "pandas", "matplotlib", "matplotlib.pyplot"};
   ds.limits.memoryMb = 1024;
-  ds.imports = {{"allow", {"@datascience-allow"}}};
+  ds.imports = {{"allow", datascienceAllowList()}};
   ds.removeBuiltins = {"breakpoint", "eval", "exec", "compile"};
   // A first group-by in a fresh child costs ~6 ms of copy-on-write faults and lazy set-up;
   // each ready child pays it before it is offered (about 3 MiB more private memory each).

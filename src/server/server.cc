@@ -1,6 +1,7 @@
 #include "pycell/server/server.h"
 
 #include <signal.h>
+#include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -46,6 +47,7 @@ void Server::bindMethods() {
   bind("status", &Server::status);
   bind("kill", &Server::kill);
   bind("session/create", &Server::createSession);
+  bind("analyze", &Server::analyze);
   bind("session/close", &Server::closeSession);
   // shutdown lets the executions in flight finish, then answers; an exit (or EOF) that
   // arrives meanwhile takes effect once it has answered. So a script may write
@@ -118,9 +120,34 @@ int Server::run() {
   if (reader_.framing() != Framing::Auto) sendPendingNotices();
   loop_.run();
   scheduler_.shutdown();
-  (void)setNonBlocking(outFd_, false);
-  flush();
+  finalFlush();
   return exitCode_;
+}
+
+// The last answers (every execution's "killed" among them) go out, but a client that no
+// longer reads cannot keep the server alive: it gets a bounded time to take them.
+void Server::finalFlush() {
+  constexpr auto kFinalFlush = std::chrono::seconds(5);
+  auto deadline = std::chrono::steady_clock::now() + kFinalFlush;
+  if (outWatched_) {
+    loop_.unwatch(outFd_);
+    outWatched_ = false;
+  }
+  while (true) {
+    flush();
+    if (outWatched_) {
+      loop_.unwatch(outFd_);
+      outWatched_ = false;
+    }
+    if (outbox_.empty()) return;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      log::warn("the client is not reading; " + std::to_string(outbox_.size()) + " bytes of answers dropped at exit");
+      return;
+    }
+    pollfd p{outFd_, POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) return;
+  }
 }
 
 void Server::quit(int code) {
@@ -205,7 +232,7 @@ void Server::initialize(const json& params, Reply reply) {
                 {"protocolVersion", 1},
                 {"capabilities",
                  {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
-                  {"analyze", false}, {"sessions", true}, {"framing", framingName(reader_.framing())}}},
+                  {"analyze", true}, {"sessions", true}, {"framing", framingName(reader_.framing())}}},
                 {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
                 {"profiles", profiles}});
 }
@@ -325,6 +352,42 @@ void Server::createSession(const json& params, Reply reply) {
     bool full = created.error().kind == exec::SubmitError::Kind::TooManySessions;
     shared->error(full ? code::kQueueFull : code::kInvalidParams, created.error().message);
   }
+}
+
+// Static analysis with Python's own ast, inside a sandbox of the profile (the code under
+// analysis is never run): src/python/analyze.py is the program, the code and the profile's
+// policy its inputs, the diagnostics its value.
+void Server::analyze(const json& params, Reply reply) {
+  if (!params.is_object() || !params.contains("code") || !params["code"].is_string())
+    throw InvalidParams("analyze takes {code: string, profile?: string}");
+  std::string profileName = "default";
+  if (params.contains("profile") && !params["profile"].is_null()) {
+    if (!params["profile"].is_string()) throw InvalidParams("'profile' must be a string");
+    profileName = params["profile"].get<std::string>();
+  }
+  auto profile = ctx_.config.profiles.find(profileName);
+  if (profile == ctx_.config.profiles.end()) throw InvalidParams("unknown profile '" + profileName + "'");
+  json policy = policyDocument(profile->second, profile->second.networkAllowed);
+  exec::ExecutionRequest request;
+  request.profile = profileName;
+  request.code = ctx_.analyzeSource + "\n_analyze_main(inputs)\n";
+  request.inputs = {{"code", params["code"]}, {"policy", policy.is_null() ? json::object() : policy}};
+  request.hasInputs = true;
+  request.limits = profile->second.limits;
+  request.limits.timeoutMs = std::min<int64_t>(request.limits.timeoutMs, 20000);
+  request.internal = true;
+  submitTracked(
+      std::move(request), std::move(reply), {},
+      [](Reply& r, Result<json> result) {
+        if (!result) return r.error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
+        if (result->value("status", "") != "ok" || !(*result)["value"].is_array())
+          return r.error(code::kInternalError, "the analysis did not complete",
+                         json{{"status", (*result)["status"]}, {"error", (*result)["error"]}, {"stderr", (*result)["stderr"]}});
+        r.result({{"diagnostics", std::move((*result)["value"])}});
+      },
+      [](Reply& r, const exec::SubmitError& e) {
+        r.error(e.kind == exec::SubmitError::Kind::QueueFull ? code::kQueueFull : code::kInvalidParams, e.message);
+      });
 }
 
 void Server::closeSession(const json& params, Reply reply) {

@@ -181,7 +181,7 @@ std::set<std::string> hostEntries(const std::string& dir) {
 }  // namespace
 
 TEST_CASE("a fork bomb is stopped and the server stays healthy", "[containment]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // Preconditions, checked with bounded probes so that a server without them fails this test
   // instead of fork-bombing the machine: its own PID namespace (killing its init ends every
   // process in it) and an enforced process limit.
@@ -247,7 +247,7 @@ TEST_CASE("host secrets, home directories and files are not readable from the sa
   const char* home = std::getenv("HOME");
   if (home && *home && std::string(home) != "/root") paths.push_back(home);
 
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   std::string code =
       "import os\n"
       "def probe(path):\n"
@@ -281,7 +281,7 @@ TEST_CASE("host secrets, home directories and files are not readable from the sa
 }
 
 TEST_CASE("host processes are not visible from the sandbox", "[containment]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
                             "import os\n"
                             "try:\n"
@@ -309,7 +309,7 @@ TEST_CASE("host processes are not visible from the sandbox", "[containment]") {
 }
 
 TEST_CASE("the sandbox cannot signal the server or the test process", "[containment]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const std::string serverPid = std::to_string(server->pid());
   const std::string testPid = std::to_string(::getpid());
   // Signal 0 probes the test runner (a failure here must not take the suite down with it);
@@ -357,7 +357,7 @@ TEST_CASE("a TCP connection to a listener outside the sandbox fails and it recei
   REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   const int port = ntohs(addr.sin_port);
 
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
                             "import socket\n"
                             "try:\n"
@@ -378,7 +378,7 @@ TEST_CASE("a TCP connection to a listener outside the sandbox fails and it recei
 
 TEST_CASE("mount, unshare, ptrace, keyctl and bpf fail with EPERM or ENOSYS through ctypes",
           "[containment]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // x86_64 syscall numbers; each call would succeed, or fail differently (mount: ENOENT, as
   // its target does not exist, which also keeps this harmless where nothing is filtered),
   // without the filter.
@@ -416,7 +416,7 @@ TEST_CASE("mount, unshare, ptrace, keyctl and bpf fail with EPERM or ENOSYS thro
 
 TEST_CASE("nothing is left behind after the server exits", "[containment]") {
   const auto mountsBefore = pycellMounts();
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const pid_t serverPid = server->pid();
   int64_t id = server->request("execute", {{"code", "import time\ntime.sleep(30)"},
                                            {"executionId", "lingering"}});

@@ -182,7 +182,7 @@ TEST_CASE("an output flood ends with status output_limit and truncated stdout", 
 }
 
 TEST_CASE("a segfault through ctypes ends with status crashed and signal 11", "[execute]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server, "import ctypes\nctypes.string_at(0)");
   REQUIRE_STATUS(result, "crashed");
   INFO("result: " << brief(result));

@@ -189,7 +189,7 @@ print('native-ok' if native() == os.getpid() else 'native-bad', flush=True)
 
 TEST_CASE("an x32 syscall (nr | 0x40000000) from machine code kills the process with SIGSYS",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // unshare(CLONE_NEWUSER) through the x32 ABI: mov eax, 0x40000110; mov edi, 0x10000000;
   // syscall; ret. The native rules never see it; the filter's architecture check must.
@@ -218,7 +218,7 @@ print('returned', x32(), flush=True)
 
 TEST_CASE("int 0x80 (the i386 syscall ABI) from machine code does not get a syscall through",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // i386 unshare(CLONE_NEWUSER): push rbx; mov eax, 310; mov ebx, 0x10000000; int 0x80;
   // pop rbx; cdqe; ret.
@@ -249,7 +249,7 @@ print('returned', i386(), flush=True)
 // ---- the seccomp deny list -------------------------------------------------------------------
 
 TEST_CASE("every other syscall of the deny list answers EPERM", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // x86_64 numbers; arguments are harmless where a call is let through (zero lengths, bad
   // fds, NULL pointers), and several would succeed or fail otherwise (ENOSYS for the removed
@@ -312,7 +312,7 @@ TEST_CASE("every other syscall of the deny list answers EPERM", "[security]") {
 
 TEST_CASE("the new mount API, unshare and clone refuse every namespace and mount operation",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   Json value = requireValue(*server, kPrelude + R"py(
 out = {}
@@ -348,7 +348,7 @@ out
 
 TEST_CASE("ptrace attach and seize, process_vm_writev, kcmp and pidfd tricks reach nothing",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   const std::string serverPid = std::to_string(server->pid());
   // A forked child goes for its parent (the sandbox's PID 1) and for the server's host pid.
@@ -390,7 +390,7 @@ json.loads(data)
 
 TEST_CASE("TIOCSTI and TIOCLINUX are refused after setsid, also with junk in the upper bits",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // The kernel reads an ioctl's request as 32 bits; a filter comparing all 64 would let
   // 0x1_00005412 through as TIOCSTI.
@@ -433,7 +433,7 @@ json.loads(data)
 
 TEST_CASE("the sandbox holds no capabilities, cannot become root and cannot raise its rlimits",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import errno, os, resource
 status = dict(l.split(':', 1) for l in open('/proc/self/status').read().splitlines() if ':' in l)
@@ -480,7 +480,7 @@ out
 }
 
 TEST_CASE("a setuid-root binary gives no privilege inside the sandbox", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import os, stat, subprocess
 out = {'nosuid': bool(os.statvfs('/usr').f_flag & os.ST_NOSUID)}
@@ -510,7 +510,7 @@ out
 
 TEST_CASE("an exponential fork bomb that ignores signals leaves no process of its sandbox",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // A bounded probe first: where the process limit is not enforced, the bomb below would
   // take the machine rather than fail.
   Json forked = requireValue(*server, R"py(
@@ -563,7 +563,7 @@ while True:
 }
 
 TEST_CASE("a disguised double-forked daemon does not outlive its run", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // The daemon renames itself, detaches from every pipe and session and ignores the usual
   // signals; it is found from outside by its pid namespace, not by its name.
   int64_t id = 0;
@@ -619,7 +619,7 @@ def result_fd():
 
 TEST_CASE("a forged report on the result channel does not let the program outlive its run",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // The program writes what looks like the bootstrap's final report, closes its output and
   // goes on sleeping: the server may answer early, but the sandbox must end with the answer.
   int64_t id = 0;
@@ -652,7 +652,7 @@ time.sleep(600)
 
 TEST_CASE("closing stdout, stderr and the result channel, then sleeping, still times out",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server, kFindResultFd + R"py(
 import time
@@ -671,7 +671,7 @@ time.sleep(600)
 
 TEST_CASE("garbage and an oversized report on the result channel leave a proper answer",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json garbage = executeCode(*server, kFindResultFd + R"py(
 os.write(result_fd(), b'{"status": "ok", "value": "forged"' + b'\xff\xfe{[' * 1000)
 print('wrote garbage')
@@ -703,7 +703,7 @@ print('wrote 72 MiB')
 // ---- memory, recursion, time ----------------------------------------------------------------
 
 TEST_CASE("a memory bomb growing a Python list ends with memory_limit", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server, R"py(
 a = []
@@ -717,7 +717,7 @@ while True:
 }
 
 TEST_CASE("numpy arrays beyond the memory limit end with memory_limit", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json probe = execute(*server, {{"code", "import numpy\nnumpy.__version__"}, {"profile", "datascience"},
                                  {"limits", {{"timeoutMs", 10000}}}});
   if (probe["status"] != "ok") {
@@ -744,7 +744,7 @@ TEST_CASE("numpy arrays beyond the memory limit end with memory_limit", "[securi
 }
 
 TEST_CASE("plain deep recursion is a RecursionError with status error", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server, R"py(
 def f(n):
     return f(n + 1) + 1
@@ -759,7 +759,7 @@ f(0)
 
 TEST_CASE("an infinite loop that ignores signals and swallows every exception times out",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server, R"py(
 import signal
@@ -781,7 +781,7 @@ while True:
 
 TEST_CASE("a sleep with every signal blocked, in a child the program waits for, times out",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server, R"py(
 import os, signal, time
@@ -803,7 +803,7 @@ os.waitpid(child, 0)
 // ---- output -----------------------------------------------------------------------------------
 
 TEST_CASE("a flood on stderr ends with output_limit", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const int cap = 65536;
   Json result = executeCode(*server, "import sys\nwhile True:\n    sys.stderr.write('e' * 1000)",
                             {{"timeoutMs", 5000}, {"maxOutputBytes", cap}});
@@ -817,7 +817,7 @@ TEST_CASE("a flood on stderr ends with output_limit", "[security]") {
 
 TEST_CASE("an output flood from a forked child, with raw writes, ends with output_limit",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const int cap = 65536;
   Stopwatch clock;
   Json result = executeCode(*server, R"py(
@@ -839,7 +839,7 @@ time.sleep(600)
 // ---- disk -----------------------------------------------------------------------------------
 
 TEST_CASE("filling /tmp and /dev/shm stops at diskMb with ENOSPC", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import errno, os
 out = {}
@@ -867,7 +867,7 @@ out
 
 TEST_CASE("exhausting the inodes of /tmp and /dev/shm is contained and leaves nothing behind",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json value = requireValue(*server, R"py(
 import errno, os
@@ -902,7 +902,7 @@ import os
 
 TEST_CASE("files in the request beyond diskMb end as an error and the server goes on",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json files = Json::object();
   const std::string mib(1 << 20, 'f');
   for (int i = 0; i < 12; ++i) files["f" + std::to_string(i) + ".txt"] = {{"text", mib}};
@@ -918,7 +918,7 @@ TEST_CASE("files in the request beyond diskMb end as an error and the server goe
 
 TEST_CASE("a huge argv or environment fails with E2BIG and an ordinary one still works",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import errno, os, subprocess, sys
 out = {}
@@ -945,7 +945,7 @@ out
 }
 
 TEST_CASE("a huge stdin reaches the program whole", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   std::string input;
   for (int i = 0; i < 400000; ++i) input += "line " + std::to_string(i) + "\n";
   Json result = execute(*server, {{"code", "import sys\nd = sys.stdin.buffer.read()\n"
@@ -961,7 +961,7 @@ TEST_CASE("a huge stdin reaches the program whole", "[security]") {
 }
 
 TEST_CASE("a huge stdin the program never reads does not hold up its answer", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = execute(*server, {{"code", "import os\nos.close(0)\n6 * 7"},
                                   {"stdin", std::string(16u << 20, 's')},
@@ -977,7 +977,7 @@ TEST_CASE("a huge stdin the program never reads does not hold up its answer", "[
 
 TEST_CASE("host files stay out of reach through /proc/*/root, .. and symlinks", "[security]") {
   TempFile marker("hostile-marker", "host-only marker 7f3a91\n");
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const std::string path = marker.path();
   const char* homeEnv = std::getenv("HOME");
   const std::string home = homeEnv && *homeEnv ? homeEnv : "/root";
@@ -1022,7 +1022,7 @@ out
 }
 
 TEST_CASE("/proc and /sys show no host secrets and not the server", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   const std::string serverPid = std::to_string(server->pid());
   const std::string testPid = std::to_string(::getpid());
   Json value = requireValue(*server, "SERVER, TESTS = " + serverPid + ", " + testPid + R"py(
@@ -1076,7 +1076,7 @@ out
 
 TEST_CASE("the program has fds 0, 1, 2 and its hidden result channel only; children get 0, 1, 2",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import os, subprocess
 names = os.listdir('/proc/self/fd')  # the listing's own fd is gone once this returns
@@ -1104,7 +1104,7 @@ r = subprocess.run(['ls', '/proc/self/fd'], capture_output=True, text=True, clos
 }
 
 TEST_CASE("device nodes cannot be created and the host's devices are absent", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import errno, os, stat
 def attempt(f):
@@ -1175,7 +1175,7 @@ TEST_CASE("UDP and IPv6 TCP to listeners on the host's loopback get nothing thro
     tcp6.reset();
   }
 
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, "UDP, TCP6 = " + std::to_string(udpPort) + ", " + std::to_string(tcp6Port) + R"py(
 import errno, socket
 def attempt(f):
@@ -1237,7 +1237,7 @@ TEST_CASE("the host's AF_UNIX sockets, abstract and on disk, are out of reach", 
     ~Unlink() { ::unlink(path.c_str()); }
   } unlinkLater{path};
 
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, "ABSTRACT, PATH = " + pyString(abstractName) + ", " + pyString(path) + R"py(
 import errno, socket
 def connect(address, kind=socket.SOCK_STREAM):
@@ -1270,7 +1270,7 @@ out
 }
 
 TEST_CASE("DNS resolution fails inside the sandbox", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json value = requireValue(*server, R"py(
 import errno, socket
@@ -1301,7 +1301,7 @@ def raw_query():
 
 TEST_CASE("an execution cannot signal a sibling execution running at the same time",
           "[security]") {
-  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "4"});
+  auto server = startKernelServer(Framing::kNdjson, {"--max-concurrent", "4"});
   const int64_t victim = server->request(
       "execute", {{"executionId", "victim"},
                   {"code", "import time\nprint('started', flush=True)\ntime.sleep(3)\nprint('survived')"},
@@ -1353,7 +1353,7 @@ out
 
 TEST_CASE("commands reached through a __subclasses__ walk still run inside the sandbox",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 wrap = [c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__ == '_wrap_close'][0]
 g = wrap.__init__.__globals__          # the os module's namespace, without importing os
@@ -1398,7 +1398,7 @@ out
 
 TEST_CASE("frame walking into the bootstrap's and the zygote's globals does not weaken the kernel",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, R"py(
 import errno, os, socket, sys
 out = {'bootstrap': False, 'zygote': False}
@@ -1451,7 +1451,7 @@ out
 
 TEST_CASE("a hostile audit hook cannot break the server, and audit hooks cannot be removed",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   // A hook that raises on every event: the bootstrap's own reporting runs into it.
   Json raising = executeCode(*server, R"py(
 import sys
@@ -1512,7 +1512,7 @@ out
 }
 
 TEST_CASE("os.abort ends as crashed and leaves no core file", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server,
                             "import os, resource\n"
                             "print(resource.getrlimit(resource.RLIMIT_CORE), flush=True)\n"

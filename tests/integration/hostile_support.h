@@ -10,6 +10,7 @@
 
 namespace pycell::testing::hostile {
 
+
 // A helper every syscall snippet starts with: sc(nr, *args) makes a raw x86_64 syscall and
 // returns 'ok' or the errno's name; a clone that succeeded exits at once in the child.
 inline const std::string kPrelude =

@@ -19,7 +19,7 @@ using namespace pycell::testing::hostile;
 namespace fs = std::filesystem;
 
 TEST_CASE("kernel attack surface syscalls are refused through ctypes", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // Arguments are chosen so that, unfiltered, each call would fail differently (EFAULT,
   // EINVAL, ENOENT, ...) or succeed harmlessly inside the sandbox's namespaces.
@@ -50,7 +50,7 @@ TEST_CASE("kernel attack surface syscalls are refused through ctypes", "[securit
 }
 
 TEST_CASE("clone3 looks absent, clone with CLONE_NEWUSER and TIOCSTI are refused", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   Json value = requireValue(*server, kPrelude +
       "out = {}\n"
@@ -77,7 +77,7 @@ TEST_CASE("clone3 looks absent, clone with CLONE_NEWUSER and TIOCSTI are refused
 }
 
 TEST_CASE("personality cannot disable ASLR or set READ_IMPLIES_EXEC", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server, kPrelude +
       "libc.personality.restype = ctypes.c_int\n"
       "def pers(p):\n"
@@ -91,7 +91,7 @@ TEST_CASE("personality cannot disable ASLR or set READ_IMPLIES_EXEC", "[security
 }
 
 TEST_CASE("no network socket can be created; AF_UNIX works", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
       "import socket, errno\n"
       "def try_socket(*args):\n"
@@ -130,7 +130,7 @@ TEST_CASE("no network socket can be created; AF_UNIX works", "[security]") {
 
 TEST_CASE("Python-level tricks (audit hooks, __subclasses__) do not get past the kernel",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
       "import sys, errno\n"
       "sys.addaudithook(lambda event, args: None)\n"
@@ -163,7 +163,7 @@ TEST_CASE("Python-level tricks (audit hooks, __subclasses__) do not get past the
 }
 
 TEST_CASE("/proc, /sys and /dev show only the sandbox", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
       "import os\n"
       "def read(path):\n"
@@ -195,7 +195,7 @@ TEST_CASE("/proc, /sys and /dev show only the sandbox", "[security]") {
 }
 
 TEST_CASE("the root and /usr are read-only", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
       "import os, errno\n"
       "def attempt(f):\n"
@@ -226,7 +226,7 @@ TEST_CASE("the root and /usr are read-only", "[security]") {
 
 TEST_CASE("kill(-1), setsid and setpgid games do not hurt the server or outlive the run",
           "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json killed = executeCode(*server, "import os\nos.kill(-1, 9)\nprint('after')",
                             {{"timeoutMs", 5000}, {"maxProcesses", 8}});
   INFO("kill(-1): " << brief(killed));
@@ -280,7 +280,7 @@ TEST_CASE("kill(-1), setsid and setpgid games do not hurt the server or outlive 
 }
 
 TEST_CASE("a thread bomb ends contained and the server stays healthy", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server,
       "import threading, time\n"
@@ -307,7 +307,7 @@ TEST_CASE("a thread bomb ends contained and the server stays healthy", "[securit
 }
 
 TEST_CASE("deep recursion ends as an error or a crash, not a hang", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json result = executeCode(*server,
       "import sys\n"
@@ -326,7 +326,7 @@ TEST_CASE("deep recursion ends as an error or a crash, not a hang", "[security]"
 }
 
 TEST_CASE("filling the disk or the inode table is contained", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json fill = executeCode(*server,
       "import os, errno\n"
       "out = {'written': 0, 'errors': []}\n"
@@ -367,7 +367,7 @@ TEST_CASE("filling the disk or the inode table is contained", "[security]") {
 }
 
 TEST_CASE("one huge line of output stops at the output limit", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server, "print('x' * 10**7)",
                             {{"timeoutMs", 5000}, {"maxOutputBytes", 65536}});
   INFO("result: " << brief(result, 500));
@@ -377,7 +377,7 @@ TEST_CASE("one huge line of output stops at the output limit", "[security]") {
 }
 
 TEST_CASE("reading stdin when none is given returns EOF promptly", "[security]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Stopwatch clock;
   Json value = requireValue(*server,
       "import sys, os\n"
@@ -392,7 +392,7 @@ TEST_CASE("diskMb bounds the whole working directory, not only each file", "[sec
   // Regression: pooled children had tmpfs of the profile's size, so a request's smaller
   // diskMb only limited single files (RLIMIT_FSIZE); such requests now run in a sandbox of
   // their own size.
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server,
                             "import errno, os\n"
                             "written = 0\n"

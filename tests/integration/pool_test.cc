@@ -40,7 +40,7 @@ Json run(ServerProcess& server, const std::string& code, const std::string& prof
 }  // namespace
 
 TEST_CASE("siblings forked from one zygote draw different random numbers", "[pool]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   awaitFullPool(*server, "datascience");
   std::set<double> numpyDraws, randomDraws;
   for (int i = 0; i < 4; ++i) {
@@ -52,7 +52,7 @@ TEST_CASE("siblings forked from one zygote draw different random numbers", "[poo
 }
 
 TEST_CASE("a preloaded module is already imported in the child, not imported again", "[pool]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json pool = awaitFullPool(*server, "datascience");
   INFO(brief(pool));
   if (pool["preloadFailed"].contains("pandas")) FAIL("pandas is not installed for the sandbox's python");
@@ -70,7 +70,7 @@ TEST_CASE("a preloaded module is already imported in the child, not imported aga
 }
 
 TEST_CASE("no state leaks from one execution to the next", "[pool]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   run(*server,
       "import sys, os\n"
       "leaked_global = 42\n"
@@ -86,7 +86,7 @@ TEST_CASE("no state leaks from one execution to the next", "[pool]") {
 }
 
 TEST_CASE("killing the zygote mid-execution gives that execution a proper result and a new zygote", "[pool]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson);
   Json before = awaitFullPool(*server, "default");
   int64_t id = server->request("execute", {{"code", "import time\ntime.sleep(30)"}, {"executionId", "victim"}});
   awaitRunning(*server, "victim");
@@ -105,7 +105,7 @@ TEST_CASE("killing the zygote mid-execution gives that execution a proper result
 }
 
 TEST_CASE("the pool refills after a burst, and every request of the burst is answered", "[pool]") {
-  auto server = startServer(Framing::kNdjson, {"--max-concurrent", "8"});
+  auto server = startKernelServer(Framing::kNdjson, {"--max-concurrent", "8"});
   awaitFullPool(*server, "default");
   std::vector<int64_t> ids;
   for (int i = 0; i < 12; ++i) ids.push_back(server->request("execute", {{"code", "import os\nos.getpid()"}}));

@@ -528,6 +528,18 @@ std::unique_ptr<ServerProcess> startServer(Framing framing, const std::vector<st
   return server;
 }
 
+const std::string& kernelOnlyConfig() {
+  static TempFile config("kernel-only.json", R"({"profiles": {
+      "default": {"imports": null, "builtins": {"remove": []}},
+      "datascience": {"imports": null, "builtins": {"remove": []}}}})");
+  return config.path();
+}
+
+std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra) {
+  extra.insert(extra.end(), {"--config", kernelOnlyConfig()});
+  return startServer(framing, extra);
+}
+
 Json execute(ServerProcess& server, Json params, Millis timeout) {
   return server.callResult("execute", std::move(params), timeout);
 }

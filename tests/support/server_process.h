@@ -183,6 +183,13 @@ class ServerProcess {
 std::unique_ptr<ServerProcess> startServer(Framing framing,
                                            const std::vector<std::string>& extra = {});
 
+// startServer() where Python's policy layer is off in the built-in profiles (no import
+// lists, no removed builtins): for tests of the kernel layer, which import ctypes and
+// socket to try what the kernel must refuse. policy_test.cc covers the policy layer.
+std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra = {});
+// The config file that does it, for tests that start the binary themselves.
+const std::string& kernelOnlyConfig();
+
 // Sends `execute` and returns its `result`; throws with the response or the server's state
 // when the answer is an error or does not come within `timeout`.
 Json execute(ServerProcess& server, Json params, Millis timeout = kExecutionTimeout);

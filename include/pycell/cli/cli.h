@@ -33,6 +33,8 @@ struct RunOptions {
   std::vector<std::string> allowRead;
   std::vector<std::string> allowWrite;
   bool json = false;
+  std::string reportFile;      // --report: the whole result (activity included) as JSON
+  std::string usageChartFile;  // --usage-chart: CPU and memory over time as SVG
 };
 
 // Each returns the process exit code.

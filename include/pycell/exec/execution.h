@@ -118,6 +118,7 @@ class Execution {
   [[nodiscard]] json requestDocument(const json& rlimits) const;
   void takeEvent(const json& event);
   void startSampling();
+  void armSampleTimer();
   void takeSample();
   void emitOutput(const std::string& name, std::string_view chunk);
   void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);

@@ -59,8 +59,7 @@ struct Profile {
   int64_t sessionIdleMs = 10 * 60 * 1000;
   int64_t sessionCpuMs = 10 * 60 * 1000;
   // Policy layer (the kernel is the boundary; this is what an auditor reads and what stops
-  // a program politely). `imports`: null, {"deny": [names]} or {"allow": [names]}; the
-  // names "@default-deny" and "@datascience-allow" stand for the built-in lists.
+  // a program politely). `imports`: null, {"deny": [names]} or {"allow": [names]}.
   nlohmann::json imports;
   std::vector<std::string> removeBuiltins;  // builtins the program's code does not get
   bool activity = true;                     // report `activity` (imports, files, network, ...)
@@ -84,6 +83,8 @@ struct Config {
 };
 
 [[nodiscard]] Config builtinConfig();
+[[nodiscard]] const std::vector<std::string>& defaultDenyList();
+[[nodiscard]] const std::vector<std::string>& datascienceAllowList();
 // Reads a config file (schemas/config.schema.json) over the built-in profiles.
 [[nodiscard]] Result<Config> loadConfig(const std::string& path);
 [[nodiscard]] Result<Config> parseConfig(const nlohmann::json& doc);

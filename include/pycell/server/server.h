@@ -46,6 +46,7 @@ class Server {
   void send(json message);
   void notify(const std::string& method, json params);
   void flush();
+  void finalFlush();
   void sendPendingNotices();
   void quit(int code);
   std::optional<protocol::RpcError> gate(std::string_view method) const;
@@ -56,6 +57,7 @@ class Server {
   void kill(const json& params, protocol::Reply reply);
   void cancel(const json& params);
   void createSession(const json& params, protocol::Reply reply);
+  void analyze(const json& params, protocol::Reply reply);
   [[nodiscard]] json withSessionProfile(json params) const;
   void closeSession(const json& params, protocol::Reply reply);
   // Submits an execution and answers `reply` once it ends: `answer` shapes the reply from the
