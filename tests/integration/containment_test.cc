@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "host_view.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
@@ -26,136 +27,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-// ---- the host's view of processes ---------------------------------------------------------
-
-struct ProcStat {
-  pid_t pid = 0;
-  pid_t ppid = 0;
-  char state = '?';
-  unsigned long long startTime = 0;  // clock ticks since boot: tells a reused pid apart
-};
-
-std::optional<ProcStat> readStat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!in || !std::getline(in, text)) return std::nullopt;
-  size_t paren = text.rfind(')');  // comm may itself contain spaces and parentheses
-  if (paren == std::string::npos) return std::nullopt;
-  std::istringstream rest(text.substr(paren + 2));
-  std::vector<std::string> fields;
-  for (std::string f; rest >> f;) fields.push_back(f);
-  if (fields.size() < 20) return std::nullopt;
-  // fields[0] is field 3 of proc(5): state; ppid is field 4; starttime is field 22.
-  ProcStat stat;
-  stat.pid = pid;
-  stat.state = fields[0][0];
-  stat.ppid = static_cast<pid_t>(std::stol(fields[1]));
-  stat.startTime = std::stoull(fields[19]);
-  return stat;
-}
-
-std::vector<ProcStat> allProcesses() {
-  std::vector<ProcStat> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (auto stat = readStat(static_cast<pid_t>(std::stol(name)))) out.push_back(*stat);
-  }
-  return out;
-}
-
-// Every process whose ppid chain leads to `root`.
-std::vector<ProcStat> descendants(pid_t root) {
-  std::multimap<pid_t, ProcStat> children;
-  for (const auto& p : allProcesses()) children.emplace(p.ppid, p);
-  std::vector<ProcStat> out;
-  std::vector<pid_t> todo = {root};
-  while (!todo.empty()) {
-    pid_t parent = todo.back();
-    todo.pop_back();
-    auto [begin, end] = children.equal_range(parent);
-    for (auto it = begin; it != end; ++it) {
-      out.push_back(it->second);
-      todo.push_back(it->second.pid);
-    }
-  }
-  return out;
-}
-
-// The same process (not a reused pid), not yet dead.
-bool stillRunning(const ProcStat& p) {
-  auto now = readStat(p.pid);
-  return now && now->startTime == p.startTime && now->state != 'Z' && now->state != 'X';
-}
-
-std::string describe(const std::vector<ProcStat>& procs) {
-  std::ostringstream out;
-  for (const auto& p : procs) {
-    std::ifstream cmd("/proc/" + std::to_string(p.pid) + "/cmdline");
-    std::string line((std::istreambuf_iterator<char>(cmd)), {});
-    std::replace(line.begin(), line.end(), '\0', ' ');
-    out << "\n  pid " << p.pid << " ppid " << p.ppid << " state " << p.state << ": " << line;
-  }
-  return out.str();
-}
-
-// ---- the host's cgroup tree ---------------------------------------------------------------
-
-// The directories of the cgroups this process is in, in every mounted hierarchy.
-std::set<fs::path> ownCgroupDirs() {
-  std::set<fs::path> mounts = {"/sys/fs/cgroup"};
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/sys/fs/cgroup", ec)) {
-    if (entry.is_directory(ec)) mounts.insert(entry.path());
-  }
-  std::set<fs::path> dirs;
-  std::ifstream in("/proc/self/cgroup");
-  for (std::string line; std::getline(in, line);) {
-    size_t second = line.find(':', line.find(':') + 1);
-    if (second == std::string::npos) continue;
-    std::string path = line.substr(second + 1);
-    for (const auto& mount : mounts) {
-      if (!fs::exists(mount / "cgroup.procs", ec)) continue;  // not a cgroup mount
-      fs::path dir = mount / fs::path(path).relative_path();
-      if (fs::is_directory(dir, ec)) dirs.insert(dir.lexically_normal());
-    }
-  }
-  return dirs;
-}
-
-// Directories named pycell-<pid> or pycell-<pid><non-digit>... below our own cgroups.
-std::vector<std::string> pycellCgroups(pid_t serverPid) {
-  const std::string prefix = "pycell-" + std::to_string(serverPid);
-  std::vector<std::string> found;
-  for (const auto& root : ownCgroupDirs()) {
-    std::error_code ec;
-    fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
-    for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it.depth() > 8) {
-        it.disable_recursion_pending();
-        continue;
-      }
-      std::error_code dirEc;
-      if (!it->is_directory(dirEc)) continue;
-      std::string name = it->path().filename().string();
-      if (name.rfind(prefix, 0) == 0 &&
-          (name.size() == prefix.size() || !std::isdigit(static_cast<unsigned char>(name[prefix.size()]))))
-        found.push_back(it->path().string());
-    }
-  }
-  return found;
-}
-
-std::set<std::string> pycellMounts() {
-  std::set<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.find("pycell") != std::string::npos) out.insert(line);
-  }
-  return out;
-}
 
 // ---- helpers ------------------------------------------------------------------------------
 
@@ -231,7 +102,7 @@ TEST_CASE("a fork bomb is stopped and the server stays healthy", "[containment]"
     expected = standing();
     if (left.size() <= expected) break;
   }
-  INFO("server descendants:" << describe(left));
+  INFO("server descendants:" << describeProcesses(left));
   CHECK(left.size() <= expected);
 
   Json after = executeCode(*server, "print('alive')");
@@ -424,7 +295,7 @@ TEST_CASE("nothing is left behind after the server exits", "[containment]") {
   std::this_thread::sleep_for(300ms);
 
   std::vector<ProcStat> tree = descendants(serverPid);
-  INFO("server " << serverPid << " descendants while running:" << describe(tree));
+  INFO("server " << serverPid << " descendants while running:" << describeProcesses(tree));
   REQUIRE_FALSE(tree.empty());
   auto cgroupsWhileRunning = pycellCgroups(serverPid);
   std::string during;
@@ -445,7 +316,7 @@ TEST_CASE("nothing is left behind after the server exits", "[containment]") {
       if (stillRunning(p)) alive.push_back(p);
     if (alive.empty()) break;
   }
-  INFO("still running:" << describe(alive));
+  INFO("still running:" << describeProcesses(alive));
   CHECK(alive.empty());
 
   std::vector<std::string> leftover;

@@ -8,6 +8,7 @@ file(GLOB PYCELL_INTEGRATION_SOURCES CONFIGURE_DEPENDS
 add_executable(pycell_integration_tests
   ${CMAKE_CURRENT_SOURCE_DIR}/main.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/support/server_process.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/support/host_view.cc
   ${PYCELL_INTEGRATION_SOURCES}
 )
 target_include_directories(pycell_integration_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)

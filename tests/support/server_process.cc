@@ -453,6 +453,11 @@ std::vector<Json> ServerProcess::notifications() const {
 
 void ServerProcess::closeStdin() { child_.closeStdin(); }
 
+void ServerProcess::closeStdout() {
+  child_.closeStdout();
+  stdout_closed_ = true;
+}
+
 std::optional<int> ServerProcess::waitExit(Millis timeout) {
   auto deadline = Clock::now() + timeout;
   for (;;) {

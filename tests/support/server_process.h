@@ -142,6 +142,8 @@ class ServerProcess {
   const std::vector<std::string>& malformedOutput() const { return malformed_; }
 
   void closeStdin();
+  // Stops listening: closes our end of its stdout, so its next write fails with EPIPE.
+  void closeStdout();
   // The exit code (128 + signal when killed by one), or nullopt if still running at timeout.
   std::optional<int> waitExit(Millis timeout);
   bool exited();
