@@ -1,6 +1,7 @@
 #include "pycell/exec/execution.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -256,7 +257,11 @@ void Execution::takeSample() {
   std::istringstream(*statm) >> pages >> pages;
   auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();
   json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", pages * pageSize}};
-  if (usageSink_) usageSink_(sample);
+  if (usageSink_) {
+    json notice = sample;
+    notice["executionId"] = request_.executionId;
+    usageSink_(notice);
+  }
   samples_.push_back(std::move(sample));
 }
 
@@ -298,7 +303,10 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
   state_ = ExecState::Running;
   json requestDoc = requestDocument(rlimits);
   stdin_ = {std::move(stdinW), request_.stdinData, 0};
-  requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace), 0};
+  // One line: the bootstrap reads up to the newline, so a pooled child's request pipe may
+  // stay open (see childNeverStarted).
+  requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", 0,
+                  pool_ != nullptr};
   stdout_ = {std::move(stdoutR), true};
   stderr_ = {std::move(stderrR), true};
   result_ = {std::move(resultR), true};
@@ -442,7 +450,7 @@ bool Execution::pumpOutgoing(Outgoing& o) {
     o.offset += static_cast<size_t>(n);
   }
   loop_.unwatch(o.fd.get());
-  o.fd.reset();
+  if (!o.keepOpen) o.fd.reset();
   o.data.clear();
   return true;
 }
@@ -456,7 +464,53 @@ void Execution::onExit() {
   childEnded(status, usage);
 }
 
+// The whole request still sits unread in the pipe, and the child said nothing: it died
+// before the bootstrap looked at the request, so no code of the program ran.
+bool Execution::childNeverStarted() const {
+  if (!requestPipe_.fd || !requestPipe_.data.empty()) return false;
+  int unread = -1;
+  if (::ioctl(requestPipe_.fd.get(), FIONREAD, &unread) != 0) return false;
+  return unread > 0 && static_cast<size_t>(unread) == requestPipe_.offset && resultText_.empty() &&
+         stdoutBuf_.totalBytes() == 0 && stderrBuf_.totalBytes() == 0;
+}
+
+void Execution::retryOnAnotherChild() {
+  constexpr int kMaxRetries = 3;
+  ++retries_;
+  log::warn("execution " + request_.executionId + ": its pooled child died before starting it; retrying on another (" +
+            std::to_string(retries_) + "/" + std::to_string(kMaxRetries) + ")");
+  for (Stream* s : {&stdout_, &stderr_, &result_}) {
+    if (s->open) loop_.unwatch(s->fd.get());
+    *s = {};
+  }
+  for (Outgoing* o : {&stdin_, &requestPipe_}) {
+    if (o->fd) loop_.unwatch(o->fd.get());
+    *o = {};
+  }
+  for (auto* t : {&timeoutTimer_, &drainTimer_, &sampleTimer_}) {
+    if (*t) loop_.cancelTimer(**t);
+    t->reset();
+  }
+  pid_ = samplePid_ = -1;
+  pidfd_.reset();
+  pooledId_ = 0;
+  resultText_.clear();
+  report_.reset();
+  samples_ = json::array();
+  cpuAtStart_.reset();
+  exited_ = false;
+  waitStatus_ = 0;
+  rusage_ = {};
+  state_ = ExecState::Queued;
+  retry_(std::move(cgroup_));
+}
+
 void Execution::childEnded(int status, const rusage& usage) {
+  if (pool_ && retry_ && retries_ < 3 && stopReason_ == StopReason::None && state_ == ExecState::Running &&
+      childNeverStarted()) {
+    retryOnAnotherChild();
+    return;
+  }
   exited_ = true;
   exitedAt_ = std::chrono::steady_clock::now();
   waitStatus_ = status;

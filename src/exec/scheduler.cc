@@ -55,12 +55,13 @@ size_t Scheduler::ownSandboxes() const {
 Scheduler::~Scheduler() { shutdown(); }
 
 std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest request, Done done,
-                                                          Execution::OutputSink output) {
+                                                          Execution::OutputSink output, Execution::UsageSink usage) {
   uint64_t serial = ++serial_;
   if (request.executionId.empty()) request.executionId = "exec-" + std::to_string(serial);
   std::string id = request.executionId;
   if (active_.count(id)) return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "executionId '" + id + "' is already in use"});
-  if (!request.session.empty()) return submitToSession(std::move(request), std::move(done), std::move(output), serial);
+  if (!request.session.empty())
+    return submitToSession(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
   if (ownSandboxes() >= static_cast<size_t>(ctx_.options.maxConcurrent) &&
       queue_.size() >= static_cast<size_t>(ctx_.options.maxQueue)) {
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
@@ -69,7 +70,13 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
   }
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
+  if (usage) execution->onUsage(std::move(usage));
   execution->onDone([this, id](json result) { retire(id, std::move(result)); });
+  execution->onRetry([this, id](sandbox::ExecutionCgroup dead) {
+    reaper_.add(std::move(dead));
+    scheduleReap();
+    launch(id);  // still counted as running: it claims again, ahead of the queue
+  });
   active_[id] = Entry{std::move(execution), std::move(done)};
   queue_.push_back(id);
   ++total_;
@@ -222,7 +229,8 @@ void Scheduler::shutdown() {
 // --- sessions ---------------------------------------------------------------------------
 
 std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequest request, Done done,
-                                                                   Execution::OutputSink output, uint64_t serial) {
+                                                                   Execution::OutputSink output,
+                                                                   Execution::UsageSink usage, uint64_t serial) {
   auto it = sessions_.find(request.session);
   if (it == sessions_.end())
     return std::unexpected(SubmitError{SubmitError::Kind::BadSession, "unknown session '" + request.session + "'"});
@@ -251,6 +259,7 @@ std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequ
   std::string id = request.executionId, sessionId = request.session;
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
+  if (usage) execution->onUsage(std::move(usage));
   execution->onDone([this, id](json result) { retire(id, std::move(result)); });
   active_[id] = Entry{std::move(execution), std::move(done)};
   queue.push_back(id);

@@ -157,16 +157,24 @@ bool makeReadOnly(const char* path, unsigned long extra) {
   return ::mount(nullptr, path, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | extra | lockedFlags(path), nullptr) == 0;
 }
 
-bool bindSource(const MountOp& op, const char* target, ChildFailure& f) {
+bool isBind(MountOp::Kind k) {
+  return k == MountOp::Kind::BindReadOnly || k == MountOp::Kind::BindWritable || k == MountOp::Kind::BindDevice;
+}
+
+// The source was opened (O_PATH) before the staging tmpfs went up, so a source under the
+// staging directory's own path (/tmp) is still the host's.
+bool bindSource(int sourceFd, const char* target, ChildFailure& f) {
   struct stat st{};
-  if (::stat(op.source.c_str(), &st) != 0) return fail(f, "stat bind source");
+  if (::fstat(sourceFd, &st) != 0) return fail(f, "stat bind source");
   if (S_ISDIR(st.st_mode) ? !makeDirs(target, 0755) : !(makeParent(target) && touch(target)))
     return fail(f, "create bind target");
-  if (::mount(op.source.c_str(), target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return fail(f, "bind mount");
+  char source[64];
+  std::snprintf(source, sizeof source, "/proc/self/fd/%d", sourceFd);
+  if (::mount(source, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return fail(f, "bind mount");
   return true;
 }
 
-bool executeOp(const MountOp& op, const char* target, ChildFailure& f) {
+bool executeOp(const MountOp& op, const char* target, int sourceFd, ChildFailure& f) {
   using K = MountOp::Kind;
   switch (op.kind) {
     case K::Dir:
@@ -175,14 +183,14 @@ bool executeOp(const MountOp& op, const char* target, ChildFailure& f) {
       if (!makeDirs(target, 0755)) return fail(f, "mkdir tmpfs target");
       return ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0 || fail(f, "mount tmpfs");
     case K::BindReadOnly:
-      if (!bindSource(op, target, f)) return false;
+      if (!bindSource(sourceFd, target, f)) return false;
       return makeReadOnly(target, MS_NODEV) || fail(f, "remount bind read-only");
     case K::BindWritable:
-      if (!bindSource(op, target, f)) return false;
+      if (!bindSource(sourceFd, target, f)) return false;
       return ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | lockedFlags(target), nullptr) == 0 ||
              fail(f, "remount bind");
     case K::BindDevice:
-      return bindSource(op, target, f);
+      return bindSource(sourceFd, target, f);
     case K::Proc:
       if (!makeDirs(target, 0755)) return fail(f, "mkdir /proc");
       return ::mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0 || fail(f, "mount proc");
@@ -209,15 +217,30 @@ bool executeOp(const MountOp& op, const char* target, ChildFailure& f) {
 bool executeRootfsPlan(const std::vector<MountOp>& plan, const char* staging, ChildFailure& f) {
   // Nothing we mount may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(f, "make mounts private");
+  constexpr size_t kMaxBinds = 256;
+  int sources[kMaxBinds];
+  size_t opened = 0;
+  for (const auto& op : plan) {
+    if (!isBind(op.kind)) continue;
+    if (opened == kMaxBinds) {
+      errno = E2BIG;
+      return fail(f, "too many bind mounts");
+    }
+    sources[opened] = ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
+    if (sources[opened] < 0) return fail(f, "open bind source");
+    ++opened;
+  }
   if (::mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") != 0) return fail(f, "mount root tmpfs");
   char target[PATH_MAX];
+  size_t next = 0;
   for (const auto& op : plan) {
     if (std::snprintf(target, sizeof target, "%s%s", staging, op.target.c_str()) >= static_cast<int>(sizeof target)) {
       errno = ENAMETOOLONG;
       return fail(f, "mount target path");
     }
-    if (!executeOp(op, target, f)) return false;
+    if (!executeOp(op, target, isBind(op.kind) ? sources[next++] : -1, f)) return false;
   }
+  for (size_t i = 0; i < opened; ++i) ::close(sources[i]);
   // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only ours
   // (the trick from pivot_root(2)'s NOTES).
   if (::chdir(staging) != 0) return fail(f, "chdir staging");

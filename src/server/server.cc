@@ -284,13 +284,13 @@ void Server::execute(const json& params, Reply reply) {
     bool full = e.kind == exec::SubmitError::Kind::QueueFull || e.kind == exec::SubmitError::Kind::TooManySessions;
     reply.error(full ? code::kQueueFull : code::kInvalidParams, e.message);
   };
-  submitTracked(std::move(*request), std::move(reply), std::move(output), answer, rejected, finished);
+  submitTracked(std::move(*request), std::move(reply), std::move(output), answer, rejected, finished, stream);
 }
 
 void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Execution::OutputSink output,
                            std::function<void(Reply&, Result<json>)> answer,
                            std::function<void(Reply&, const exec::SubmitError&)> rejected,
-                           std::function<void(const Result<json>&)> finished) {
+                           std::function<void(const Result<json>&)> finished, bool streamUsage) {
   std::string key = requestKey(reply.id());
   auto shared = std::make_shared<Reply>(std::move(reply));
   auto done = [this, shared, key, answer = std::move(answer), finished = std::move(finished)](Result<json> result) {
@@ -301,7 +301,11 @@ void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Ex
     else answer(*shared, std::move(result));
   };
   // A sandbox that fails to start answers from inside submit; hence the checks below.
-  auto submitted = scheduler_.submit(std::move(request), std::move(done), std::move(output));
+  exec::Execution::UsageSink usage;
+  if (streamUsage) {
+    usage = [this](const json& sample) { notify("execute/usage", sample); };
+  }
+  auto submitted = scheduler_.submit(std::move(request), std::move(done), std::move(output), std::move(usage));
   if (!submitted) {
     if (!shared->answered()) rejected(*shared, submitted.error());
     return;

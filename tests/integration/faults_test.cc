@@ -35,7 +35,7 @@ namespace {
 struct Watched {
   explicit Watched(Framing framing = Framing::kNdjson, const std::vector<std::string>& extra = {})
       : mountsBefore(pycellMounts()),
-        server(startServer(framing, extra)),
+        server(startKernelServer(framing, extra)),
         tracker(std::make_unique<DescendantTracker>(server->pid(), 50ms)) {}
 
   ServerProcess& operator*() { return *server; }
@@ -271,14 +271,11 @@ TEST_CASE("SIGKILL of the sandboxed process of a running execution: it ends cras
   requireNothingLeft(w);
 }
 
-// Known server bug, hence [!mayfail] (reported, runs and prints its failures, does not fail the
-// suite; drop the tag once fixed): a ready child killed from outside is handed to the next
-// execution if the zygote has not reported its death yet, and that execution ends "crashed"
-// with signal 9 although its code never ran. Checking the child's pidfd at claim time is not
-// enough (it is usually still dying then); the execution would have to be retried on another
-// child when its child ends before reading the request.
+// A ready child killed from outside (the OOM killer, an administrator) may be handed out
+// before the zygote has reported its death: the execution notices that the child never read
+// its request, and claims another.
 TEST_CASE("SIGKILL of the pool's ready children: the next executions run in live ones, none gets a dead child",
-          "[faults][!mayfail]") {
+          "[faults]") {
   Watched w;
   Json pool = awaitFullPool(*w);
   const pid_t zygote = pool["zygotePid"].get<pid_t>();

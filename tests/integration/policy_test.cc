@@ -176,16 +176,20 @@ TEST_CASE("events logged before the program tampers with the audit layer stay in
                "import json\n"
                "open('before.txt', 'w').write('x')\n"
                "import gc\n"
-               "for o in gc.get_objects():\n"
-               "    if type(o).__name__ == 'Guard':\n"
-               "        for name, v in list(vars(o).items()):\n"
-               "            if isinstance(v, (list, dict, set)):\n"
-               "                v.clear()\n"
-               "        o.closed = True\n"
-               "        o.emit = lambda *a: None\n"
+               "L, V, T = list, vars, type  # the guard's builtins dict is about to be emptied too\n"
+               "guards = [o for o in gc.get_objects() if T(o).__name__ == 'Guard']\n"
+               "for o in guards:\n"
+               "    for v in L(V(o).values()):\n"
+               "        try:\n"
+               "            v.clear()\n"
+               "        except AttributeError:\n"
+               "            pass\n"
+               "    o.closed = True\n"
+               "    o.emit = lambda *a: None\n"
                "'tampered'");
   INFO(brief(r));
   CHECK(r["value"] == "tampered");
+  CHECK(r["status"] == "ok");
   CHECK(hasImport(r["activity"], "json"));
   bool sawFile = false;
   for (const auto& f : r["activity"]["files"]) sawFile = sawFile || f["path"] == "before.txt";

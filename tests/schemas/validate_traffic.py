@@ -248,6 +248,7 @@ class Connection:
 
 NOTIFICATION_SCHEMAS = {
     "execute/output": "execute-output.notification.json",
+    "execute/usage": "execute-usage.notification.json",
     "window/logMessage": "window-logMessage.notification.json",
     "$/cancelRequest": "cancelRequest.notification.json",
 }
@@ -562,6 +563,18 @@ def ndjson_session(binary, schemas, report, config):
         check(r.get("result", {}).get("status") == "killed", "ndjson: killed execute: %s" % short(r))
         k = s.result("kill", {"executionId": "to-kill"})
         check(k == {"killed": False, "state": "finished"}, "ndjson: kill of a finished one: %s" % short(k))
+
+        # analyze: diagnostics in LSP's shape; a denied import and its activity
+        d = s.result("analyze", {"code": "import socket\nx = (\n"})
+        check([x["code"] for x in d["diagnostics"]] == ["forbidden-import", "syntax-error"], "ndjson: analyze: %s" % short(d))
+        s.expect_error(-32602, "analyze", {"code": 5}, schema_valid=False)
+        r = s.result("execute", {"code": "import json\nimport socket"})
+        check(r["status"] == "policy_violation" and r["activity"]["imports"] == ["json"],
+              "ndjson: policy_violation: %s" % short(r))
+        r = s.result("execute", {"code": "import time\nx = bytearray(1 << 22)\ntime.sleep(0.2)", "stream": True,
+                                 "executionId": "sampled"})
+        check(len(r.get("samples", [])) >= 2 and "avgMemoryBytes" in r["usage"], "ndjson: samples: %s" % short(r))
+        s.notification(lambda n: n.get("method") == "execute/usage" and n["params"]["executionId"] == "sampled")
 
         # a session: state kept, listed in status, a run interrupted by kill, then closed
         sc = s.result("session/create", {"session": "nb", "limits": {"timeoutMs": 5000}})

@@ -67,6 +67,10 @@ class Execution {
   void onDone(Done done) { done_ = std::move(done); }
   void onOutput(OutputSink sink) { output_ = std::move(sink); }
   void onUsage(UsageSink sink) { usageSink_ = std::move(sink); }
+  // A pooled child that died before it read the request (killed from outside while it
+  // waited) did not run anything: the execution goes back to claim another, through this.
+  using Retry = std::function<void(sandbox::ExecutionCgroup deadChildsCgroup)>;
+  void onRetry(Retry retry) { retry_ = std::move(retry); }
 
   // Spawns a one-shot sandbox. An error means nothing runs (the caller answers -32000).
   [[nodiscard]] Status start();
@@ -108,6 +112,7 @@ class Execution {
     UniqueFd fd;
     std::string data;
     size_t offset = 0;
+    bool keepOpen = false;  // the request pipe of a pooled child: kept to tell whether it was read
   };
 
   void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
@@ -124,6 +129,8 @@ class Execution {
   void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);
   void onExit();
   void childEnded(int status, const rusage& usage);
+  [[nodiscard]] bool childNeverStarted() const;
+  void retryOnAnotherChild();
   void maybeFinish();
   void adoptReportedExit();
   const json& report();
@@ -139,6 +146,8 @@ class Execution {
   Done done_;
   OutputSink output_;
   UsageSink usageSink_;
+  Retry retry_;
+  int retries_ = 0;
   json events_ = json::array();   // activity, as the bootstrap wrote it through
   bool blocked_ = false;          // an event said the policy blocked something
   json samples_ = json::array();  // {tMs, cpuMs, rssBytes}

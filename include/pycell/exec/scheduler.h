@@ -29,7 +29,8 @@ class Scheduler {
   // Queues or starts the request. `done` is called exactly once: with the result, or with
   // the error that kept the sandbox from starting.
   [[nodiscard]] std::expected<std::string, SubmitError> submit(ExecutionRequest request, Done done,
-                                                               Execution::OutputSink output = {});
+                                                               Execution::OutputSink output = {},
+                                                               Execution::UsageSink usage = {});
   // Starts a session; `done` gets {session, profile, limits, pooled} once its interpreter
   // is ready, or the error that kept it from starting.
   [[nodiscard]] std::expected<void, SubmitError> createSession(SessionSettings settings, Done done);
@@ -59,7 +60,8 @@ class Scheduler {
     Done done;
   };
   [[nodiscard]] std::expected<std::string, SubmitError> submitToSession(ExecutionRequest request, Done done,
-                                                                        Execution::OutputSink output, uint64_t serial);
+                                                                        Execution::OutputSink output,
+                                                                        Execution::UsageSink usage, uint64_t serial);
   void startNext();
   void launch(const std::string& id);
   void retire(const std::string& id, Result<json> result);

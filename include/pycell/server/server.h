@@ -66,7 +66,7 @@ class Server {
   void submitTracked(exec::ExecutionRequest request, protocol::Reply reply, exec::Execution::OutputSink output,
                      std::function<void(protocol::Reply&, Result<json>)> answer,
                      std::function<void(protocol::Reply&, const exec::SubmitError&)> rejected,
-                     std::function<void(const Result<json>&)> finished = {});
+                     std::function<void(const Result<json>&)> finished = {}, bool streamUsage = false);
 
   // MCP (mcp.cc)
   void mcpInitialize(const json& params, protocol::Reply reply);
