@@ -480,7 +480,7 @@ def ndjson_session(binary, schemas, report, config):
                                         "capabilities": {}})
         check(init["capabilities"]["framing"] == "ndjson", "ndjson: initialize says framing %s" % init["capabilities"])
         names = sorted(p["name"] for p in init["profiles"])
-        check(names == ["data", "datascience", "default", "small"], "ndjson: profiles from the config: %s" % names)
+        check(names == ["data", "datascience", "default", "open", "small", "teaching"], "ndjson: profiles from the config: %s" % names)
 
         # ok, with a value, inputs, stdin and files
         r = s.result("execute", {
