@@ -1,7 +1,6 @@
 #include "pycell/exec/execution.h"
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -303,10 +302,7 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
   state_ = ExecState::Running;
   json requestDoc = requestDocument(rlimits);
   stdin_ = {std::move(stdinW), request_.stdinData, 0};
-  // One line: the bootstrap reads up to the newline, so a pooled child's request pipe may
-  // stay open (see childNeverStarted).
-  requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", 0,
-                  pool_ != nullptr};
+  requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", 0};
   stdout_ = {std::move(stdoutR), true};
   stderr_ = {std::move(stderrR), true};
   result_ = {std::move(resultR), true};
@@ -446,11 +442,11 @@ bool Execution::pumpOutgoing(Outgoing& o) {
     ssize_t n = ::write(o.fd.get(), o.data.data() + o.offset, o.data.size() - o.offset);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return false;
-    if (n < 0) break;  // EPIPE: the program closed its end; the rest is dropped
+    if (n < 0) break;  // EPIPE: the program closed its end (or died); the rest is dropped
     o.offset += static_cast<size_t>(n);
   }
   loop_.unwatch(o.fd.get());
-  if (!o.keepOpen) o.fd.reset();
+  o.fd.reset();
   o.data.clear();
   return true;
 }
@@ -464,14 +460,11 @@ void Execution::onExit() {
   childEnded(status, usage);
 }
 
-// The whole request still sits unread in the pipe, and the child said nothing: it died
-// before the bootstrap looked at the request, so no code of the program ran.
+// The bootstrap says "started" on the result channel just before the program's code runs;
+// a child that died silently without saying it ran nothing of the program.
 bool Execution::childNeverStarted() const {
-  if (!requestPipe_.fd || !requestPipe_.data.empty()) return false;
-  int unread = -1;
-  if (::ioctl(requestPipe_.fd.get(), FIONREAD, &unread) != 0) return false;
-  return unread > 0 && static_cast<size_t>(unread) == requestPipe_.offset && resultText_.empty() &&
-         stdoutBuf_.totalBytes() == 0 && stderrBuf_.totalBytes() == 0;
+  return resultText_.find("{\"started\":true}\n") == std::string::npos && stdoutBuf_.totalBytes() == 0 &&
+         stderrBuf_.totalBytes() == 0;
 }
 
 void Execution::retryOnAnotherChild() {

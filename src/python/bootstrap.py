@@ -1038,9 +1038,10 @@ def _run(line, main=None, session=False):
     try:
         body, last = _compile(code)
         _interruptible = True
-        if session:
-            # The server interrupts a session's run only after this line: a SIGINT that
-            # arrives earlier would find nothing to interrupt.
+        # The program's code starts now. The server interrupts a session's run only after
+        # this line (a SIGINT before it would find nothing to interrupt), and retries a run
+        # whose pooled child died without it (killed from outside before it began).
+        with _suppress(OSError, TypeError):
             _write_all(_RESULT_FD, b'{"started":true}\n')
         exec(body, main.__dict__)
         if last is not None:

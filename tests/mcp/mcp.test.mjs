@@ -67,12 +67,13 @@ test("inputs reach the program and timeoutMs bounds it", async () => {
   assert.equal(slow.structuredContent.status, "timeout");
 });
 
-test("the sandbox holds: no network, no host files", async () => {
-  const r = await client.callTool({
-    name: "run_python",
-    arguments: { code: "import os, socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    net = 'open'\nexcept OSError as e:\n    net = type(e).__name__\n[net, os.path.exists('/etc/shadow')]" },
-  });
-  assert.deepEqual(r.structuredContent.value, ["PermissionError", false]);
+test("the sandbox holds: the policy stops a socket import, and host files are not there", async () => {
+  const r = await client.callTool({ name: "run_python", arguments: { code: "import socket" } });
+  assert.equal(r.isError, true);
+  assert.equal(r.structuredContent.status, "policy_violation");
+  assert.match(r.content.map((c) => c.text ?? "").join("\n"), /import of 'socket' is blocked/);
+  const files = await client.callTool({ name: "run_python", arguments: { code: "import os\n[os.path.exists(p) for p in ('/etc/shadow', '/root', '/home')]" } });
+  assert.deepEqual(files.structuredContent.value, [false, false, false]);
 });
 
 test("a call without code is a tool error the model can read, not a crash", async () => {

@@ -72,11 +72,21 @@ def run_raw(request_bytes, stdin=b"", cwd=None, preload=None):
     return chunks[0], out.decode(), err.decode(), proc.returncode
 
 
+def report_of(raw):
+    """The report: what follows the last line on the result channel (the lines before it
+    are "started" and activity events)."""
+    lines = raw.split(b"\n")
+    for line in lines[:-1]:
+        doc = json.loads(line)
+        assert doc == {"started": True} or "event" in doc, line
+    return json.loads(lines[-1].decode("utf-8"), parse_constant=_reject_constant)
+
+
 def run(code, stdin=b"", cwd=None, preload=None, **request):
     """Run `code` with extra request fields; returns (result, stdout, stderr, rc)."""
     request["code"] = code
     raw, out, err, rc = run_raw(json.dumps(request).encode(), stdin, cwd, preload)
-    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant), out, err, rc
+    return report_of(raw), out, err, rc
 
 
 def _read_all(fd):

@@ -112,7 +112,6 @@ class Execution {
     UniqueFd fd;
     std::string data;
     size_t offset = 0;
-    bool keepOpen = false;  // the request pipe of a pooled child: kept to tell whether it was read
   };
 
   void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
