@@ -499,8 +499,9 @@ void Execution::retryOnAnotherChild() {
 }
 
 void Execution::childEnded(int status, const rusage& usage) {
+  // (Not when the zygote died: its executions are answered, and the pool restarts it.)
   if (pool_ && retry_ && retries_ < 3 && stopReason_ == StopReason::None && state_ == ExecState::Running &&
-      childNeverStarted()) {
+      !zygoteDied_ && childNeverStarted()) {
     retryOnAnotherChild();
     return;
   }
