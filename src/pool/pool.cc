@@ -191,7 +191,9 @@ Status Zygote::start() {
                {"diskMb", profile.limits.diskMb},
                {"rlimits", rlimits},
                {"seccomp", ctx.isolation.seccomp ? base64(bpf.data(), bpf.size() * sizeof(sock_filter)) : ""},
-               {"shareNetwork", false}};
+               {"shareNetwork", false},
+               // Its hooks go in before a child is offered; each request brings the policy again.
+               {"policy", policyDocument(profile, false)}};
   return sendMessage(control_.get(), init, {});
 }
 

@@ -949,6 +949,22 @@ def _load_policy():
     return _policy_module
 
 
+_prepared_guard = None  # made by a zygote for its profile's policy, shared by its children
+
+
+def _prepare_policy(policy):
+    """In a zygote: the guard for the profile's policy, made once (children rearm it)."""
+    global _prepared_guard
+    _prepared_guard = _load_policy().install(policy, None)
+    _prepared_guard.close()
+
+
+def _activate_policy(policy, emit):
+    if _prepared_guard is not None and _prepared_guard.policy == policy:
+        return _load_policy().rearm(_prepared_guard, emit)
+    return _load_policy().install(policy, emit)
+
+
 def _emit_event(event):
     """An activity event goes to the server at once, one line per event: what the program
     does afterwards (unhooking, rewriting our lists) cannot take it back."""
@@ -1024,7 +1040,7 @@ def _run(line, main=None, session=False):
     guard = None
     if request.get("policy") is not None:
         try:
-            guard = _load_policy().install(request["policy"], _emit_event)
+            guard = _activate_policy(request["policy"], _emit_event)
         except BaseException as e:
             message = "cannot apply the profile's policy: %s" % _safe_str(e)
             _stderr("pycell bootstrap: %s\n" % message)
@@ -1248,10 +1264,20 @@ def _session(reader, header):
         document = None
 
 
-def _warm_up():
+def _warm_up(policy=None):
     """In a pooled child, before it waits for its request: the first pass through the
     bootstrap's own code copies the pages it writes (reference counts) from the zygote.
-    Done now, that cost is not paid on the request path."""
+    Done now, that cost is not paid on the request path. With the profile's policy, its
+    hooks go in now too (once per process), and a first guard warms their code."""
+    guard = None
+    if policy is not None:
+        with _suppress(BaseException):
+            guard = _activate_policy(policy, None)
+    _warm_up_runner()
+    return guard  # left open for the profile's own warm-up, which runs as the program would
+
+
+def _warm_up_runner():
     with _suppress(BaseException):
         request = json.loads('{"code": "x = 1\\nx", "files": {}, "inputs": null}')
         body, last = _compile(request["code"])

@@ -283,25 +283,17 @@ class Guard:
     """The active policy of one program run; install() makes it."""
 
     def __init__(self, policy, emit, user_files):
-        self._t0 = _perf()
-        self._pid = os.getpid()
-        self._emit_fn = emit
-        self.closed = False
-        self.violations = []
-        self.violation_count = 0
+        self.policy = policy
+        self._start(emit)
         imports = _section(policy, "imports")
+
         deny, allow = _names(imports.get("deny")), imports.get("allow")
         self._deny = frozenset(deny)
         self._allow = None if allow is None else frozenset(_names(allow))
         self._decisions = {}
-        self._user_modules = {}
         self.network = bool(policy.get("network", False))
         self.enforce_files = bool(policy.get("enforceFiles", False))
         self.max_events = int(policy.get("maxEvents", 2000))
-        self._count = self._blocked = self._dropped = 0
-        self._truncated = False
-        self._modules_loaded = self._emit_errors = self._hook_errors = 0
-        self._seen = set()  # dedup keys of emitted import/file/network events
         workdir = os.path.realpath(policy.get("workdir") or os.getcwd())
         self.workdir = workdir
         self._system_roots = _system_roots()
@@ -336,6 +328,20 @@ class Guard:
     @property
     def first_violation(self):
         return dict(self.violations[0]) if self.violations else None
+
+    def _start(self, emit):
+        """The per-run state: a fresh clock, no events, no violations."""
+        self._t0 = _perf()
+        self._pid = os.getpid()
+        self._emit_fn = emit if emit is not None else (lambda event: None)
+        self.closed = False
+        self.violations = []
+        self.violation_count = 0
+        self._user_modules = {}
+        self._count = self._blocked = self._dropped = 0
+        self._truncated = False
+        self._modules_loaded = self._emit_errors = self._hook_errors = 0
+        self._seen = set()  # dedup keys of emitted import/file/network events
 
     def close(self):
         """Stops checking and recording; the hooks stay but do nothing for this guard."""
@@ -597,8 +603,25 @@ class Guard:
                           "dynamic code (eval/exec) is disabled by this profile")
 
 
+_system_roots_cache = {}
+
+
 def _system_roots():
-    """The interpreter's own read-only trees."""
+    """The interpreter's own read-only trees (computed once per sys.path: a zygote computes
+    them for all its children)."""
+    key = tuple(p for p in sys.path if _is_package_dir(p))
+    cached = _system_roots_cache.get(key)
+    if cached is None:
+        cached = _system_roots_cache[key] = _find_system_roots()
+    return list(cached)
+
+
+def _is_package_dir(path):
+    return bool(path) and os.path.isabs(path) and (
+        "site-packages" in path or "dist-packages" in path or path.endswith(".zip"))
+
+
+def _find_system_roots():
     roots = set()
     for path in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
         if path:
@@ -612,8 +635,7 @@ def _system_roots():
     except Exception:  # noqa: BLE001
         pass
     for path in sys.path:
-        if path and os.path.isabs(path) and ("site-packages" in path or "dist-packages" in path
-                                             or path.endswith(".zip")):
+        if _is_package_dir(path):
             roots.add(os.path.realpath(path))
     return sorted(r for r in roots if r != "/")
 
@@ -859,6 +881,18 @@ def install(policy=None, emit=None, user_files=None):
                   user_files)
     previous, _active[0] = _active[0], guard
     if previous is not None:
+        previous.close()
+    return guard
+
+
+def rearm(guard, emit=None):
+    """Makes a guard made earlier (by a zygote, for the children it forks) the active one
+    for a new run, with fresh per-run state: cheaper than install(), and the guard's
+    objects stay shared with the zygote's pages."""
+    _setup()
+    guard._start(emit)
+    previous, _active[0] = _active[0], guard
+    if previous is not None and previous is not guard:
         previous.close()
     return guard
 

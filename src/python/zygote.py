@@ -98,7 +98,7 @@ def fork_isolated(lib, share_network):
     return pid
 
 
-def child(fds, lib, spec, bootstrap, child_warmup):
+def child(fds, lib, spec, bootstrap, child_warmup, policy):
     """In the new child: isolate, warm up, say ready, run the bootstrap (never returns)."""
     try:
         signal.set_wakeup_fd(-1)
@@ -109,12 +109,16 @@ def child(fds, lib, spec, bootstrap, child_warmup):
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # siblings must not draw the zygote's numbers
-        bootstrap._warm_up()
+        # The zygote's guard, rearmed, for the profile's own warm-up (which runs as a program).
+        guard = bootstrap._warm_up(policy if child_warmup else None)
         if child_warmup:
             # The profile's own warm-up, paid here rather than by the first request: the
             # pages it writes are copied from the zygote now (more memory per ready child,
-            # less latency per execution).
-            exec(child_warmup, {"__name__": "__pycell_warmup__"})
+            # less latency per execution). It runs as a program would, under the policy.
+            exec(child_warmup, {"__name__": "__main__",
+                                "__builtins__": guard.builtins_module if guard is not None else __builtins__})
+        if guard is not None:
+            guard.close()
         os.write(4, b"R")  # ready: isolated, warm, waiting for the request on fd 3
     except BaseException as e:  # noqa: BLE001 - reported on the child's stderr, then exit
         os.write(2, ("pycell zygote child: sandbox setup failed: %s\n" % e).encode())
@@ -134,14 +138,18 @@ def main():
     warm_up()
     bootstrap = load_bootstrap()
     try:
-        bootstrap._load_policy()  # once here, shared by every child
+        if init.get("policy") is not None:
+            # The policy layer's process-wide hooks go in here, once, and are inherited:
+            # children only make their guard (no active guard: the hooks do nothing).
+            bootstrap._prepare_policy(init["policy"])
     except Exception as e:  # noqa: BLE001 - a child that needs it reports the failure
         sys.stderr.write("pycell zygote: policy module not loaded: %s\n" % e)
     lib = ctypes.PyDLL(LIBRARY)  # PyDLL: calls keep the GIL (there is one thread anyway)
     lib.pycell_last_error.restype = ctypes.c_char_p
     spec, _buffers = make_spec(init)  # _buffers: what spec points into, kept alive
     share_network = bool(init.get("shareNetwork"))
-    child_warmup = compile(init["childWarmup"], "<pycell-warmup>", "exec") if init.get("childWarmup") else None
+    # Compiled under the program's own file name, so the policy layer treats it as a program.
+    child_warmup = compile(init["childWarmup"], "<pycell>", "exec") if init.get("childWarmup") else None
     children = {}  # pid -> id given by the server
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -193,7 +201,7 @@ def main():
                 ctl.close()
                 os.close(wake_r)
                 os.close(wake_w)
-                child(fds, lib, spec, bootstrap, child_warmup)
+                child(fds, lib, spec, bootstrap, child_warmup, init.get("policy"))
             for fd in fds:
                 os.close(fd)
             children[pid] = request["id"]
