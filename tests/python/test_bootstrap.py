@@ -35,19 +35,23 @@ module._main()
 """
 
 
+def fd_wiring(req_r, res_w):
+    """A preexec_fn that puts the request pipe's read end at fd 3 and the result pipe's
+    write end at fd 4 (through fds >= 10 first, so neither dup2 clobbers the other)."""
+    def wire_fds():
+        a = fcntl.fcntl(req_r, fcntl.F_DUPFD, 10)
+        b = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
+        os.dup2(a, 3)
+        os.dup2(b, 4)
+    return wire_fds
+
+
 def run_raw(request_bytes, stdin=b"", cwd=None, preload=None):
     """Run the bootstrap on raw request bytes; returns (result bytes, stdout, stderr, rc).
     With `preload` (module names), run it as a zygote's child does, after importing them."""
     req_r, req_w = os.pipe()
     res_r, res_w = os.pipe()
-
-    def wire_fds():
-        # In the child: request read end at fd 3, result write end at fd 4.
-        # Go through fds >= 10 first so neither dup2 clobbers the other source.
-        a = fcntl.fcntl(req_r, fcntl.F_DUPFD, 10)
-        b = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
-        os.dup2(a, 3)
-        os.dup2(b, 4)
+    wire_fds = fd_wiring(req_r, res_w)
 
     with tempfile.TemporaryDirectory() as tmp:
         # fds 3 and 4 are open here (os.pipe took the lowest free numbers), so
@@ -765,12 +769,7 @@ class SessionModeTest(unittest.TestCase):
     def test_state_persists_and_each_run_reports(self):
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
-
-        def wire_fds():
-            a = fcntl.fcntl(req_r, fcntl.F_DUPFD, 10)
-            b = fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
+        wire_fds = fd_wiring(req_r, res_w)
 
         with tempfile.TemporaryDirectory() as tmp:
             proc = subprocess.Popen([sys.executable, "-I", "-B", "-u", "-X", "utf8", BOOTSTRAP], cwd=tmp,
