@@ -18,7 +18,12 @@ requests = [
     {"jsonrpc": "2.0", "id": 3, "method": "execute",
      "params": {"code": "import pandas as pd\npd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, 3.0]}).groupby('a').b.sum().to_dict()",
                 "profile": "datascience"}},
-    {"jsonrpc": "2.0", "id": 4, "method": "shutdown"},
+    {"jsonrpc": "2.0", "id": 4, "method": "execute", "params": {"code": "import json\nimport socket"}},
+    {"jsonrpc": "2.0", "id": 5, "method": "session/create", "params": {"session": "demo"}},
+    {"jsonrpc": "2.0", "id": 6, "method": "execute", "params": {"session": "demo", "code": "total = 40"}},
+    {"jsonrpc": "2.0", "id": 7, "method": "execute", "params": {"session": "demo", "code": "total += 2\ntotal"}},
+    {"jsonrpc": "2.0", "id": 8, "method": "analyze", "params": {"code": "import subprocess\nx = (\n"}},
+    {"jsonrpc": "2.0", "id": 9, "method": "shutdown"},
     {"jsonrpc": "2.0", "method": "exit"},
 ]
 stdin = "".join(json.dumps(r) + "\n" for r in requests)
@@ -27,11 +32,19 @@ for line in out.splitlines():
     msg = json.loads(line)
     if msg.get("id") == 1:
         print("isolation:", json.dumps(msg["result"]["isolation"]))
-    elif msg.get("id") in (2, 3):
+    elif msg.get("id") in (2, 3, 4, 6, 7):
         r = msg.get("result") or {}
-        print("execute %d: status %s | value %s | wallMs %s" % (msg["id"], r.get("status"), r.get("value"), r.get("usage", {}).get("wallMs")))
+        where = " (session %s)" % r["session"]["id"] if r.get("session") else ""
+        print("execute %d%s: status %s | value %s | wallMs %s" % (msg["id"], where, r.get("status"), r.get("value"), r.get("usage", {}).get("wallMs")))
         if r.get("stdout"):
             print("  stdout:", r["stdout"], end="")
+        if r.get("status") == "policy_violation":
+            print("  error:", r["error"]["message"], "| activity:", json.dumps({k: r["activity"][k] for k in ("imports", "blocked")}))
         if "error" in msg:
             print("  error:", msg["error"])
+    elif msg.get("id") == 5:
+        print("session/create:", json.dumps(msg.get("result") or msg.get("error")))
+    elif msg.get("id") == 8:
+        for d in (msg.get("result") or {}).get("diagnostics", []):
+            print("analyze: line %d:%d %s: %s" % (d["range"]["start"]["line"] + 1, d["range"]["start"]["character"], d["code"], d["message"]))
 PY
