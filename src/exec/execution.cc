@@ -172,10 +172,8 @@ void Execution::startPooled(pool::Pool& pool, pool::PooledChild child) {
     zygoteDied_ = info.zygoteDied;
     childEnded(info.status, info.usage);
   });
-  json rlimits = json::array();
-  for (const auto& r : sandbox::planRlimits(request_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
-                                                              .processesByRlimit = true}))
-    rlimits.push_back({r.resource, r.soft, r.hard});
+  json rlimits = sandbox::rlimitRows(
+      sandbox::planRlimits(request_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory, .processesByRlimit = true}));
   run(std::move(child.stdinW), std::move(child.stdoutR), std::move(child.stderrR), std::move(child.requestW),
       std::move(child.resultR), rlimits);
 }
@@ -189,10 +187,8 @@ json Execution::requestDocument(const json& rlimits) const {
     doc["stdin"] = request_.stdinData;  // the session's fd 0 is shared by every run
     doc["cpuMs"] = request_.limits.cpuMs;
   }
-  if (!request_.internal) {
-    json policy = policyDocument(ctx_.config.profiles.at(request_.profile), request_.network);
-    if (!policy.is_null()) doc["policy"] = std::move(policy);
-  }
+  if (const json& policy = ctx_.policy(request_.profile, request_.network); !request_.internal && !policy.is_null())
+    doc["policy"] = policy;
   return doc;
 }
 
@@ -438,13 +434,10 @@ void Execution::watchOutgoing(Outgoing& o) {
 // Writes what the pipe accepts; true when done (all written, or the reader went away),
 // in which case the fd is closed and unwatched.
 bool Execution::pumpOutgoing(Outgoing& o) {
-  while (o.offset < o.data.size()) {
-    ssize_t n = ::write(o.fd.get(), o.data.data() + o.offset, o.data.size() - o.offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return false;
-    if (n < 0) break;  // EPIPE: the program closed its end (or died); the rest is dropped
-    o.offset += static_cast<size_t>(n);
-  }
+  auto written = writeSome(o.fd.get(), std::string_view(o.data).substr(o.offset));
+  if (written) o.offset += *written;
+  // On EPIPE (the program closed its end, or died) the rest is dropped.
+  if (written && o.offset < o.data.size()) return false;
   loop_.unwatch(o.fd.get());
   o.fd.reset();
   o.data.clear();

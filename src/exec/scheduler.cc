@@ -68,6 +68,16 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
                                        "too many queued executions (" + std::to_string(queue_.size()) + " waiting, " +
                                            std::to_string(ownSandboxes()) + " running)"});
   }
+  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
+  queue_.push_back(id);
+  startNext();
+  return id;
+}
+
+// The execution, known by its id until retired; the caller queues it.
+void Scheduler::enroll(ExecutionRequest request, Done done, Execution::OutputSink output, Execution::UsageSink usage,
+                       uint64_t serial) {
+  std::string id = request.executionId;
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
   if (usage) execution->onUsage(std::move(usage));
@@ -78,10 +88,7 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
     launch(id);  // still counted as running: it claims again, ahead of the queue
   });
   active_[id] = Entry{std::move(execution), std::move(done)};
-  queue_.push_back(id);
   ++total_;
-  startNext();
-  return id;
 }
 
 void Scheduler::startNext() {
@@ -257,13 +264,8 @@ std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequ
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
                                        "too many executions waiting for session '" + request.session + "'"});
   std::string id = request.executionId, sessionId = request.session;
-  auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
-  if (output) execution->onOutput(std::move(output));
-  if (usage) execution->onUsage(std::move(usage));
-  execution->onDone([this, id](json result) { retire(id, std::move(result)); });
-  active_[id] = Entry{std::move(execution), std::move(done)};
+  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
   queue.push_back(id);
-  ++total_;
   pumpSession(sessionId);
   return id;
 }

@@ -89,7 +89,7 @@ Status Session::startOwn() {
                                     .limits = settings_.limits,
                                     .network = settings_.network,
                                     .cgroupName = "s" + std::to_string(serial_),
-                                    .sessionCpuMs = std::max(profile.sessionCpuMs, settings_.limits.cpuMs)});
+                                    .sessionCpuMs = profile.sessionCpuMs});
   if (!proc) return std::unexpected(proc.error());
   proc_ = std::move(*proc);
   (void)loop_.watch(proc_.pidfd.get(), EPOLLIN, [this](uint32_t) { onOwnExit(); });
@@ -100,14 +100,7 @@ Status Session::startOwn() {
 void Session::startPooled(pool::Pool& pool, pool::PooledChild child) {
   pool_ = &pool;
   pooledId_ = child.id;
-  proc_.pid = child.pid;
-  proc_.pidfd = std::move(child.pidfd);
-  proc_.stdinW = std::move(child.stdinW);
-  proc_.stdoutR = std::move(child.stdoutR);
-  proc_.stderrR = std::move(child.stderrR);
-  proc_.requestW = std::move(child.requestW);
-  proc_.resultR = std::move(child.resultR);
-  proc_.cgroup = std::move(child.cgroup);
+  proc_ = std::move(static_cast<sandbox::SandboxProcess&>(child));
   if (auto st = proc_.cgroup.setLimits(settings_.limits.memoryMb << 20, settings_.limits.maxProcesses); !st)
     log::warn("cgroup limits for session " + settings_.id + ": " + st.error().message());
   pool_->onExit(pooledId_, [this](pool::ExitInfo info) {
@@ -128,12 +121,11 @@ void Session::begin() {
   watchInput(stderr_, kStderr);
   watchInput(result_, kResult);
   (void)setNonBlocking(proc_.requestW.get());
-  json rlimits = json::array();
-  const Profile& profile = ctx_.config.profiles.at(settings_.profile);
-  for (const auto& r : sandbox::planRlimits(settings_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
-                                                              .processesByRlimit = true,
-                                                              .sessionCpuMs = std::max(profile.sessionCpuMs, settings_.limits.cpuMs)}))
-    rlimits.push_back({r.resource, r.soft, r.hard});
+  // A pooled child got the profile's limits: the session's may only be tighter.
+  json rlimits = sandbox::rlimitRows(sandbox::planRlimits(
+      settings_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
+                         .processesByRlimit = true,
+                         .sessionCpuMs = ctx_.config.profiles.at(settings_.profile).sessionCpuMs}));
   json header = {{"session", {{"id", settings_.id}, {"rlimits", rlimits}}}};
   outgoing_ = header.dump() + "\n";
   pumpRequests();
@@ -253,19 +245,9 @@ void Session::run(Execution& execution, const std::string& requestLine) {
 
 void Session::pumpRequests() {
   if (!proc_.requestW) return;
-  size_t done = 0;
-  while (done < outgoing_.size()) {
-    ssize_t n = ::write(proc_.requestW.get(), outgoing_.data() + done, outgoing_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    if (n < 0) {  // the interpreter is gone; its exit is on its way
-      outgoing_.clear();
-      done = 0;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  outgoing_.erase(0, done);
+  auto written = writeSome(proc_.requestW.get(), outgoing_);
+  // An error: the interpreter is gone, and its exit is on its way.
+  outgoing_.erase(0, written ? *written : outgoing_.size());
   bool pending = !outgoing_.empty();
   if (pending && !outWatched_) {
     outWatched_ = loop_.watch(proc_.requestW.get(), EPOLLOUT, [this](uint32_t) { pumpRequests(); }).has_value();

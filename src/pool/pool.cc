@@ -128,10 +128,6 @@ class Zygote {
   json failed = json::object();
 
  private:
-  struct Pending {
-    UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
-    sandbox::ExecutionCgroup cgroup;
-  };
   void onMessage();
   void onLog();
   void handle(const json& event, std::vector<UniqueFd> fds);
@@ -139,7 +135,7 @@ class Zygote {
 
   Pool& pool_;
   UniqueFd pidfd_, control_, log_;
-  std::map<uint64_t, Pending> pending_;
+  std::map<uint64_t, PooledChild> pending_;  // asked to fork, not yet forked
   std::map<uint64_t, PooledChild> warming_;  // forked, isolating themselves
   std::string logLine_;
 };
@@ -178,11 +174,9 @@ Status Zygote::start() {
 
   // What every child of this zygote applies to itself: the profile's limits (a claim may
   // only tighten them), the offline seccomp filter, the working directory's size.
-  json rlimits = json::array();
-  for (const auto& r : sandbox::planRlimits(profile.limits, {.memoryByRlimit = !ctx.isolation.cgroup.memory,
-                                                             .processesByRlimit = true,
-                                                             .sessionCpuMs = profile.sessionCpuMs}))
-    rlimits.push_back({r.resource, r.soft, r.hard});
+  json rlimits = sandbox::rlimitRows(sandbox::planRlimits(
+      profile.limits,
+      {.memoryByRlimit = !ctx.isolation.cgroup.memory, .processesByRlimit = true, .sessionCpuMs = profile.sessionCpuMs}));
   const auto& bpf = ctx.seccompOffline.instructions;
   json init = {{"preload", profile.preload},
                {"childWarmup", profile.childWarmup},
@@ -193,7 +187,7 @@ Status Zygote::start() {
                {"seccomp", ctx.isolation.seccomp ? base64(bpf.data(), bpf.size() * sizeof(sock_filter)) : ""},
                {"shareNetwork", false},
                // Its hooks go in before a child is offered; each request brings the policy again.
-               {"policy", policyDocument(profile, false)}};
+               {"policy", ctx.policy(profile.name, false)}};
   return sendMessage(control_.get(), init, {});
 }
 
@@ -201,7 +195,8 @@ Status Zygote::fork(uint64_t id) {
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})
     if (!*p) return std::unexpected(p->error());
-  Pending pending;
+  PooledChild pending;
+  pending.id = id;
   const auto& ctx = pool_.ctx_;
   const auto& limits = pool_.profile_.limits;
   if (ctx.isolation.cgroup.version != sandbox::CgroupVersion::None) {
@@ -301,25 +296,17 @@ void Zygote::handle(const json& event, std::vector<UniqueFd> fds) {
 void Zygote::forked(uint64_t id, UniqueFd pidfd) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
-  Pending p = std::move(it->second);
+  PooledChild child = std::move(it->second);
   pending_.erase(it);
-  PooledChild child;
-  child.id = id;
   child.pid = pidOfPidfd(pidfd.get());
   child.pidfd = std::move(pidfd);
   // Into its cgroup first; only then may it go on (and fork the sandbox's PID 1).
-  if (auto st = p.cgroup.addProcess(child.pid); !st) {
+  if (auto st = child.cgroup.addProcess(child.pid); !st) {
     log::error("pool: " + st.error().message());
     ::syscall(SYS_pidfd_send_signal, child.pidfd.get(), SIGKILL, nullptr, 0);
     return;
   }
-  if (auto st = writeAll(p.requestW.get(), "g"); !st) return;
-  child.stdinW = std::move(p.stdinW);
-  child.stdoutR = std::move(p.stdoutR);
-  child.stderrR = std::move(p.stderrR);
-  child.requestW = std::move(p.requestW);
-  child.resultR = std::move(p.resultR);
-  child.cgroup = std::move(p.cgroup);
+  if (auto st = writeAll(child.requestW.get(), "g"); !st) return;
   // Ready means isolated, warm and waiting: the child says so with one byte on its result
   // pipe. Until then a claim would wait for its set-up; it stays "starting".
   int fd = child.resultR.get();

@@ -31,6 +31,18 @@ Status setNonBlocking(int fd, bool on) {
   return {};
 }
 
+Result<size_t> writeSome(int fd, std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n < 0) return std::unexpected(sysError("write"));
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 Status writeAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());

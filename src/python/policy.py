@@ -763,26 +763,22 @@ _HANDLERS = {
 }
 
 
-def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-    guard = _active[0]
-    if guard is not None and not guard.closed:
-        frame = _getframe(1)
-        if guard._is_user(frame):
-            replacement = guard._user_import(frame, name, globals, locals, fromlist, level, True)
-            if replacement is not None:
-                return replacement
-    return _originals["__import__"](name, globals, locals, fromlist, level)
+def _guarding(original, builtin):
+    """A wrapper of an __import__ (builtins' or importlib's) that checks user imports."""
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        guard = _active[0]
+        if guard is not None and not guard.closed:
+            frame = _getframe(1)
+            if guard._is_user(frame):
+                replacement = guard._user_import(frame, name, globals, locals, fromlist, level, builtin)
+                if replacement is not None:
+                    return replacement
+        return _originals[original](name, globals, locals, fromlist, level)
+    return guarded
 
 
-def _guarded_importlib_import(name, globals=None, locals=None, fromlist=(), level=0):
-    guard = _active[0]
-    if guard is not None and not guard.closed:
-        frame = _getframe(1)
-        if guard._is_user(frame):
-            replacement = guard._user_import(frame, name, globals, locals, fromlist, level, False)
-            if replacement is not None:
-                return replacement
-    return _originals["importlib.__import__"](name, globals, locals, fromlist, level)
+_guarded_import = _guarding("__import__", True)
+_guarded_importlib_import = _guarding("importlib.__import__", False)
 
 
 def _guarded_import_module(name, package=None):
@@ -862,8 +858,8 @@ def _setup():
                               (_guarded_import_module, importlib.import_module),
                               (_guarded_importlib_import, importlib.__import__)):
         wrapper.__doc__ = original.__doc__
-    _guarded_import.__name__ = _guarded_import.__qualname__ = "__import__"
-    _guarded_importlib_import.__name__ = _guarded_importlib_import.__qualname__ = "__import__"
+    for wrapper in (_guarded_import, _guarded_importlib_import):
+        wrapper.__name__ = wrapper.__qualname__ = "__import__"
     _guarded_import_module.__name__ = _guarded_import_module.__qualname__ = "import_module"
     _builtins.__import__ = _guarded_import
     importlib.import_module = _guarded_import_module

@@ -170,7 +170,11 @@ void removeCgroupBase(const CgroupSupport& support) {
 }
 
 ExecutionCgroup::ExecutionCgroup(ExecutionCgroup&& o) noexcept
-    : version_(o.version_), memoryDir_(std::move(o.memoryDir_)), pidsDir_(std::move(o.pidsDir_)) {
+    : version_(o.version_),
+      memoryDir_(std::move(o.memoryDir_)),
+      pidsDir_(std::move(o.pidsDir_)),
+      memoryBytes_(o.memoryBytes_),
+      maxProcesses_(o.maxProcesses_) {
   o.memoryDir_.clear();
   o.pidsDir_.clear();
 }
@@ -181,6 +185,8 @@ ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
     version_ = o.version_;
     memoryDir_ = std::move(o.memoryDir_);
     pidsDir_ = std::move(o.pidsDir_);
+    memoryBytes_ = o.memoryBytes_;
+    maxProcesses_ = o.maxProcesses_;
     o.memoryDir_.clear();
     o.pidsDir_.clear();
   }
@@ -224,6 +230,8 @@ Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, co
     // Swap would let a memory bomb outlive the limit; the file exists only with swap accounting.
     (void)writeFile(cg.memoryDir_ + "/memory.memsw.limit_in_bytes", mem);
   }
+  cg.memoryBytes_ = memoryBytes;
+  cg.maxProcesses_ = maxProcesses;
   return cg;
 }
 
@@ -238,7 +246,8 @@ Status ExecutionCgroup::addProcess(pid_t pid) const {
   return {};
 }
 
-Status ExecutionCgroup::setLimits(int64_t memoryBytes, int64_t maxProcesses) const {
+Status ExecutionCgroup::setLimits(int64_t memoryBytes, int64_t maxProcesses) {
+  if (memoryBytes == memoryBytes_ && maxProcesses == maxProcesses_) return {};
   std::string mem = std::to_string(memoryBytes);
   if (!memoryDir_.empty()) {
     const char* file = version_ == CgroupVersion::V2 ? "/memory.max" : "/memory.limit_in_bytes";
@@ -248,7 +257,11 @@ Status ExecutionCgroup::setLimits(int64_t memoryBytes, int64_t maxProcesses) con
     if (auto st = writeFile(memoryDir_ + file, mem); !st) return st;
     if (version_ == CgroupVersion::V1) (void)writeFile(memsw, mem);
   }
-  if (!pidsDir_.empty()) return writeFile(pidsDir_ + "/pids.max", std::to_string(maxProcesses));
+  memoryBytes_ = memoryBytes;
+  if (!pidsDir_.empty()) {
+    if (auto st = writeFile(pidsDir_ + "/pids.max", std::to_string(maxProcesses)); !st) return st;
+  }
+  maxProcesses_ = maxProcesses;
   return {};
 }
 

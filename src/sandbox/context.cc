@@ -63,11 +63,12 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
   auto ctx = std::make_unique<SandboxContext>();
   ctx->bootstrapSource = std::string(kBootstrapPy);
   ctx->policySource = std::string(kPolicyPy);
-  ctx->analyzeSource = std::string(kAnalyzePy);
+  ctx->analyzeProgram = std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python);
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
     ctx->interpreters[name] = *interp;
+    ctx->policies[name] = {policyDocument(profile, false), policyDocument(profile, true)};
   }
   auto cgroups = setUpCgroups();
   ctx->isolation = probeIsolation(cgroups);

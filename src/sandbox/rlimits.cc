@@ -35,6 +35,12 @@ std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions
   return settings;
 }
 
+nlohmann::json rlimitRows(const std::vector<RlimitSetting>& settings) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : settings) rows.push_back({r.resource, r.soft, r.hard});
+  return rows;
+}
+
 int applyRlimits(const std::vector<RlimitSetting>& settings) {
   for (size_t i = 0; i < settings.size(); ++i) {
     rlimit rl{settings[i].soft, settings[i].hard};

@@ -196,21 +196,15 @@ void Server::notify(const std::string& method, json params) {
 }
 
 void Server::flush() {
-  size_t done = 0;
-  while (done < outbox_.size()) {
-    ssize_t n = ::write(outFd_, outbox_.data() + done, outbox_.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) break;
-    if (n < 0) {
-      // The client closed its end: nobody is listening, so stop like EOF.
-      log::warn(sysError("write(stdout)").message());
-      outbox_.clear();
-      quit(0);
-      return;
-    }
-    done += static_cast<size_t>(n);
+  auto written = writeSome(outFd_, outbox_);
+  if (!written) {
+    // The client closed its end: nobody is listening, so stop like EOF.
+    log::warn("stdout: " + written.error().message());
+    outbox_.clear();
+    quit(0);
+    return;
   }
-  outbox_.erase(0, done);
+  outbox_.erase(0, *written);
   bool pending = !outbox_.empty();
   if (pending && !outWatched_) {
     outWatched_ = loop_.watch(outFd_, EPOLLOUT, [this](uint32_t) { flush(); }).has_value();
@@ -371,10 +365,10 @@ void Server::analyze(const json& params, Reply reply) {
   }
   auto profile = ctx_.config.profiles.find(profileName);
   if (profile == ctx_.config.profiles.end()) throw InvalidParams("unknown profile '" + profileName + "'");
-  json policy = policyDocument(profile->second, profile->second.networkAllowed);
+  const json& policy = ctx_.policy(profileName, profile->second.networkAllowed);
   exec::ExecutionRequest request;
   request.profile = profileName;
-  request.code = ctx_.analyzeSource + "\n_analyze_main(inputs)\n";
+  request.code = ctx_.analyzeProgram;
   request.inputs = {{"code", params["code"]}, {"policy", policy.is_null() ? json::object() : policy}};
   request.hasInputs = true;
   request.limits = profile->second.limits;

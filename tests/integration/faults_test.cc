@@ -134,28 +134,6 @@ void requireHealthy(ServerProcess& server) {
   CHECK(after["stdout"] == "alive\n");
 }
 
-// A process the test owns and can kill, standing in for an editor.
-class StandInClient {
- public:
-  StandInClient() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      for (;;) ::pause();
-    }
-    REQUIRE(pid_ > 0);
-  }
-  ~StandInClient() { kill(); }
-  pid_t pid() const { return pid_; }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);  // the process this object forked
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 const std::string kSleeper = "import time\nprint('started', flush=True)\ntime.sleep(30)";
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "hostile_support.h"
+#include "host_view.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
@@ -38,34 +39,10 @@ namespace {
 
 // ---- the host's view ----------------------------------------------------------------------
 
-std::vector<pid_t> hostPids() {
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
-      out.push_back(static_cast<pid_t>(std::stol(name)));
-  }
-  return out;
-}
-
 std::string readLink(const std::string& path) {
   std::error_code ec;
   auto target = fs::read_symlink(path, ec);
   return ec ? std::string() : target.string();
-}
-
-pid_t parentOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!in || !std::getline(in, text)) return -1;
-  size_t paren = text.rfind(')');  // comm may hold spaces and parentheses
-  if (paren == std::string::npos) return -1;
-  std::istringstream rest(text.substr(paren + 2));
-  std::string state;
-  pid_t ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
 }
 
 // Live host processes (zombies excluded) whose pid namespace is `ns`, as
@@ -73,16 +50,8 @@ pid_t parentOf(pid_t pid) {
 // they renamed themselves to and however they detached.
 std::vector<pid_t> pidsInNamespace(const std::string& ns) {
   std::vector<pid_t> out;
-  for (pid_t pid : hostPids()) {
-    const std::string dir = "/proc/" + std::to_string(pid);
-    if (readLink(dir + "/ns/pid") != ns) continue;
-    std::ifstream status(dir + "/status");
-    std::string line;
-    bool zombie = false;
-    while (std::getline(status, line))
-      if (line.rfind("State:", 0) == 0) zombie = line.find('Z') != std::string::npos;
-    if (!zombie) out.push_back(pid);
-  }
+  for (const auto& p : allProcesses())
+    if (p.state != 'Z' && p.state != 'X' && readLink("/proc/" + std::to_string(p.pid) + "/ns/pid") == ns) out.push_back(p.pid);
   return out;
 }
 
@@ -103,24 +72,6 @@ std::string pidList(const std::vector<pid_t>& pids) {
     std::string name;
     std::getline(comm, name);
     out += " " + std::to_string(p) + "(" + name + ")";
-  }
-  return out;
-}
-
-// Every host process whose ppid chain leads to `root`.
-std::vector<pid_t> descendantsOf(pid_t root) {
-  std::multimap<pid_t, pid_t> children;
-  for (pid_t pid : hostPids()) children.emplace(parentOf(pid), pid);
-  std::vector<pid_t> out;
-  std::vector<pid_t> todo = {root};
-  while (!todo.empty()) {
-    pid_t parent = todo.back();
-    todo.pop_back();
-    auto [begin, end] = children.equal_range(parent);
-    for (auto it = begin; it != end; ++it) {
-      out.push_back(it->second);
-      todo.push_back(it->second);
-    }
   }
   return out;
 }
@@ -1310,7 +1261,7 @@ TEST_CASE("an execution cannot signal a sibling execution running at the same ti
   // Every process of the server on the host, the victim's among them, by host pid, plus every
   // small pid of the attacker's own namespace.
   std::string hostPidList;
-  for (pid_t p : descendantsOf(server->pid())) hostPidList += std::to_string(p) + ",";
+  for (const auto& p : descendants(server->pid())) hostPidList += std::to_string(p.pid) + ",";
   Json attack = executeCode(*server, "HOST = [" + hostPidList + "]" + R"py(
 import errno, os, signal
 out = {'delivered': [], 'errors': {}}

@@ -23,28 +23,6 @@ int errorCode(const Json& response) {
   return response["error"].value("code", 0);
 }
 
-// A process the test owns and can kill, standing in for an editor.
-class StandInClient {
- public:
-  StandInClient() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      for (;;) ::pause();
-    }
-    REQUIRE(pid_ > 0);
-  }
-  ~StandInClient() { kill(); }
-  pid_t pid() const { return pid_; }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);  // reaped, so even a server polling kill(pid, 0) sees it gone
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
 
 bool hasBooleans(const Json& object, std::initializer_list<const char*> keys) {
   for (const char* key : keys) {

@@ -10,13 +10,17 @@
 // works unprivileged, while the test process itself keeps its own rights to inspect /proc.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -239,6 +243,29 @@ Json waitResult(ServerProcess& server, int64_t id, Millis timeout = kExecutionTi
 // said when it finishes first or does not get there in time.
 void awaitRunning(ServerProcess& server, const std::string& executionId,
                   Millis timeout = kExecutionTimeout);
+
+// A process the test owns and can kill, standing in for an editor (--client-process-id).
+class StandInClient {
+ public:
+  StandInClient() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      for (;;) ::pause();
+    }
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+  }
+  ~StandInClient() { kill(); }
+  pid_t pid() const { return pid_; }
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);  // reaped, so even a server polling kill(pid, 0) sees it gone
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
 
 // Wall time since construction.
 class Stopwatch {

@@ -62,6 +62,8 @@ class Scheduler {
   [[nodiscard]] std::expected<std::string, SubmitError> submitToSession(ExecutionRequest request, Done done,
                                                                         Execution::OutputSink output,
                                                                         Execution::UsageSink usage, uint64_t serial);
+  void enroll(ExecutionRequest request, Done done, Execution::OutputSink output, Execution::UsageSink usage,
+              uint64_t serial);
   void startNext();
   void launch(const std::string& id);
   void retire(const std::string& id, Result<json> result);

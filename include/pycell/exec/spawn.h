@@ -8,16 +8,11 @@
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/context.h"
+#include "pycell/sandbox/enter.h"
 
 namespace pycell::exec {
 
-struct SandboxProcess {
-  pid_t pid = -1;
-  UniqueFd pidfd;
-  UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
-  sandbox::ExecutionCgroup cgroup;
-  std::string hostWorkDir;  // degraded mode (no mount namespace): the owner removes it
-};
+using sandbox::SandboxProcess;
 
 struct SpawnSettings {
   const Profile* profile = nullptr;

@@ -18,6 +18,7 @@
 #include "pycell/sandbox/context.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
+#include "pycell/sandbox/enter.h"
 
 namespace pycell::pool {
 
@@ -35,13 +36,10 @@ struct ExitInfo {
   bool zygoteDied = false;  // no report: the zygote (and with it the child) died
 };
 
-// A ready child, handed to exactly one execution. Its pipes are the server's ends.
-struct PooledChild {
+// A ready child, handed to exactly one execution (or session). `pid` is the host pid of
+// the child the zygote forked: the sandbox's PID 1.
+struct PooledChild : sandbox::SandboxProcess {
   uint64_t id = 0;
-  pid_t pid = -1;  // host pid of the child the zygote forked (the sandbox's PID 1 is below it)
-  UniqueFd pidfd;
-  UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
-  sandbox::ExecutionCgroup cgroup;
 };
 
 class Zygote;

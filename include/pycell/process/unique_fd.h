@@ -54,6 +54,9 @@ struct Pipe {
 [[nodiscard]] Status setNonBlocking(int fd, bool on = true);
 // write() the whole buffer to a blocking fd, retrying on EINTR and short writes.
 [[nodiscard]] Status writeAll(int fd, std::string_view data);
+// For a non-blocking fd: writes as much of `data` as the fd takes now; the count written
+// (short when it would block), or the error (EPIPE: the reader is gone).
+[[nodiscard]] Result<size_t> writeSome(int fd, std::string_view data);
 // read() until EOF into a string (blocking fd), at most `limit` bytes.
 [[nodiscard]] Result<std::string> readAll(int fd, size_t limit);
 [[nodiscard]] Result<std::string> readFile(const std::string& path, size_t limit = 1 << 20);

@@ -50,8 +50,9 @@ class ExecutionCgroup {
   [[nodiscard]] static Result<ExecutionCgroup> create(const CgroupSupport& support, const std::string& name,
                                                       int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] Status addProcess(pid_t pid) const;
-  // Changes the limits (a pooled child gets its execution's limits when claimed).
-  [[nodiscard]] Status setLimits(int64_t memoryBytes, int64_t maxProcesses) const;
+  // Changes the limits (a pooled child gets its execution's limits when claimed); writes
+  // nothing when they are the ones it has.
+  [[nodiscard]] Status setLimits(int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] CgroupUsage usage() const;
   // Kills every process in it (v2 cgroup.kill; v1 has no such file, and the pid namespace's
   // init dying takes the rest with it).
@@ -64,6 +65,8 @@ class ExecutionCgroup {
   CgroupVersion version_ = CgroupVersion::None;
   std::string memoryDir_;
   std::string pidsDir_;
+  int64_t memoryBytes_ = -1;  // the limits written last
+  int64_t maxProcesses_ = -1;
 };
 
 // Cgroups whose processes the kernel is still tearing down: removed as soon as it lets us.

@@ -1,6 +1,7 @@
 #pragma once
 // Everything an execution needs that is fixed once the server has started: the config,
 // the probed isolation, the compiled seccomp filters, the resolved interpreters.
+#include <array>
 #include <map>
 #include <string>
 
@@ -23,9 +24,14 @@ struct SandboxContext {
   SeccompProgram seccompOffline;  // socket() limited to AF_UNIX
   SeccompProgram seccompOnline;
   std::map<std::string, Interpreter> interpreters;  // by profile name
+  // Each profile's policy document (policyDocument), made once: [profile][network].
+  std::map<std::string, std::array<nlohmann::json, 2>> policies;
+  [[nodiscard]] const nlohmann::json& policy(const std::string& profile, bool network) const {
+    return policies.at(profile)[network ? 1 : 0];
+  }
   std::string bootstrapSource;
   std::string policySource;   // the bootstrap's policy and activity module (src/python/policy.py)
-  std::string analyzeSource;  // `analyze` runs this in a sandbox (src/python/analyze.py)
+  std::string analyzeProgram;  // `analyze` runs this in a sandbox (src/python/analyze.py + its entry call)
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
   // exists in our user namespace), else the server's own user.
   unsigned sandboxUid = 65534;

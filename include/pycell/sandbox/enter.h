@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/mounts.h"
 #include "pycell/sandbox/rlimits.h"
 #include "pycell/sandbox/seccomp.h"
@@ -55,6 +56,16 @@ struct ChildFds {
 struct SpawnedChild {
   pid_t pid = -1;
   UniqueFd pidfd;
+};
+
+// A running sandbox as its owner (an execution, a session, a pool) holds it: the process,
+// and the server's ends of its five pipes (stdin, stdout, stderr, request, result).
+struct SandboxProcess {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
+  ExecutionCgroup cgroup;
+  std::string hostWorkDir;  // degraded mode (no mount namespace): the owner removes it
 };
 
 // Runs between clone and the child's first step, in the parent: e.g. joining a cgroup.

@@ -26,6 +26,10 @@ struct RlimitOptions {
 
 [[nodiscard]] std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options);
 
+// The rows as JSON ([[resource, soft, hard], ...]) for a process that sets its own limits
+// (a pooled child, the bootstrap tightening them per run).
+[[nodiscard]] nlohmann::json rlimitRows(const std::vector<RlimitSetting>& settings);
+
 // Child side: setrlimit for each row; returns the failing row's index or -1.
 [[nodiscard]] int applyRlimits(const std::vector<RlimitSetting>& settings);
 
