@@ -356,7 +356,22 @@ void Pool::start() {
   current_ = std::move(zygote);
 }
 
+void Pool::refillAfterClaim() {
+  if (ready_.size() * 2 < static_cast<size_t>(profile_.pool.size) || profile_.pool.refillDelayMs == 0) {
+    refill();
+  } else if (!refillTimer_) {
+    refillTimer_ = loop_.addTimer(std::chrono::milliseconds(profile_.pool.refillDelayMs), [this] {
+      refillTimer_.reset();
+      refill();
+    });
+  }
+}
+
 void Pool::refill() {
+  if (refillTimer_) {
+    loop_.cancelTimer(*refillTimer_);
+    refillTimer_.reset();
+  }
   if (shuttingDown_ || !current_ || !current_->ready) return;
   if (current_->forks >= static_cast<uint64_t>(profile_.pool.recycleAfter)) {
     // A fresh zygote brings fresh address layout and hash secret; the old one serves the
@@ -386,7 +401,7 @@ Pool::Ticket Pool::claim(ClaimHandler handler) {
     ready_.pop_front();
     claimed_.insert(child.id);
     handler(std::move(child));
-    refill();
+    refillAfterClaim();
     return ticket;
   }
   if (consecutiveFailures_ >= kMaxConsecutiveFailures) {
@@ -535,6 +550,8 @@ json Pool::status() const {
 
 void Pool::shutdown() {
   shuttingDown_ = true;
+  if (refillTimer_) loop_.cancelTimer(*refillTimer_);
+  refillTimer_.reset();
   failWaiters("the server is shutting down");
   // Killing a zygote ends its pid namespace, every child in it included; their cgroups
   // can go once the kernel has finished.

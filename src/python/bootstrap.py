@@ -1264,31 +1264,25 @@ def _session(reader, header):
         document = None
 
 
-def _warm_up(policy=None):
-    """In a pooled child, before it waits for its request: the first pass through the
-    bootstrap's own code copies the pages it writes (reference counts) from the zygote.
-    Done now, that cost is not paid on the request path. With the profile's policy, its
-    hooks go in now too (once per process), and a first guard warms their code."""
-    guard = None
-    if policy is not None:
-        with _suppress(BaseException):
-            guard = _activate_policy(policy, None)
-    _warm_up_runner()
-    return guard  # left open for the profile's own warm-up, which runs as the program would
-
-
-def _warm_up_runner():
+def _warm_up(policy=None, code=None):
+    """In a pooled child, before it waits for its request: one whole run of a stand-in
+    request (the profile's policy and warm-up code, or a small program) through the same
+    path a real one takes, its result encoded and dropped. The pages that path writes
+    (reference counts, allocator state) are copied from the zygote now, not on the request
+    path. Nothing reaches the server: there is no result fd yet. Returns the stand-in run's
+    error, or None."""
+    path, error = list(sys.path), None
     with _suppress(BaseException):
-        request = json.loads('{"code": "x = 1\\nx", "files": {}, "inputs": null}')
-        body, last = _compile(request["code"])
-        scratch = {"__builtins__": builtins}
-        exec(body, scratch)
-        _describe_value(eval(last, scratch), request)
-        _describe_value({"a": (1, 2.5, None), 3: {"b"}}, request)
-        _rich_bundle(_TooBig(), "warm")
-        _step(_compile_globs(["*.txt"]), {(0, 0)}, "a.txt")
-        _encode(_error("Warm", "up"))
-        _encode(_usage())
+        request = {"code": code or "x = [1, 2.5]\nx", "files": {}, "inputs": None}
+        if policy is not None:
+            request["policy"] = policy
+        report = _run(json.dumps(request).encode())
+        _document(report)
+        error = report["error"]
+    sys.path[:] = path
+    linecache.cache.pop(_cell, None)
+    _displays.clear()
+    return error  # the warm-up code's own failure (a real run reports it the same way)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ each child it forks starts in its own namespaces and isolates itself through
 libpycell_child.so, then runs the bootstrap's _main(), which waits for the request on fd 3. Standard library only. Messages
 are one JSON object per datagram; file descriptors travel as SCM_RIGHTS.
 """
-import array, base64, ctypes, fcntl, gc, importlib.util, json, os, selectors, signal, socket, sys
+import array, base64, ctypes, fcntl, gc, importlib.util, json, os, signal, socket, sys
 
 LIBRARY = "/.pycell/libpycell_child.so"
 BOOTSTRAP = "/.pycell/bootstrap.py"
 MAX_MESSAGE = 1 << 20
+
+
+class ForkHooks(ctypes.Structure):
+    _fields_ = [("before", ctypes.c_void_p), ("after_parent", ctypes.c_void_p), ("after_child", ctypes.c_void_p)]
 
 
 class ChildSpec(ctypes.Structure):
@@ -82,26 +86,9 @@ def place_fds(fds):
     os.closerange(5, os.sysconf("SC_OPEN_MAX"))
 
 
-def fork_isolated(lib, share_network):
-    """os.fork(), but the child starts in its own namespaces (pycell_clone), PID 1 of its
-    own pid namespace and still our direct child. The interpreter's fork bookkeeping runs
-    around it exactly as os.fork does it."""
-    api = ctypes.pythonapi
-    api.PyOS_BeforeFork()
-    pid = lib.pycell_clone(int(share_network))
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    api.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(lib.pycell_last_error().decode())
-    return pid
-
-
 def child(fds, lib, spec, bootstrap, child_warmup, policy):
     """In the new child: isolate, warm up, say ready, run the bootstrap (never returns)."""
     try:
-        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         place_fds(fds)
         if lib.pycell_enter(ctypes.byref(spec)) != 0:
@@ -109,16 +96,13 @@ def child(fds, lib, spec, bootstrap, child_warmup, policy):
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # siblings must not draw the zygote's numbers
-        # The zygote's guard, rearmed, for the profile's own warm-up (which runs as a program).
-        guard = bootstrap._warm_up(policy if child_warmup else None)
-        if child_warmup:
-            # The profile's own warm-up, paid here rather than by the first request: the
-            # pages it writes are copied from the zygote now (more memory per ready child,
-            # less latency per execution). It runs as a program would, under the policy.
-            exec(child_warmup, {"__name__": "__main__",
-                                "__builtins__": guard.builtins_module if guard is not None else __builtins__})
-        if guard is not None:
-            guard.close()
+        # One stand-in run (the profile's own warm-up code, under its policy) pays now, not
+        # on the request path, for the pages a run writes: more memory per ready child,
+        # less latency per execution.
+        error = bootstrap._warm_up(policy, child_warmup)
+        if error is not None:
+            raise RuntimeError("the profile's childWarmup failed: %s: %s" % (error["type"], error["message"]))
+        lib.pycell_learn_pages()  # also unmaps what the zygote shares with its children
         os.write(4, b"R")  # ready: isolated, warm, waiting for the request on fd 3
     except BaseException as e:  # noqa: BLE001 - reported on the child's stderr, then exit
         os.write(2, ("pycell zygote child: sandbox setup failed: %s\n" % e).encode())
@@ -148,84 +132,28 @@ def main():
     lib.pycell_last_error.restype = ctypes.c_char_p
     spec, _buffers = make_spec(init)  # _buffers: what spec points into, kept alive
     share_network = bool(init.get("shareNetwork"))
-    # Compiled under the program's own file name, so the policy layer treats it as a program.
-    child_warmup = compile(init["childWarmup"], "<pycell>", "exec") if init.get("childWarmup") else None
-    children = {}  # pid -> id given by the server
+    child_warmup = init.get("childWarmup") or None
+    if child_warmup:
+        compile(child_warmup, "<pycell>", "exec")  # a syntax error stops the zygote, not each child
+    lib.pycell_serve_forks.restype = ctypes.c_long
+    hooks = ForkHooks(*(ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p)
+                        for name in ("PyOS_BeforeFork", "PyOS_AfterFork_Parent", "PyOS_AfterFork_Child")))
+    fds = (ctypes.c_int * 5)()
 
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
-    signal.set_wakeup_fd(wake_w)
     sys.stdout.flush()
     sys.stderr.flush()
     gc.collect()
     gc.freeze()  # children then do not copy the zygote's objects on their first collection
     send(ctl, {"event": "ready", "imported": imported, "failed": failed, "threads": single_threaded()})
-
-    sel = selectors.DefaultSelector()
-    sel.register(ctl, selectors.EVENT_READ, "ctl")
-    sel.register(wake_r, selectors.EVENT_READ, "wake")
-    while True:
-        for key, _ in sel.select():
-            if key.data == "wake":
-                while True:
-                    try:
-                        if not os.read(wake_r, 4096):
-                            break
-                    except BlockingIOError:
-                        break
-                continue
-            msg, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, 8)
-            if not msg:
-                return  # the server is gone
-            request = json.loads(msg)
-            if request.get("op") != "fork" or len(fds) != 5:
-                for fd in fds:
-                    os.close(fd)
-                send(ctl, {"event": "error", "id": request.get("id"), "message": "bad request"})
-                continue
-            if not single_threaded():
-                # A forked copy of a threaded process can hang on a lock another thread held.
-                for fd in fds:
-                    os.close(fd)
-                send(ctl, {"event": "error", "id": request["id"], "message": "zygote is not single-threaded"})
-                continue
-            try:
-                pid = fork_isolated(lib, share_network)
-            except OSError as e:
-                for fd in fds:
-                    os.close(fd)
-                send(ctl, {"event": "error", "id": request["id"], "message": str(e)})
-                continue
-            if pid == 0:
-                sel.close()
-                ctl.close()
-                os.close(wake_r)
-                os.close(wake_w)
-                child(fds, lib, spec, bootstrap, child_warmup, init.get("policy"))
-            for fd in fds:
-                os.close(fd)
-            children[pid] = request["id"]
-            pidfd = os.pidfd_open(pid)
-            send(ctl, {"event": "forked", "id": request["id"]}, [pidfd])
-            os.close(pidfd)
-        reap(ctl, children)
-
-
-def reap(ctl, children):
-    """Reports each child that ended, with how and what it used (the server cannot wait
-    for them: they are ours)."""
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        ident = children.pop(pid, None)
-        if ident is not None:
-            send(ctl, {"event": "exit", "id": ident, "status": status,
-                       "utimeMs": int(usage.ru_utime * 1000), "stimeMs": int(usage.ru_stime * 1000),
-                       "maxrssKb": usage.ru_maxrss})
+    # From here on the zygote runs no Python until a fork returns in a child: the loop is
+    # C (see child_abi.h), so the zygote writes almost none of the pages its children share.
+    ident = lib.pycell_serve_forks(ctl.fileno(), int(share_network), ctypes.byref(hooks), fds)
+    if ident < 0:
+        raise OSError(lib.pycell_last_error().decode())
+    if ident == 0:
+        return  # the server is gone
+    ctl.close()
+    child(list(fds), lib, spec, bootstrap, child_warmup, init.get("policy"))
 
 
 if __name__ == "__main__":

@@ -142,8 +142,10 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
         int PoolSettings::*field = pk == "size" ? &PoolSettings::size
                                    : pk == "maxStarting" ? &PoolSettings::maxStarting
                                    : pk == "recycleAfter" ? &PoolSettings::recycleAfter
-                                                          : nullptr;
-        if (!field || !pv.is_number_integer() || pv.get<int64_t>() < (pk == "size" ? 0 : 1) || pv.get<int64_t>() > 100000)
+                                   : pk == "refillDelayMs" ? &PoolSettings::refillDelayMs
+                                                           : nullptr;
+        int64_t least = pk == "size" || pk == "refillDelayMs" ? 0 : 1;
+        if (!field || !pv.is_number_integer() || pv.get<int64_t>() < least || pv.get<int64_t>() > 100000)
           return fail("pool." + pk + " is unknown or out of range");
         base.pool.*field = pv.get<int>();
       }

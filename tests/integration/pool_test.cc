@@ -118,6 +118,27 @@ TEST_CASE("the pool refills after a burst, and every request of the burst is ans
   CHECK(pool["forksServed"].get<int>() >= 14);
 }
 
+TEST_CASE("a claim that leaves half the pool ready refills after the delay, even while the execution runs", "[pool]") {
+  TempFile config("refill", R"({"profiles": {"default": {"pool": {"size": 2, "refillDelayMs": 300}}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  Json before = awaitFullPool(*server, "default");
+  int64_t id = server->request("execute", {{"code", "import time\ntime.sleep(3)\n'slept'"}});
+  // Straight after the claim one child is still ready and none is starting: the refill waits.
+  Json early = poolOf(*server, "default");
+  INFO("early: " << brief(early));
+  CHECK(early["ready"] == 1);
+  CHECK(early["starting"] == 0);
+  CHECK(early["forksServed"] == before["forksServed"]);
+  // The delay, not the end of the 3 s execution, brings the pool back to full.
+  Json full = awaitFullPool(*server, "default", 2500ms);
+  CHECK(full["forksServed"].get<int>() == before["forksServed"].get<int>() + 1);
+  CHECK(waitResult(*server, id)["value"] == "slept");
+  // A second claim leaving half ready, whose child ends before the delay: refilled at its end.
+  CHECK(run(*server, "'quick'")["value"] == "quick");
+  Json after = awaitFullPool(*server, "default", 2500ms);
+  CHECK(after["forksServed"].get<int>() == before["forksServed"].get<int>() + 2);
+}
+
 TEST_CASE("a zygote is recycled after its fork budget and the pool goes on serving", "[pool]") {
   TempFile config("recycle", R"({"profiles": {"default": {"pool": {"size": 1, "recycleAfter": 3}}}})");
   auto server = startServer(Framing::kNdjson, {"--config", config.path()});

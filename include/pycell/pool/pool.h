@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -71,6 +72,11 @@ class Pool {
  private:
   friend class Zygote;
   void refill();
+  // After a claim: at once when fewer than half the pool's children are left ready, else
+  // when a claimed child ends or pool.refillDelayMs have passed, whichever comes first. A
+  // fork and a child's isolation cost a few milliseconds of CPU; on two cores they would
+  // otherwise compete with the execution that was just handed its child.
+  void refillAfterClaim();
   [[nodiscard]] size_t startingCount() const;  // forked (or asked for) but not ready yet
   void childReady(PooledChild child);
   void childExited(uint64_t id, ExitInfo info);
@@ -100,6 +106,7 @@ class Pool {
   std::string lastError_;
   std::string lastChildWords_;  // stderr of the last child whose set-up failed
   bool shuttingDown_ = false;
+  std::optional<EventLoop::TimerId> refillTimer_;
 };
 
 }  // namespace pycell::pool

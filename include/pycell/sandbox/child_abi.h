@@ -3,14 +3,15 @@
 // through ctypes. Built into libpycell_child.so, which the server ships inside its binary
 // and writes into each zygote's root.
 //
-// In the zygote, between PyOS_BeforeFork and PyOS_AfterFork_* (so the interpreter's own
-// fork bookkeeping runs exactly as for os.fork):
+// In the zygote (pycell_serve_forks, per request), between PyOS_BeforeFork and
+// PyOS_AfterFork_* (so the interpreter's own fork bookkeeping runs exactly as for os.fork):
 //   pycell_clone()   a fork in new user, pid, mount, ipc, uts (and net) namespaces: the child
 //                    is PID 1 of its own pid namespace and the zygote's direct child, which
 //                    the zygote reaps and reports;
-// then in the child, its five fds moved to 0..4:
-//   pycell_enter()   wait for the server's go byte on fd 3 (it has put us in our cgroup),
-//                    map our own ids, fresh /proc and tmpfs, hostname, rlimits, every
+// then in the child, which waits there for the server's go byte (it has put the child in
+// its cgroup) and copies in the pages its elder sibling learned (pycell_learn_pages), its
+// five fds moved to 0..4:
+//   pycell_enter()   map our own ids, fresh /proc and tmpfs, hostname, rlimits, every
 //                    capability dropped, no_new_privs, seccomp last.
 #include <stddef.h>
 #include <stdint.h>
@@ -33,4 +34,30 @@ PYCELL_API int pycell_clone(int share_network);
 // 0 when isolated; -1 with pycell_last_error() naming the step and errno.
 PYCELL_API int pycell_enter(const struct pycell_child_spec* spec);
 PYCELL_API const char* pycell_last_error(void);
+
+// The interpreter's fork bookkeeping (PyOS_BeforeFork and PyOS_AfterFork_*), passed in by
+// the zygote so this library needs no libpython.
+struct pycell_fork_hooks {
+  void (*before)(void);
+  void (*after_parent)(void);
+  void (*after_child)(void);
+};
+
+// The zygote's fork loop, in C so the zygote runs no Python between forks: Python code
+// writes reference counts all over the heap, and after each fork every page it writes is
+// copied (a fault and a TLB flush), which cost more than the fork itself. Serves the
+// server's datagrams on `ctl` (SOCK_SEQPACKET): {"op":"fork","id":N} with five fds is
+// answered {"event":"forked","id":N} with the child's pidfd, or {"event":"error",...};
+// each child that ends is reported {"event":"exit","id":N,"status",...}. Refuses to fork
+// unless the process is single-threaded.
+// Returns 0 in the zygote when the server closed the socket, -1 on failure (see
+// last_error), and N (> 0) in a new child, whose five fds are then in `fds` and whose
+// signal mask is the zygote's at the call.
+PYCELL_API long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hooks* hooks, int* fds);
+// In a child, once it has set itself up and warmed up: the zygote's first such child
+// records the pages it wrote, and its later children copy those in right after the fork,
+// one madvise(MADV_POPULATE_WRITE) per range instead of a fault per page. Every child must
+// call this before any program runs: it unmaps the region the zygote shares with its
+// children. Returns how many ranges this call recorded (0 but for the first child).
+PYCELL_API int pycell_learn_pages(void);
 }

@@ -41,6 +41,8 @@ struct PoolSettings {
   int size = 2;              // ready children kept waiting; 0: no zygote, fork per execution
   int maxStarting = 2;       // forks under way at once
   int recycleAfter = 1000;   // a zygote is replaced after this many forks (fresh ASLR, hash seed)
+  int refillDelayMs = 50;    // with half the pool or more still ready, a claim's refill waits this long
+                             // at most (or until a claimed child ends); 0: refill at once
 };
 
 struct Profile {
