@@ -139,6 +139,18 @@ TEST_CASE("a claim that leaves half the pool ready refills after the delay, even
   CHECK(after["forksServed"].get<int>() == before["forksServed"].get<int>() + 2);
 }
 
+TEST_CASE("no program sees the page map a zygote shares with its children", "[pool]") {
+  // The first child records the pages it wrote in a shared writable region; every child
+  // unmaps it before it is ready, the recorder and the children that used its record alike.
+  auto server = startKernelServer(Framing::kNdjson);
+  awaitFullPool(*server, "default");
+  for (int i = 0; i < 4; ++i) {
+    Json shared = run(*server, "[l.strip() for l in open('/proc/self/maps') if l.split()[1][1:4] == 'w-s']")["value"];
+    INFO("shared mappings in run " << i << ": " << brief(shared));
+    CHECK(shared == Json::array());
+  }
+}
+
 TEST_CASE("a zygote is recycled after its fork budget and the pool goes on serving", "[pool]") {
   TempFile config("recycle", R"({"profiles": {"default": {"pool": {"size": 1, "recycleAfter": 3}}}})");
   auto server = startServer(Framing::kNdjson, {"--config", config.path()});
