@@ -14,6 +14,7 @@
 #include "pycell/child_so.h"
 #include "pycell/log.h"
 #include "pycell/sandbox/enter.h"
+#include "pycell/sandbox/fd_passing.h"
 #include "pycell/zygote_py.h"
 
 namespace pycell::pool {
@@ -55,55 +56,23 @@ pid_t pidOfPidfd(int pidfd) {
 
 Status sendMessage(int fd, const json& message, const std::vector<int>& fds) {
   std::string data = message.dump();
-  iovec iov{data.data(), data.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  ssize_t n;
-  do {
-    n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return std::unexpected(sysError("sendmsg(zygote)"));
+  if (sandbox::sendWithFds(fd, data.data(), data.size(), fds.data(), static_cast<int>(fds.size())) < 0)
+    return std::unexpected(sysError("sendmsg(zygote)"));
   return {};
 }
 
 // One datagram and the fds that came with it; nullopt at EOF.
 std::optional<std::pair<json, std::vector<UniqueFd>>> receiveMessage(int fd) {
   std::string data(kMaxMessage, '\0');
-  iovec iov{data.data(), data.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return std::nullopt;
+  int received[sandbox::kMaxPassedFds];
+  int count = 0;
+  bool truncated = false;
+  ssize_t n = sandbox::receiveWithFds(fd, data.data(), data.size(), received, &count, &truncated);
   std::vector<UniqueFd> fds;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int f;
-      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      fds.emplace_back(f);
-    }
-  }
+  for (int i = 0; i < count; ++i) fds.emplace_back(received[i]);
+  if (n <= 0) return std::nullopt;
   data.resize(static_cast<size_t>(n));
-  json doc = json::parse(data, nullptr, false);
+  json doc = truncated ? json(nullptr) : json::parse(data, nullptr, false);
   return std::make_pair(doc.is_discarded() ? json(nullptr) : doc, std::move(fds));
 }
 

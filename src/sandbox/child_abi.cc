@@ -19,7 +19,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include <algorithm>
 
 #include "pycell/sandbox/caps.h"
+#include "pycell/sandbox/fd_passing.h"
 
 namespace {
 
@@ -87,26 +87,7 @@ struct Children {
 };
 
 int sendText(int ctl, const char* text, int fd) {
-  iovec iov{const_cast<char*>(text), strlen(text)};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (fd >= 0) {
-    memset(control, 0, sizeof control);
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(ctl, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n < 0 ? -1 : 0;
+  return pycell::sandbox::sendWithFds(ctl, text, strlen(text), &fd, fd >= 0 ? 1 : 0) < 0 ? -1 : 0;
 }
 
 void sendError(int ctl, long id, const char* message) {
@@ -361,30 +342,19 @@ long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hoo
     }
     if (!ready[0].revents) continue;
     char text[1024];
-    iovec iov{text, sizeof text - 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    int fds[pycell::sandbox::kMaxPassedFds];
+    int nfds = 0;
+    bool truncated = false;
+    ssize_t n = pycell::sandbox::receiveWithFds(ctl, text, sizeof text - 1, fds, &nfds, &truncated);
+    if (n < 0 && errno == EAGAIN) continue;
     if (n < 0) {
       result = fail("recvmsg");
       break;
     }
     if (n == 0) break;  // the server is gone
     text[n] = 0;
-    int fds[8];
-    int nfds = 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      int count = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      for (int i = 0; i < count && nfds < 8; ++i) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-    }
     long id = requestId(text);
-    if (!isForkRequest(text) || id == 0 || nfds != 5 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    if (!isForkRequest(text) || id == 0 || nfds != 5 || truncated) {
       closeAll(fds, nfds);
       sendError(ctl, id, "bad request");
       continue;
