@@ -1,41 +1,27 @@
 // libpycell_child.so: see child_abi.h for the order of the steps. Plain syscalls only: it
 // runs in a freshly cloned interpreter, between Python calls, and must leave no state
-// behind but the isolation itself.
+// behind but the isolation itself. The zygote's fork loop is in fork_loop.cc.
 #include "pycell/sandbox/child_abi.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
-#include <poll.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-
 #include "pycell/sandbox/caps.h"
-#include "pycell/sandbox/fd_passing.h"
 
 namespace {
 
 char lastError[256];
-
-int fail(const char* step) {
-  snprintf(lastError, sizeof lastError, "%s: %s", step, strerror(errno));
-  return -1;
-}
 
 int writeText(const char* path, const char* text) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -51,211 +37,18 @@ int mountTmpfs(const char* target, const char* options) {
   return mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options);
 }
 
-// ---- the zygote's fork loop ---------------------------------------------------------------
-// Everything here lives on the stack or in a small malloc'd table: between forks the zygote
-// should write as few of its pages as it can (each one written is copied once per fork).
-
-struct Child {
-  pid_t pid;
-  long id;
-};
-
-struct Children {
-  Child* items = nullptr;
-  size_t size = 0, capacity = 0;
-
-  bool add(pid_t pid, long id) {
-    if (size == capacity) {
-      size_t grown = capacity ? capacity * 2 : 64;
-      auto* more = static_cast<Child*>(realloc(items, grown * sizeof(Child)));
-      if (!more) return false;
-      items = more;
-      capacity = grown;
-    }
-    items[size++] = {pid, id};
-    return true;
-  }
-  long take(pid_t pid) {  // the id, or 0 for a pid we did not fork for the server
-    for (size_t i = 0; i < size; ++i) {
-      if (items[i].pid != pid) continue;
-      long id = items[i].id;
-      items[i] = items[--size];
-      return id;
-    }
-    return 0;
-  }
-};
-
-int sendText(int ctl, const char* text, int fd) {
-  return pycell::sandbox::sendWithFds(ctl, text, strlen(text), &fd, fd >= 0 ? 1 : 0) < 0 ? -1 : 0;
-}
-
-void sendError(int ctl, long id, const char* message) {
-  char text[512];
-  int len = snprintf(text, sizeof text, "{\"event\":\"error\",\"id\":%ld,\"message\":\"", id);
-  for (const char* m = message; *m && len < static_cast<int>(sizeof text) - 3; ++m)
-    text[len++] = (*m == '"' || *m == '\\' || static_cast<unsigned char>(*m) < 0x20) ? ' ' : *m;
-  text[len++] = '"';
-  text[len++] = '}';
-  text[len] = 0;
-  (void)sendText(ctl, text, -1);
-}
-
-// The value after `"key":` in a flat JSON object (the server's requests are small and flat).
-const char* valueOf(const char* text, const char* key) {
-  char quoted[16];
-  snprintf(quoted, sizeof quoted, "\"%s\"", key);
-  const char* at = strstr(text, quoted);
-  if (!at) return nullptr;
-  at += strlen(quoted);
-  while (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r') ++at;
-  if (*at++ != ':') return nullptr;
-  while (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r') ++at;
-  return at;
-}
-
-long requestId(const char* text) {
-  const char* v = valueOf(text, "id");
-  if (!v || *v < '0' || *v > '9') return 0;
-  char* end;
-  long id = strtol(v, &end, 10);
-  return id > 0 ? id : 0;
-}
-
-bool isForkRequest(const char* text) {
-  const char* v = valueOf(text, "op");
-  return v && strncmp(v, "\"fork\"", 6) == 0;
-}
-
-bool singleThreaded() {
-  char status[4096];
-  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = read(fd, status, sizeof status - 1);
-  close(fd);
-  if (n <= 0) return false;
-  status[n] = 0;
-  const char* line = strstr(status, "\nThreads:");
-  return line && strtol(line + 10, nullptr, 10) == 1;
-}
-
-// Reports every child that ended: how, and what it used (the server cannot wait for them).
-void reapChildren(int ctl, Children& children) {
-  for (;;) {
-    int status = 0;
-    rusage usage{};
-    pid_t pid = wait4(-1, &status, WNOHANG, &usage);
-    if (pid <= 0) return;
-    long id = children.take(pid);
-    if (id == 0) continue;
-    char text[256];
-    snprintf(text, sizeof text,
-             "{\"event\":\"exit\",\"id\":%ld,\"status\":%d,\"utimeMs\":%ld,\"stimeMs\":%ld,\"maxrssKb\":%ld}", id,
-             status, usage.ru_utime.tv_sec * 1000L + usage.ru_utime.tv_usec / 1000,
-             usage.ru_stime.tv_sec * 1000L + usage.ru_stime.tv_usec / 1000, usage.ru_maxrss);
-    (void)sendText(ctl, text, -1);
-  }
-}
-
-// ---- learned pages --------------------------------------------------------------------------
-// Each child writes much the same pages while it sets itself up and warms up, and each of
-// those writes is a copy-on-write fault: a trap and a TLB flush per page, which on a
-// virtual machine costs several times the copy itself. The first child of a zygote records
-// which pages it wrote (exclusively mapped ones, from /proc/self/pagemap) in a region the
-// zygote shares with its children; the children after it copy those pages in one
-// MADV_POPULATE_WRITE per range, before any Python runs. Every child unmaps the region
-// before it is ready, so no program ever sees it.
-
-struct PageRange {
-  uint64_t start, length;
-};
-
-struct Learned {
-  uint32_t state;  // kEmpty, then kRecording (one child), then kReady
-  uint32_t count;
-  PageRange ranges[1];
-};
-
-enum : uint32_t { kEmpty = 0, kRecording = 1, kReady = 2 };
-constexpr size_t kLearnedBytes = 256 << 10;
-constexpr uint32_t kMaxRanges = (kLearnedBytes - offsetof(Learned, ranges)) / sizeof(PageRange);
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-Learned* learned = nullptr;  // the zygote's, inherited by each child until it unmaps it
-
-void populateLearned() {
-  if (!learned || __atomic_load_n(&learned->state, __ATOMIC_ACQUIRE) != kReady) return;
-  for (uint32_t i = 0; i < learned->count; ++i) {
-    const PageRange& r = learned->ranges[i];
-    // ENOMEM: the range is not mapped here (the learner had mapped it later); EINVAL: a
-    // kernel before 5.14. Either way the pages are simply faulted in as they are written.
-    if (madvise(reinterpret_cast<void*>(r.start), r.length, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) return;
-  }
-}
-
-// Private writable mappings' pages that are present and mapped by this process alone.
-uint32_t recordExclusivePages(Learned* into) {
-  int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  uint32_t count = 0;
-  if (maps >= 0 && pagemap >= 0) {
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    char buf[8192];
-    size_t have = 0;
-    bool full = false;
-    for (;;) {
-      ssize_t n = read(maps, buf + have, sizeof buf - 1 - have);
-      if (n <= 0) break;
-      have += static_cast<size_t>(n);
-      buf[have] = 0;
-      char* line = buf;
-      for (char* nl; !full && (nl = strchr(line, '\n')) != nullptr; line = nl + 1) {
-        *nl = 0;
-        unsigned long long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || strncmp(perms, "rw-p", 4) != 0) continue;
-        uint64_t runStart = 0, runEnd = 0;
-        uint64_t entries[512];
-        for (uint64_t at = lo; at < hi && !full;) {
-          size_t want = static_cast<size_t>(std::min<uint64_t>((hi - at) / page, 512));
-          ssize_t got = pread(pagemap, entries, want * 8, static_cast<off_t>(at / page * 8));
-          if (got <= 0) break;
-          for (size_t i = 0; i < static_cast<size_t>(got) / 8; ++i, at += page) {
-            bool mine = (entries[i] >> 63 & 1) && (entries[i] >> 56 & 1);
-            if (mine && runEnd == at) {
-              runEnd += page;
-            } else if (mine) {
-              if (runEnd > runStart) {
-                if (count == kMaxRanges) full = true;
-                else into->ranges[count++] = {runStart, runEnd - runStart};
-              }
-              runStart = at;
-              runEnd = at + page;
-            }
-          }
-        }
-        if (runEnd > runStart && !full) {
-          if (count == kMaxRanges) full = true;
-          else into->ranges[count++] = {runStart, runEnd - runStart};
-        }
-      }
-      have = strlen(line);
-      memmove(buf, line, have);
-      if (have == sizeof buf - 1) break;  // a line longer than the buffer: stop here
-    }
-  }
-  if (maps >= 0) close(maps);
-  if (pagemap >= 0) close(pagemap);
-  return count;
-}
-
-void closeAll(const int* fds, int n) {
-  for (int i = 0; i < n; ++i) close(fds[i]);
-}
-
 }  // namespace
+
+namespace pycell::sandbox {
+
+int childFail(const char* step) {
+  snprintf(lastError, sizeof lastError, "%s: %s", step, strerror(errno));
+  return -1;
+}
+
+}  // namespace pycell::sandbox
+
+using pycell::sandbox::childFail;
 
 extern "C" {
 
@@ -268,167 +61,44 @@ int pycell_clone(int share_network) {
   unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
   if (!share_network) flags |= CLONE_NEWNET;
   long pid = syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr);
-  if (pid < 0) return fail("clone");
+  if (pid < 0) return childFail("clone");
   return static_cast<int>(pid);
 }
 
 int pycell_enter(const struct pycell_child_spec* spec) {
-  if (setsid() < 0) return fail("setsid");
+  if (setsid() < 0) return childFail("setsid");
   // Map our own ids and nothing else: allowed without privilege (user_namespaces(7)).
   char map[64];
-  if (writeText("/proc/self/setgroups", "deny") != 0) return fail("write setgroups");
+  if (writeText("/proc/self/setgroups", "deny") != 0) return childFail("write setgroups");
   snprintf(map, sizeof map, "%u %u 1\n", spec->uid, spec->uid);
-  if (writeText("/proc/self/uid_map", map) != 0) return fail("write uid_map");
+  if (writeText("/proc/self/uid_map", map) != 0) return childFail("write uid_map");
   snprintf(map, sizeof map, "%u %u 1\n", spec->gid, spec->gid);
-  if (writeText("/proc/self/gid_map", map) != 0) return fail("write gid_map");
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail("make mounts private");
-  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return fail("mount proc");
+  if (writeText("/proc/self/gid_map", map) != 0) return childFail("write gid_map");
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return childFail("make mounts private");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return childFail("mount proc");
   char options[128];
   snprintf(options, sizeof options, "mode=0755,nr_inodes=16384,size=%lldm,uid=%u,gid=%u",
            static_cast<long long>(spec->disk_mb), spec->uid, spec->gid);
-  if (mountTmpfs("/sandbox", options) != 0) return fail("mount /sandbox");
+  if (mountTmpfs("/sandbox", options) != 0) return childFail("mount /sandbox");
   snprintf(options, sizeof options, "mode=1777,nr_inodes=16384,size=%lldm", static_cast<long long>(spec->disk_mb));
-  if (mountTmpfs("/tmp", options) != 0) return fail("mount /tmp");
-  if (mountTmpfs("/dev/shm", options) != 0) return fail("mount /dev/shm");
-  if (chdir("/sandbox") != 0) return fail("chdir /sandbox");
-  if (sethostname("pycell", 6) != 0) return fail("sethostname");
+  if (mountTmpfs("/tmp", options) != 0) return childFail("mount /tmp");
+  if (mountTmpfs("/dev/shm", options) != 0) return childFail("mount /dev/shm");
+  if (chdir("/sandbox") != 0) return childFail("chdir /sandbox");
+  if (sethostname("pycell", 6) != 0) return childFail("sethostname");
   for (int i = 0; i < spec->n_rlimits; ++i) {
     rlimit rl{spec->rlimits[3 * i + 1], spec->rlimits[3 * i + 2]};
-    if (setrlimit(static_cast<int>(spec->rlimits[3 * i]), &rl) != 0) return fail("setrlimit");
+    if (setrlimit(static_cast<int>(spec->rlimits[3 * i]), &rl) != 0) return childFail("setrlimit");
   }
   const char* step = "drop capabilities";
-  if (pycell::sandbox::dropAllCapabilities(&step) != 0) return fail(step);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("no_new_privs");
+  if (pycell::sandbox::dropAllCapabilities(&step) != 0) return childFail(step);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return childFail("no_new_privs");
   // seccomp last: the steps above need syscalls it denies.
   if (spec->bpf && spec->bpf_len > 0) {
     sock_fprog prog{static_cast<unsigned short>(spec->bpf_len),
                     const_cast<sock_filter*>(static_cast<const sock_filter*>(spec->bpf))};
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return fail("seccomp");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return childFail("seccomp");
   }
   return 0;
-}
-
-long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hooks* hooks, int* out) {
-  // SIGCHLD arrives on a signalfd, polled with the server's socket; the mask at the call
-  // comes back in each child.
-  sigset_t chld, saved;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  if (sigprocmask(SIG_BLOCK, &chld, &saved) != 0) return fail("block SIGCHLD");
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) {
-    fail("signalfd");
-    sigprocmask(SIG_SETMASK, &saved, nullptr);
-    return -1;
-  }
-  if (!learned) {
-    void* region = mmap(nullptr, kLearnedBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    learned = region == MAP_FAILED ? nullptr : static_cast<Learned*>(region);
-  }
-  Children children;
-  long result = 0;
-  for (;;) {
-    pollfd ready[2] = {{ctl, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(ready, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      result = fail("poll");
-      break;
-    }
-    if (ready[1].revents) {
-      signalfd_siginfo info;
-      while (read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      }
-      reapChildren(ctl, children);
-    }
-    if (!ready[0].revents) continue;
-    char text[1024];
-    int fds[pycell::sandbox::kMaxPassedFds];
-    int nfds = 0;
-    bool truncated = false;
-    ssize_t n = pycell::sandbox::receiveWithFds(ctl, text, sizeof text - 1, fds, &nfds, &truncated);
-    if (n < 0 && errno == EAGAIN) continue;
-    if (n < 0) {
-      result = fail("recvmsg");
-      break;
-    }
-    if (n == 0) break;  // the server is gone
-    text[n] = 0;
-    long id = requestId(text);
-    if (!isForkRequest(text) || id == 0 || nfds != 5 || truncated) {
-      closeAll(fds, nfds);
-      sendError(ctl, id, "bad request");
-      continue;
-    }
-    if (!singleThreaded()) {
-      // A forked copy of a threaded process can hang on a lock another thread held.
-      closeAll(fds, nfds);
-      sendError(ctl, id, "zygote is not single-threaded");
-      continue;
-    }
-    hooks->before();
-    int pid = pycell_clone(share_network);
-    if (pid == 0) {
-      // Die with the zygote. (If it is already gone, so is its pid namespace, and we with it.)
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      // The server writes one byte on the request pipe once we are in our cgroup: what we
-      // allocate or fork from here on is counted there.
-      char go = 0;
-      ssize_t got;
-      do {
-        got = read(fds[3], &go, 1);
-      } while (got < 0 && errno == EINTR);
-      if (got != 1) {
-        dprintf(fds[2], "pycell zygote child: sandbox setup failed: wait for the server's go: %s\n",
-                got == 0 ? "the pipe closed" : strerror(errno));
-        _exit(127);
-      }
-      populateLearned();
-      hooks->after_child();
-      close(sfd);
-      sigprocmask(SIG_SETMASK, &saved, nullptr);
-      free(children.items);
-      memcpy(out, fds, sizeof(int) * 5);
-      return id;
-    }
-    hooks->after_parent();
-    closeAll(fds, nfds);
-    if (pid < 0) {
-      sendError(ctl, id, lastError);
-      continue;
-    }
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd < 0 || !children.add(pid, id)) {
-      const char* why = pidfd < 0 ? "pidfd_open failed" : "out of memory";
-      kill(pid, SIGKILL);
-      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-      if (pidfd >= 0) close(pidfd);
-      sendError(ctl, id, why);
-      continue;
-    }
-    char reply[96];
-    snprintf(reply, sizeof reply, "{\"event\":\"forked\",\"id\":%ld}", id);
-    (void)sendText(ctl, reply, pidfd);
-    close(pidfd);
-  }
-  close(sfd);
-  sigprocmask(SIG_SETMASK, &saved, nullptr);
-  free(children.items);
-  return result;
-}
-
-int pycell_learn_pages(void) {
-  if (!learned) return 0;
-  int count = 0;
-  uint32_t expected = kEmpty;
-  if (__atomic_compare_exchange_n(&learned->state, &expected, kRecording, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    learned->count = recordExclusivePages(learned);
-    count = static_cast<int>(learned->count);
-    __atomic_store_n(&learned->state, kReady, __ATOMIC_RELEASE);
-  }
-  munmap(learned, kLearnedBytes);
-  learned = nullptr;
-  return count;
 }
 
 }  // extern "C"

@@ -61,3 +61,8 @@ PYCELL_API long pycell_serve_forks(int ctl, int share_network, const struct pyce
 // children. Returns how many ranges this call recorded (0 but for the first child).
 PYCELL_API int pycell_learn_pages(void);
 }
+
+// Inside the library: records "step: strerror(errno)" for pycell_last_error; returns -1.
+namespace pycell::sandbox {
+int childFail(const char* step);
+}
