@@ -7,7 +7,7 @@ each child it forks starts in its own namespaces and isolates itself through
 libpycell_child.so, then runs the bootstrap's _main(), which waits for the request on fd 3. Standard library only. Messages
 are one JSON object per datagram; file descriptors travel as SCM_RIGHTS.
 """
-import array, base64, ctypes, fcntl, gc, importlib.util, json, os, signal, socket, sys
+import array, base64, ctypes, gc, importlib.util, json, os, signal, socket, sys
 
 LIBRARY = "/.pycell/libpycell_child.so"
 BOOTSTRAP = "/.pycell/bootstrap.py"
@@ -75,22 +75,10 @@ def make_spec(init):
     return spec, (limits, bpf_buffer)  # the buffers must outlive every fork
 
 
-def place_fds(fds):
-    """The child's five fds become 0..4 (they may already sit on those numbers)."""
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
-    for fd in fds:
-        os.close(fd)
-    for target, fd in enumerate(high):
-        os.dup2(fd, target)
-        os.close(fd)
-    os.closerange(5, os.sysconf("SC_OPEN_MAX"))
-
-
-def child(fds, lib, spec, bootstrap, child_warmup, policy):
+def child(lib, spec, bootstrap, child_warmup, policy):
     """In the new child: isolate, warm up, say ready, run the bootstrap (never returns)."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        place_fds(fds)
         if lib.pycell_enter(ctypes.byref(spec)) != 0:
             raise OSError(lib.pycell_last_error().decode())
         numpy = sys.modules.get("numpy")
@@ -152,8 +140,8 @@ def main():
         raise OSError(lib.pycell_last_error().decode())
     if ident == 0:
         return  # the server is gone
-    ctl.close()
-    child(list(fds), lib, spec, bootstrap, child_warmup, init.get("policy"))
+    ctl.detach()  # its fd number is the request pipe's now (the loop moved the child's fds to 0..4)
+    child(lib, spec, bootstrap, child_warmup, init.get("policy"))
 
 
 if __name__ == "__main__":

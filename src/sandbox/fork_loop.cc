@@ -225,6 +225,24 @@ uint32_t recordExclusivePages(Learned* into) {
   return count;
 }
 
+// The child's five fds become 0..4 (by way of fds >= 10, so that none lands on another
+// still needed) and every other fd closes: the zygote's socket, the signalfd, whatever the
+// interpreter had open.
+int placeFds(const int* fds) {
+  int high[5];
+  for (int i = 0; i < 5; ++i)
+    if ((high[i] = fcntl(fds[i], F_DUPFD, 10)) < 0) return -1;
+  for (int i = 0; i < 5; ++i) close(fds[i]);
+  for (int i = 0; i < 5; ++i) {
+    if (dup2(high[i], i) < 0) return -1;
+    close(high[i]);
+  }
+  if (syscall(SYS_close_range, 5U, ~0U, 0U) != 0) {
+    for (int fd = 5; fd < 65536; ++fd) close(fd);  // a kernel before 5.9
+  }
+  return 0;
+}
+
 void closeAll(const int* fds, int n) {
   for (int i = 0; i < n; ++i) close(fds[i]);
 }
@@ -308,10 +326,13 @@ long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hoo
       }
       populateLearned();
       hooks->after_child();
-      close(sfd);
       sigprocmask(SIG_SETMASK, &saved, nullptr);
       free(children.items);
-      memcpy(out, fds, sizeof(int) * 5);
+      if (placeFds(fds) != 0) {
+        dprintf(fds[2], "pycell zygote child: sandbox setup failed: place fds: %s\n", strerror(errno));
+        _exit(127);
+      }
+      for (int i = 0; i < 5; ++i) out[i] = i;
       return id;
     }
     hooks->after_parent();

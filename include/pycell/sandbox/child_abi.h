@@ -9,8 +9,8 @@
 //                    is PID 1 of its own pid namespace and the zygote's direct child, which
 //                    the zygote reaps and reports;
 // then in the child, which waits there for the server's go byte (it has put the child in
-// its cgroup) and copies in the pages its elder sibling learned (pycell_learn_pages), its
-// five fds moved to 0..4:
+// its cgroup), copies in the pages its elder sibling learned (pycell_learn_pages) and
+// moves its five fds to 0..4:
 //   pycell_enter()   map our own ids, fresh /proc and tmpfs, hostname, rlimits, every
 //                    capability dropped, no_new_privs, seccomp last.
 #include <stddef.h>
@@ -51,8 +51,8 @@ struct pycell_fork_hooks {
 // each child that ends is reported {"event":"exit","id":N,"status",...}. Refuses to fork
 // unless the process is single-threaded.
 // Returns 0 in the zygote when the server closed the socket, -1 on failure (see
-// last_error), and N (> 0) in a new child, whose five fds are then in `fds` and whose
-// signal mask is the zygote's at the call.
+// last_error), and N (> 0) in a new child, whose five fds are then 0..4 (also written to
+// `fds`), with every other fd closed and the signal mask the zygote's at the call.
 PYCELL_API long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hooks* hooks, int* fds);
 // In a child, once it has set itself up and warmed up: the zygote's first such child
 // records the pages it wrote, and its later children copy those in right after the fork,
