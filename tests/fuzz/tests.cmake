@@ -2,7 +2,7 @@
 # and run for a bounded time from the checked-in corpus (PYCELL_FUZZ_SECONDS per target).
 find_program(PYCELL_CLANGXX clang++)
 if(PYCELL_CLANGXX)
-  set(PYCELL_FUZZ_SECONDS 60 CACHE STRING "seconds each fuzz target runs under ctest")
+  set(PYCELL_FUZZ_SECONDS 30 CACHE STRING "seconds each fuzz target runs under ctest")
   add_test(NAME fuzz_protocol
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run.sh ${PROJECT_SOURCE_DIR}
                    ${CMAKE_CURRENT_BINARY_DIR}/fuzz ${PYCELL_FUZZ_SECONDS})
