@@ -4,6 +4,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -73,22 +74,6 @@ Status writeText(const std::string& path, const std::string& text) { return writ
 
 std::string baseName() { return "pycell-" + std::to_string(::getpid()); }
 
-// A server killed with SIGKILL cannot remove its cgroups (v1 never does it by itself):
-// remove the empty ones of servers that no longer run, so they do not pile up.
-void removeStale(const std::string& parent) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("pycell-", 0) != 0 || !entry.is_directory(ec)) continue;
-    std::string pid = name.substr(7);
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    if (::access(("/proc/" + pid).c_str(), F_OK) == 0) continue;  // still running (or pid reused: leave it)
-    for (const auto& child : std::filesystem::directory_iterator(entry.path(), ec))
-      if (child.is_directory(ec)) ::rmdir(child.path().c_str());
-    ::rmdir(entry.path().c_str());
-  }
-}
-
 CgroupSupport tryV2(const Mount& mount) {
   CgroupSupport s;
   auto own = ownCgroup("");
@@ -99,7 +84,7 @@ CgroupSupport tryV2(const Mount& mount) {
     s.reason = "cgroup v2: memory and pids controllers are not delegated to " + dir;
     return s;
   }
-  removeStale(dir);
+  removeStaleCgroups(dir);
   std::string base = dir + "/" + baseName();
   if (::mkdir(base.c_str(), 0755) != 0) {
     s.reason = sysError("cgroup v2: mkdir " + base).message();
@@ -130,7 +115,7 @@ std::string tryV1Controller(const std::vector<Mount>& mounts, const std::string&
     if (m.fstype != "cgroup" || !hasOption(m.options, controller)) continue;
     auto own = ownCgroup(controller);
     if (!own) continue;
-    removeStale(m.point + *own);
+    removeStaleCgroups(m.point + *own);
     std::string base = m.point + *own + "/" + baseName();
     if (::mkdir(base.c_str(), 0755) == 0 || errno == EEXIST) return base;
     reason += sysError("cgroup v1: mkdir " + base).message() + "; ";
@@ -141,6 +126,29 @@ std::string tryV1Controller(const std::vector<Mount>& mounts, const std::string&
 }
 
 }  // namespace
+
+// A server killed with SIGKILL cannot remove its cgroups (v1 never does it by itself), and
+// no server can remove the v2 leaf it runs in (`pycell-server-<pid>`, never empty while it
+// lives): remove the empty ones of servers that no longer run, so they do not pile up.
+void removeStaleCgroups(const std::string& parent) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory(ec)) continue;
+    std::string pid;
+    for (const char* prefix : {"pycell-server-", "pycell-"}) {
+      if (name.rfind(prefix, 0) == 0) {
+        pid = name.substr(std::strlen(prefix));
+        break;
+      }
+    }
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::access(("/proc/" + pid).c_str(), F_OK) == 0) continue;  // still running (or pid reused: leave it)
+    for (const auto& child : std::filesystem::directory_iterator(entry.path(), ec))
+      if (child.is_directory(ec)) ::rmdir(child.path().c_str());
+    ::rmdir(entry.path().c_str());
+  }
+}
 
 CgroupSupport setUpCgroups() {
   auto mounts = cgroupMounts();

@@ -30,6 +30,9 @@ struct CgroupSupport {
 // Creates `pycell-<pid>` below the server's cgroup(s). Call once; remove with removeCgroupBase.
 [[nodiscard]] CgroupSupport setUpCgroups();
 void removeCgroupBase(const CgroupSupport& support);
+// Removes, below `parent`, the empty `pycell-<pid>` and `pycell-server-<pid>` directories
+// (and their empty subdirectories) of servers that no longer run. setUpCgroups calls it.
+void removeStaleCgroups(const std::string& parent);
 
 struct CgroupUsage {
   uint64_t peakMemoryBytes = 0;
