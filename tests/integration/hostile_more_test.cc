@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,11 +16,13 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -76,9 +79,44 @@ std::string pidList(const std::vector<pid_t>& pids) {
   return out;
 }
 
+// An open fd on a sandbox's pid namespace, so that its number ("pid:[N]") names it alone
+// for as long as a test looks: once a namespace's processes are gone the kernel hands its
+// inode number to the next namespace made, which may well be a new pooled child's.
+class NamespaceHold {
+ public:
+  explicit NamespaceHold(const std::string& ns) {
+    unsigned long long number = 0;
+    if (std::sscanf(ns.c_str(), "pid:[%llu]", &number) != 1) return;
+    for (pid_t pid : pidsInNamespace(ns)) {
+      int fd = ::open(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC);
+      struct stat st{};
+      if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_ino == number) {
+        fd_ = fd;
+        return;
+      }
+      if (fd >= 0) ::close(fd);  // that process ended, or its pid is another's now
+    }
+  }
+  NamespaceHold(const NamespaceHold&) = delete;
+  NamespaceHold& operator=(const NamespaceHold&) = delete;
+  ~NamespaceHold() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+struct SandboxNamespace {
+  std::string ns;  // as /proc/<pid>/ns/pid reads, e.g. "pid:[4026532181]"
+  std::unique_ptr<NamespaceHold> hold;
+};
+
 // Starts an execution with streamed output whose program first prints
-// "NS=" + os.readlink('/proc/self/ns/pid'), and returns that namespace once it is printed.
-std::string startAndReadNamespace(ServerProcess& server, Json params, int64_t& id) {
+// "NS=" + os.readlink('/proc/self/ns/pid'), and returns that namespace, held open, once it
+// is printed.
+SandboxNamespace startAndReadNamespace(ServerProcess& server, Json params, int64_t& id) {
   const std::string executionId = params["executionId"];
   params["stream"] = true;
   size_t from = server.messages().size();
@@ -95,7 +133,10 @@ std::string startAndReadNamespace(ServerProcess& server, Json params, int64_t& i
   size_t begin = text.find("NS=") + 3;
   size_t end = text.find(']', begin);
   REQUIRE(end != std::string::npos);
-  return text.substr(begin, end + 1 - begin);
+  SandboxNamespace sandbox{text.substr(begin, end + 1 - begin), nullptr};
+  sandbox.hold = std::make_unique<NamespaceHold>(sandbox.ns);
+  REQUIRE(sandbox.hold->held());
+  return sandbox;
 }
 
 // ---- small helpers -----------------------------------------------------------------------
@@ -486,7 +527,7 @@ len(children)
   // Every process forks, in a new session, ignoring the signals a polite teardown sends.
   int64_t id = 0;
   Stopwatch clock;
-  const std::string ns = startAndReadNamespace(*server, {{"executionId", "bomb"}, {"code", R"py(
+  const auto sandbox = startAndReadNamespace(*server, {{"executionId", "bomb"}, {"code", R"py(
 import os, signal
 for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
     signal.signal(s, signal.SIG_IGN)
@@ -501,6 +542,7 @@ while True:
     except OSError:
         pass
 )py"}, {"limits", {{"timeoutMs", 2000}, {"maxProcesses", 32}, {"memoryMb", 256}}}}, id);
+  const std::string& ns = sandbox.ns;
   INFO("namespace " << ns);
   CHECK(!pidsInNamespace(ns).empty());  // the scan below does see the sandbox's processes
   Json result = waitResult(*server, id);
@@ -518,7 +560,7 @@ TEST_CASE("a disguised double-forked daemon does not outlive its run", "[securit
   // The daemon renames itself, detaches from every pipe and session and ignores the usual
   // signals; it is found from outside by its pid namespace, not by its name.
   int64_t id = 0;
-  const std::string ns = startAndReadNamespace(*server, {{"executionId", "daemon"}, {"code", R"py(
+  const auto sandbox = startAndReadNamespace(*server, {{"executionId", "daemon"}, {"code", R"py(
 import ctypes, os, signal, time
 print('NS=' + os.readlink('/proc/self/ns/pid'), flush=True)
 if os.fork() == 0:
@@ -537,6 +579,7 @@ if os.fork() == 0:
 time.sleep(1)
 'parent done'
 )py"}, {"limits", {{"timeoutMs", 5000}, {"maxProcesses", 8}}}}, id);
+  const std::string& ns = sandbox.ns;
   INFO("namespace " << ns);
   std::vector<pid_t> during;
   for (Stopwatch wait; wait.elapsed() < 2000ms && during.size() < 2; std::this_thread::sleep_for(20ms))
@@ -575,7 +618,7 @@ TEST_CASE("a forged report on the result channel does not let the program outliv
   // goes on sleeping: the server may answer early, but the sandbox must end with the answer.
   int64_t id = 0;
   Stopwatch clock;
-  const std::string ns = startAndReadNamespace(*server, {{"executionId", "forger"}, {"code", kFindResultFd + R"py(
+  const auto sandbox = startAndReadNamespace(*server, {{"executionId", "forger"}, {"code", kFindResultFd + R"py(
 import signal, time
 print('NS=' + os.readlink('/proc/self/ns/pid'), flush=True)
 time.sleep(1)
@@ -588,6 +631,7 @@ os.close(1)
 os.close(2)
 time.sleep(600)
 )py"}, {"limits", {{"timeoutMs", 4000}, {"maxProcesses", 8}}}}, id);
+  const std::string& ns = sandbox.ns;
   INFO("namespace " << ns);
   CHECK(!pidsInNamespace(ns).empty());
   Json result = waitResult(*server, id);
