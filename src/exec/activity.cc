@@ -5,16 +5,19 @@
 #include <set>
 #include <string>
 
-#include "pycell/exec/execution.h"
+#include "pycell/exec/activity.h"
+#include "pycell/exec/result_channel.h"
 
 namespace pycell::exec {
+
+using nlohmann::json;
 
 namespace {
 std::string text(const json& event, const char* key) {
   constexpr size_t kCap = 1000;
   if (!event.contains(key) || !event[key].is_string()) return {};
   const auto& s = event[key].get_ref<const std::string&>();
-  return s.size() > kCap ? s.substr(0, kCap) : s;
+  return std::string(utf8Prefix(s, kCap));  // never inside a character: the result must stay valid UTF-8
 }
 bool flag(const json& event, const char* key) { return event.contains(key) && event[key] == true; }
 }  // namespace
@@ -37,11 +40,11 @@ json summarizeActivity(const json& events) {
     } else if (kind == "file") {
       json f = {{"path", text(event, "path")}, {"mode", text(event, "mode")}, {"allowed", flag(event, "allowed")}};
       entry.update(f);
-      if (first("f:" + f.dump())) files.push_back(std::move(f));
+      if (first("f:" + f.dump(-1, ' ', false, json::error_handler_t::replace))) files.push_back(std::move(f));
     } else if (kind == "network") {
       json n = {{"address", text(event, "address")}, {"operation", text(event, "operation")}, {"allowed", flag(event, "allowed")}};
       entry.update(n);
-      if (first("n:" + n.dump())) network.push_back(std::move(n));
+      if (first("n:" + n.dump(-1, ' ', false, json::error_handler_t::replace))) network.push_back(std::move(n));
     } else if (kind == "process") {
       json p = {{"operation", text(event, "operation")}, {"detail", text(event, "detail")}};
       entry.update(p);

@@ -12,14 +12,15 @@
 #include <map>
 
 #include "pycell/log.h"
+#include "pycell/exec/activity.h"
 #include "pycell/exec/session.h"
 #include "pycell/exec/spawn.h"
+#include "pycell/process/proc_stat.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
 
 namespace {
-constexpr size_t kResultLimit = 64u << 20;
 constexpr auto kDrainGrace = std::chrono::milliseconds(2000);
 
 int64_t toMs(const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000; }
@@ -145,7 +146,7 @@ Status Execution::start() {
   cgroup_ = std::move(proc->cgroup);
   pid_ = proc->pid;
   pidfd_ = std::move(proc->pidfd);
-  (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { onExit(); });
+  (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { guarded([this] { onExit(); }); });
   run(std::move(proc->stdinW), std::move(proc->stdoutR), std::move(proc->stderrR), std::move(proc->requestW),
       std::move(proc->resultR), {});
   return {};
@@ -169,8 +170,10 @@ void Execution::startPooled(pool::Pool& pool, pool::PooledChild child) {
     log::warn("cgroup limits for " + request_.executionId + ": " + st.error().message());
   // The zygote reaps the child and reports how it ended.
   pool_->onExit(pooledId_, [this](pool::ExitInfo info) {
-    zygoteDied_ = info.zygoteDied;
-    childEnded(info.status, info.usage);
+    guarded([&] {
+      zygoteDied_ = info.zygoteDied;
+      childEnded(info.status, info.usage);
+    });
   });
   json rlimits = sandbox::rlimitRows(
       sandbox::planRlimits(request_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory, .processesByRlimit = true}));
@@ -179,7 +182,7 @@ void Execution::startPooled(pool::Pool& pool, pool::PooledChild child) {
 }
 
 json Execution::requestDocument(const json& rlimits) const {
-  json doc = {{"code", request_.code}, {"files", request_.files}};
+  json doc = {{"token", token_}, {"code", request_.code}, {"files", request_.files}};
   if (request_.hasInputs) doc["inputs"] = request_.inputs;
   if (!request_.returnFiles.is_null()) doc["returnFiles"] = request_.returnFiles;
   if (!rlimits.empty()) doc["rlimits"] = rlimits;
@@ -196,23 +199,54 @@ void Execution::startInSession(Session& session) {
   session_ = &session;
   state_ = ExecState::Running;
   startedAt_ = std::chrono::steady_clock::now();
-  session.run(*this, requestDocument({}).dump(-1, ' ', false, json::error_handler_t::replace));
+  token_ = ResultChannel::newToken();
+  session.run(*this, requestDocument({}).dump(-1, ' ', false, json::error_handler_t::replace), token_);
   samplePid_ = session.pid();
   startSampling();
   timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
     timeoutTimer_.reset();
-    stop(StopReason::Timeout);
+    guarded([this] { stop(StopReason::Timeout); });
   });
 }
 
-void Execution::sessionEvent(const json& event) { takeEvent(event); }
+void Execution::sessionEvent(json event) { takeEvent(std::move(event)); }
 
-void Execution::takeEvent(const json& event) {
-  // Written by the bootstrap inside the sandbox, so taken only when well-formed.
-  constexpr size_t kMaxEvents = 5000;
-  if (!event.is_object() || !event.contains("kind") || !event["kind"].is_string() || events_.size() >= kMaxEvents) return;
+void Execution::takeEvent(json event) {
+  // Taken from the channel (bounded in count and bytes there), and only when well-formed.
+  if (!event.is_object() || !event.contains("kind") || !event["kind"].is_string()) return;
   if (event["kind"] == "blocked") blocked_ = true;
-  events_.push_back(event);
+  events_.push_back(std::move(event));
+}
+
+// Already cut to the server's caps by the channel that took it.
+void Execution::channelReport(json report) { report_ = std::move(report); }
+
+template <class F>
+void Execution::guarded(F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    crash(e.what());
+  } catch (...) {
+    crash("an unknown error");
+  }
+}
+
+// Something in the server failed while handling this run (what the sandbox wrote, most
+// likely): the run ends as crashed with the reason; the server and every other run go on.
+void Execution::crash(const std::string& why) noexcept {
+  try {
+    if (state_ == ExecState::Finished) return;
+    log::error("execution " + request_.executionId + ": " + why);
+    internalError_ = why;
+    stopReason_ = StopReason::Internal;
+    if (state_ == ExecState::Queued && ticket_) pool_->cancelClaim(*ticket_);
+    ticket_.reset();
+    if (state_ == ExecState::Running) killSandbox();
+    finish();
+  } catch (...) {
+    log::error("execution " + request_.executionId + ": could not be ended cleanly");
+  }
 }
 
 // CPU and memory of the sandbox's interpreter at the profile's period (the process the
@@ -228,30 +262,20 @@ void Execution::armSampleTimer() {
   sampleTimer_ = loop_.addTimer(period, [this] {
     sampleTimer_.reset();
     if (state_ != ExecState::Running || exited_) return;
-    takeSample();
-    armSampleTimer();
+    guarded([this] {
+      takeSample();
+      armSampleTimer();
+    });
   });
 }
 
 void Execution::takeSample() {
-  auto stat = readFile("/proc/" + std::to_string(samplePid_) + "/stat", 4096);
-  auto statm = readFile("/proc/" + std::to_string(samplePid_) + "/statm", 4096);
-  if (!stat || !statm) return;
-  size_t close = stat->rfind(')');
-  if (close == std::string::npos) return;
-  std::istringstream fields(stat->substr(close + 2));
-  std::string field;
-  int64_t ticks = 0;
-  for (int i = 0; i < 13 && fields >> field; ++i)
-    if (i == 11 || i == 12) ticks += std::strtoll(field.c_str(), nullptr, 10);
-  static const int64_t hz = ::sysconf(_SC_CLK_TCK);
-  static const int64_t pageSize = ::sysconf(_SC_PAGESIZE);
-  int64_t cpuMs = ticks * 1000 / (hz > 0 ? hz : 100);
+  auto stat = process::readProcStat(samplePid_);
+  if (!stat) return;
+  int64_t cpuMs = stat->userMs + stat->sysMs;
   if (!cpuAtStart_) cpuAtStart_ = cpuMs;  // a session's interpreter has a past
-  int64_t pages = 0;
-  std::istringstream(*statm) >> pages >> pages;
   auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();
-  json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", pages * pageSize}};
+  json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", stat->rssBytes}};
   if (usageSink_) {
     json notice = sample;
     notice["executionId"] = request_.executionId;
@@ -264,17 +288,16 @@ void Execution::sessionOutput(const std::string& stream, std::string_view chunk)
   takeOutput(stream, stream == "stdout" ? stdoutBuf_ : stderrBuf_, chunk);
 }
 
-void Execution::sessionResult(json report) {
+void Execution::sessionResult(json report, const rusage& usage) {
   if (state_ != ExecState::Running) return;
-  const json& usage = report.contains("usage") && report["usage"].is_object() ? report["usage"] : json::object();
   exited_ = true;
   exitedAt_ = std::chrono::steady_clock::now();
+  // The interpreter lives on: the exit code is the run's SystemExit, as the session reports
+  // it; CPU and memory are the kernel's (the session reads them from /proc).
   int code = report.contains("exitCode") && report["exitCode"].is_number_integer() ? report["exitCode"].get<int>() : 0;
   waitStatus_ = (code & 0xff) << 8;
-  rusage_.ru_utime = pool::timevalFromMs(usage.value("cpuUserMs", int64_t{0}));
-  rusage_.ru_stime = pool::timevalFromMs(usage.value("cpuSysMs", int64_t{0}));
-  rusage_.ru_maxrss = usage.value("maxRssKb", 0L);
-  report_ = std::move(report);
+  rusage_ = usage;
+  channelReport(std::move(report));
   sessionAlive_ = true;
   finish();
 }
@@ -296,6 +319,9 @@ void Execution::sessionEnded(int waitStatus, const rusage& usage, bool memoryKil
 void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR,
                     const json& rlimits) {
   state_ = ExecState::Running;
+  token_ = ResultChannel::newToken();
+  channel_ = ResultChannel();
+  channel_.expect(token_);
   json requestDoc = requestDocument(rlimits);
   stdin_ = {std::move(stdinW), request_.stdinData, 0};
   requestPipe_ = {std::move(requestW), requestDoc.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", 0};
@@ -309,7 +335,7 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
   watchOutgoing(requestPipe_);
   timeoutTimer_ = loop_.addTimer(std::chrono::milliseconds(request_.limits.timeoutMs), [this] {
     timeoutTimer_.reset();
-    stop(StopReason::Timeout);
+    guarded([this] { stop(StopReason::Timeout); });
   });
   samplePid_ = pid_;
   startSampling();
@@ -318,14 +344,18 @@ void Execution::run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueF
 void Execution::watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer) {
   (void)setNonBlocking(s.fd.get());
   (void)loop_.watch(s.fd.get(), EPOLLIN, [this, &s, name, buffer](uint32_t) {
-    if (readStream(s, name, buffer)) maybeFinish();
+    guarded([&] {
+      if (readStream(s, name, buffer)) maybeFinish();
+    });
   });
 }
 
 // Reads what the pipe holds now; true when it reached EOF (and was closed).
-bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buffer) {
+// At most `maxReads` reads per call: a writer that never pauses cannot keep the event loop
+// here (the descriptor is level-triggered, so the loop comes back for the rest).
+bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buffer, size_t maxReads) {
   char buf[65536];
-  while (s.open) {
+  for (size_t reads = 0; s.open && reads < maxReads; ++reads) {
     ssize_t n = ::read(s.fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return false;
@@ -336,17 +366,17 @@ bool Execution::readStream(Stream& s, const std::string& name, OutputBuffer* buf
       std::string& carry = name == "stdout" ? stdoutCarry_ : stderrCarry_;
       if (buffer && output_ && !carry.empty()) output_(name, carry);  // an incomplete last character
       carry.clear();
+      if (!buffer) channel_.close(*this);
       return true;
     }
     std::string_view chunk(buf, static_cast<size_t>(n));
     if (!buffer) {
-      if (resultText_.size() + chunk.size() > kResultLimit) resultTooBig_ = true;
-      else resultText_.append(chunk);
+      channel_.feed(chunk, *this);
       continue;
     }
     takeOutput(name, *buffer, chunk);
   }
-  return true;
+  return !s.open;
 }
 
 void Execution::takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk) {
@@ -389,9 +419,10 @@ void Execution::finishNow(StopReason reason) {
     }
   }
   // The sandbox's init is dead, so every writer is gone: what the pipes hold is all there is.
-  readStream(stdout_, "stdout", &stdoutBuf_);
-  readStream(stderr_, "stderr", &stderrBuf_);
-  readStream(result_, "result", nullptr);
+  constexpr size_t kAll = SIZE_MAX;
+  readStream(stdout_, "stdout", &stdoutBuf_, kAll);
+  readStream(stderr_, "stderr", &stderrBuf_, kAll);
+  readStream(result_, "result", nullptr, kAll);
   finish();
 }
 
@@ -426,9 +457,7 @@ void Execution::watchOutgoing(Outgoing& o) {
   // Written now as far as the pipe takes it (a request usually fits whole); the rest
   // whenever the program makes room.
   if (pumpOutgoing(o)) return;
-  (void)loop_.watch(o.fd.get(), EPOLLOUT, [this, &o](uint32_t) {
-    pumpOutgoing(o);
-  });
+  (void)loop_.watch(o.fd.get(), EPOLLOUT, [this, &o](uint32_t) { guarded([&] { pumpOutgoing(o); }); });
 }
 
 // Writes what the pipe accepts; true when done (all written, or the reader went away),
@@ -456,8 +485,7 @@ void Execution::onExit() {
 // The bootstrap says "started" on the result channel just before the program's code runs;
 // a child that died silently without saying it ran nothing of the program.
 bool Execution::childNeverStarted() const {
-  return resultText_.find("{\"started\":true}\n") == std::string::npos && stdoutBuf_.totalBytes() == 0 &&
-         stderrBuf_.totalBytes() == 0;
+  return !channel_.started() && stdoutBuf_.totalBytes() == 0 && stderrBuf_.totalBytes() == 0;
 }
 
 void Execution::retryOnAnotherChild() {
@@ -480,8 +508,10 @@ void Execution::retryOnAnotherChild() {
   pid_ = samplePid_ = -1;
   pidfd_.reset();
   pooledId_ = 0;
-  resultText_.clear();
+  channel_ = ResultChannel();
   report_.reset();
+  events_ = json::array();
+  blocked_ = false;
   samples_ = json::array();
   cpuAtStart_.reset();
   exited_ = false;
@@ -513,60 +543,16 @@ void Execution::childEnded(int status, const rusage& usage) {
   // holding a pipe open must not hold the answer back.
   drainTimer_ = loop_.addTimer(kDrainGrace, [this] {
     drainTimer_.reset();
-    finish();
+    guarded([this] { finish(); });
   });
   maybeFinish();
 }
 
-// The bootstrap's report, parsed once; null when there is none (or it was not valid JSON).
-// Asked only once the result pipe is closed, so the text is complete.
-const json& Execution::report() {
-  if (!report_) {
-    // Activity events came first, a line each; the report is what follows the last line.
-    std::string_view text = resultText_;
-    size_t start = 0;
-    for (size_t nl; (nl = text.find('\n', start)) != std::string_view::npos; start = nl + 1) {
-      json line = json::parse(text.substr(start, nl - start), nullptr, false);
-      if (line.is_object() && line.contains("event")) takeEvent(line["event"]);
-    }
-    json parsed = resultTooBig_ ? json(nullptr) : json::parse(text.substr(start), nullptr, false);
-    report_ = parsed.is_discarded() ? json(nullptr) : std::move(parsed);
-  }
-  return *report_;
-}
-
 void Execution::maybeFinish() {
+  // Answered once the kernel says the sandbox ended (wait4 here, or the zygote's): exit
+  // code, signal and usage are its facts, never the report's.
   if (stdout_.open || stderr_.open || result_.open) return;
-  if (!exited_ && pool_ && stopReason_ == StopReason::None) adoptReportedExit();
   if (exited_) finish();
-}
-
-// A pooled program that wrote its result and closed its output has ended: its bootstrap
-// reported the exit code and usage, and calls _exit right after. Answering now spares the
-// client the kernel's teardown of the sandbox's namespaces (milliseconds), and the
-// zygote's report of the same exit that would follow it.
-// The report is the program's own word, though: one that forged it on the result channel
-// and closed its output could otherwise run on, past its timeout, with no execution left
-// to end it. So what is left of the sandbox is killed here (a real bootstrap is exiting
-// anyway); the signal does not wait for the teardown.
-void Execution::adoptReportedExit() {
-  const json& reported = report();
-  if (!reported.is_object() || !reported.contains("exitCode") || !reported["exitCode"].is_number_integer() ||
-      !reported.contains("usage") || !reported["usage"].is_object())
-    return;
-  killSandbox();
-  const json& usage = reported["usage"];
-  exited_ = true;
-  exitedAt_ = std::chrono::steady_clock::now();
-  waitStatus_ = (reported["exitCode"].get<int>() & 0xff) << 8;  // as wait(2) encodes an exit
-  rusage_.ru_utime = pool::timevalFromMs(usage.value("cpuUserMs", int64_t{0}));
-  rusage_.ru_stime = pool::timevalFromMs(usage.value("cpuSysMs", int64_t{0}));
-  rusage_.ru_maxrss = usage.value("maxRssKb", 0L);
-  pool_->forgetExit(pooledId_);
-  if (timeoutTimer_) {
-    loop_.cancelTimer(*timeoutTimer_);
-    timeoutTimer_.reset();
-  }
 }
 
 void Execution::stop(StopReason reason) {
@@ -619,7 +605,20 @@ void Execution::finish() {
       o->fd.reset();
     }
   }
-  json result = buildResult();
+  json result;
+  try {
+    result = buildResult();
+  } catch (const std::exception& e) {
+    // Still exactly one answer: what is known for certain.
+    log::error("execution " + request_.executionId + ": the result could not be built: " + e.what());
+    result = {{"executionId", request_.executionId}, {"status", "crashed"}, {"exitCode", nullptr},
+              {"signal", nullptr}, {"stdout", ""}, {"stderr", ""}, {"value", nullptr}, {"valueRepr", nullptr},
+              {"truncated", {{"stdout", false}, {"stderr", false}}}, {"displays", json::array()},
+              {"files", json::array()},
+              {"error", {{"type", "Crashed"}, {"message", std::string("the server could not build this run's result: ") + e.what()},
+                         {"traceback", json::array()}, {"line", nullptr}}},
+              {"usage", {{"wallMs", elapsedMs()}, {"cpuUserMs", 0}, {"cpuSysMs", 0}, {"peakMemoryBytes", 0}}}};
+  }
   if (done_) {
     auto done = std::move(done_);
     done(std::move(result));
@@ -649,6 +648,7 @@ std::string Execution::decideStatus(const json& reported) const {
     case StopReason::Shutdown: return "killed";
     case StopReason::Timeout: return "timeout";
     case StopReason::OutputLimit: return "output_limit";
+    case StopReason::Internal: return "crashed";
     case StopReason::None: break;
   }
   if (memoryKilled_ || cgroup_.usage().oomKills > 0) return "memory_limit";
@@ -668,6 +668,9 @@ std::string Execution::decideStatus(const json& reported) const {
   if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {
     auto s = reported["status"].get<std::string>();
     if (s == "policy_violation") return s;
+    // The kernel's exit code wins over a report that claims success.
+    bool exitedNonZero = !session_ && exited_ && WIFEXITED(waitStatus_) && WEXITSTATUS(waitStatus_) != 0;
+    if (s == "ok" && exitedNonZero) return "error";
     if (s == "ok" || s == "error" || s == "memory_limit") return s;
     if (s == "timeout" && session_) return s;  // the run's CPU limit, in a session
   }
@@ -675,7 +678,9 @@ std::string Execution::decideStatus(const json& reported) const {
 }
 
 json Execution::buildResult() {
-  json reported = report();  // a copy: its entries are moved into the result below
+  // Moved, not copied: returned files may weigh tens of MiB.
+  json reported = report_ ? std::move(*report_) : json(nullptr);
+  report_.reset();
   std::string status = decideStatus(reported);
   json result = {{"executionId", request_.executionId}, {"status", status}};
   bool signaled = exited_ && WIFSIGNALED(waitStatus_);
@@ -688,9 +693,11 @@ json Execution::buildResult() {
   bool fromBootstrap = reported.is_object() &&
                        (status == "ok" || status == "error" || status == "memory_limit" || status == "policy_violation" ||
                         sessionAlive_ == true);
-  result["value"] = fromBootstrap && reported.contains("value") ? reported["value"] : json(nullptr);
-  result["valueRepr"] = fromBootstrap && reported.contains("valueRepr") ? reported["valueRepr"] : json(nullptr);
-  json error = fromBootstrap && reported.contains("error") ? reported["error"] : json(nullptr);
+  auto take = [&](const char* key) { return fromBootstrap && reported.contains(key) ? std::move(reported[key]) : json(nullptr); };
+  result["value"] = take("value");
+  result["valueRepr"] = take("valueRepr");
+  if (!result["valueRepr"].is_string()) result["valueRepr"] = nullptr;
+  json error = take("error");
   // Stopped by the server: say why, keeping where the program was (a session's interrupted
   // run reports its KeyboardInterrupt's traceback).
   bool stoppedByUs = stopReason_ != StopReason::None && status != "ok" && status != "error";
@@ -707,9 +714,12 @@ json Execution::buildResult() {
         if (e["kind"] == "blocked") return e.value("what", std::string("an operation")) + " " + e.value("detail", std::string());
       return std::string("an operation");
     }();
+    else if (status == "crashed" && stopReason_ == StopReason::Internal)
+      message = "the server could not process this run: " + internalError_;
     else if (status == "crashed" && zygoteDied_) message = "the zygote this execution was forked from died, and the execution with it";
     else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
-    else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) + " without a result";
+    else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) +
+                   " without a result" + (channel_.problem().empty() ? "" : ": " + channel_.problem());
     if (session_) message += sessionAlive_ == true ? "; the session's state was kept" : "; the session ended with it";
     static const std::map<std::string, std::string> types = {
         {"timeout", "Timeout"}, {"memory_limit", "MemoryLimit"}, {"output_limit", "OutputLimit"},

@@ -7,6 +7,7 @@
 
 #include "pycell/exec/execution.h"
 #include "pycell/log.h"
+#include "pycell/process/proc_stat.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
@@ -17,7 +18,9 @@ constexpr auto kInterruptGrace = std::chrono::milliseconds(1500);
 // How long an interpreter may take to say it is ready (a zygote child is ready in
 // milliseconds; a sandbox of its own imports the bootstrap first).
 constexpr auto kStartTimeout = std::chrono::seconds(30);
-constexpr size_t kLineLimit = 96u << 20;  // a result line (returned files included)
+// What an idle session may write (a thread the program left running) before it is ended:
+// everything is read and dropped, so this bounds what the server spends on it.
+constexpr size_t kIdleByteLimit = 16u << 20;
 constexpr size_t kStderrKept = 4096;
 enum Which { kStdout, kStderr, kResult };
 
@@ -92,7 +95,7 @@ Status Session::startOwn() {
                                     .sessionCpuMs = profile.sessionCpuMs});
   if (!proc) return std::unexpected(proc.error());
   proc_ = std::move(*proc);
-  (void)loop_.watch(proc_.pidfd.get(), EPOLLIN, [this](uint32_t) { onOwnExit(); });
+  (void)loop_.watch(proc_.pidfd.get(), EPOLLIN, [this](uint32_t) { guarded([this] { onOwnExit(); }); });
   begin();
   return {};
 }
@@ -104,8 +107,10 @@ void Session::startPooled(pool::Pool& pool, pool::PooledChild child) {
   if (auto st = proc_.cgroup.setLimits(settings_.limits.memoryMb << 20, settings_.limits.maxProcesses); !st)
     log::warn("cgroup limits for session " + settings_.id + ": " + st.error().message());
   pool_->onExit(pooledId_, [this](pool::ExitInfo info) {
-    pooledId_ = 0;
-    exited(info.status, info.usage);
+    guarded([&] {
+      pooledId_ = 0;
+      exited(info.status, info.usage);
+    });
   });
   begin();
 }
@@ -126,23 +131,26 @@ void Session::begin() {
       settings_.limits, {.memoryByRlimit = !ctx_.isolation.cgroup.memory,
                          .processesByRlimit = true,
                          .sessionCpuMs = ctx_.config.profiles.at(settings_.profile).sessionCpuMs}));
-  json header = {{"session", {{"id", settings_.id}, {"rlimits", rlimits}}}};
-  outgoing_ = header.dump() + "\n";
+  std::string token = ResultChannel::newToken();
+  channel_.expect(token);  // for the ready line
+  json header = {{"session", {{"id", settings_.id}, {"token", token}, {"rlimits", rlimits}}}};
+  outgoing_ = header.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   pumpRequests();
   startTimer_ = loop_.addTimer(kStartTimeout, [this] {
     startTimer_.reset();
-    terminate("the session's interpreter did not become ready in time");
+    guarded([this] { terminate("the session's interpreter did not become ready in time"); });
   });
 }
 
 void Session::watchInput(Pipe& pipe, int which) {
   (void)setNonBlocking(pipe.fd.get());
-  (void)loop_.watch(pipe.fd.get(), EPOLLIN, [this, &pipe, which](uint32_t) { readPipe(pipe, which); });
+  (void)loop_.watch(pipe.fd.get(), EPOLLIN, [this, &pipe, which](uint32_t) { guarded([&] { readPipe(pipe, which); }); });
 }
 
+// At most 16 reads a call: a writer that never pauses cannot hold the event loop here.
 void Session::readPipe(Pipe& pipe, int which) {
   char buf[65536];
-  while (pipe.open) {
+  for (int reads = 0; pipe.open && reads < 16 && state_ != State::Ended; ++reads) {
     ssize_t n = ::read(pipe.fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
@@ -150,90 +158,109 @@ void Session::readPipe(Pipe& pipe, int which) {
       loop_.unwatch(pipe.fd.get());
       pipe.fd.reset();
       pipe.open = false;
+      if (which == kResult) channel_.close(*this);
       return;
     }
     std::string_view chunk(buf, static_cast<size_t>(n));
     if (which == kResult) {
-      resultBuf_.append(chunk);
-      takeLines();
+      bool current = current_ != nullptr || state_ == State::Starting;
+      channel_.feed(chunk, *this);
+      if (!current) takeIdleBytes(chunk.size());
+      if (current_ && !channel_.problem().empty()) terminate(channel_.problem());
       continue;
     }
     if (current_) {
       current_->sessionOutput(which == kStdout ? "stdout" : "stderr", chunk);
     } else if (which == kStderr && state_ == State::Starting && stderrHead_.size() < kStderrKept) {
       stderrHead_.append(chunk.substr(0, kStderrKept - stderrHead_.size()));
+    } else {
+      takeIdleBytes(chunk.size());  // output between runs belongs to no run: dropped
     }
-    // Output between runs (a thread the program left running) belongs to no run: dropped.
   }
 }
 
-void Session::takeLines() {
-  while (true) {
-    size_t nl = resultBuf_.find('\n', scanned_);
-    if (nl == std::string::npos) {
-      scanned_ = resultBuf_.size();
-      if (resultBuf_.size() > kLineLimit) {
-        terminate("the session's interpreter wrote a result larger than " + std::to_string(kLineLimit >> 20) + " MiB");
-      }
-      return;
-    }
-    std::string line = resultBuf_.substr(0, nl);
-    resultBuf_.erase(0, nl + 1);
-    scanned_ = 0;
-    handleLine(line);
-    if (state_ == State::Ended) return;
-  }
+void Session::takeIdleBytes(size_t n) {
+  idleBytes_ += n;
+  if (idleBytes_ > kIdleByteLimit && state_ != State::Ended)
+    terminate("the session's interpreter wrote more than " + std::to_string(kIdleByteLimit >> 20) +
+              " MiB while no run was in progress");
 }
 
-void Session::handleLine(std::string_view line) {
-  json doc = json::parse(line, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    log::debug("session " + settings_.id + ": ignored a malformed line from the sandbox");
-    return;
+void Session::channelReady() {
+  if (state_ != State::Starting) return;
+  channel_.idle();
+  if (startTimer_) loop_.cancelTimer(*startTimer_);
+  startTimer_.reset();
+  // The interpreter's set-up is not any run's: runs are charged from here on.
+  if (auto stat = process::readProcStat(proc_.pid)) {
+    lastCpuUserMs_ = stat->userMs;
+    lastCpuSysMs_ = stat->sysMs;
   }
-  if (state_ == State::Starting) {
-    if (doc.value("ready", false) != true) return;
-    if (startTimer_) loop_.cancelTimer(*startTimer_);
-    startTimer_.reset();
-    setState(State::Idle);
-    if (ready_) std::exchange(ready_, nullptr)(Status{});
-    return;
-  }
-  if (!current_) return;  // nobody asked: the program wrote to the result channel itself
-  if (doc.size() == 1 && doc.contains("event")) {
-    current_->sessionEvent(doc["event"]);
-    return;
-  }
-  if (doc.size() == 1 && doc.contains("started")) {
-    runStarted_ = true;
-    if (interruptWanted_) sendInterrupt();
-    return;
-  }
+  setState(State::Idle);
+  if (ready_) std::exchange(ready_, nullptr)(Status{});
+}
+
+void Session::channelStarted() {
+  if (!current_) return;
+  runStarted_ = true;
+  if (interruptWanted_) sendInterrupt();
+}
+
+void Session::channelEvent(json event) {
+  if (current_) current_->sessionEvent(std::move(event));
+}
+
+// The kernel's account of the run: the interpreter's CPU since the last run ended (its own
+// and its reaped children's), and its peak memory (the cgroup's, where there is one).
+rusage Session::runUsage() {
+  rusage usage{};
+  auto stat = process::readProcStat(proc_.pid, /*withPeak=*/true);
+  if (!stat) return usage;
+  usage.ru_utime = pool::timevalFromMs(std::max<int64_t>(0, stat->userMs - lastCpuUserMs_));
+  usage.ru_stime = pool::timevalFromMs(std::max<int64_t>(0, stat->sysMs - lastCpuSysMs_));
+  usage.ru_maxrss = stat->peakRssKb;
+  lastCpuUserMs_ = stat->userMs;
+  lastCpuSysMs_ = stat->sysMs;
+  return usage;
+}
+
+void Session::channelReport(json report) {
+  if (!current_) return;
   // Everything the run wrote before its result is in the pipes by now.
   drainOutput();
-  if (doc.contains("usage") && doc["usage"].is_object()) {
-    // The bootstrap reports the interpreter's lifetime totals; a run gets its own share.
-    json& usage = doc["usage"];
-    int64_t user = usage.value("cpuUserMs", int64_t{0}), sys = usage.value("cpuSysMs", int64_t{0});
-    usage["cpuUserMs"] = std::max<int64_t>(0, user - lastCpuUserMs_);
-    usage["cpuSysMs"] = std::max<int64_t>(0, sys - lastCpuSysMs_);
-    lastCpuUserMs_ = user;
-    lastCpuSysMs_ = sys;
-  }
+  rusage usage = runUsage();
   Execution* execution = std::exchange(current_, nullptr);
+  channel_.idle();
+  idleBytes_ = 0;
   if (graceTimer_) loop_.cancelTimer(*graceTimer_);
   graceTimer_.reset();
   setState(State::Idle);
-  execution->sessionResult(std::move(doc));
+  execution->sessionResult(std::move(report), usage);
   if (state_ == State::Idle && free_) free_();
+}
+
+template <class F>
+void Session::guarded(F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    log::error("session " + settings_.id + ": " + e.what());
+    try {
+      terminate(std::string("the server could not process the session's output: ") + e.what());
+    } catch (...) {
+    }
+  } catch (...) {
+    log::error("session " + settings_.id + ": an unknown error");
+  }
 }
 
 void Session::drainOutput() {
   for (auto [pipe, which] : {std::pair{&stdout_, kStdout}, {&stderr_, kStderr}}) readPipe(*pipe, which);
 }
 
-void Session::run(Execution& execution, const std::string& requestLine) {
+void Session::run(Execution& execution, const std::string& requestLine, const std::string& token) {
   current_ = &execution;
+  channel_.expect(token);
   runStarted_ = interruptWanted_ = false;
   ++runs_;
   lastUsed_ = std::chrono::steady_clock::now();
@@ -250,7 +277,7 @@ void Session::pumpRequests() {
   outgoing_.erase(0, written ? *written : outgoing_.size());
   bool pending = !outgoing_.empty();
   if (pending && !outWatched_) {
-    outWatched_ = loop_.watch(proc_.requestW.get(), EPOLLOUT, [this](uint32_t) { pumpRequests(); }).has_value();
+    outWatched_ = loop_.watch(proc_.requestW.get(), EPOLLOUT, [this](uint32_t) { guarded([this] { pumpRequests(); }); }).has_value();
   } else if (!pending && outWatched_) {
     loop_.unwatch(proc_.requestW.get());
     outWatched_ = false;
@@ -263,7 +290,7 @@ void Session::interrupt() {
   else interruptWanted_ = true;  // sent when the run's code starts
   graceTimer_ = loop_.addTimer(kInterruptGrace, [this] {
     graceTimer_.reset();
-    terminate("the run did not stop after KeyboardInterrupt");
+    guarded([this] { terminate("the run did not stop after KeyboardInterrupt"); });
   });
 }
 
@@ -308,7 +335,7 @@ void Session::exited(int status, const rusage& usage) {
   endReason_ = why;
   if (Execution* execution = std::exchange(current_, nullptr)) {
     rusage runUsage = usage;
-    // Lifetime totals again: the run's share is what came after the last result.
+    // The kernel's lifetime totals: the run's share is what came after the last run ended.
     auto share = [](const timeval& tv, int64_t before) {
       return pool::timevalFromMs(std::max<int64_t>(0, toMs(tv) - before));
     };
@@ -345,7 +372,7 @@ void Session::armIdleTimer() {
   const Profile& profile = ctx_.config.profiles.at(settings_.profile);
   idleTimer_ = loop_.addTimer(std::chrono::milliseconds(profile.sessionIdleMs), [this, ms = profile.sessionIdleMs] {
     idleTimer_.reset();
-    terminate("the session was idle for " + std::to_string(ms / 1000) + " s and expired");
+    guarded([&] { terminate("the session was idle for " + std::to_string(ms / 1000) + " s and expired"); });
   });
 }
 

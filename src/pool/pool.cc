@@ -1,5 +1,7 @@
 #include "pycell/pool/pool.h"
 
+#include "pycell/exec/result_channel.h"
+
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -72,8 +74,10 @@ std::optional<std::pair<json, std::vector<UniqueFd>>> receiveMessage(int fd) {
   for (int i = 0; i < count; ++i) fds.emplace_back(received[i]);
   if (n <= 0) return std::nullopt;
   data.resize(static_cast<size_t>(n));
-  json doc = truncated ? json(nullptr) : json::parse(data, nullptr, false);
-  return std::make_pair(doc.is_discarded() ? json(nullptr) : doc, std::move(fds));
+  // The zygote runs inside the profile's sandbox: its messages are small, flat, and parsed
+  // with the same limits as everything else a sandbox writes.
+  std::optional<json> doc = truncated ? std::nullopt : exec::parseLimited(data, 8, 4096);
+  return std::make_pair(doc ? std::move(*doc) : json(nullptr), std::move(fds));
 }
 
 }  // namespace

@@ -63,9 +63,21 @@ _DEFAULT_CAPS = {
     "maxSkippedListed": 100,          # entries of skippedFiles; the rest are counted on stderr
 }
 _reserve = bytearray(1 << 20)  # freed on MemoryError to leave room for reporting
-_FALLBACK = (b'{"status":"error","exitCode":70,"value":null,"valueRepr":null,"error":'
+_FALLBACK = (b'"status":"error","exitCode":70,"value":null,"valueRepr":null,"error":'
              b'{"type":"BootstrapError","message":"failed to build the result",'
-             b'"traceback":[],"line":null}}')
+             b'"traceback":[],"line":null}}\n')
+# Every line written for a request starts with the request's token: the server takes only
+# lines that carry the token it gave the current request (src/exec/result_channel.cc).
+# The leading newline ends whatever a program's thread may have left half-written.
+_line_head = b'\n{"t":"",'
+
+
+def _set_token(request):
+    global _line_head
+    token = request.get("token") if isinstance(request, dict) else None
+    if not isinstance(token, str) or not token.isalnum() or len(token) > 64:
+        token = ""
+    _line_head = b'\n{"t":"' + token.encode("ascii") + b'",'
 
 
 def _hide_fd(fd):
@@ -969,7 +981,7 @@ def _emit_event(event):
     """An activity event goes to the server at once, one line per event: what the program
     does afterwards (unhooking, rewriting our lists) cannot take it back."""
     with _suppress(OSError, ValueError, TypeError):
-        _write_all(_RESULT_FD, b'{"event":' + _encode(event).encode("ascii") + b"}\n")
+        _write_all(_RESULT_FD, _line_head + b'"event":' + _encode(event).encode("ascii") + b"}\n")
 
 
 def _apply_guard(guard, status, rc, error):
@@ -1008,6 +1020,7 @@ def _run(line, main=None, session=False):
         if line is None:
             raise ValueError("no request arrived")
         request = _parse_request(line)
+        _set_token(request)
         _tighten_limits(request.get("rlimits"))
         _caps.update({name: _cap_setting(request, name) for name in _DEFAULT_CAPS})
     except Exception as e:
@@ -1058,7 +1071,7 @@ def _run(line, main=None, session=False):
         # this line (a SIGINT before it would find nothing to interrupt), and retries a run
         # whose pooled child died without it (killed from outside before it began).
         with _suppress(OSError, TypeError):
-            _write_all(_RESULT_FD, b'{"started":true}\n')
+            _write_all(_RESULT_FD, _line_head + b'"started":true}\n')
         exec(body, main.__dict__)
         if last is not None:
             value, has_value, is_last = eval(last, main.__dict__), True, True
@@ -1119,7 +1132,7 @@ def _document(report):
     """The result JSON as a list of ASCII byte strings (the files' base64 is not copied
     into one big string): {status, exitCode, value, valueRepr, error, usage, displays,
     files} and, when set, valueTruncated and skippedFiles."""
-    head = '{"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s,"usage":%s' % (
+    head = '"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s,"usage":%s' % (
         _encode(report["status"]), report["exitCode"], report["value"] or "null",
         _encode(report["valueRepr"]), _encode(report["error"]), _encode(_usage()))
     if report["valueTruncated"]:
@@ -1131,8 +1144,8 @@ def _document(report):
         parts.append('%s{"path":%s,"size":%d,"base64":"' % ("," if n else "", _encode(path), size))
         parts.append(_b2a_base64(data, newline=False))
         parts.append('"}')
-    parts.append("]}")
-    return [p if type(p) is bytes else p.encode("ascii") for p in parts]
+    parts.append("]}\n")
+    return [_line_head] + [p if type(p) is bytes else p.encode("ascii") for p in parts]
 
 
 def _flush_stdio():
@@ -1160,7 +1173,7 @@ def _main():
         document = _document(report)
         report = None  # the files' bytes
     except BaseException:
-        document, rc = [_FALLBACK], 70
+        document, rc = [_line_head, _FALLBACK], 70
     _flush_stdio()
     if _RESULT_FD is not None and _os_getpid() == _PID:
         # Our ends of the program's stdio close before the result goes: the server then
@@ -1226,6 +1239,7 @@ def _session(reader, header):
     import signal
     try:
         settings = json.loads(header)["session"]
+        _set_token(settings)
         _tighten_limits(settings.get("rlimits"))
         signal.signal(signal.SIGINT, _on_interrupt)
         signal.signal(signal.SIGXCPU, _on_cpu_limit)
@@ -1234,7 +1248,7 @@ def _session(reader, header):
     except BaseException as e:
         _stderr("pycell bootstrap: cannot start the session: %s\n" % _safe_str(e))
         return 70
-    _write_all(_RESULT_FD, b'{"ready":true}\n')
+    _write_all(_RESULT_FD, _line_head + b'"ready":true}\n')
     runs = 0
     while True:
         try:
@@ -1250,12 +1264,11 @@ def _session(reader, header):
             document = _document(report)
             report = None
         except BaseException:
-            document = [_FALLBACK]
+            document = [_line_head, _FALLBACK]
         _disarm_cpu_limit()
         if _os_getpid() != _PID:
             _os_exit(0)  # a fork()ed copy of the program ends here, silently
         _flush_stdio()
-        document.append(b"\n")
         try:
             for part in document:
                 _write_all(_RESULT_FD, part)

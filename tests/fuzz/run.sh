@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (protocol layer only: framing and dispatch) and
+# Builds the libFuzzer targets with clang (the protocol layer: framing and dispatch; what
+# the server reads from a sandbox: channel) and
 # runs each for a bounded time from the checked-in seed corpus. A crash leaves its input
 # in the work directory; turn it into a regression test before fixing.
 # Usage: run.sh SOURCE_DIR WORK_DIR SECONDS_PER_TARGET
@@ -7,12 +8,14 @@ set -euo pipefail
 src=$1 work=$2 seconds=${3:-30}
 mkdir -p "$work"
 nlohmann_include=$(dirname "$(dirname "$(find /usr/include -path '*nlohmann/json.hpp' | head -1)")")
-for target in framing dispatch; do
+protocol_sources=("$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" "$src/src/protocol/dispatcher.cc")
+channel_sources=("$src/src/exec/result_channel.cc" "$src/src/exec/activity.cc")
+for target in framing dispatch channel; do
   bin=$work/${target}_fuzz
-  clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  if [ "$target" = channel ]; then sources=("${channel_sources[@]}"); else sources=("${protocol_sources[@]}"); fi
+  clang++ -std=c++2b -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/include" -I"$nlohmann_include" \
-    "$src/tests/fuzz/${target}_fuzz.cc" "$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" \
-    "$src/src/protocol/dispatcher.cc" -o "$bin"
+    "$src/tests/fuzz/${target}_fuzz.cc" "${sources[@]}" -o "$bin"
   corpus=$work/corpus-$target
   mkdir -p "$corpus"
   cp -n "$src/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true

@@ -1,4 +1,5 @@
-# libFuzzer targets for the protocol layer (framing, dispatch), built with clang by run.sh
+# libFuzzer targets for the protocol layer (framing, dispatch) and the sandbox's result
+# channel (channel), built with clang by run.sh
 # and run for a bounded time from the checked-in corpus (PYCELL_FUZZ_SECONDS per target).
 find_program(PYCELL_CLANGXX clang++)
 if(PYCELL_CLANGXX)
@@ -13,7 +14,7 @@ endif()
 
 # The seed corpus and the crash reproducers, replayed through each target with the
 # project's compiler (and its sanitizers, in that build): regression tests that need no clang.
-foreach(target framing dispatch)
+foreach(target framing dispatch channel)
   add_executable(fuzz_replay_${target} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/replay_main.cc
                  ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${target}_fuzz.cc)
   target_link_libraries(fuzz_replay_${target} PRIVATE pycell_core)

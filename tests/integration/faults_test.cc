@@ -147,12 +147,26 @@ TEST_CASE("SIGKILL of the zygote with executions running and queued: each is ans
   REQUIRE(isDescendant(zygote, w->pid()));
 
   std::vector<int64_t> running, queued;
+  size_t from = w->messages().size();
   for (int i = 0; i < 4; ++i)
-    running.push_back(w->request("execute", {{"code", kSleeper}, {"executionId", "run-" + std::to_string(i)}}));
+    running.push_back(w->request(
+        "execute", {{"code", kSleeper}, {"executionId", "run-" + std::to_string(i)}, {"stream", true}}));
   for (int i = 0; i < 3; ++i)
     queued.push_back(w->request("execute", {{"code", "print('queued', " + std::to_string(i) + ")"},
                                             {"executionId", "queued-" + std::to_string(i)}}));
-  for (int i = 0; i < 4; ++i) awaitRunning(*w, "run-" + std::to_string(i));
+  // Running is not enough: each program must have printed before the kill, for the check
+  // below that its output survives the zygote's death to mean anything.
+  for (int i = 0; i < 4; ++i) {
+    const std::string executionId = "run-" + std::to_string(i);
+    auto printed = w->waitMessage(
+        [&](const Json& m) {
+          return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
+                 m["params"]["text"].get<std::string>().find("started") != std::string::npos;
+        },
+        kExecutionTimeout, from);
+    INFO(w->describe());
+    REQUIRE(printed.has_value());
+  }
   CHECK(w->callResult("status")["queued"] == 3);
 
   // The zygote, its running children and its ready ones, as they are before the kill.

@@ -76,21 +76,33 @@ def run_raw(request_bytes, stdin=b"", cwd=None, preload=None):
     return chunks[0], out.decode(), err.decode(), proc.returncode
 
 
-def report_of(raw):
-    """The report: what follows the last line on the result channel (the lines before it
-    are "started" and activity events)."""
-    lines = raw.split(b"\n")
-    for line in lines[:-1]:
-        doc = json.loads(line)
-        assert doc == {"started": True} or "event" in doc, line
-    return json.loads(lines[-1].decode("utf-8"), parse_constant=_reject_constant)
+def channel_lines(raw, token=""):
+    """The result channel's lines, each checked to carry the request's token (t), which is
+    removed; empty lines (each line is preceded by a newline) are skipped."""
+    docs = []
+    for line in raw.split(b"\n"):
+        if not line:
+            continue
+        doc = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        assert doc.pop("t") == token, line[:200]
+        docs.append(doc)
+    return docs
+
+
+def report_of(raw, token=""):
+    """The report: the last line on the result channel (the lines before it are "started"
+    and activity events)."""
+    docs = channel_lines(raw, token)
+    for doc in docs[:-1]:
+        assert doc == {"started": True} or "event" in doc, doc
+    return docs[-1]
 
 
 def run(code, stdin=b"", cwd=None, preload=None, **request):
     """Run `code` with extra request fields; returns (result, stdout, stderr, rc)."""
     request["code"] = code
     raw, out, err, rc = run_raw(json.dumps(request).encode(), stdin, cwd, preload)
-    return report_of(raw), out, err, rc
+    return report_of(raw, request.get("token", "")), out, err, rc
 
 
 def _read_all(fd):
@@ -310,7 +322,7 @@ class BootstrapTest(unittest.TestCase):
 
     def test_bad_request(self):
         raw, _, err, rc = run_raw(b"{not json")
-        result = json.loads(raw)
+        result = report_of(raw)
         self.assertEqual((result["status"], result["exitCode"], rc), ("error", 70, 70))
         self.assertEqual(result["error"]["type"], "BootstrapError")
         self.assertIn("cannot read the request", err)
@@ -781,18 +793,30 @@ class SessionModeTest(unittest.TestCase):
             requests = os.fdopen(req_w, "wb", buffering=0)
             lines = []
 
+            serial = [0]
+
             def send(doc):
+                if "session" not in doc:
+                    serial[0] += 1
+                    doc["token"] = "run%d" % serial[0]
                 requests.write(json.dumps(doc).encode() + b"\n")
+
+            def next_line():
+                while True:
+                    line = results.readline()
+                    if line.strip():
+                        return json.loads(line)
 
             def next_result():
                 while True:
-                    line = json.loads(results.readline())
+                    line = next_line()
+                    self.assertEqual(line.pop("t"), "run%d" % serial[0])
                     lines.append(line)
                     if "started" not in line:
                         return line
 
-            send({"session": {"id": "t"}})
-            self.assertEqual(json.loads(results.readline()), {"ready": True})
+            send({"session": {"id": "t", "token": "hello"}})
+            self.assertEqual(next_line(), {"t": "hello", "ready": True})
             send({"code": "x = 40\nimport json", "files": {}})
             self.assertEqual(next_result()["status"], "ok")
             send({"code": "x += 2\nprint(json.dumps(x))\nx", "files": {}, "stdin": ""})

@@ -13,6 +13,7 @@
 
 #include "pycell/sandbox/context.h"
 #include "pycell/exec/output_buffer.h"
+#include "pycell/exec/result_channel.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
@@ -20,8 +21,6 @@
 namespace pycell::exec {
 
 class Session;
-// The execute result's `activity` from the events a run wrote through (see policy.py).
-[[nodiscard]] nlohmann::json summarizeActivity(const nlohmann::json& events);
 using sandbox::SandboxContext;
 
 using nlohmann::json;
@@ -51,9 +50,9 @@ struct ExecutionRequest {
 enum class ExecState { Queued, Running, Finished };
 [[nodiscard]] const char* stateName(ExecState s);
 
-enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown };
+enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown, Internal };
 
-class Execution {
+class Execution : private ChannelSink {
  public:
   using Done = std::function<void(json result)>;
   using OutputSink = std::function<void(const std::string& stream, std::string_view text)>;
@@ -65,6 +64,8 @@ class Execution {
   ~Execution();
 
   void onDone(Done done) { done_ = std::move(done); }
+  // The token the current request carries (see result_channel.h); new for each attempt.
+  [[nodiscard]] const std::string& token() const { return token_; }
   void onOutput(OutputSink sink) { output_ = std::move(sink); }
   void onUsage(UsageSink sink) { usageSink_ = std::move(sink); }
   // A pooled child that died before it read the request (killed from outside while it
@@ -81,8 +82,9 @@ class Execution {
   void startInSession(Session& session);
   // From the session: output, the result, or the end of the sandbox during this run.
   void sessionOutput(const std::string& stream, std::string_view chunk);
-  void sessionResult(json report);
-  void sessionEvent(const json& event);
+  // The report as the session's channel took it, and what the kernel accounted for the run.
+  void sessionResult(json report, const rusage& usage);
+  void sessionEvent(json event);
   void sessionEnded(int waitStatus, const rusage& usage, bool memoryKilled);
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
@@ -117,10 +119,17 @@ class Execution {
   void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
   void watchOutgoing(Outgoing& out);
   bool pumpOutgoing(Outgoing& out);
-  bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer);
+  bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer, size_t maxReads = 16);
+  // ChannelSink: what the result channel accepted for this run's token.
+  void channelEvent(json event) override { takeEvent(std::move(event)); }
+  void channelReport(json report) override;
+  // Runs one event-loop callback; an exception in it ends this execution (crashed), not the server.
+  template <class F>
+  void guarded(F&& f) noexcept;
+  void crash(const std::string& why) noexcept;
   void takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk);
   [[nodiscard]] json requestDocument(const json& rlimits) const;
-  void takeEvent(const json& event);
+  void takeEvent(json event);
   void startSampling();
   void armSampleTimer();
   void takeSample();
@@ -131,8 +140,7 @@ class Execution {
   [[nodiscard]] bool childNeverStarted() const;
   void retryOnAnotherChild();
   void maybeFinish();
-  void adoptReportedExit();
-  const json& report();
+
   void finish();
   void killSandbox();
   [[nodiscard]] json buildResult();
@@ -163,9 +171,10 @@ class Execution {
   Outgoing stdin_, requestPipe_;
   OutputBuffer stdoutBuf_, stderrBuf_;
   std::string stdoutCarry_, stderrCarry_;  // streamed bytes waiting for the rest of a character
-  std::string resultText_;
-  bool resultTooBig_ = false;
-  std::optional<json> report_;  // resultText_ parsed, once
+  ResultChannel channel_;
+  std::string token_;
+  std::optional<json> report_;  // the report the channel took for token_, cut to the caps
+  std::string internalError_;   // why the server itself ended the run (StopReason::Internal)
   std::string hostWorkDir_;  // degraded mode without a mount namespace
   pool::Pool* pool_ = nullptr;  // pooled: where the child came from
   std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pycell/exec/result_channel.h"
 #include "pycell/exec/spawn.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
@@ -36,7 +37,7 @@ struct SessionSettings {
 // Parses `session/create` params ({session?, profile?, limits?, network?}).
 [[nodiscard]] std::expected<SessionSettings, std::string> parseSessionParams(const json& params, const Config& config);
 
-class Session {
+class Session : private ChannelSink {
  public:
   enum class State { Starting, Idle, Busy, Ended };
   using Ready = std::function<void(Status)>;
@@ -57,8 +58,9 @@ class Session {
   [[nodiscard]] Status startOwn();  // a sandbox of its own
   void startPooled(pool::Pool& pool, pool::PooledChild child);
 
-  // Sends one execution's request; its output and result go to `execution`.
-  void run(Execution& execution, const std::string& requestLine);
+  // Sends one execution's request (which carries `token`); its output and the one result
+  // line with that token go to `execution`.
+  void run(Execution& execution, const std::string& requestLine, const std::string& token);
   // Stops the current run: KeyboardInterrupt now, SIGKILL if it has not ended after the grace.
   void interrupt();
   // Kills the sandbox (the current run, if any, ends with it).
@@ -84,8 +86,16 @@ class Session {
   void begin();
   void watchInput(Pipe& pipe, int which);
   void readPipe(Pipe& pipe, int which);
-  void takeLines();
-  void handleLine(std::string_view line);
+  // ChannelSink: lines that carry the current token (see result_channel.h).
+  void channelReady() override;
+  void channelStarted() override;
+  void channelEvent(json event) override;
+  void channelReport(json report) override;
+  // Bytes read while no run is current: counted, dropped, and bounded.
+  void takeIdleBytes(size_t n);
+  [[nodiscard]] rusage runUsage();
+  template <class F>
+  void guarded(F&& f) noexcept;
   void drainOutput();
   void pumpRequests();
   void sendInterrupt();
@@ -109,12 +119,12 @@ class Session {
   Pipe stdout_, stderr_, result_;
   std::string outgoing_;    // request lines not yet taken by the pipe
   bool outWatched_ = false;
-  std::string resultBuf_;   // result lines not yet complete
-  size_t scanned_ = 0;      // bytes of resultBuf_ known to hold no newline
+  ResultChannel channel_;
+  size_t idleBytes_ = 0;    // read since the last run ended (a thread the program left running)
   Execution* current_ = nullptr;
   bool runStarted_ = false;       // the current run's code is executing (its "started" line came)
   bool interruptWanted_ = false;  // interrupt() came before that
-  int64_t lastCpuUserMs_ = 0, lastCpuSysMs_ = 0;
+  int64_t lastCpuUserMs_ = 0, lastCpuSysMs_ = 0;  // the kernel's totals at the last run's end
   uint64_t runs_ = 0;
   std::string stderrHead_;  // what the interpreter said before it was ready
   std::string endReason_;
