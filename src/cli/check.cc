@@ -70,8 +70,24 @@ int checkMain(const CommonOptions& options) {
     std::cout << (item.ok ? "ok    " : "FAIL  ") << item.name << ": " << item.detail << "\n";
     if (!item.ok && !item.fix.empty()) std::cout << "      fix: " << item.fix << "\n";
   }
-  std::cout << "ok    memoryLimit: by " << iso.memoryLimit() << "\n";
-  std::cout << "ok    pidsLimit: by " << iso.pidsLimit() << "\n";
+  // Without a memory cgroup each process has its own RLIMIT_AS: a run of N processes may
+  // hold N times memoryMb. A warning, not a failure: the namespaces still isolate.
+  if (iso.cgroup.memory) {
+    std::cout << "ok    memoryLimit: cgroup (all of a run's processes together, its tmpfs pages included)\n";
+  } else {
+    std::cout << "warn  memoryLimit: per-process (RLIMIT_AS on each process; a run of N processes may hold N times "
+                 "memoryMb; its files in /sandbox, /tmp and /dev/shm hold at most diskMb together)\n"
+              << "      fix: " << sandbox::cgroupFix() << "\n";
+  }
+  std::string pids = iso.pidsLimit();
+  if (pids == "cgroup") {
+    std::cout << "ok    pidsLimit: cgroup\n";
+  } else if (pids == "per-sandbox") {
+    std::cout << "ok    pidsLimit: per-sandbox (RLIMIT_NPROC, counted in each sandbox's own user namespace)\n";
+  } else {
+    std::cout << "warn  pidsLimit: per-user (RLIMIT_NPROC counts every process of the uid: sandboxes share it)\n"
+              << "      fix: a kernel >= 5.14 with user namespaces, or " << sandbox::cgroupFix() << "\n";
+  }
   for (const auto& [name, interp] : (*ctx)->interpreters) {
     std::cout << "ok    profile " << name << ": python " << interp.path << " (" << interp.realPath << ")\n";
     const Profile& profile = (*ctx)->config.profiles.at(name);

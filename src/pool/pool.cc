@@ -151,7 +151,10 @@ Status Zygote::start() {
       profile.limits,
       {.memoryByRlimit = !ctx.isolation.cgroup.memory, .processesByRlimit = true, .sessionCpuMs = profile.sessionCpuMs}));
   const auto& bpf = ctx.seccompOffline.instructions;
-  json init = {{"preload", profile.preload},
+  json binds = json::array();
+  for (const auto& bind : in.binds)
+    if (sandbox::onSandboxTmpfs(bind.path)) binds.push_back({{"path", bind.path}, {"writable", bind.writable}});
+  json init = {{"binds", binds},{"preload", profile.preload},
                {"childWarmup", profile.childWarmup},
                {"uid", plan.insideUid},
                {"gid", plan.insideGid},

@@ -21,7 +21,9 @@ class ForkHooks(ctypes.Structure):
 class ChildSpec(ctypes.Structure):
     _fields_ = [("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("disk_mb", ctypes.c_int64),
                 ("rlimits", ctypes.POINTER(ctypes.c_uint64)), ("n_rlimits", ctypes.c_int32),
-                ("bpf", ctypes.c_void_p), ("bpf_len", ctypes.c_int32)]
+                ("bpf", ctypes.c_void_p), ("bpf_len", ctypes.c_int32),
+                ("binds", ctypes.POINTER(ctypes.c_char_p)), ("bind_writable", ctypes.POINTER(ctypes.c_uint8)),
+                ("n_binds", ctypes.c_int32)]
 
 
 def send(ctl, message, fds=()):
@@ -70,9 +72,14 @@ def make_spec(init):
     limits = (ctypes.c_uint64 * len(rows))(*rows)
     bpf = base64.b64decode(init.get("seccomp", ""))
     bpf_buffer = ctypes.create_string_buffer(bpf, len(bpf)) if bpf else None
+    # Binds the child's own tmpfs covers (under /sandbox, /tmp, /dev/shm): bound again on top.
+    binds = init.get("binds", [])
+    paths = (ctypes.c_char_p * (len(binds) + 1))(*[b["path"].encode() for b in binds])
+    writable = (ctypes.c_uint8 * (len(binds) + 1))(*[1 if b["writable"] else 0 for b in binds])
     spec = ChildSpec(init["uid"], init["gid"], init["diskMb"], limits, len(init["rlimits"]),
-                     ctypes.cast(bpf_buffer, ctypes.c_void_p) if bpf_buffer else None, len(bpf) // 8)
-    return spec, (limits, bpf_buffer)  # the buffers must outlive every fork
+                     ctypes.cast(bpf_buffer, ctypes.c_void_p) if bpf_buffer else None, len(bpf) // 8,
+                     paths, writable, len(binds))
+    return spec, (limits, bpf_buffer, paths, writable)  # the buffers must outlive every fork
 
 
 def child(lib, spec, bootstrap, child_warmup, policy):

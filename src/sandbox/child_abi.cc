@@ -14,10 +14,12 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "pycell/sandbox/caps.h"
+#include "pycell/sandbox/scratch.h"
 
 namespace {
 
@@ -33,8 +35,33 @@ int writeText(const char* path, const char* text) {
   return n == static_cast<ssize_t>(strlen(text)) ? 0 : -1;
 }
 
-int mountTmpfs(const char* target, const char* options) {
-  return mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options);
+constexpr int kMaxChildBinds = 64;
+
+// `source` (an O_PATH fd of the zygote's bind) bound at `target`, made below the child's
+// new tmpfs, with the flags the zygote's bind has (nosuid, nodev, read-only unless writable).
+bool bindAgain(int source, const char* target, bool writable) {
+  struct stat st{};
+  if (fstat(source, &st) != 0) return false;
+  if (S_ISDIR(st.st_mode)) {
+    if (!pycell::sandbox::scratchMakeDirs(target, 0755)) return false;
+  } else {
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", target);
+    char* slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = '\0';
+      if (!pycell::sandbox::scratchMakeDirs(parent, 0755)) return false;
+    }
+    int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    close(fd);
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", source);
+  // MS_REC: the zygote's mounts are locked in this child's user namespace, and a bind of
+  // one that has mounts below it must take them along.
+  if (mount(path, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
+  return pycell::sandbox::restrictBind(target, writable);
 }
 
 }  // namespace
@@ -76,20 +103,31 @@ int pycell_enter(const struct pycell_child_spec* spec) {
   if (writeText("/proc/self/gid_map", map) != 0) return childFail("write gid_map");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return childFail("make mounts private");
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return childFail("mount proc");
-  char options[128];
-  snprintf(options, sizeof options, "mode=0755,nr_inodes=16384,size=%lldm,uid=%u,gid=%u",
-           static_cast<long long>(spec->disk_mb), spec->uid, spec->gid);
-  if (mountTmpfs("/sandbox", options) != 0) return childFail("mount /sandbox");
-  snprintf(options, sizeof options, "mode=1777,nr_inodes=16384,size=%lldm", static_cast<long long>(spec->disk_mb));
-  if (mountTmpfs("/tmp", options) != 0) return childFail("mount /tmp");
-  if (mountTmpfs("/dev/shm", options) != 0) return childFail("mount /dev/shm");
+  // The zygote's binds under /sandbox, /tmp or /dev/shm, held open before this child's own
+  // tmpfs covers them, and bound again on top of it.
+  int sources[kMaxChildBinds];
+  int opened = 0;
+  if (spec->n_binds < 0 || spec->n_binds > kMaxChildBinds) {
+    errno = E2BIG;
+    return childFail("too many binds");
+  }
+  for (; opened < spec->n_binds; ++opened) {
+    sources[opened] = open(spec->binds[opened], O_PATH | O_CLOEXEC);
+    if (sources[opened] < 0) return childFail("open bind source");
+  }
+  const char* step = nullptr;
+  if (!pycell::sandbox::mountScratch("", spec->disk_mb, spec->uid, spec->gid, &step)) return childFail(step);
+  for (int i = 0; i < opened; ++i) {
+    if (!bindAgain(sources[i], spec->binds[i], spec->bind_writable[i] != 0)) return childFail("bind again on the child's tmpfs");
+    close(sources[i]);
+  }
   if (chdir("/sandbox") != 0) return childFail("chdir /sandbox");
   if (sethostname("pycell", 6) != 0) return childFail("sethostname");
   for (int i = 0; i < spec->n_rlimits; ++i) {
     rlimit rl{spec->rlimits[3 * i + 1], spec->rlimits[3 * i + 2]};
     if (setrlimit(static_cast<int>(spec->rlimits[3 * i]), &rl) != 0) return childFail("setrlimit");
   }
-  const char* step = "drop capabilities";
+  step = "drop capabilities";
   if (pycell::sandbox::dropAllCapabilities(&step) != 0) return childFail(step);
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return childFail("no_new_privs");
   // seccomp last: the steps above need syscalls it denies.

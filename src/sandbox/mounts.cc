@@ -9,8 +9,11 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "pycell/sandbox/scratch.h"
 
 namespace pycell::sandbox {
 
@@ -75,18 +78,26 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
   for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
                               {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}})
     plan.push_back({K::Symlink, std::string("/dev/") + name, target, {}});
-  std::string size = "size=" + std::to_string(o.diskMb) + "m";
-  plan.push_back({K::Tmpfs, "/dev/shm", {}, "mode=1777,nr_inodes=4096," + size});
+  plan.push_back({K::Dir, "/dev/shm", {}, {}});
   plan.push_back({K::RemountReadOnly, "/dev", {}, {}});
-  std::string owner = ",uid=" + std::to_string(o.insideUid) + ",gid=" + std::to_string(o.insideGid);
-  plan.push_back({K::Tmpfs, kWorkDir, {}, "mode=0755,nr_inodes=16384," + size + owner});
-  plan.push_back({K::Tmpfs, "/tmp", {}, "mode=1777,nr_inodes=16384," + size});
+  plan.push_back({K::Dir, kWorkDir, {}, {}});
+  plan.push_back({K::Dir, "/tmp", {}, {}});
+  plan.push_back({K::Dir, kScratchMountPoint, {}, {}});
+  // /sandbox, /tmp and /dev/shm: one tmpfs of diskMb for all three (scratch.h).
+  plan.push_back({K::Scratch, kScratchMountPoint, {},
+                  std::to_string(o.diskMb) + ":" + std::to_string(o.insideUid) + ":" + std::to_string(o.insideGid)});
+  // After the tmpfs, so a bind under /tmp lands on it rather than under it.
   for (const auto& bind : o.extraBinds)
     plan.push_back({bind.writable ? K::BindWritable : K::BindReadOnly, bind.path, bind.path, {}});
-  plan.push_back({K::Dir, "/.pycell", {}, {}});
   plan.push_back({K::File, kBootstrapPath, o.bootstrapSource, {}});
   for (const auto& [path, contents] : o.extraFiles) plan.push_back({K::File, path, contents, {}});
   return plan;
+}
+
+bool onSandboxTmpfs(const std::string& path) {
+  for (std::string dir : {kWorkDir, "/tmp", "/dev/shm"})
+    if (path == dir || path.rfind(dir + "/", 0) == 0) return true;
+  return false;
 }
 
 // ---- child side: no allocation beyond fixed buffers, no exceptions ---------------------
@@ -99,23 +110,7 @@ bool fail(ChildFailure& f, const char* step) {
   return false;
 }
 
-// mkdir -p below the staging root; `path` is absolute.
-bool makeDirs(const char* path, mode_t mode) {
-  char buf[PATH_MAX];
-  size_t n = std::strlen(path);
-  if (n >= sizeof buf) {
-    errno = ENAMETOOLONG;
-    return false;
-  }
-  std::memcpy(buf, path, n + 1);
-  for (char* p = buf + 1; *p; ++p) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (::mkdir(buf, mode) != 0 && errno != EEXIST) return false;
-    *p = '/';
-  }
-  return ::mkdir(buf, mode) == 0 || errno == EEXIST;
-}
+bool makeDirs(const char* path, mode_t mode) { return scratchMakeDirs(path, mode); }
 
 bool makeParent(const char* path) {
   char buf[PATH_MAX];
@@ -148,14 +143,8 @@ unsigned long lockedFlags(const char* path) {
   return flags;
 }
 
-// Read-only for the bind and every mount below it (mount_setattr, Linux 5.12); older
-// kernels get the plain remount, which covers the top mount only.
-bool makeReadOnly(const char* path, unsigned long extra) {
-  mount_attr attr{};
-  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
-  if (::syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) == 0) return true;
-  return ::mount(nullptr, path, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | extra | lockedFlags(path), nullptr) == 0;
-}
+// Read-only, nosuid and nodev for the bind and every mount below it.
+bool makeReadOnly(const char* path) { return restrictBind(path, false); }
 
 bool isBind(MountOp::Kind k) {
   return k == MountOp::Kind::BindReadOnly || k == MountOp::Kind::BindWritable || k == MountOp::Kind::BindDevice;
@@ -174,7 +163,7 @@ bool bindSource(int sourceFd, const char* target, ChildFailure& f) {
   return true;
 }
 
-bool executeOp(const MountOp& op, const char* target, int sourceFd, ChildFailure& f) {
+bool executeOp(const MountOp& op, const char* staging, const char* target, int sourceFd, ChildFailure& f) {
   using K = MountOp::Kind;
   switch (op.kind) {
     case K::Dir:
@@ -184,11 +173,20 @@ bool executeOp(const MountOp& op, const char* target, int sourceFd, ChildFailure
       return ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0 || fail(f, "mount tmpfs");
     case K::BindReadOnly:
       if (!bindSource(sourceFd, target, f)) return false;
-      return makeReadOnly(target, MS_NODEV) || fail(f, "remount bind read-only");
+      return makeReadOnly(target) || fail(f, "remount bind read-only");
     case K::BindWritable:
       if (!bindSource(sourceFd, target, f)) return false;
-      return ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | lockedFlags(target), nullptr) == 0 ||
-             fail(f, "remount bind");
+      return restrictBind(target, true) || fail(f, "remount bind nosuid,nodev");
+    case K::Scratch: {
+      long long diskMb = 0;
+      unsigned uid = 0, gid = 0;
+      if (std::sscanf(op.data.c_str(), "%lld:%u:%u", &diskMb, &uid, &gid) != 3) {
+        errno = EINVAL;
+        return fail(f, "sandbox tmpfs options");
+      }
+      const char* step = nullptr;
+      return mountScratch(staging, diskMb, uid, gid, &step) || fail(f, step);
+    }
     case K::BindDevice:
       return bindSource(sourceFd, target, f);
     case K::Proc:
@@ -238,7 +236,7 @@ bool executeRootfsPlan(const std::vector<MountOp>& plan, const char* staging, Ch
       errno = ENAMETOOLONG;
       return fail(f, "mount target path");
     }
-    if (!executeOp(op, target, isBind(op.kind) ? sources[next++] : -1, f)) return false;
+    if (!executeOp(op, staging, target, isBind(op.kind) ? sources[next++] : -1, f)) return false;
   }
   for (size_t i = 0; i < opened; ++i) ::close(sources[i]);
   // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only ours

@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "pycell/process/unique_fd.h"
@@ -44,6 +46,15 @@ const char* userNsFix() {
          "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for pycell (Ubuntu 24.04), "
          "user.max_user_namespaces > 0; in Docker run with --security-opt seccomp=unconfined or a profile that "
          "allows clone/unshare with CLONE_NEWUSER";
+}
+
+// RLIMIT_NPROC is counted per user namespace (ucounts) since Linux 5.14.
+bool kernelCountsNprocPerNamespace() {
+  struct utsname u{};
+  if (::uname(&u) != 0) return false;
+  int major = 0, minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 5 || (major == 5 && minor >= 14);
 }
 
 }  // namespace
@@ -111,13 +122,20 @@ Isolation probeIsolation(const CgroupSupport& cgroup) {
   iso.seccomp = seccompErr == 0;
   iso.items.push_back({"seccomp", iso.seccomp, iso.seccomp ? "filter installs" : "installing the filter: " + errnoText(seccompErr),
                        iso.seccomp ? "" : "a kernel with CONFIG_SECCOMP_FILTER; in a container, allow seccomp(2)/prctl"});
+  iso.nprocPerUserNamespace = kernelCountsNprocPerNamespace();
   bool cg = cgroup.version != CgroupVersion::None;
   iso.items.push_back({"cgroup", cg,
                        cg ? std::string("cgroup ") + cgroupVersionName(cgroup.version) + " (memory: " +
                                 (cgroup.memory ? "yes" : "no") + ", pids: " + (cgroup.pids ? "yes" : "no") + ")"
                           : cgroup.reason + " limits fall back to rlimits (per process, not per sandbox)",
-                       cg ? "" : "run pycell in a delegated cgroup, e.g. systemd-run --user -p Delegate=yes pycell serve"});
+                       cg ? "" : cgroupFix()});
   return iso;
 }
+
+const char* cgroupFix() {
+  return "run pycell as root (a writable cgroup hierarchy), or give its user a delegated cgroup v2 subtree, "
+         "e.g. systemd-run --user --scope -p Delegate=yes pycell serve";
+}
+
 
 }  // namespace pycell::sandbox

@@ -51,8 +51,9 @@ TEST_CASE("initialize reports the server, its profiles and the isolation in forc
                                 "networkNamespace", "ipcNamespace", "seccomp"}));
   CHECK((isolation["cgroup"] == "v2" || isolation["cgroup"] == "v1" ||
          isolation["cgroup"] == "none"));
-  CHECK((isolation["memoryLimit"] == "cgroup" || isolation["memoryLimit"] == "rlimit"));
-  CHECK((isolation["pidsLimit"] == "cgroup" || isolation["pidsLimit"] == "rlimit"));
+  CHECK((isolation["memoryLimit"] == "cgroup" || isolation["memoryLimit"] == "per-process"));
+  CHECK((isolation["pidsLimit"] == "cgroup" || isolation["pidsLimit"] == "per-sandbox" ||
+         isolation["pidsLimit"] == "per-user"));
   // This suite runs where user namespaces work, and without --allow-degraded.
   CHECK(isolation["level"] == "isolated");
 

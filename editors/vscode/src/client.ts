@@ -54,8 +54,8 @@ export interface Isolation {
   utsNamespace?: boolean;
   seccomp?: boolean;
   cgroup?: "v2" | "v1" | "none";
-  memoryLimit?: "cgroup" | "rlimit";
-  pidsLimit?: "cgroup" | "rlimit";
+  memoryLimit?: "cgroup" | "per-process";
+  pidsLimit?: "cgroup" | "per-sandbox" | "per-user";
   [key: string]: unknown;
 }
 

@@ -11,8 +11,9 @@
 // then in the child, which waits there for the server's go byte (it has put the child in
 // its cgroup), copies in the pages its elder sibling learned (pycell_learn_pages) and
 // moves its five fds to 0..4:
-//   pycell_enter()   map our own ids, fresh /proc and tmpfs, hostname, rlimits, every
-//                    capability dropped, no_new_privs, seccomp last.
+//   pycell_enter()   map our own ids, fresh /proc, one fresh tmpfs for /sandbox, /tmp and
+//                    /dev/shm (scratch.h) with the binds it covers bound again on top,
+//                    hostname, rlimits, every capability dropped, no_new_privs, seccomp last.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ struct pycell_child_spec {
   int32_t n_rlimits;
   const void* bpf;          // struct sock_filter[], may be null
   int32_t bpf_len;          // number of instructions
+  // The zygote's allowRead/allowWrite binds that the child's own tmpfs would cover (under
+  // /sandbox, /tmp, /dev/shm), in the zygote's order: bound again on top of it.
+  const char* const* binds;
+  const uint8_t* bind_writable;
+  int32_t n_binds;          // at most 64
 };
 
 #define PYCELL_API __attribute__((visibility("default")))

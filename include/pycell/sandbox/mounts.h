@@ -1,8 +1,9 @@
 #pragma once
 // The sandbox's file system view, as a plan: built in the parent from the profile, then
-// executed top to bottom in the child (after bubblewrap). The child sees a read-only root
-// holding only what Python needs, a fresh /proc, a minimal /dev, and size-limited tmpfs
-// for its working directory and /tmp.
+// executed top to bottom in the child. The child sees a read-only root holding only what
+// Python needs, a fresh /proc, a minimal /dev, and one tmpfs of diskMb that holds its
+// working directory, /tmp and /dev/shm together. allowRead and allowWrite binds are
+// nosuid and nodev (allowRead also read-only).
 #include <string>
 #include <vector>
 
@@ -15,7 +16,9 @@ inline constexpr const char* kBootstrapPath = "/.pycell/bootstrap.py";
 inline constexpr const char* kPolicyPath = "/.pycell/policy.py";  // next to the bootstrap, which loads it
 
 struct MountOp {
-  enum class Kind { Dir, Tmpfs, BindReadOnly, BindWritable, BindDevice, Proc, Symlink, File, RemountReadOnly };
+  // Scratch: the one tmpfs that holds /sandbox, /tmp and /dev/shm (see scratch.h); its
+  // `data` is "diskMb:uid:gid".
+  enum class Kind { Dir, Tmpfs, BindReadOnly, BindWritable, BindDevice, Proc, Symlink, File, RemountReadOnly, Scratch };
   Kind kind;
   std::string target;  // path inside the sandbox
   std::string source;  // host path (binds), link target (Symlink), contents (File)
@@ -34,6 +37,10 @@ struct RootfsOptions {
 };
 
 [[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);
+
+// Whether a bind at `path` lands on the sandbox's own tmpfs (/sandbox, /tmp, /dev/shm): a
+// pooled child mounts its own, so it binds such paths again on top (child_abi.h).
+[[nodiscard]] bool onSandboxTmpfs(const std::string& path);
 
 struct ChildFailure {
   const char* step = nullptr;

@@ -26,8 +26,19 @@ struct Isolation {
 
   // Every namespace and seccomp: anything less is "degraded".
   [[nodiscard]] bool complete() const;
-  [[nodiscard]] std::string memoryLimit() const { return cgroup.memory ? "cgroup" : "rlimit"; }
-  [[nodiscard]] std::string pidsLimit() const { return cgroup.pids ? "cgroup" : "rlimit"; }
+  // Whether RLIMIT_NPROC counts per user namespace (Linux 5.14 and later), so that in a
+  // sandbox's own user namespace it counts that sandbox's processes alone.
+  bool nprocPerUserNamespace = false;
+
+  // What holds a run's memory: "cgroup" (all its processes together, tmpfs pages included)
+  // or "per-process" (RLIMIT_AS on each process: N processes may hold N times memoryMb).
+  [[nodiscard]] std::string memoryLimit() const { return cgroup.memory ? "cgroup" : "per-process"; }
+  // What holds a run's process count: "cgroup", "per-sandbox" (RLIMIT_NPROC counted in the
+  // sandbox's own user namespace) or "per-user" (RLIMIT_NPROC counts every process of the
+  // uid on the machine: older kernels, or no user namespace).
+  [[nodiscard]] std::string pidsLimit() const {
+    return cgroup.pids ? "cgroup" : namespaces.user && nprocPerUserNamespace ? "per-sandbox" : "per-user";
+  }
   [[nodiscard]] nlohmann::json toJson(bool degradedAllowed) const;
   // One paragraph for a refusal: what is missing and how to fix it.
   [[nodiscard]] std::string missingSummary() const;
@@ -35,5 +46,7 @@ struct Isolation {
 
 // Probes namespaces and seccomp; `cgroup` comes from setUpCgroups().
 [[nodiscard]] Isolation probeIsolation(const CgroupSupport& cgroup);
+// How to get a memory cgroup where there is none (for `pycell check` and the probe's item).
+[[nodiscard]] const char* cgroupFix();
 
 }  // namespace pycell::sandbox

@@ -1,0 +1,295 @@
+// What the limits actually hold, with and without a cgroup, and the mounts a profile's
+// allowRead/allowWrite directories get. Where the machine gives no memory cgroup, the
+// server must say so (`isolation.memoryLimit: "per-process"`), and the tests check that it
+// does and warn, rather than pass as if the limit held for the whole run.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "host_view.h"
+#include "server_process.h"
+
+using namespace pycell::testing;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A directory under /tmp every uid may use (the server may run as nobody), removed at the end.
+struct SharedDir {
+  fs::path path;
+  explicit SharedDir(const char* stem) {
+    std::string tmpl = std::string("/tmp/pycell-limits-") + stem + "-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl);
+    path = tmpl;
+    ::chmod(path.c_str(), 0777);
+  }
+  ~SharedDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+// Profiles with the policy layer off (the kernel is under test, as in kernelOnlyConfig).
+Json kernelOnly(Json profile) {
+  profile["imports"] = nullptr;
+  profile["builtins"] = {{"remove", Json::array()}};
+  return profile;
+}
+
+Json poolOf(ServerProcess& server, const std::string& profile) {
+  Json status = server.callResult("status");
+  for (const auto& pool : status["pools"])
+    if (pool["profile"] == profile) return pool;
+  throw std::runtime_error("no pool for " + profile + " in " + brief(status));
+}
+
+// Waits until the profile's pool has its target of ready children (or throws).
+Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis timeout = 20000ms) {
+  Json pool;
+  for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(50ms)) {
+    pool = poolOf(server, profile);
+    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
+  }
+  throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
+}
+
+}  // namespace
+
+// ---- memory --------------------------------------------------------------------------------
+
+TEST_CASE("six forked workers of 60 MiB each under memoryMb 256: memory_limit with a cgroup, "
+          "and without one the server says the limit is per process",
+          "[limits]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  // Each worker holds its 60 MiB until all six do (or one died): 360 MiB at once.
+  Json result = executeCode(*server, R"py(
+import os, select
+ready_r, ready_w = os.pipe()
+go_r, go_w = os.pipe()
+pids = []
+for i in range(6):
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(go_w)
+        block = b'\x01' * (60 << 20)
+        os.write(ready_w, b'+')
+        os.read(go_r, 1)
+        os._exit(0)
+    pids.append(pid)
+os.close(ready_w)
+os.close(go_r)
+held, died, live = 0, 0, set(pids)
+while held + died < 6:
+    if select.select([ready_r], [], [], 0.1)[0]:
+        held += len(os.read(ready_r, 6))
+    for pid in list(live):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            live.discard(pid)
+            died += 1
+os.close(go_w)
+for pid in live:
+    os.waitpid(pid, 0)
+{'held': held, 'died': died}
+)py",
+                            {{"memoryMb", 256}, {"timeoutMs", 10000}});
+  INFO("result: " << brief(result));
+  if (isolation["memoryLimit"] == "cgroup") {
+    CHECK(result["status"] == "memory_limit");
+  } else {
+    // What the server reported is what holds: each process has its own 256 MiB.
+    REQUIRE(isolation["memoryLimit"] == "per-process");
+    WARN("no memory cgroup here (cgroup: " << isolation["cgroup"]
+         << "): memoryMb holds per process, and the server says so (memoryLimit: per-process)");
+    CHECK(result["status"] == "ok");
+    CHECK(result["value"]["held"] == 6);
+  }
+  Json after = executeCode(*server, "print('alive')");
+  CHECK(after["status"] == "ok");
+}
+
+// ---- tmpfs ---------------------------------------------------------------------------------
+
+namespace {
+
+// Writes 1 MiB files round-robin into /tmp, /dev/shm and /sandbox until `cap` MiB in all or
+// an error; the value is what got written and the error's name.
+const char* kFillAll = R"py(
+import errno, os
+chunk = b'\1' * (1 << 20)
+written, err, i = 0, None, 0
+try:
+    while written < inputs:
+        d = ('/tmp', '/dev/shm', '/sandbox')[i % 3]
+        with open('%s/fill%d' % (d, i), 'wb') as f:
+            f.write(chunk)
+        written += 1
+        i += 1
+except OSError as e:
+    err = errno.errorcode.get(e.errno, str(e.errno))
+sizes = {d: (os.statvfs(d).f_blocks * os.statvfs(d).f_frsize) >> 20 for d in ('/tmp', '/dev/shm', '/sandbox')}
+{'mib': written, 'error': err, 'sizes': sizes}
+)py";
+
+}  // namespace
+
+TEST_CASE("/tmp, /dev/shm and /sandbox share one budget of diskMb: writing past it is ENOSPC", "[limits]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  for (bool pooled : {true, false}) {
+    // A request for a smaller disk than the profile's runs one-shot (scheduler.cc); the
+    // profile's own runs in a pooled child.
+    int64_t diskMb = pooled ? 64 : 16;
+    INFO((pooled ? "pooled child, diskMb 64" : "one-shot sandbox, diskMb 16"));
+    Json result = execute(*server, {{"code", kFillAll},
+                                    {"inputs", 4 * diskMb},
+                                    {"limits", {{"diskMb", diskMb}, {"memoryMb", 256}, {"timeoutMs", 10000}}}});
+    INFO("result: " << brief(result));
+    REQUIRE(result["status"] == "ok");
+    const Json& value = result["value"];
+    CHECK(value["error"] == "ENOSPC");
+    CHECK(value["mib"].get<int64_t>() <= diskMb);
+    for (const char* dir : {"/tmp", "/dev/shm", "/sandbox"}) CHECK(value["sizes"][dir] == diskMb);
+  }
+}
+
+TEST_CASE("files beyond memoryMb in tmpfs end with ENOSPC, ENOMEM or memory_limit, never unbounded", "[limits]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  // diskMb above memoryMb: with a memory cgroup the tmpfs pages count against memoryMb;
+  // without one, diskMb is what bounds them.
+  Json result = execute(*server, {{"code", kFillAll},
+                                  {"inputs", 200},
+                                  {"limits", {{"diskMb", 64}, {"memoryMb", 40}, {"timeoutMs", 10000}}}});
+  INFO("result: " << brief(result));
+  if (result["status"] == "memory_limit") {
+    CHECK(isolation["memoryLimit"] == "cgroup");
+  } else {
+    REQUIRE(result["status"] == "ok");
+    const Json& value = result["value"];
+    CHECK((value["error"] == "ENOSPC" || value["error"] == "ENOMEM"));
+    if (isolation["memoryLimit"] == "cgroup") {
+      CHECK(value["mib"].get<int64_t>() <= 40);
+    } else {
+      WARN("no memory cgroup here: tmpfs is bounded by diskMb (64 MiB), not by memoryMb");
+      CHECK(value["error"] == "ENOSPC");
+      CHECK(value["mib"].get<int64_t>() <= 64);
+    }
+  }
+  CHECK(executeCode(*server, "1 + 1")["value"] == 2);
+}
+
+// ---- allowRead / allowWrite ----------------------------------------------------------------
+
+TEST_CASE("allowRead and allowWrite directories under /tmp are there in pooled and one-shot "
+          "sandboxes, mounted nosuid and nodev",
+          "[limits][security]") {
+  SharedDir readable("read"), writable("write");
+  std::ofstream(readable.path / "data.txt") << "host data";
+  ::chmod((readable.path / "data.txt").c_str(), 0644);
+  Json files = {{"allowRead", {readable.path.string()}}, {"allowWrite", {writable.path.string()}}};
+  Json pooledProfile = files, oneShotProfile = files;
+  pooledProfile["pool"] = {{"size", 1}};
+  oneShotProfile["pool"] = {{"size", 0}};
+  Json config = {{"profiles", {{"binds", kernelOnly(pooledProfile)}, {"binds1", kernelOnly(oneShotProfile)}}}};
+  TempFile file("limits-binds.json", config.dump());
+  auto server = startServer(Framing::kNdjson, {"--config", file.path()});
+
+  std::string code = R"py(
+import errno, os, stat
+R, W, TAG = inputs
+def mount_options(path):
+    found = None
+    for line in open('/proc/self/mountinfo'):
+        fields = line.split()
+        if fields[4] == path:
+            found = fields[5]  # the last one listed is the one on top
+    return found
+def attempt(fn):
+    try:
+        fn()
+        return 'ok'
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+out = {'read': open(R + '/data.txt').read(), 'readOptions': mount_options(R), 'writeOptions': mount_options(W)}
+out['writeToRead'] = attempt(lambda: open(R + '/new', 'w').close())
+suid = W + '/suid-' + TAG
+with open(suid, 'w') as f:
+    f.write('#!/bin/sh\nid\n')
+os.chmod(suid, 0o4755)
+out['suidMode'] = stat.S_IMODE(os.stat(suid).st_mode)
+out['mknodChar'] = attempt(lambda: os.mknod(W + '/null-' + TAG, 0o666 | stat.S_IFCHR, os.makedev(1, 3)))
+out['symlink'] = attempt(lambda: os.symlink('/etc/shadow', W + '/shadow-' + TAG))
+out
+)py";
+  Json before = awaitFullPool(*server, "binds");
+  for (const char* profile : {"binds", "binds1"}) {
+    bool pooled = std::string(profile) == "binds";
+    INFO((pooled ? "pooled child" : "one-shot sandbox"));
+    Json result = execute(*server, {{"code", code},
+                                    {"profile", profile},
+                                    {"inputs", {readable.path.string(), writable.path.string(), profile}}});
+    INFO("result: " << brief(result));
+    REQUIRE(result["status"] == "ok");
+    const Json& v = result["value"];
+    CHECK(v["read"] == "host data");
+    CHECK(v["writeToRead"] != "ok");
+    REQUIRE(v["readOptions"].is_string());
+    REQUIRE(v["writeOptions"].is_string());
+    std::string ro = "," + v["readOptions"].get<std::string>() + ",";
+    std::string rw = "," + v["writeOptions"].get<std::string>() + ",";
+    for (const char* flag : {",ro,", ",nosuid,", ",nodev,"}) CHECK_THAT(ro, Catch::Contains(flag));
+    for (const char* flag : {",rw,", ",nosuid,", ",nodev,"}) CHECK_THAT(rw, Catch::Contains(flag));
+    // The mode bit can be set, but the mount makes it mean nothing; no device node at all.
+    CHECK(v["suidMode"] == 04755);
+    CHECK(v["mknodChar"] != "ok");
+    // What the program wrote is in the host directory (the server itself never opens it).
+    CHECK(fs::exists(writable.path / (std::string("suid-") + profile)));
+    CHECK(fs::is_symlink(writable.path / (std::string("shadow-") + profile)));
+    if (pooled) {
+      // The run took the pool's child (the pool forks its replacement).
+      Json after = awaitFullPool(*server, "binds");
+      CHECK(after["forksServed"].get<int>() == before["forksServed"].get<int>() + 1);
+    }
+  }
+}
+
+// ---- cgroups a killed server left ----------------------------------------------------------
+
+TEST_CASE("the next server removes the empty cgroups of a server that was killed", "[limits]") {
+  TempFile config("limits-nopool.json",
+                  R"({"profiles": {"default": {"pool": {"size": 0}}, "datascience": {"pool": {"size": 0}}}})");
+  pid_t killedPid = 0;
+  std::string cgroup;
+  {
+    auto first = startServer(Framing::kNdjson, {"--config", config.path()});
+    Json isolation = first->initialize()["isolation"];
+    cgroup = isolation["cgroup"].get<std::string>();
+    REQUIRE(executeCode(*first, "1")["status"] == "ok");
+    killedPid = first->pid();
+    REQUIRE(::kill(killedPid, SIGKILL) == 0);  // the server we started, by its pid
+    REQUIRE(first->waitExit(kReplyTimeout).has_value());
+  }
+  std::vector<std::string> left = pycellCgroups(killedPid);
+  if (cgroup == "none") {
+    WARN("the server had no cgroup here (isolation.cgroup: none): nothing to leave or reap");
+    CHECK(left.empty());
+    return;
+  }
+  INFO("left by the killed server " << killedPid << ": " << left.size() << " directories");
+  CHECK_FALSE(left.empty());  // a SIGKILL leaves them: nothing else removes them
+  auto second = startServer(Framing::kNdjson, {"--config", config.path()});
+  second->initialize();
+  std::vector<std::string> after = pycellCgroups(killedPid);
+  for (const auto& dir : after) INFO("still there: " << dir);
+  CHECK(after.empty());
+}
