@@ -70,6 +70,10 @@ int checkMain(const CommonOptions& options) {
     std::cout << (item.ok ? "ok    " : "FAIL  ") << item.name << ": " << item.detail << "\n";
     if (!item.ok && !item.fix.empty()) std::cout << "      fix: " << item.fix << "\n";
   }
+  // Not part of the isolation level: without it, runs asking for network are refused.
+  std::cout << (iso.netStack.available ? "ok    " : "warn  ") << "network: " << iso.netStack.mode() << " ("
+            << iso.netStack.detail << ")\n";
+  if (!iso.netStack.available && !iso.netStack.fix.empty()) std::cout << "      fix: " << iso.netStack.fix << "\n";
   std::cout << "ok    memoryLimit: by " << iso.memoryLimit() << "\n";
   std::cout << "ok    pidsLimit: by " << iso.pidsLimit() << "\n";
   for (const auto& [name, interp] : (*ctx)->interpreters) {

@@ -167,6 +167,7 @@ class Execution {
   bool resultTooBig_ = false;
   std::optional<json> report_;  // resultText_ parsed, once
   std::string hostWorkDir_;  // degraded mode without a mount namespace
+  sandbox::NetStack net_;    // one-shot with network: its slirp4netns, ended with the execution
   pool::Pool* pool_ = nullptr;  // pooled: where the child came from
   std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child
   uint64_t pooledId_ = 0;
