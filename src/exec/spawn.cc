@@ -22,6 +22,8 @@ constexpr auto kNetStackTimeout = std::chrono::milliseconds(5000);
 
 Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const SpawnSettings& s) {
   const auto& iso = ctx.isolation;
+  if (s.network && !iso.netStack.available)
+    return std::unexpected(Error{"network stack unavailable: " + iso.netStack.detail});
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})
     if (!*p) return std::unexpected(p->error());
@@ -62,8 +64,6 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
   // A network run gets its own network namespace like any other, plus slirp4netns to reach
   // out through; never the host's network. slirp4netns starts as soon as the namespace
   // exists, so it comes up while the sandbox sets itself up and the interpreter starts.
-  if (s.network && !iso.netStack.available)
-    return fail(Error{"network stack unavailable: " + iso.netStack.detail});
   auto child = sandbox::spawnSandbox(plan, fds, [&](pid_t pid) -> Status {
     if (auto st = proc.cgroup.addProcess(pid); !st) return st;
     if (!s.network) return {};

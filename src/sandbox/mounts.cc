@@ -1,7 +1,5 @@
 #include "pycell/sandbox/mounts.h"
 
-#include "pycell/sandbox/netstack.h"
-
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <sys/mount.h>
@@ -13,6 +11,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+
+#include "pycell/sandbox/netstack.h"
 
 namespace pycell::sandbox {
 

@@ -143,16 +143,15 @@ Result<NetStack> NetStack::start(const std::string& binary, pid_t targetPid) {
   ::posix_spawnattr_setsigmask(&attr, &none);
   ::posix_spawnattr_setsigdefault(&attr, &all);
   ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  std::vector<std::string> args = {binary,
-                                   "--configure",
-                                   "--mtu=65520",
+  std::vector<std::string> args = {binary, "--configure", "--mtu=65520",
                                    "--disable-host-loopback",  // 10.0.2.2 does not lead to the host's 127.0.0.1
-                                   "--enable-sandbox",         // its own mount namespace, capabilities dropped
-                                   "--enable-seccomp",
-                                   "--ready-fd=3",
-                                   "--exit-fd=4",
-                                   std::to_string(targetPid),
-                                   "tap0"};
+                                   "--enable-seccomp", "--ready-fd=3", "--exit-fd=4"};
+  // As root, slirp4netns also confines itself (a mount namespace of its own, every capability
+  // but CAP_NET_BIND_SERVICE dropped). Unprivileged, that would need uid 0 in the sandbox's
+  // user namespace, which maps only the sandbox's own uid: it runs as the server's user then.
+  if (::geteuid() == 0) args.push_back("--enable-sandbox");
+  args.push_back(std::to_string(targetPid));
+  args.push_back("tap0");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
