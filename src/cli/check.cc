@@ -70,6 +70,10 @@ int checkMain(const CommonOptions& options) {
     std::cout << (item.ok ? "ok    " : "FAIL  ") << item.name << ": " << item.detail << "\n";
     if (!item.ok && !item.fix.empty()) std::cout << "      fix: " << item.fix << "\n";
   }
+  // Not part of the isolation level: without it, runs asking for network are refused.
+  std::cout << (iso.netStack.available ? "ok    " : "warn  ") << "network: " << iso.netStack.mode() << " ("
+            << iso.netStack.detail << ")\n";
+  if (!iso.netStack.available && !iso.netStack.fix.empty()) std::cout << "      fix: " << iso.netStack.fix << "\n";
   // Without a memory cgroup each process has its own RLIMIT_AS: a run of N processes may
   // hold N times memoryMb. A warning, not a failure: the namespaces still isolate.
   if (iso.cgroup.memory) {

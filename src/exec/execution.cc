@@ -144,6 +144,7 @@ Status Execution::start() {
   if (!proc) return std::unexpected(proc.error());
   hostWorkDir_ = std::move(proc->hostWorkDir);
   cgroup_ = std::move(proc->cgroup);
+  net_ = std::move(proc->net);
   pid_ = proc->pid;
   pidfd_ = std::move(proc->pidfd);
   (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { guarded([this] { onExit(); }); });

@@ -306,8 +306,8 @@ void Session::terminate(const std::string& why) {
   if (!ctx_.isolation.namespaces.pid && proc_.pid > 0) ::kill(-proc_.pid, SIGKILL);
   proc_.cgroup.killAll();
   // The exit report (pidfd or zygote) completes the ending; without a loop to carry it
-  // (shutdown), end now.
-  if (!loop_.running()) end(why);
+  // (shutdown), or without a process to report (it never started), end now.
+  if (!loop_.running() || (!proc_.pidfd && !pooledId_)) end(why);
 }
 
 void Session::onOwnExit() {

@@ -1,17 +1,29 @@
 #include "pycell/exec/spawn.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
 
+#include "pycell/log.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
 
+namespace {
+constexpr auto kNetStackTimeout = std::chrono::milliseconds(5000);
+}
+
 Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const SpawnSettings& s) {
   const auto& iso = ctx.isolation;
+  if (s.network && !iso.netStack.available)
+    return std::unexpected(Error{"network stack unavailable: " + iso.netStack.detail});
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})
     if (!*p) return std::unexpected(p->error());
@@ -49,10 +61,33 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
     proc.cgroup = std::move(*cg);
   }
   sandbox::ChildFds fds{in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()};
-  auto child = sandbox::spawnSandbox(plan, fds, [&proc](pid_t pid) { return proc.cgroup.addProcess(pid); });
+  // A network run gets its own network namespace like any other, plus slirp4netns to reach
+  // out through; never the host's network. slirp4netns starts as soon as the namespace
+  // exists, so it comes up while the sandbox sets itself up and the interpreter starts.
+  auto child = sandbox::spawnSandbox(plan, fds, [&](pid_t pid) -> Status {
+    if (auto st = proc.cgroup.addProcess(pid); !st) return st;
+    if (!s.network) return {};
+    auto net = sandbox::NetStack::start(iso.netStack.binary, pid);
+    if (!net) return std::unexpected(net.error());
+    proc.net = std::move(*net);
+    return {};
+  });
   if (!child) return fail(child.error());
   proc.pid = child->pid;
   proc.pidfd = std::move(child->pidfd);
+  // Bounded wait: the request is written once this returns, and the program must find the
+  // network up. The interpreter is starting meanwhile, so this costs little latency.
+  auto waitStart = std::chrono::steady_clock::now();
+  if (auto up = proc.net.awaitReady(kNetStackTimeout); !up) {
+    ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
+    while (::waitpid(proc.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return fail(up.error());
+  }
+  if (proc.net.running())
+    log::debug("sandbox " + std::to_string(proc.pid) + ": network stack up after waiting " +
+               std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waitStart).count() / 1000.0) +
+               " ms once the interpreter had started");
   proc.stdinW = std::move(in->write);
   proc.stdoutR = std::move(out->read);
   proc.stderrR = std::move(err->read);

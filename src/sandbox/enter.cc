@@ -21,7 +21,6 @@ namespace pycell::sandbox {
 SandboxPlan makePlan(const PlanInputs& in) {
   SandboxPlan plan;
   plan.namespaces = in.namespaces;
-  plan.shareNetwork = in.network;
   plan.seccomp = in.seccomp;
   plan.executable = in.python;
   plan.outerUid = in.outerUid;
@@ -30,7 +29,7 @@ SandboxPlan makePlan(const PlanInputs& in) {
   unsigned ownerUid = in.namespaces.user ? plan.insideUid : plan.outerUid;
   unsigned ownerGid = in.namespaces.user ? plan.insideGid : plan.outerGid;
   RootfsOptions rootfs{in.python, in.pythonRealPath, in.binds, in.limits.diskMb, ownerUid, ownerGid, in.bootstrapSource,
-                       in.extraFiles};
+                       in.extraFiles, in.network};
   if (in.namespaces.mount) plan.rootfs = planRootfs(rootfs);
   plan.hostWorkDir = in.hostWorkDir;
   plan.rlimits = in.rlimits ? *in.rlimits
@@ -148,7 +147,7 @@ unsigned long cloneFlags(const SandboxPlan& plan) {
   if (ns.user) flags |= CLONE_NEWUSER;
   if (ns.pid) flags |= CLONE_NEWPID;
   if (ns.mount) flags |= CLONE_NEWNS;
-  if (ns.net && !plan.shareNetwork) flags |= CLONE_NEWNET;
+  if (ns.net) flags |= CLONE_NEWNET;
   if (ns.ipc) flags |= CLONE_NEWIPC;
   if (ns.uts) flags |= CLONE_NEWUTS;
   if (ns.cgroup) flags |= CLONE_NEWCGROUP;

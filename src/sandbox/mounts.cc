@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "pycell/sandbox/scratch.h"
+#include "pycell/sandbox/netstack.h"
 
 namespace pycell::sandbox {
 
@@ -62,10 +63,23 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
   // Only what the dynamic loader, Python and its common libraries read; no passwd shadow,
   // no host names, no credentials.
   for (const char* p : {"/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                        "/etc/nsswitch.conf", "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/alternatives",
+                        "/etc/matplotlibrc", "/etc/fonts", "/etc/mime.types", "/etc/alternatives",
                         "/etc/python3", "/etc/python3.9", "/etc/python3.10", "/etc/python3.11", "/etc/python3.12",
                         "/etc/python3.13"}) {
     addHostPath(plan, p);
+  }
+  if (o.network) {
+    // Names resolve through /etc/hosts, then slirp4netns's DNS forwarder; TLS verifies with
+    // the host's CA bundle (the certificates the links in /etc/ssl/certs point to are in /usr).
+    plan.push_back({K::File, "/etc/resolv.conf", std::string("nameserver ") + kNetStackDns + "\n", {}});
+    plan.push_back({K::File, "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", {}});
+    plan.push_back({K::File, "/etc/nsswitch.conf",
+                    "passwd: files\ngroup: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n", {}});
+    for (const char* p : {"/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/pki/ca-trust/extracted", "/etc/services",
+                          "/etc/protocols", "/etc/gai.conf"})
+      addHostPath(plan, p);
+  } else {
+    addHostPath(plan, "/etc/nsswitch.conf");
   }
   for (const auto& exe : {o.python, o.pythonRealPath}) {
     std::string prefix = prefixOf(exe);

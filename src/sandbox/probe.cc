@@ -75,6 +75,7 @@ nlohmann::json Isolation::toJson(bool /*degradedAllowed*/) const {
           {"cgroup", cgroupVersionName(cgroup.version)},
           {"memoryLimit", memoryLimit()},
           {"pidsLimit", pidsLimit()},
+          {"network", netStack.mode()},
           {"level", complete() ? "isolated" : "degraded"}};
 }
 
@@ -113,6 +114,7 @@ Isolation probeIsolation(const CgroupSupport& cgroup) {
     iso.items.push_back({row.name, err == 0, err == 0 ? "works" : std::string("unshare: ") + errnoText(err),
                          err == 0 ? "" : (iso.namespaces.user ? "the kernel lacks this namespace (CONFIG_*_NS)" : userNsFix())});
   }
+  iso.netStack = probeNetStack(iso.namespaces.net, iso.namespaces.user);
   int seccompErr = inChild([] {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
     auto program = compileSeccomp({});

@@ -176,6 +176,7 @@ class Execution : private ChannelSink {
   std::optional<json> report_;  // the report the channel took for token_, cut to the caps
   std::string internalError_;   // why the server itself ended the run (StopReason::Internal)
   std::string hostWorkDir_;  // degraded mode without a mount namespace
+  sandbox::NetStack net_;    // one-shot with network: its slirp4netns, ended with the execution
   pool::Pool* pool_ = nullptr;  // pooled: where the child came from
   std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child
   uint64_t pooledId_ = 0;

@@ -12,6 +12,7 @@
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/mounts.h"
+#include "pycell/sandbox/netstack.h"
 #include "pycell/sandbox/rlimits.h"
 #include "pycell/sandbox/seccomp.h"
 
@@ -29,8 +30,7 @@ struct Namespaces {
 };
 
 struct SandboxPlan {
-  Namespaces namespaces;
-  bool shareNetwork = false;            // execute.network where allowed: no new net namespace
+  Namespaces namespaces;                // a network run has its own net namespace too (NetStack)
   std::vector<MountOp> rootfs;          // executed when namespaces.mount
   std::string hostWorkDir;              // working directory when there is no mount namespace
   std::vector<RlimitSetting> rlimits;
@@ -66,6 +66,7 @@ struct SandboxProcess {
   UniqueFd stdinW, stdoutR, stderrR, requestW, resultR;
   ExecutionCgroup cgroup;
   std::string hostWorkDir;  // degraded mode (no mount namespace): the owner removes it
+  NetStack net;             // a network run's slirp4netns, up before the request is written
 };
 
 // Runs between clone and the child's first step, in the parent: e.g. joining a cgroup.
@@ -83,7 +84,7 @@ struct PlanInputs {
   std::string pythonRealPath;
   Limits limits;
   bool memoryByRlimit = false;
-  bool network = false;
+  bool network = false;  // the resolver files and CA certificates in the root
   std::vector<BindMount> binds;
   const SeccompProgram* seccomp = nullptr;
   std::string bootstrapSource;

@@ -34,6 +34,9 @@ struct RootfsOptions {
   unsigned insideGid = 1000;
   std::string bootstrapSource;
   std::vector<std::pair<std::string, std::string>> extraFiles;  // path -> contents
+  // A run with network: its own resolver files (slirp4netns's DNS) and the host's CA
+  // certificates, all read-only.
+  bool network = false;
 };
 
 [[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);

@@ -8,6 +8,7 @@
 
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/enter.h"
+#include "pycell/sandbox/netstack.h"
 
 namespace pycell::sandbox {
 
@@ -22,6 +23,7 @@ struct Isolation {
   Namespaces namespaces;
   bool seccomp = false;
   CgroupSupport cgroup;
+  NetStackSupport netStack;  // for runs with network: true; not part of complete()
   std::vector<ProbeItem> items;
 
   // Every namespace and seccomp: anything less is "degraded".
