@@ -12,7 +12,7 @@ for target in framing dispatch; do
   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/include" -I"$nlohmann_include" \
     "$src/tests/fuzz/${target}_fuzz.cc" "$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" \
-    "$src/src/protocol/dispatcher.cc" -o "$bin"
+    "$src/src/protocol/dispatcher.cc" "$src/src/protocol/untrusted_json.cc" "$src/src/process/log.cc" -o "$bin"
   corpus=$work/corpus-$target
   mkdir -p "$corpus"
   cp -n "$src/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
