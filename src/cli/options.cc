@@ -27,6 +27,8 @@ Options (serve):
   --max-concurrent N              executions running at once (default 4)
   --max-queue N                   executions waiting beyond that (default 64; more get -32001)
   --max-sessions N                sessions open at once (default 16; more get -32001)
+  --max-queued-bytes N            bytes of requests held, queued or running (default 268435456;
+                                  past it a new one gets -32001)
   --client-process-id PID         exit when this process exits
 Options (run):
   --profile NAME  --timeout SECONDS  --memory MB  --allow-network
@@ -113,6 +115,7 @@ std::optional<ServeOptions> parseServe(const std::vector<std::string>& args) {
   flags["--max-message-bytes"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxMessageBytes) && s.maxMessageBytes > 0; }};
   flags["--max-concurrent"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxConcurrent) && s.maxConcurrent > 0; }};
   flags["--max-queue"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueue) && s.maxQueue >= 0; }};
+  flags["--max-queued-bytes"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueuedBytes) && s.maxQueuedBytes > 0; }};
   flags["--max-sessions"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxSessions) && s.maxSessions >= 0; }};
   flags["--client-process-id"] = {true, [&o](const std::string& v) {
                                     int pid = 0;

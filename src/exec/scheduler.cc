@@ -5,11 +5,34 @@
 #include <unistd.h>
 
 #include "pycell/log.h"
+#include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::exec {
 
 namespace {
 constexpr size_t kFinishedRemembered = 1024;
+
+// What a request holds while it waits and runs: its code, stdin, files and inputs.
+size_t requestBytes(const ExecutionRequest& r) {
+  return sizeof(ExecutionRequest) + r.code.capacity() + r.stdinData.capacity() + r.executionId.size() +
+         r.session.size() + protocol::approxJsonBytes(r.inputs) + protocol::approxJsonBytes(r.files) +
+         protocol::approxJsonBytes(r.returnFiles);
+}
+
+std::string mib(size_t bytes) {
+  if (bytes >= (1u << 20)) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+}  // namespace
+
+std::optional<SubmitError> Scheduler::overBudget(size_t bytes) const {
+  // A request alone is always taken (the message size bounds it); one more is refused once
+  // the requests held would exceed the budget.
+  size_t budget = ctx_.options.maxQueuedBytes;
+  if (heldBytes_ == 0 || heldBytes_ + bytes <= budget) return std::nullopt;
+  return SubmitError{SubmitError::Kind::QueueFull,
+                     "server busy: queued work exceeds " + mib(budget) + " (" + mib(heldBytes_) + " held by " +
+                         std::to_string(active_.size()) + " executions); retry when some have finished"};
 }
 
 Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools) : loop_(loop), ctx_(ctx) {
@@ -60,15 +83,17 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
   if (request.executionId.empty()) request.executionId = "exec-" + std::to_string(serial);
   std::string id = request.executionId;
   if (active_.count(id)) return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "executionId '" + id + "' is already in use"});
+  size_t bytes = requestBytes(request);
+  if (auto refusal = overBudget(bytes)) return std::unexpected(std::move(*refusal));
   if (!request.session.empty())
-    return submitToSession(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
+    return submitToSession(std::move(request), std::move(done), std::move(output), std::move(usage), serial, bytes);
   if (ownSandboxes() >= static_cast<size_t>(ctx_.options.maxConcurrent) &&
       queue_.size() >= static_cast<size_t>(ctx_.options.maxQueue)) {
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
                                        "too many queued executions (" + std::to_string(queue_.size()) + " waiting, " +
                                            std::to_string(ownSandboxes()) + " running)"});
   }
-  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
+  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial, bytes);
   queue_.push_back(id);
   startNext();
   return id;
@@ -76,7 +101,7 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
 
 // The execution, known by its id until retired; the caller queues it.
 void Scheduler::enroll(ExecutionRequest request, Done done, Execution::OutputSink output, Execution::UsageSink usage,
-                       uint64_t serial) {
+                       uint64_t serial, size_t bytes) {
   std::string id = request.executionId;
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
@@ -87,7 +112,8 @@ void Scheduler::enroll(ExecutionRequest request, Done done, Execution::OutputSin
     scheduleReap();
     launch(id);  // still counted as running: it claims again, ahead of the queue
   });
-  active_[id] = Entry{std::move(execution), std::move(done)};
+  active_[id] = Entry{std::move(execution), std::move(done), bytes};
+  heldBytes_ += bytes;
   ++total_;
 }
 
@@ -134,6 +160,7 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   Entry entry = std::move(it->second);
   std::string session = entry.execution->request().session;
   active_.erase(it);
+  heldBytes_ -= std::min(heldBytes_, entry.bytes);
   std::erase(queue_, id);
   if (auto q = sessionQueues_.find(session); q != sessionQueues_.end()) std::erase(q->second, id);
   json summary = {{"executionId", id}, {"state", "finished"}, {"elapsedMs", entry.execution->elapsedMs()},
@@ -206,6 +233,7 @@ json Scheduler::summary() const {
   return {{"uptimeMs", uptime.count()},
           {"running", running()},
           {"queued", queued()},
+          {"queuedBytes", heldBytes_},
           {"executionsTotal", total_},
           {"sessions", [&] {
              json list = json::array();
@@ -237,7 +265,8 @@ void Scheduler::shutdown() {
 
 std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequest request, Done done,
                                                                    Execution::OutputSink output,
-                                                                   Execution::UsageSink usage, uint64_t serial) {
+                                                                   Execution::UsageSink usage, uint64_t serial,
+                                                                   size_t bytes) {
   auto it = sessions_.find(request.session);
   if (it == sessions_.end())
     return std::unexpected(SubmitError{SubmitError::Kind::BadSession, "unknown session '" + request.session + "'"});
@@ -264,7 +293,7 @@ std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequ
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
                                        "too many executions waiting for session '" + request.session + "'"});
   std::string id = request.executionId, sessionId = request.session;
-  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial);
+  enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial, bytes);
   queue.push_back(id);
   pumpSession(sessionId);
   return id;

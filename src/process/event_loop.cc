@@ -4,9 +4,33 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "pycell/log.h"
+
 namespace pycell {
+
+namespace {
+// Runs one callback. An exception it lets out is logged and goes no further: one failed
+// callback (one execution, one request) must not stop the loop every client depends on.
+template <class Fn>
+void guarded(const char* what, Fn&& fn) noexcept {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    try {
+      log::error(std::string("an event-loop ") + what + " failed: " + e.what() + "; the server goes on");
+    } catch (...) {
+    }
+  } catch (...) {
+    try {
+      log::error(std::string("an event-loop ") + what + " failed with an unknown exception; the server goes on");
+    } catch (...) {
+    }
+  }
+}
+}  // namespace
 
 EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (!epoll_) throw std::runtime_error(sysError("epoll_create1").message());
@@ -69,7 +93,7 @@ void EventLoop::fireDueTimers() {
     if (it == timers_.end()) continue;
     auto fn = std::move(it->second.second);
     timers_.erase(it);
-    fn();
+    guarded("timer", fn);
   }
 }
 
@@ -83,7 +107,8 @@ void EventLoop::run() {
       auto it = handlers_.find(events[i].data.fd);
       if (it == handlers_.end()) continue;  // unwatched by an earlier handler in this batch
       auto handler = it->second;            // keeps it alive if the handler unwatches itself
-      (*handler)(events[i].events);
+      uint32_t ev = events[i].events;
+      guarded("fd handler", [&] { (*handler)(ev); });
     }
     if (running_) fireDueTimers();
   }

@@ -3,21 +3,39 @@
 #include <memory>
 #include <vector>
 
+#include "pycell/log.h"
+
 namespace pycell::protocol {
 
-void Dispatcher::handleFrame(const Frame& frame) {
-  switch (frame.kind) {
-    case Frame::Kind::Message:
-      handleBody(frame.body);
-      return;
-    case Frame::Kind::Oversize:
-      send_(makeError(recoverId(frame.body), code::kInvalidRequest,
-                      "message of " + std::to_string(frame.size) + " bytes exceeds --max-message-bytes",
-                      json{{"size", frame.size}}));
-      return;
-    case Frame::Kind::BadHeader:
-      send_(makeError(nullptr, code::kParseError, "bad message header: " + frame.error));
-      return;
+namespace {
+// Logging from a catch block of a noexcept function: building the line may itself fail.
+void logFailure(std::string_view what, std::string_view detail) noexcept {
+  try {
+    log::error(std::string(what) + ": " + std::string(detail));
+  } catch (...) {
+  }
+}
+}  // namespace
+
+void Dispatcher::handleFrame(const Frame& frame) noexcept {
+  if (frame.kind == Frame::Kind::Message) return handleBody(frame.body);
+  try {
+    switch (frame.kind) {
+      case Frame::Kind::Message:
+        return;
+      case Frame::Kind::Oversize:
+        send_(makeError(recoverId(frame.body), code::kInvalidRequest,
+                        "message of " + std::to_string(frame.size) + " bytes exceeds --max-message-bytes",
+                        json{{"size", frame.size}}));
+        return;
+      case Frame::Kind::BadHeader:
+        send_(makeError(nullptr, code::kParseError, "bad message header: " + frame.error));
+        return;
+    }
+  } catch (const std::exception& e) {
+    logFailure("could not answer a bad frame", e.what());
+  } catch (...) {
+    logFailure("could not answer a bad frame", "unknown exception");
   }
 }
 
@@ -36,10 +54,37 @@ struct BatchCollector {
 bool isRequest(const json& m) { return m.is_object() && m.contains("method") && m.contains("id"); }
 }  // namespace
 
-void Dispatcher::handleBody(std::string_view body) {
-  json message = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (message.is_discarded()) {
-    send_(makeError(nullptr, code::kParseError, "parse error: the message is not valid JSON"));
+void Dispatcher::handleBody(std::string_view body) noexcept {
+  // Every request is answered through its Reply, which answers once whatever happens; an
+  // exception that still gets here (out of memory, a failing sink) is logged and the next
+  // message is read as usual.
+  try {
+    parseAndHandle(body);
+  } catch (const std::exception& e) {
+    logFailure("dispatch failed", e.what());
+  } catch (...) {
+    logFailure("dispatch failed", "unknown exception");
+  }
+}
+
+void Dispatcher::parseAndHandle(std::string_view body) {
+  json message;
+  if (auto rejected = parseUntrustedInto(body, limits_, message)) {
+    const auto& why = *rejected;
+    switch (why.kind) {
+      case JsonRejection::Kind::Invalid:
+        send_(makeError(nullptr, code::kParseError, "parse error: the message is " + why.message));
+        return;
+      case JsonRejection::Kind::TooDeep:
+        // The id is found by a linear scan of the top-level object (null in a batch).
+        send_(makeError(recoverId(body), code::kInvalidRequest, "invalid request: " + why.message,
+                        json{{"maxDepth", limits_.maxDepth}}));
+        return;
+      case JsonRejection::Kind::TooLarge:
+        send_(makeError(recoverId(body.substr(0, FrameReader::kOversizePrefix)), code::kInvalidRequest,
+                        "invalid request: " + why.message, json{{"size", body.size()}}));
+        return;
+    }
     return;
   }
   if (!message.is_array()) {
@@ -48,6 +93,14 @@ void Dispatcher::handleBody(std::string_view body) {
   }
   if (message.empty()) {
     send_(makeError(nullptr, code::kInvalidRequest, "invalid request: empty batch"));
+    return;
+  }
+  if (message.size() > kMaxBatch) {
+    // Its answers would all be held at once, in one array: refused whole.
+    send_(makeError(nullptr, code::kInvalidRequest,
+                    "invalid request: a batch of " + std::to_string(message.size()) + " messages exceeds " +
+                        std::to_string(kMaxBatch),
+                    json{{"maxBatch", kMaxBatch}}));
     return;
   }
   auto collector = std::make_shared<BatchCollector>();
@@ -90,8 +143,11 @@ void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink) {
     if (auto it = notifications_.find(method); it != notifications_.end()) {
       try {
         it->second(params);
-      } catch (const std::exception&) {
+      } catch (const std::exception& e) {
         // A notification has no response to carry the error; ignore it as LSP does.
+        log::debug("notification " + method + " failed: " + e.what());
+      } catch (...) {
+        log::debug("notification " + method + " failed");
       }
     }
     return;  // unknown notifications (including `$/...`) are ignored
@@ -124,7 +180,11 @@ void Dispatcher::dispatchRequest(const std::string& method, const json& params, 
   } catch (const json::exception& e) {
     handle.error({code::kInvalidParams, std::string("invalid params: ") + e.what()});
   } catch (const std::exception& e) {
+    log::error("request " + method + " failed: " + e.what());
     handle.error({code::kInternalError, std::string("internal error: ") + e.what()});
+  } catch (...) {
+    log::error("request " + method + " failed: unknown exception");
+    handle.error({code::kInternalError, "internal error: unknown exception"});
   }
 }
 

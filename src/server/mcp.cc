@@ -154,7 +154,11 @@ void Server::mcpCallTool(const json& params, Reply reply) {
         bool failed = result->value("status", "error") != "ok";
         r.result({{"content", toolContent(*result)}, {"structuredContent", *result}, {"isError", failed}});
       },
-      [](Reply& r, const exec::SubmitError& e) { r.result(toolError(e.message)); });
+      [](Reply& r, const exec::SubmitError& e) {
+        // A full server is no mistake of the model's to correct: a protocol error, as in serve.
+        if (e.kind == exec::SubmitError::Kind::QueueFull) return r.error(code::kQueueFull, e.message);
+        r.result(toolError(e.message));
+      });
 }
 
 }  // namespace pycell::server

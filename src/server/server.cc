@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pycell/log.h"
+#include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::server {
 
@@ -15,9 +16,12 @@ using namespace protocol;
 
 namespace {
 constexpr const char* kUnknownExecution = "unknown executionId";
-
-
-std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+// Answers waiting for a client that does not read: past the high-water mark the server stops
+// reading requests (each would add an answer) until the client has taken all but the low-water
+// mark. What is already in flight still adds its answer and its streamed output, each bounded
+// by the queued-work budget and the output limits.
+constexpr size_t kOutboxHighWater = 16u << 20;
+constexpr size_t kOutboxLowWater = 4u << 20;
 }  // namespace
 
 std::string requestKey(const json& id) { return id.dump(); }
@@ -34,6 +38,7 @@ Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing fram
   if (dialect_ == Dialect::Mcp) bindMcpMethods();
   else bindMethods();
   dispatcher_.setGate([this](std::string_view method) { return gate(method); });
+  dispatcher_.setLimits({.maxDepth = kClientMaxDepth, .maxBytes = ctx.options.maxMessageBytes});
 }
 
 Server::~Server() = default;
@@ -157,12 +162,13 @@ void Server::quit(int code) {
 
 void Server::onReadable() {
   char buf[65536];
-  while (loop_.running()) {
+  while (loop_.running() && !inputPaused_) {
     ssize_t n = ::read(inFd_, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
       loop_.unwatch(inFd_);
+      inputEnded_ = true;
       if (draining_) {
         exitRequested_ = true;  // after shutdown: let it finish what it is doing
         return;
@@ -172,16 +178,62 @@ void Server::onReadable() {
       return;
     }
     reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
-    while (auto frame = reader_.next()) {
-      sendPendingNotices();
-      dispatcher_.handleFrame(*frame);
-      if (!loop_.running()) return;
-    }
+    if (!handleFrames()) return;
   }
 }
 
+// The frames read so far; false when reading must stop (stopping, or the outbox is full).
+bool Server::handleFrames() {
+  while (loop_.running()) {
+    if (outbox_.size() > kOutboxHighWater) {
+      pauseInput();
+      return false;
+    }
+    auto frame = reader_.next();
+    if (!frame) return true;
+    try {
+      sendPendingNotices();
+    } catch (const std::exception& e) {
+      log::error(std::string("could not send a notice: ") + e.what());
+    }
+    dispatcher_.handleFrame(*frame);  // answers or logs whatever the frame holds; never throws
+  }
+  return false;
+}
+
+void Server::pauseInput() {
+  if (inputPaused_ || inputEnded_) return;
+  log::debug("the client is not reading its answers (" + std::to_string(outbox_.size() >> 20) +
+             " MiB waiting); reading no more requests until it does");
+  loop_.unwatch(inFd_);
+  inputPaused_ = true;
+}
+
+void Server::resumeInput() {
+  if (!inputPaused_ || resumeScheduled_) return;
+  // From a timer, not from inside flush(): flush runs inside handlers, which must not
+  // dispatch the next request in the middle of their own.
+  resumeScheduled_ = true;
+  loop_.addTimer(std::chrono::milliseconds(0), [this] {
+    resumeScheduled_ = false;
+    if (!inputPaused_ || !loop_.running()) return;
+    inputPaused_ = false;
+    if (auto st = loop_.watch(inFd_, EPOLLIN, [this](uint32_t) { onReadable(); }); !st) {
+      log::error("cannot watch stdin again: " + st.error().message());
+      quit(1);
+      return;
+    }
+    handleFrames();  // those read before the pause; the pipe's own wake the watch
+  });
+}
+
 void Server::send(json message) {
-  outbox_ += encodeFrame(reader_.framing(), dumpJson(message));
+  std::string text = dumpSafe(message);
+  if (text.empty()) {
+    log::error("an answer could not be written: out of memory");
+    return;
+  }
+  outbox_ += encodeFrame(reader_.framing(), text);
   flush();
 }
 
@@ -205,6 +257,7 @@ void Server::flush() {
     return;
   }
   outbox_.erase(0, *written);
+  if (inputPaused_ && outbox_.size() <= kOutboxLowWater) resumeInput();
   bool pending = !outbox_.empty();
   if (pending && !outWatched_) {
     outWatched_ = loop_.watch(outFd_, EPOLLOUT, [this](uint32_t) { flush(); }).has_value();

@@ -8,8 +8,10 @@ set -euo pipefail
 src=$1 work=$2 seconds=${3:-30}
 mkdir -p "$work"
 nlohmann_include=$(dirname "$(dirname "$(find /usr/include -path '*nlohmann/json.hpp' | head -1)")")
-protocol_sources=("$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" "$src/src/protocol/dispatcher.cc")
-channel_sources=("$src/src/exec/result_channel.cc" "$src/src/exec/activity.cc")
+common_sources=("$src/src/protocol/untrusted_json.cc" "$src/src/process/log.cc")
+protocol_sources=("$src/src/protocol/framing.cc" "$src/src/protocol/jsonrpc.cc" "$src/src/protocol/dispatcher.cc"
+                  "${common_sources[@]}")
+channel_sources=("$src/src/exec/result_channel.cc" "$src/src/exec/activity.cc" "${common_sources[@]}")
 for target in framing dispatch channel; do
   bin=$work/${target}_fuzz
   if [ "$target" = channel ]; then sources=("${channel_sources[@]}"); else sources=("${protocol_sources[@]}"); fi

@@ -53,17 +53,23 @@ class Scheduler {
 
   [[nodiscard]] size_t running() const;
   [[nodiscard]] size_t queued() const;
+  // About how much memory the requests held (queued or running) take.
+  [[nodiscard]] size_t queuedBytes() const { return heldBytes_; }
 
  private:
   struct Entry {
     std::unique_ptr<Execution> execution;
     Done done;
+    size_t bytes = 0;  // the request's share of the queued-work budget
   };
+  // Refuses a request that would take the requests held past ServerOptions::maxQueuedBytes.
+  [[nodiscard]] std::optional<SubmitError> overBudget(size_t bytes) const;
   [[nodiscard]] std::expected<std::string, SubmitError> submitToSession(ExecutionRequest request, Done done,
                                                                         Execution::OutputSink output,
-                                                                        Execution::UsageSink usage, uint64_t serial);
+                                                                        Execution::UsageSink usage, uint64_t serial,
+                                                                        size_t bytes);
   void enroll(ExecutionRequest request, Done done, Execution::OutputSink output, Execution::UsageSink usage,
-              uint64_t serial);
+              uint64_t serial, size_t bytes);
   void startNext();
   void launch(const std::string& id);
   void retire(const std::string& id, Result<json> result);
@@ -81,6 +87,7 @@ class Scheduler {
   EventLoop& loop_;
   const SandboxContext& ctx_;
   std::map<std::string, Entry> active_;  // queued and running
+  size_t heldBytes_ = 0;                 // the sum of their Entry::bytes
   std::deque<std::string> queue_;
   std::map<std::string, json> finished_;
   std::deque<std::string> finishedOrder_;

@@ -9,6 +9,7 @@
 
 #include "pycell/protocol/framing.h"
 #include "pycell/protocol/jsonrpc.h"
+#include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::protocol {
 
@@ -19,6 +20,9 @@ class Dispatcher {
   using NotificationHandler = std::function<void(const json& params)>;
   // Consulted before each request; an error refuses it (e.g. -32002 before initialize).
   using Gate = std::function<std::optional<RpcError>(std::string_view method)>;
+  // A batch's answers go out together, in one array: more messages than this in one batch are
+  // refused whole (-32600), so a small message cannot ask for a huge answer.
+  static constexpr size_t kMaxBatch = 1000;
 
   explicit Dispatcher(Send send) : send_(std::move(send)) {}
 
@@ -27,17 +31,22 @@ class Dispatcher {
     notifications_[std::move(method)] = std::move(handler);
   }
   void setGate(Gate gate) { gate_ = std::move(gate); }
+  // Bodies larger or deeper than this are refused with -32600 before they become a value.
+  void setLimits(JsonLimits limits) { limits_ = limits; }
 
   // A frame from the reader: a message body, or an oversize/bad-header report to answer.
-  void handleFrame(const Frame& frame);
-  void handleBody(std::string_view body);
+  // Neither throws: whatever a client sends is answered (or, for a notification, dropped).
+  void handleFrame(const Frame& frame) noexcept;
+  void handleBody(std::string_view body) noexcept;
 
  private:
+  void parseAndHandle(std::string_view body);
   void handleMessage(const json& message, const Reply::Sink& sink);
   void dispatchRequest(const std::string& method, const json& params, Reply reply);
 
   Send send_;
   Gate gate_;
+  JsonLimits limits_;
   std::map<std::string, RequestHandler, std::less<>> requests_;
   std::map<std::string, NotificationHandler, std::less<>> notifications_;
 };

@@ -77,6 +77,9 @@ struct ServerOptions {
   int maxQueue = 64;
   int maxSessions = 16;
   size_t maxMessageBytes = 64u << 20;
+  // What the requests the scheduler holds (queued or running: code, stdin, files, inputs) may
+  // take in all; past it a new one is refused with -32001 (PROTOCOL.md section 1, Limits).
+  size_t maxQueuedBytes = 256u << 20;
   bool allowDegraded = false;
 };
 

@@ -43,6 +43,9 @@ class Server {
   void bindMethods();
   void bindMcpMethods();  // mcp.cc
   void onReadable();
+  bool handleFrames();
+  void pauseInput();
+  void resumeInput();
   void send(json message);
   void notify(const std::string& method, json params);
   void flush();
@@ -82,6 +85,9 @@ class Server {
   std::string outbox_;
   std::vector<json> pendingNotices_;  // held until the client's framing is known
   bool outWatched_ = false;
+  bool inputPaused_ = false;      // stdin unwatched until the client reads its answers
+  bool inputEnded_ = false;       // stdin reached EOF
+  bool resumeScheduled_ = false;
   Lifecycle lifecycle_ = Lifecycle::Uninitialized;
   Dialect dialect_;
   int exitCode_ = 0;
