@@ -6,7 +6,7 @@
 #include <string>
 
 #include "pycell/exec/activity.h"
-#include "pycell/exec/result_channel.h"
+#include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::exec {
 
@@ -17,7 +17,7 @@ std::string text(const json& event, const char* key) {
   constexpr size_t kCap = 1000;
   if (!event.contains(key) || !event[key].is_string()) return {};
   const auto& s = event[key].get_ref<const std::string&>();
-  return std::string(utf8Prefix(s, kCap));  // never inside a character: the result must stay valid UTF-8
+  return protocol::truncateUtf8(s, kCap);  // never inside a character: the result must stay valid UTF-8
 }
 bool flag(const json& event, const char* key) { return event.contains(key) && event[key] == true; }
 }  // namespace

@@ -16,6 +16,7 @@
 #include "pycell/exec/session.h"
 #include "pycell/exec/spawn.h"
 #include "pycell/process/proc_stat.h"
+#include "pycell/protocol/untrusted_json.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
@@ -437,17 +438,7 @@ void Execution::emitOutput(const std::string& name, std::string_view chunk) {
   if (cut > 0) output_(name, std::string_view(text).substr(0, cut));
 }
 
-size_t completeUtf8Prefix(std::string_view s) {
-  // Look back at most 3 bytes for the start of a multi-byte sequence.
-  size_t n = s.size();
-  for (size_t back = 1; back <= 3 && back <= n; ++back) {
-    auto c = static_cast<unsigned char>(s[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
-}
+size_t completeUtf8Prefix(std::string_view s) { return protocol::utf8PrefixLength(s, s.size()); }
 
 void Execution::watchOutgoing(Outgoing& o) {
   if (o.data.empty()) {

@@ -5,15 +5,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pycell/protocol/untrusted_json.h"
+
 namespace pycell::exec {
 
 using nlohmann::json;
 
 namespace {
-
-struct LimitCrossed {
-  const char* what;
-};
 
 // Every line the bootstrap writes for a request starts with these bytes and the token.
 std::string prefixFor(const std::string& token) { return "{\"t\":\"" + token + "\","; }
@@ -24,26 +22,13 @@ std::string mib(size_t bytes) {
 
 }  // namespace
 
-std::optional<json> parseLimited(std::string_view text, int maxDepth, size_t maxValues, std::string* why) {
-  size_t values = 0;
-  // nlohmann's parser keeps its own stack (no recursion); the callback stops it early.
-  auto limit = [&](int depth, json::parse_event_t event, json&) {
-    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start ||
-        event == json::parse_event_t::value) {
-      if (++values > maxValues) throw LimitCrossed{"more JSON values than allowed"};
-      if (depth >= maxDepth) throw LimitCrossed{"nesting deeper than allowed"};
-    }
-    return true;
-  };
-  try {
-    json doc = json::parse(text.begin(), text.end(), limit, /*allow_exceptions=*/false);
-    if (!doc.is_discarded()) return doc;
-    if (why) *why = "not valid JSON";
-  } catch (const LimitCrossed& e) {
-    if (why) *why = e.what;
-  } catch (const std::exception& e) {
-    if (why) *why = std::string("not valid JSON: ") + e.what();
-  }
+// Untrusted text to a value, within the channel's depth and value-count limits.
+static std::optional<json> parseLine(std::string_view text, const ChannelLimits& limits, std::string& why) {
+  json value;
+  auto rejected = protocol::parseUntrustedInto(
+      text, {.maxDepth = limits.maxDepth, .maxBytes = text.size(), .maxValues = limits.maxValues}, value);
+  if (!rejected) return value;
+  why = rejected->message;
   return std::nullopt;
 }
 
@@ -186,7 +171,7 @@ void ResultChannel::takeLine(std::string_view line, ChannelSink& sink) {
     return;
   }
   std::string why = "not an object";
-  auto parsed = parseLimited(line, limits_.maxDepth, limits_.maxValues, &why);
+  auto parsed = parseLine(line, limits_, why);
   if (!parsed || !parsed->is_object()) {
     if (!isEvent && problem_.empty()) problem_ = "the sandbox's report was unreadable (" + why + ")";
     ++droppedLines_;
@@ -233,7 +218,7 @@ void ResultChannel::takeReport(std::string_view line, ChannelSink& sink) {
       continue;
     }
     std::string why;
-    auto value = parseLimited(text, limits_.maxDepth, limits_.maxValues, &why);
+    auto value = parseLine(text, limits_, why);
     if (!value) {
       problem_ = "the sandbox's report was unreadable (" + name + ": " + why + ")";
       return;
@@ -346,21 +331,12 @@ size_t jsonSizeUpTo(const json& j, size_t cap) {
   }
 }
 
-std::string_view utf8Prefix(std::string_view s, size_t max) {
-  if (s.size() <= max) return s;
-  size_t cut = max;
-  // Back off continuation bytes (at most 3) to the start of the character that crosses the cut.
-  while (cut > 0 && max - cut < 3 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  if ((static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) cut = max;  // not UTF-8 anyway
-  return s.substr(0, cut);
-}
-
 namespace {
 
 void cutString(json& j, size_t maxBytes) {
   if (!j.is_string()) return;
   auto& s = j.get_ref<std::string&>();
-  if (s.size() > maxBytes) s = std::string(utf8Prefix(s, maxBytes));
+  if (s.size() > maxBytes) s.resize(protocol::utf8PrefixLength(s, maxBytes));
 }
 
 // Characters, not bytes: a character is a byte that is not a UTF-8 continuation byte.

@@ -1,6 +1,6 @@
 #include "pycell/pool/pool.h"
 
-#include "pycell/exec/result_channel.h"
+#include "pycell/protocol/untrusted_json.h"
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -76,8 +76,9 @@ std::optional<std::pair<json, std::vector<UniqueFd>>> receiveMessage(int fd) {
   data.resize(static_cast<size_t>(n));
   // The zygote runs inside the profile's sandbox: its messages are small, flat, and parsed
   // with the same limits as everything else a sandbox writes.
-  std::optional<json> doc = truncated ? std::nullopt : exec::parseLimited(data, 8, 4096);
-  return std::make_pair(doc ? std::move(*doc) : json(nullptr), std::move(fds));
+  json doc;
+  bool refused = truncated || protocol::parseUntrustedInto(data, {.maxDepth = 8, .maxBytes = kMaxMessage, .maxValues = 4096}, doc);
+  return std::make_pair(refused ? json(nullptr) : std::move(doc), std::move(fds));
 }
 
 }  // namespace

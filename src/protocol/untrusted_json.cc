@@ -91,7 +91,27 @@ std::optional<JsonRejection> parseUntrustedInto(std::string_view text, const Jso
     if (jsonNestingDepth(text, limits.maxDepth) > limits.maxDepth)
       return JsonRejection{JsonRejection::Kind::TooDeep, "nesting deeper than " + std::to_string(limits.maxDepth) + " levels"};
     try {
-      out = json::parse(text);
+      if (limits.maxValues == static_cast<size_t>(-1)) {
+        out = json::parse(text);
+        return std::nullopt;
+      }
+      // Counted as the parser builds them (its callback; the parser keeps its own stack).
+      struct TooManyValues {};
+      size_t values = 0;
+      auto count = [&](int, json::parse_event_t event, json&) {
+        if ((event == json::parse_event_t::value || event == json::parse_event_t::object_start ||
+             event == json::parse_event_t::array_start) &&
+            ++values > limits.maxValues)
+          throw TooManyValues{};
+        return true;
+      };
+      try {
+        out = json::parse(text.begin(), text.end(), count);
+      } catch (const TooManyValues&) {
+        out = nullptr;
+        return JsonRejection{JsonRejection::Kind::TooLarge,
+                             "more than " + std::to_string(limits.maxValues) + " JSON values"};
+      }
       return std::nullopt;
     } catch (const json::parse_error& e) {
       // Its "last read" quotes the client's bytes (a whole string up to the error): cut short.

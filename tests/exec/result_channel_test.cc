@@ -101,28 +101,40 @@ TEST_CASE("a run's channel is bounded in bytes and in events", "[channel]") {
   CHECK_THAT(channel.problem(), Catch::Contains("more than"));
 }
 
-TEST_CASE("deep nesting and too many values are refused by the parse", "[channel]") {
-  std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  std::string why;
-  CHECK_FALSE(parseLimited(deep, 128, 1u << 20, &why));
-  CHECK_THAT(why, Catch::Contains("nesting"));
-  std::string wide = "[" + std::string(20000, '0') + "]";
+TEST_CASE("the channel refuses deep nesting and too many values in a line", "[channel]") {
+  ChannelLimits limits;
+  limits.maxValues = 1000;
+  ResultChannel channel(limits);
+  Sink sink;
+  channel.expect("tok");
+  std::string wide = "[" + std::string(4000, '0') + "]";
   for (size_t i = 2; i < wide.size() - 1; i += 2) wide[i] = ',';
-  CHECK_FALSE(parseLimited(wide, 128, 1000, &why));
-  CHECK_THAT(why, Catch::Contains("values"));
-  CHECK(parseLimited("[[1],{\"a\":[2]}]", 3, 100) == json::parse("[[1],{\"a\":[2]}]"));
-  CHECK_FALSE(parseLimited("[[[1]]]", 3, 100));
-  CHECK_FALSE(parseLimited("{\"a\":\"\xff\"}", 8, 100));  // invalid UTF-8 never becomes a string
+  channel.feed(line("tok", "\"status\":\"ok\",\"value\":" + wide + "}"), sink);
+  CHECK(sink.reports.empty());
+  CHECK_THAT(channel.problem(), Catch::Contains("values"));
+  channel.expect("deep");
+  channel.feed(line("deep", "\"status\":\"ok\",\"value\":" + std::string(200, '[') + std::string(200, ']') + "}"), sink);
+  CHECK(sink.reports.empty());
+  CHECK_THAT(channel.problem(), Catch::Contains("nesting"));
+  channel.expect("fine");
+  channel.feed(line("fine", "\"status\":\"ok\",\"value\":[[1],{\"a\":[2]}]}"), sink);
+  REQUIRE(sink.reports.size() == 1);
+  CHECK(sink.reports[0]["value"] == json::parse("[[1],{\"a\":[2]}]"));
 }
 
-TEST_CASE("utf8Prefix never ends inside a character", "[channel]") {
-  std::string s = std::string(994, 'a') + "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";  // 1002 bytes
-  std::string_view cut = utf8Prefix(s, 1000);
-  CHECK(cut.size() == 1000);
-  CHECK(utf8Prefix(s, 999).size() == 998);
-  CHECK(utf8Prefix("\xf0\x9f\x98\x80x", 3).empty());
-  CHECK(utf8Prefix("abc", 10) == "abc");
-  CHECK(json(std::string(utf8Prefix(s, 999))).dump().size() > 0);
+TEST_CASE("a report's members are found without parsing them", "[channel]") {
+  auto members = topLevelMembers(R"( {"a" : "x\"}y", "b":[1,{"c":"]"}] ,"n":-1.5e3,"z":null} )");
+  REQUIRE(members);
+  REQUIRE(members->size() == 4);
+  CHECK((*members)[0].key == "a");
+  CHECK((*members)[0].value == R"("x\"}y")");
+  CHECK((*members)[1].value == R"([1,{"c":"]"}])");
+  CHECK((*members)[2].value == "-1.5e3");
+  CHECK((*members)[3].value == "null");
+  CHECK_FALSE(topLevelMembers(R"({"a":[1,2})"));
+  CHECK_FALSE(topLevelMembers(R"({"a":"open)"));
+  CHECK_FALSE(topLevelMembers(R"({"a":1} trailing)"));
+  CHECK(topLevelMembers("{}")->empty());
 }
 
 TEST_CASE("a report is cut to the server's caps", "[channel]") {

@@ -28,16 +28,11 @@ struct ChannelLimits {
   size_t maxLineBytes = 64u << 20;   // the report line (returned files included, as base64)
   size_t maxEventBytes = 64u << 10;  // one activity event, or a started/ready line
   size_t maxRunBytes = 80u << 20;    // everything one run writes on the channel
-  int maxDepth = 128;                // nesting of any line
+  size_t maxDepth = 128;             // nesting of any line
   size_t maxValues = 1u << 20;       // JSON values (scalars, arrays, objects) in one line
   size_t maxEvents = 5000;           // events kept per run; the rest are counted, not parsed
   size_t maxEventTotalBytes = 4u << 20;  // all the events of one run, as text
 };
-
-// Parses untrusted JSON text with a nesting and a value-count limit. Never throws, never
-// recurses: the parse is iterative and stops at the first limit crossed (`why` says which).
-[[nodiscard]] std::optional<nlohmann::json> parseLimited(std::string_view text, int maxDepth, size_t maxValues,
-                                                         std::string* why = nullptr);
 
 // The caps on a report, enforced by the server (the bootstrap applies the same ones, and a
 // request tells it; a forged or tampered report is cut here).
@@ -131,8 +126,5 @@ struct JsonMember {
 
 // The size of `j` as compact JSON text, counted up to `cap` (stops early past it).
 [[nodiscard]] size_t jsonSizeUpTo(const nlohmann::json& j, size_t cap);
-
-// The longest prefix of `s` of at most `max` bytes that does not end inside a UTF-8 sequence.
-[[nodiscard]] std::string_view utf8Prefix(std::string_view s, size_t max);
 
 }  // namespace pycell::exec

@@ -28,6 +28,9 @@ inline constexpr size_t kSandboxMaxDepth = 100;
 struct JsonLimits {
   size_t maxDepth = kClientMaxDepth;  // arrays and objects inside one another; a scalar is depth 0
   size_t maxBytes = 64u << 20;        // the text's size
+  // JSON values (scalars, arrays, objects) in the document: what a parsed value costs is a
+  // fixed multiple of this (unlimited by default; a sandbox's lines set it).
+  size_t maxValues = static_cast<size_t>(-1);
 };
 
 // Why a text was not made a value. `message` is for people and names the limit.
@@ -43,7 +46,8 @@ struct JsonRejection {
 [[nodiscard]] size_t jsonNestingDepth(std::string_view text, size_t stopAbove = static_cast<size_t>(-1)) noexcept;
 
 // Parses `text` into `out` if it is no larger than limits.maxBytes and nests no deeper than
-// limits.maxDepth; checked in that order, before any value is built. Returns why not, or
+// limits.maxDepth; checked in that order, before any value is built; the parse then stops
+// at the first value past limits.maxValues (TooLarge). Returns why not, or
 // nothing on success. Never throws (running out of memory is reported as Invalid).
 [[nodiscard]] std::optional<JsonRejection> parseUntrustedInto(std::string_view text, const JsonLimits& limits,
                                                               nlohmann::json& out) noexcept;
