@@ -7,6 +7,7 @@ packages=(
   catch2                               # C++ tests (v2)
   python3 python3-numpy python3-pandas python3-matplotlib   # the sandboxed interpreter
   util-linux                           # setpriv, for the unprivileged test run
+  strace                               # the seccomp test traces typical programs' system calls
   python3-jsonschema                   # schema validation of real traffic
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
