@@ -8,6 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 
@@ -49,6 +52,16 @@ std::map<std::string, int> hostAnswers() {
   errno = 0;
   out["future_1000"] = answer(::syscall(1000));
   return out;
+}
+
+// tests/sandbox/typical_programs.py, which seccomp_test.cc (unit) traces outside the
+// sandbox: here it runs whole inside one, with `argv` as its command line.
+std::string typicalPrograms(const std::string& argv) {
+  std::filesystem::path path = std::filesystem::path(__FILE__).parent_path() / ".." / "sandbox" / "typical_programs.py";
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return "import sys\nsys.argv = " + argv + "\n" + text;
 }
 
 bool onX86() {
@@ -173,4 +186,31 @@ out
     INFO(name << " = " << call);
     CHECK(value[name] == "EPERM");
   }
+}
+
+TEST_CASE("the typical programs the strace test traces run whole inside the sandbox", "[seccomp]") {
+  // Threads, fork and multiprocessing, select/poll/epoll, signals, mmap, sockets, sqlite,
+  // numpy with OpenBLAS threads, pandas, a matplotlib figure: in a pooled child of the
+  // datascience profile (its filter installed after isolation, then the warm-up), and online
+  // in a fresh interpreter (`pycell run --allow-network`, TCP and UDP on loopback too).
+  // The kernel-only datascience profile, with room for a run of a few seconds.
+  TempFile config("typical.json", R"({"profiles": {"datascience":
+      {"imports": null, "builtins": {"remove": []}, "allowRaisingLimits": true}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  Json result = execute(*server, {{"code", typicalPrograms("['typical', '.']")},
+                                  {"profile", "datascience"},
+                                  {"limits", {{"timeoutMs", 60000}, {"memoryMb", 1024}, {"maxProcesses", 64}}}},
+                        std::chrono::milliseconds(90000));
+  INFO("pooled: " << brief(result));
+  CHECK(result["status"] == "ok");
+  CHECK(result["stdout"].get<std::string>().find("typical programs: done\n") != std::string::npos);
+
+  TempFile program("typical", typicalPrograms("['typical', '.', '--online']"));
+  CommandResult r = runPycell({"run", program.path(), "--allow-network", "--profile", "datascience", "--timeout", "60",
+                               "--memory", "1024", "--config", config.path()},
+                              {}, std::chrono::milliseconds(90000));
+  INFO("online: exit " << (r.exitCode ? std::to_string(*r.exitCode) : "none") << "\nstdout: " << r.out
+                       << "\nstderr: " << r.err);
+  CHECK(r.exitCode == 0);
+  CHECK(r.out.find("typical programs: done\n") != std::string::npos);
 }

@@ -316,7 +316,7 @@ def loopback():
     assert u1.recvfrom(3)[0] == b"udp"
     u1.close()
     u2.close()
-    socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
 
 
 def datascience(where):
