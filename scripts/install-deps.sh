@@ -8,6 +8,7 @@ packages=(
   python3 python3-numpy python3-pandas python3-matplotlib   # the sandboxed interpreter
   util-linux                           # setpriv, for the unprivileged test run
   slirp4netns                          # the network stack of runs with network: true
+  strace                               # the seccomp test traces typical programs' system calls
   python3-jsonschema                   # schema validation of real traffic
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
