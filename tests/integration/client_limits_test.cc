@@ -22,11 +22,6 @@ namespace {
 
 Framing anyFraming() { return GENERATE(Framing::kNdjson, Framing::kLsp); }
 
-std::string frame(Framing framing, const std::string& body) {
-  if (framing == Framing::kNdjson) return body + "\n";
-  return "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
 std::string nestedArrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 std::string nestedObjects(size_t depth) {
@@ -95,7 +90,7 @@ TEST_CASE("a status request whose params nest 200,000 arrays gets -32600 with it
   Framing framing = anyFraming();
   INFO("framing: " << framingName(framing));
   auto server = startServer(framing);
-  server->sendRaw(frame(framing, R"({"jsonrpc":"2.0","id":7001,"method":"status","params":)" + nestedArrays(200'000) + "}"));
+  server->sendRaw(frameMessage(framing, R"({"jsonrpc":"2.0","id":7001,"method":"status","params":)" + nestedArrays(200'000) + "}"));
   requireTooDeep(*server, Json(7001));
   requireServing(*server);
 }
@@ -109,14 +104,14 @@ TEST_CASE("execute with inputs nested 100,000 deep gets -32600 with its id, noth
   INFO("nesting: " << deep);
   std::string inputs = deep == "arrays" ? nestedArrays(100'000) : nestedObjects(100'000);
   // The id comes after the deep part: found all the same.
-  server->sendRaw(frame(framing, R"J({"jsonrpc":"2.0","method":"execute","params":{"code":"print('ran')","inputs":)J" +
+  server->sendRaw(frameMessage(framing, R"J({"jsonrpc":"2.0","method":"execute","params":{"code":"print('ran')","inputs":)J" +
                                      inputs + R"(},"id":"deep-1"})"));
   requireTooDeep(*server, Json("deep-1"));
   CHECK(server->callResult("status", nullptr)["executionsTotal"] == 0);
   requireServing(*server);
 
   // Just inside the limit: envelope, params and 62 levels of inputs make 64.
-  server->sendRaw(frame(framing, R"J({"jsonrpc":"2.0","id":"deep-2","method":"execute","params":{"code":"import json\nprint(json.dumps(inputs).count('['))","inputs":)J" +
+  server->sendRaw(frameMessage(framing, R"J({"jsonrpc":"2.0","id":"deep-2","method":"execute","params":{"code":"import json\nprint(json.dumps(inputs).count('['))","inputs":)J" +
                                      nestedArrays(62) + "}}"));
   auto response = server->waitResponse(Json("deep-2"), kExecutionTimeout);
   INFO(server->describe());

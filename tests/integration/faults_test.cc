@@ -84,22 +84,6 @@ void checkAnsweredOnce(ServerProcess& server, const std::vector<int64_t>& ids) {
   }
 }
 
-Json poolOf(ServerProcess& server, const std::string& profile) {
-  Json status = server.callResult("status");
-  for (const auto& pool : status["pools"])
-    if (pool["profile"] == profile) return pool;
-  throw std::runtime_error("no pool for " + profile + " in " + brief(status));
-}
-
-Json awaitFullPool(ServerProcess& server, const std::string& profile = "default", Millis timeout = 20000ms) {
-  Json pool;
-  for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(50ms)) {
-    pool = poolOf(server, profile);
-    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
-  }
-  throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
-}
-
 bool isDescendant(pid_t pid, pid_t of) {
   for (const auto& p : descendants(of))
     if (p.pid == pid) return true;

@@ -13,11 +13,6 @@ namespace {
 
 Framing anyFraming() { return GENERATE(Framing::kNdjson, Framing::kLsp); }
 
-std::string frame(Framing framing, const std::string& body) {
-  if (framing == Framing::kNdjson) return body + "\n";
-  return "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
 Json statusRequest(int id) { return {{"jsonrpc", "2.0"}, {"id", id}, {"method", "status"}}; }
 
 int errorCode(const Json& response) {
@@ -48,9 +43,9 @@ TEST_CASE("frames split across writes and several frames in one write are all un
   INFO("framing: " << framingName(framing));
   auto server = startServer(framing);
 
-  std::string first = frame(framing, statusRequest(101).dump());
-  std::string second = frame(framing, statusRequest(102).dump());
-  std::string third = frame(framing, statusRequest(103).dump());
+  std::string first = frameMessage(framing, statusRequest(101).dump());
+  std::string second = frameMessage(framing, statusRequest(102).dump());
+  std::string third = frameMessage(framing, statusRequest(103).dump());
   server->sendRaw(first.substr(0, 7));
   std::this_thread::sleep_for(100ms);
   server->sendRaw(first.substr(7) + second + third.substr(0, third.size() - 2));
@@ -85,7 +80,7 @@ TEST_CASE("bad JSON gets -32700 with a null id and the server goes on", "[framin
                              std::string("this is not json"), std::string("{\"a\": \"\xff\xfe\"}"));
   INFO("sent: " << bad);
   size_t before = server->messages().size();
-  server->sendRaw(frame(framing, bad));
+  server->sendRaw(frameMessage(framing, bad));
   auto response = server->waitMessage(
       [](const Json& m) { return m.is_object() && m.contains("error") && m.contains("id"); },
       kReplyTimeout, before);

@@ -13,23 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Json poolOf(ServerProcess& server, const std::string& profile) {
-  Json status = server.callResult("status");
-  for (const auto& pool : status["pools"])
-    if (pool["profile"] == profile) return pool;
-  throw std::runtime_error("no pool for " + profile + " in " + brief(status));
-}
-
-// Waits until the profile's pool has its target of ready children (or throws).
-Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis timeout = 20000ms) {
-  Json pool;
-  for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(50ms)) {
-    pool = poolOf(server, profile);
-    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
-  }
-  throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
-}
-
 Json run(ServerProcess& server, const std::string& code, const std::string& profile = "default") {
   Json result = execute(server, {{"code", code}, {"profile", profile}});
   INFO(brief(result));

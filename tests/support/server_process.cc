@@ -650,4 +650,25 @@ void awaitRunning(ServerProcess& server, const std::string& executionId, Millis 
                            brief(last) + "; " + server.describe());
 }
 
+std::string frameMessage(Framing framing, const std::string& body) {
+  if (framing == Framing::kNdjson) return body + "\n";
+  return "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+Json poolOf(ServerProcess& server, const std::string& profile) {
+  Json status = server.callResult("status");
+  for (const auto& pool : status["pools"])
+    if (pool["profile"] == profile) return pool;
+  throw std::runtime_error("no pool for " + profile + " in " + brief(status));
+}
+
+Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis timeout) {
+  Json pool;
+  for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(Millis{50})) {
+    pool = poolOf(server, profile);
+    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
+  }
+  throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
+}
+
 }  // namespace pycell::testing

@@ -203,6 +203,14 @@ Json execute(ServerProcess& server, Json params, Millis timeout = kExecutionTime
 Json executeCode(ServerProcess& server, const std::string& code, Json limits = nullptr,
                  Millis timeout = kExecutionTimeout);
 
+// One message's bytes in `framing`: the body and a newline, or a Content-Length header and it.
+std::string frameMessage(Framing framing, const std::string& body);
+
+// `status`'s entry for the pool of `profile`; throws when there is none.
+Json poolOf(ServerProcess& server, const std::string& profile);
+// Waits until the profile's pool has its target of ready children (or throws).
+Json awaitFullPool(ServerProcess& server, const std::string& profile = "default", Millis timeout = Millis{20000});
+
 // A one-shot `pycell <args>` run to completion, as a shell script would.
 struct CommandResult {
   std::optional<int> exitCode;  // nullopt: killed by the harness at timeout
