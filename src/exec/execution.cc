@@ -273,7 +273,8 @@ void Execution::armSampleTimer() {
 
 void Execution::takeSample() {
   auto stat = process::readProcStat(samplePid_);
-  if (!stat) return;
+  // An exited process (its memory already gone) is not a sample of the run.
+  if (!stat || stat->state == 'Z' || stat->state == 'X' || stat->rssBytes == 0) return;
   int64_t cpuMs = stat->userMs + stat->sysMs;
   if (!cpuAtStart_) cpuAtStart_ = cpuMs;  // a session's interpreter has a past
   auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();

@@ -20,6 +20,7 @@ std::optional<ProcStat> readProcStat(pid_t pid, bool withPeak) {
   // After it: state (field 3), then numbers; utime is field 14, stime 15, cutime 16, cstime 17.
   int64_t ticks[4] = {};
   const char* p = stat->c_str() + close + 2;
+  const char state = *p;
   for (int field = 3; field <= 17 && *p; ++field) {
     const char* next = p;
     while (*next && *next != ' ') ++next;
@@ -32,6 +33,7 @@ std::optional<ProcStat> readProcStat(pid_t pid, bool withPeak) {
   }();
   static const int64_t pageSize = ::sysconf(_SC_PAGESIZE);
   ProcStat out;
+  out.state = state;
   out.userMs = (ticks[0] + ticks[2]) * 1000 / hz;
   out.sysMs = (ticks[1] + ticks[3]) * 1000 / hz;
   long long pages = 0;

@@ -10,6 +10,7 @@
 namespace pycell::process {
 
 struct ProcStat {
+  char state = '?';         // R, S, D, Z (exited, not yet reaped), ...
   int64_t userMs = 0;       // utime + cutime (children it waited for)
   int64_t sysMs = 0;        // stime + cstime
   int64_t rssBytes = 0;     // resident now
