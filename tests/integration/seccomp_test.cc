@@ -57,8 +57,7 @@ std::map<std::string, int> hostAnswers() {
 // tests/sandbox/typical_programs.py, which seccomp_test.cc (unit) traces outside the
 // sandbox: here it runs whole inside one, with `argv` as its command line.
 std::string typicalPrograms(const std::string& argv) {
-  std::filesystem::path path = std::filesystem::path(__FILE__).parent_path() / ".." / "sandbox" / "typical_programs.py";
-  std::ifstream in(path);
+  std::ifstream in(PYCELL_TYPICAL_PROGRAMS);
   REQUIRE(in.good());
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return "import sys\nsys.argv = " + argv + "\n" + text;

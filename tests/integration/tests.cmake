@@ -13,7 +13,8 @@ add_executable(pycell_integration_tests
 )
 target_include_directories(pycell_integration_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
 target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2)
-target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>")
+target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>"
+  PYCELL_TYPICAL_PROGRAMS="${CMAKE_CURRENT_SOURCE_DIR}/sandbox/typical_programs.py")
 add_dependencies(pycell_integration_tests pycell)
 
 add_test(NAME integration_root COMMAND pycell_integration_tests)
