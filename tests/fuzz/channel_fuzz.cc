@@ -32,14 +32,19 @@ namespace {
 std::atomic<size_t> live{0}, peak{0};
 }  // namespace
 #ifdef PYCELL_COUNT_HEAP
-#include <sanitizer/allocator_interface.h>
+// The sanitizer runtime's allocator hooks (declared here: GCC ships no header for them).
+extern "C" {
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, size_t),
+                                              void (*free_hook)(const volatile void*));
+size_t __sanitizer_get_allocated_size(const volatile void* p);
+}
 namespace {
 void onMalloc(const volatile void*, size_t n) {
   size_t now = live += n;
   for (size_t seen = peak.load(); now > seen && !peak.compare_exchange_weak(seen, now);) {
   }
 }
-void onFree(const volatile void* p) { live -= __sanitizer_get_allocated_size(const_cast<const void*>(p)); }
+void onFree(const volatile void* p) { live -= __sanitizer_get_allocated_size(p); }
 const int installed = __sanitizer_install_malloc_and_free_hooks(onMalloc, onFree);
 }  // namespace
 #endif
