@@ -17,8 +17,17 @@ target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TAR
   PYCELL_TYPICAL_PROGRAMS="${CMAKE_CURRENT_SOURCE_DIR}/sandbox/typical_programs.py")
 add_dependencies(pycell_integration_tests pycell)
 
+# The sanitizer build runs 2-3 times slower and keeps freed memory in a quarantine: its
+# runs get a smaller quarantine (so memory figures mean something) and time bounds scaled
+# by PYCELL_TEST_TIME_SCALE (see scaled() in support/server_process.h).
+if(PYCELL_SANITIZE)
+  set(PYCELL_INTEGRATION_ENV "ASAN_OPTIONS=quarantine_size_mb=16" "PYCELL_TEST_TIME_SCALE=3")
+else()
+  set(PYCELL_INTEGRATION_ENV "PYCELL_TEST_TIME_SCALE=1")
+endif()
+
 add_test(NAME integration_root COMMAND pycell_integration_tests)
-set_tests_properties(integration_root PROPERTIES TIMEOUT 600)
+set_tests_properties(integration_root PROPERTIES TIMEOUT 900 ENVIRONMENT "${PYCELL_INTEGRATION_ENV}")
 
 # The same suite with the server started as nobody (the test process stays root so it can
 # inspect /proc and the cgroup tree). Only possible when the tests run as root.
@@ -27,6 +36,6 @@ find_program(PYCELL_SETPRIV setpriv)
 if(PYCELL_TEST_UID STREQUAL "0" AND PYCELL_SETPRIV)
   add_test(NAME integration_unprivileged COMMAND pycell_integration_tests)
   set_tests_properties(integration_unprivileged PROPERTIES
-    TIMEOUT 600
-    ENVIRONMENT "PYCELL_TEST_RUN_AS=65534")
+    TIMEOUT 900
+    ENVIRONMENT "PYCELL_TEST_RUN_AS=65534;${PYCELL_INTEGRATION_ENV}")
 endif()

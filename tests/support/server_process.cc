@@ -650,6 +650,15 @@ void awaitRunning(ServerProcess& server, const std::string& executionId, Millis 
                            brief(last) + "; " + server.describe());
 }
 
+Millis scaled(Millis bound) {
+  static const long factor = [] {
+    const char* text = std::getenv("PYCELL_TEST_TIME_SCALE");
+    long v = text ? std::strtol(text, nullptr, 10) : 1;
+    return v >= 1 && v <= 10 ? v : 1L;
+  }();
+  return bound * factor;
+}
+
 std::string frameMessage(Framing framing, const std::string& body) {
   if (framing == Framing::kNdjson) return body + "\n";
   return "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;

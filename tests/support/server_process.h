@@ -203,6 +203,10 @@ Json execute(ServerProcess& server, Json params, Millis timeout = kExecutionTime
 Json executeCode(ServerProcess& server, const std::string& code, Json limits = nullptr,
                  Millis timeout = kExecutionTimeout);
 
+// `bound` times PYCELL_TEST_TIME_SCALE (3 in the sanitizer build, else 1): for the few
+// bounds that say "promptly", which a 2-3 times slower build must still meet in proportion.
+Millis scaled(Millis bound);
+
 // One message's bytes in `framing`: the body and a newline, or a Content-Length header and it.
 std::string frameMessage(Framing framing, const std::string& body);
 
