@@ -42,8 +42,8 @@ PANDAS_EXPECTED_STDOUT = "{1: 4.0, 2: 2.0}\n"
 BWRAP_ARGS = ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
               "--dev", "/dev", "--proc", "/proc"]
 
-# DESIGN.md "Baselines measured on a 2-core CI-class machine" (for context only; every
-# ratio below uses figures measured in this run).
+# The project's first baselines, measured on a 2-core CI-class machine when it began (for
+# context only; every ratio below uses figures measured in this run).
 DESIGN_REF_MS = {
     "python3_trivial": 13.6,       # python3 -c pass
     "bwrap_trivial": 18.6,         # bwrap --ro-bind / / --unshare-all python3 -c pass
@@ -614,7 +614,7 @@ def print_report(rep):
     w("")
     w("Latency (ms; pycell: client round trip over stdio, one request in flight; baselines: whole")
     w("         process run)")
-    w(f"  {'what':<50} {'n':>4} {'p50':>8} {'p99':>8} {'mean':>8} {'min':>8} {'max':>8}  {'DESIGN.md ref':>13}")
+    w(f"  {'what':<50} {'n':>4} {'p50':>8} {'p99':>8} {'mean':>8} {'min':>8} {'max':>8}  {'early ref':>13}")
     lat = rep["latency"]
     rows = [
         ("pycell_trivial", "pycell print(1) [default], back-to-back"),
@@ -652,7 +652,7 @@ def print_report(rep):
     w("  warm claim: each request sent only once `status` showed that profile's pool full")
     w(f"    ({wm.get('condition', '?')}), polled every {wm.get('pollMs', '?')} ms;")
     w(f"    it finds a ready child. Wait before each: {waits or '-'}")
-    w("  (DESIGN.md refs: python3 -c pass; bwrap ... python3 -c pass; python3 -c 'import numpy, pandas')")
+    w("  (early refs: python3 -c pass; bwrap ... python3 -c pass; python3 -c 'import numpy, pandas')")
     w("")
     w("Throughput (trivial execute, default profile; clients = requests kept in flight on one")
     w("            NDJSON connection to the one server process)")

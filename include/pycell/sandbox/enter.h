@@ -1,7 +1,7 @@
 #pragma once
 // Entering the sandbox: the parent computes a SandboxPlan, spawnSandbox() clones a child
-// into new namespaces, and the child runs the isolation steps in DESIGN.md's order, ending
-// with seccomp and execve of the interpreter.
+// into new namespaces, and the child runs the isolation steps in the order childMain() in
+// src/sandbox/enter.cc lists them, ending with seccomp and execve of the interpreter.
 #include <sys/types.h>
 
 #include <functional>
