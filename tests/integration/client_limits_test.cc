@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "host_view.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
@@ -31,16 +32,6 @@ std::string nestedObjects(size_t depth) {
   s += "1";
   s.append(depth, '}');
   return s;
-}
-
-// A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1.
-long procStatusKb(pid_t pid, const std::string& field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
 }
 
 // The fds the process's epoll instance watches (its event loop: the server has one).

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "host_view.h"
 #include "hostile_support.h"
 #include "server_process.h"
 
@@ -57,9 +58,7 @@ ProcFigures serverFigures(pid_t pid) {
       if (i == 11 || i == 12) ticks += std::stoll(field);
     out.cpuMs = ticks * 1000 / ::sysconf(_SC_CLK_TCK);
   }
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) out.peakKb = std::stoll(line.substr(6));
+  out.peakKb = procStatusKb(pid, "VmHWM");
   return out;
 }
 

@@ -217,4 +217,13 @@ Leftovers awaitNothingLeft(const DescendantTracker& tracker, const std::set<std:
   }
 }
 
+long procStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
 }  // namespace pycell::testing

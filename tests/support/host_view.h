@@ -30,6 +30,8 @@ struct ProcStat {
 };
 
 std::optional<ProcStat> readStat(pid_t pid);
+// A field of /proc/PID/status in kB (VmRSS, VmHWM), or -1.
+long procStatusKb(pid_t pid, const std::string& field);
 std::vector<ProcStat> allProcesses();
 // Every process whose ppid chain leads to `root` (not `root` itself).
 std::vector<ProcStat> descendants(pid_t root);
