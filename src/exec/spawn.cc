@@ -64,7 +64,7 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
   // A network run gets its own network namespace like any other, plus slirp4netns to reach
   // out through; never the host's network. slirp4netns starts as soon as the namespace
   // exists, so it comes up while the sandbox sets itself up and the interpreter starts.
-  auto child = sandbox::spawnSandbox(plan, fds, [&](pid_t pid) -> Status {
+  auto child = sandbox::spawnSandbox(plan, fds, res->read.get(), [&](pid_t pid) -> Status {
     if (auto st = proc.cgroup.addProcess(pid); !st) return st;
     if (!s.network) return {};
     auto net = sandbox::NetStack::start(iso.netStack.binary, pid);

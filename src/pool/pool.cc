@@ -3,6 +3,7 @@
 #include "pycell/protocol/untrusted_json.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include "pycell/log.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/fd_passing.h"
+#include "pycell/sandbox/zygote_wire.h"
 #include "pycell/zygote_py.h"
 
 namespace pycell::pool {
@@ -26,21 +28,6 @@ namespace {
 constexpr const char* kZygotePath = "/.pycell/zygote.py";
 constexpr const char* kLibraryPath = "/.pycell/libpycell_child.so";
 constexpr int kMaxConsecutiveFailures = 5;
-constexpr size_t kMaxMessage = 1 << 20;
-
-std::string base64(const void* data, size_t size) {
-  static const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = static_cast<const unsigned char*>(data);
-  std::string out;
-  for (size_t i = 0; i < size; i += 3) {
-    uint32_t n = p[i] << 16 | (i + 1 < size ? p[i + 1] << 8 : 0) | (i + 2 < size ? p[i + 2] : 0);
-    out += table[n >> 18 & 63];
-    out += table[n >> 12 & 63];
-    out += i + 1 < size ? table[n >> 6 & 63] : '=';
-    out += i + 2 < size ? table[n & 63] : '=';
-  }
-  return out;
-}
 
 // The host pid behind a pidfd the zygote passed us (its own numbers are of its namespace).
 pid_t pidOfPidfd(int pidfd) {
@@ -56,29 +43,67 @@ pid_t pidOfPidfd(int pidfd) {
   return -1;
 }
 
-Status sendMessage(int fd, const json& message, const std::vector<int>& fds) {
-  std::string data = message.dump();
+Status sendMessage(int fd, sandbox::wire::Op op, const sandbox::wire::Header& header, const std::vector<int>& fds) {
+  std::string data = sandbox::wire::encode(op, header);
   if (sandbox::sendWithFds(fd, data.data(), data.size(), fds.data(), static_cast<int>(fds.size())) < 0)
     return std::unexpected(sysError("sendmsg(zygote)"));
   return {};
 }
 
-// One datagram and the fds that came with it; nullopt at EOF.
-std::optional<std::pair<json, std::vector<UniqueFd>>> receiveMessage(int fd) {
-  std::string data(kMaxMessage, '\0');
+// A memfd holding `payload`, for a message too large for a datagram.
+Result<UniqueFd> memfdOf(const std::string& payload) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, "pycell-zygote-init", MFD_CLOEXEC)));
+  if (!fd) return std::unexpected(sysError("memfd_create"));
+  if (auto st = writeAll(fd.get(), payload); !st) return std::unexpected(st.error());
+  return fd;
+}
+
+// One message from the zygote, checked (zygote_wire.h); nullopt at EOF or on a socket
+// error. A malformed message comes back as its reason.
+struct Received {
+  std::optional<sandbox::wire::Header> header;  // absent: refused, for `refused`
+  std::string text;
+  std::string refused;
+  std::vector<UniqueFd> fds;
+  [[nodiscard]] sandbox::wire::Op op() const { return static_cast<sandbox::wire::Op>(header->op); }
+};
+std::optional<Received> receiveMessage(int fd) {
+  Received r;
+  std::string buffer(sizeof(sandbox::wire::Header) + sandbox::wire::kMaxText, '\0');
   int received[sandbox::kMaxPassedFds];
   int count = 0;
   bool truncated = false;
-  ssize_t n = sandbox::receiveWithFds(fd, data.data(), data.size(), received, &count, &truncated);
-  std::vector<UniqueFd> fds;
-  for (int i = 0; i < count; ++i) fds.emplace_back(received[i]);
+  ssize_t n = sandbox::receiveWithFds(fd, buffer.data(), buffer.size(), received, &count, &truncated);
+  for (int i = 0; i < count; ++i) r.fds.emplace_back(received[i]);
   if (n <= 0) return std::nullopt;
-  data.resize(static_cast<size_t>(n));
-  // The zygote runs inside the profile's sandbox: its messages are small, flat, and parsed
-  // with the same limits as everything else a sandbox writes.
-  json doc;
-  bool refused = truncated || protocol::parseUntrustedInto(data, {.maxDepth = 8, .maxBytes = kMaxMessage, .maxValues = 4096}, doc);
-  return std::make_pair(refused ? json(nullptr) : std::move(doc), std::move(fds));
+  auto decoded = sandbox::wire::decode(buffer.data(), static_cast<size_t>(n), count, truncated);
+  if (decoded) {
+    r.header = decoded->header;
+    r.text = std::string(decoded->text);
+  } else {
+    r.refused = decoded.error();
+  }
+  return r;
+}
+
+Error prefixed(const std::string& prefix, const Error& e) { return Error{prefix + e.what, e.err, e.step, e.detail}; }
+
+// What a child that ended before it was ready said about it: the record of the step that
+// failed (isolate.h), the one way a sandbox reports one. `head` holds what was read of it
+// already; the rest is read on (the child wrote it in one write, before it exited).
+Error failureReport(int fd, const sandbox::StepFailureRecord* head, size_t have) {
+  sandbox::StepFailureRecord record{};
+  if (head && have > 0) std::memcpy(&record, head, std::min(have, sizeof record));
+  (void)setNonBlocking(fd, true);
+  while (have < sizeof record) {
+    ssize_t n = ::read(fd, reinterpret_cast<char*>(&record) + have, sizeof record - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  sandbox::StepFailure failure;
+  if (sandbox::decodeStepFailure(&record, have, failure)) return sandbox::isolationError(failure);
+  return Error{"a pre-forked child ended before it was ready, without a report"};
 }
 
 }  // namespace
@@ -104,7 +129,7 @@ class Zygote {
  private:
   void onMessage();
   void onLog();
-  void handle(const json& event, std::vector<UniqueFd> fds);
+  void handle(Received& message);
   void forked(uint64_t id, UniqueFd pidfd);
 
   Pool& pool_;
@@ -125,16 +150,28 @@ Status Zygote::start() {
   if (!logPipe || !nullIn) return std::unexpected(logPipe ? nullIn.error() : logPipe.error());
   nullIn->write.reset();
 
-  sandbox::PlanInputs in = sandbox::planInputsFor(ctx, profile);
-  in.seccomp = nullptr;  // the zygote must unshare; its children install the filter
+  // What every child of this zygote applies to itself: the plan of a one-shot sandbox of
+  // the profile (the profile's limits: a claim may only tighten them; the offline seccomp
+  // filter), its ids mapped onto the zygote's own.
+  sandbox::PlanInputs childInputs = sandbox::planInputsFor(ctx, profile);
+  sandbox::IsolationSpec childSpec = sandbox::pooledChildSpec(childInputs, ctx.sandboxUid, ctx.sandboxGid);
+  childSpec.rlimits = sandbox::planRlimits(
+      profile.limits,
+      {.memoryByRlimit = !ctx.isolation.cgroup.memory, .processesByRlimit = true, .sessionCpuMs = profile.sessionCpuMs});
+
+  // The zygote itself: the same kind of sandbox, running zygote.py with its library, no
+  // seccomp (it must clone into new namespaces; its children install the filter), its own
+  // small limits, and its outer ids kept inside.
+  sandbox::PlanInputs in = childInputs;
+  in.seccomp = nullptr;
   in.entry = kZygotePath;
   in.extraFiles.push_back({kZygotePath, std::string(kZygotePy)});
   in.extraFiles.push_back({kLibraryPath, std::string(reinterpret_cast<const char*>(kChildLibrary), sizeof kChildLibrary)});
-  // The zygote runs only our code; its children set their own limits and seccomp.
   in.rlimits = std::vector<sandbox::RlimitSetting>{{RLIMIT_CORE, 0, 0}, {RLIMIT_NOFILE, 4096, 4096}};
+  in.keepOuterIds = true;
   auto plan = sandbox::makePlan(in);
   sandbox::ChildFds fds{nullIn->read.get(), logPipe->write.get(), logPipe->write.get(), theirs.get(), logPipe->write.get()};
-  auto child = sandbox::spawnSandbox(plan, fds, {});
+  auto child = sandbox::spawnSandbox(plan, fds, logPipe->read.get(), {});
   if (!child) return std::unexpected(child.error());
   pid = child->pid;
   pidfd_ = std::move(child->pidfd);
@@ -146,26 +183,13 @@ Status Zygote::start() {
   (void)loop.watch(log_.get(), EPOLLIN, [this](uint32_t) { onLog(); });
   (void)loop.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) { pool_.zygoteDied(this, "the zygote process exited"); });
 
-  // What every child of this zygote applies to itself: the profile's limits (a claim may
-  // only tighten them), the offline seccomp filter, the working directory's size.
-  json rlimits = sandbox::rlimitRows(sandbox::planRlimits(
-      profile.limits,
-      {.memoryByRlimit = !ctx.isolation.cgroup.memory, .processesByRlimit = true, .sessionCpuMs = profile.sessionCpuMs}));
-  const auto& bpf = ctx.seccompOffline.instructions;
-  json binds = json::array();
-  for (const auto& bind : in.binds)
-    if (sandbox::onSandboxTmpfs(bind.path)) binds.push_back({{"path", bind.path}, {"writable", bind.writable}});
-  json init = {{"binds", binds},{"preload", profile.preload},
+  json init = {{"preload", profile.preload},
                {"childWarmup", profile.childWarmup},
-               {"uid", plan.insideUid},
-               {"gid", plan.insideGid},
-               {"diskMb", profile.limits.diskMb},
-               {"rlimits", rlimits},
-               {"seccomp", ctx.isolation.seccomp ? base64(bpf.data(), bpf.size() * sizeof(sock_filter)) : ""},
-               {"shareNetwork", false},
                // Its hooks go in before a child is offered; each request brings the policy again.
                {"policy", ctx.policy(profile.name, false)}};
-  return sendMessage(control_.get(), init, {});
+  auto payload = memfdOf(sandbox::wire::encodeInit(init.dump(), childSpec));
+  if (!payload) return std::unexpected(payload.error());
+  return sendMessage(control_.get(), sandbox::wire::Op::Init, {}, {payload->get()});
 }
 
 Status Zygote::fork(uint64_t id) {
@@ -182,7 +206,9 @@ Status Zygote::fork(uint64_t id) {
     if (!cg) return std::unexpected(cg.error());
     pending.cgroup = std::move(*cg);
   }
-  auto st = sendMessage(control_.get(), {{"op", "fork"}, {"id", id}},
+  sandbox::wire::Header request;
+  request.id = id;
+  auto st = sendMessage(control_.get(), sandbox::wire::Op::Fork, request,
                         {in->read.get(), out->write.get(), err->write.get(), req->read.get(), res->write.get()});
   if (!st) return st;
   pending.stdinW = std::move(in->write);
@@ -233,40 +259,58 @@ void Zygote::onMessage() {
     pool_.zygoteDied(this, "the zygote closed its control socket");
     return;
   }
-  handle(message->first, std::move(message->second));
+  if (!message->header) {
+    // The zygote runs inside the profile's sandbox: what it sends is checked like anything
+    // else a sandbox writes, and a zygote that breaks the protocol is replaced.
+    pool_.zygoteDied(this, "the zygote sent a malformed message (" + message->refused + ")");
+    return;
+  }
+  handle(*message);
 }
 
-void Zygote::handle(const json& event, std::vector<UniqueFd> fds) {
-  std::string kind = event.is_object() ? event.value("event", "") : "";
-  if (kind == "ready") {
-    ready = true;
-    imported = event.value("imported", json::array());
-    failed = event.value("failed", json::object());
-    if (!failed.empty()) log::warn("zygote[" + pool_.profile_.name + "]: could not preload " + failed.dump());
-    pool_.consecutiveFailures_ = 0;
-    pool_.refill();
-  } else if (kind == "forked" && fds.size() == 1) {
-    forked(event.value("id", uint64_t{0}), std::move(fds[0]));
-  } else if (kind == "exit") {
-    uint64_t id = event.value("id", uint64_t{0});
-    live.erase(id);
-    pending_.erase(id);
-    if (auto w = warming_.find(id); w != warming_.end()) {
-      pool_.loop_.unwatch(w->second.resultR.get());
-      pool_.reaper_.add(std::move(w->second.cgroup));
-      warming_.erase(w);
+void Zygote::handle(Received& message) {
+  using sandbox::wire::Op;
+  const auto& h = *message.header;
+  switch (message.op()) {
+    case Op::Ready: {
+      json doc;
+      bool refused = protocol::parseUntrustedInto(message.text, {.maxDepth = 8, .maxBytes = sandbox::wire::kMaxText, .maxValues = 4096}, doc).has_value();
+      ready = true;
+      imported = !refused && doc.is_object() && doc.contains("imported") && doc["imported"].is_array() ? doc["imported"] : json::array();
+      failed = !refused && doc.is_object() && doc.contains("failed") && doc["failed"].is_object() ? doc["failed"] : json::object();
+      if (!failed.empty()) log::warn("zygote[" + pool_.profile_.name + "]: could not preload " + failed.dump(-1, ' ', false, json::error_handler_t::replace));
+      pool_.consecutiveFailures_ = 0;
+      pool_.refill();
+      return;
     }
-    ExitInfo info;
-    info.status = event.value("status", 0);
-    info.usage.ru_utime = timevalFromMs(event.value("utimeMs", int64_t{0}));
-    info.usage.ru_stime = timevalFromMs(event.value("stimeMs", int64_t{0}));
-    info.usage.ru_maxrss = event.value("maxrssKb", 0L);
-    pool_.childExited(id, info);
-  } else if (kind == "error") {
-    uint64_t id = event.value("id", uint64_t{0});
-    live.erase(id);
-    pending_.erase(id);
-    pool_.zygoteFailed("zygote refused to fork: " + event.value("message", std::string("?")));
+    case Op::Forked:
+      forked(h.id, std::move(message.fds[0]));
+      return;
+    case Op::Exit: {
+      live.erase(h.id);
+      pending_.erase(h.id);
+      if (auto w = warming_.find(h.id); w != warming_.end()) {
+        // Ended while it set itself up: its report is in the pipe already (written first).
+        pool_.lastChildFailure_ = failureReport(w->second.resultR.get(), nullptr, 0);
+        pool_.loop_.unwatch(w->second.resultR.get());
+        pool_.reaper_.add(std::move(w->second.cgroup));
+        warming_.erase(w);
+      }
+      ExitInfo info;
+      info.status = h.status;
+      info.usage.ru_utime = timevalFromMs(h.utimeMs);
+      info.usage.ru_stime = timevalFromMs(h.stimeMs);
+      info.usage.ru_maxrss = h.maxrssKb;
+      pool_.childExited(h.id, info);
+      return;
+    }
+    case Op::Error:
+      live.erase(h.id);
+      pending_.erase(h.id);
+      pool_.zygoteFailed(Error{"zygote refused to fork: " + protocol::truncateUtf8(message.text, 512)});
+      return;
+    default:
+      pool_.zygoteDied(this, "the zygote sent a message meant for it");
   }
 }
 
@@ -290,28 +334,22 @@ void Zygote::forked(uint64_t id, UniqueFd pidfd) {
   (void)setNonBlocking(fd);
   warming_.emplace(id, std::move(child));
   (void)pool_.loop_.watch(fd, EPOLLIN, [this, id, fd](uint32_t) {
-    char byte = 0;
-    ssize_t n = ::read(fd, &byte, 1);
+    // 'R' alone, or the record of the step that failed (isolate.h), then EOF.
+    sandbox::StepFailureRecord record;
+    ssize_t n = ::read(fd, &record, sizeof record);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     pool_.loop_.unwatch(fd);
     auto it = warming_.find(id);
     if (it == warming_.end()) return;
     PooledChild ready = std::move(it->second);
     warming_.erase(it);
-    if (n == 1 && byte == 'R') {
+    if (n == 1 && reinterpret_cast<const char*>(&record)[0] == 'R') {
       pool_.childReady(std::move(ready));
-    } else {
-      // Its set-up failed: keep what it said on stderr for the log and the error; the
-      // zygote reports the exit itself.
-      char text[2048];
-      (void)setNonBlocking(ready.stderrR.get());
-      ssize_t got = ::read(ready.stderrR.get(), text, sizeof text);
-      std::string said = got > 0 ? std::string(text, static_cast<size_t>(got)) : "";
-      while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
-      if (!said.empty()) log::warn("pool[" + pool_.profile_.name + "]: " + said);
-      pool_.lastChildWords_ = said;
-      pool_.reaper_.add(std::move(ready.cgroup));
+      return;
     }
+    // Its set-up failed (the zygote reports the exit itself).
+    pool_.lastChildFailure_ = failureReport(fd, &record, n > 0 ? static_cast<size_t>(n) : 0);
+    pool_.reaper_.add(std::move(ready.cgroup));
   });
 }
 
@@ -327,7 +365,7 @@ void Pool::start() {
   auto zygote = std::make_unique<Zygote>(*this);
   ++zygoteStarts_;
   if (auto st = zygote->start(); !st) {
-    zygoteFailed("cannot start the zygote: " + st.error().message());
+    zygoteFailed(prefixed("cannot start the zygote: ", st.error()));
     return;
   }
   current_ = std::move(zygote);
@@ -363,7 +401,7 @@ void Pool::refill() {
   size_t wanted = static_cast<size_t>(profile_.pool.size) + waiters_.size();
   while (ready_.size() + starting < wanted && starting < static_cast<size_t>(profile_.pool.maxStarting)) {
     if (auto st = current_->fork(nextChildId()); !st) {
-      zygoteFailed(st.error().message());
+      zygoteFailed(st.error());
       return;
     }
     ++starting;
@@ -382,7 +420,7 @@ Pool::Ticket Pool::claim(ClaimHandler handler) {
     return ticket;
   }
   if (consecutiveFailures_ >= kMaxConsecutiveFailures) {
-    handler(std::unexpected(Error{"the " + profile_.name + " pool cannot start children: " + lastError_}));
+    handler(std::unexpected(prefixed("the " + profile_.name + " pool cannot start children: ", lastError_)));
     // One more attempt for whoever asks next: the cause may have been passing.
     consecutiveFailures_ = kMaxConsecutiveFailures - 1;
     if (!current_) start();
@@ -429,9 +467,11 @@ void Pool::childExited(uint64_t id, ExitInfo info) {
     });
     if (ready_.size() != before || info.status != 0) {
       ++consecutiveFailures_;
-      lastError_ = "a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")" +
-                   (lastChildWords_.empty() ? "" : ": " + lastChildWords_);
-      log::warn("pool[" + profile_.name + "]: " + lastError_);
+      // Its own report (the step that failed) when it made one.
+      lastError_ = lastChildFailure_ ? *lastChildFailure_
+                                     : Error{"a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")"};
+      lastChildFailure_.reset();
+      log::warn("pool[" + profile_.name + "]: " + lastError_.message());
       if (consecutiveFailures_ >= kMaxConsecutiveFailures) failWaiters(lastError_);
     }
   }
@@ -474,7 +514,7 @@ void Pool::zygoteDied(Zygote* zygote, const std::string& why) {
   if (wasCurrent && !shuttingDown_) {
     // A zygote that dies before it was ever ready would die again: count it, back off, and
     // after a few in a row stop trying until someone asks for a child again.
-    if (!dead->ready) zygoteFailed(why);
+    if (!dead->ready) zygoteFailed(Error{why});
     if (consecutiveFailures_ < kMaxConsecutiveFailures) {
       auto delay = std::chrono::milliseconds(dead->ready ? 0 : 100 << consecutiveFailures_);
       loop_.addTimer(delay, [this] {
@@ -487,17 +527,17 @@ void Pool::zygoteDied(Zygote* zygote, const std::string& why) {
   loop_.addTimer(std::chrono::milliseconds(0), [raw] { delete raw; });
 }
 
-void Pool::zygoteFailed(const std::string& why) {
+void Pool::zygoteFailed(const Error& why) {
   ++consecutiveFailures_;
   lastError_ = why;
-  log::error("pool[" + profile_.name + "]: " + why);
+  log::error("pool[" + profile_.name + "]: " + why.message());
   if (consecutiveFailures_ >= kMaxConsecutiveFailures) failWaiters(why);
 }
 
-void Pool::failWaiters(const std::string& why) {
+void Pool::failWaiters(const Error& why) {
   auto waiters = std::move(waiters_);
   waiters_.clear();
-  for (auto& [ticket, handler] : waiters) handler(std::unexpected(Error{"the " + profile_.name + " pool cannot start children: " + why}));
+  for (auto& [ticket, handler] : waiters) handler(std::unexpected(prefixed("the " + profile_.name + " pool cannot start children: ", why)));
 }
 
 size_t Pool::startingCount() const {
@@ -529,7 +569,7 @@ void Pool::shutdown() {
   shuttingDown_ = true;
   if (refillTimer_) loop_.cancelTimer(*refillTimer_);
   refillTimer_.reset();
-  failWaiters("the server is shutting down");
+  failWaiters(Error{"the server is shutting down"});
   // Killing a zygote ends its pid namespace, every child in it included; their cgroups
   // can go once the kernel has finished.
   if (current_) current_->stop();

@@ -1,67 +1,48 @@
-// libpycell_child.so: see child_abi.h for the order of the steps. Plain syscalls only: it
-// runs in a freshly cloned interpreter, between Python calls, and must leave no state
-// behind but the isolation itself. The zygote's fork loop is in fork_loop.cc.
+// libpycell_child.so: the zygote's init and ready messages, and failure reports (see
+// child_abi.h). The fork loop and the learned pages are in fork_loop.cc.
 #include "pycell/sandbox/child_abi.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include "pycell/sandbox/caps.h"
-#include "pycell/sandbox/scratch.h"
+#include <string>
+
+#include "pycell/sandbox/fd_passing.h"
+#include "pycell/sandbox/isolate.h"
+#include "pycell/sandbox/zygote_wire.h"
 
 namespace {
 
 char lastError[256];
+// Set once by pycell_receive_init, before any fork; never freed (every child uses it).
+std::string* initJson = nullptr;
+pycell::sandbox::IsolationSpec* childSpec = nullptr;
 
-int writeText(const char* path, const char* text) {
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = write(fd, text, strlen(text));
-  int saved = errno;
-  close(fd);
-  errno = saved;
-  return n == static_cast<ssize_t>(strlen(text)) ? 0 : -1;
+void closeAll(const int* fds, int n) {
+  for (int i = 0; i < n; ++i) close(fds[i]);
 }
 
-constexpr int kMaxChildBinds = 64;
-
-// `source` (an O_PATH fd of the zygote's bind) bound at `target`, made below the child's
-// new tmpfs, with the flags the zygote's bind has (nosuid, nodev, read-only unless writable).
-bool bindAgain(int source, const char* target, bool writable) {
+// The whole memfd, read from its start.
+bool readPayload(int fd, std::string& out) {
   struct stat st{};
-  if (fstat(source, &st) != 0) return false;
-  if (S_ISDIR(st.st_mode)) {
-    if (!pycell::sandbox::scratchMakeDirs(target, 0755)) return false;
-  } else {
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", target);
-    char* slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-      *slash = '\0';
-      if (!pycell::sandbox::scratchMakeDirs(parent, 0755)) return false;
-    }
-    int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return false;
-    close(fd);
+  if (fstat(fd, &st) != 0) return false;
+  if (st.st_size < 0 || static_cast<size_t>(st.st_size) > pycell::sandbox::wire::kMaxPayload) {
+    errno = EFBIG;
+    return false;
   }
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", source);
-  // MS_REC: the zygote's mounts are locked in this child's user namespace, and a bind of
-  // one that has mounts below it must take them along.
-  if (mount(path, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return false;
-  return pycell::sandbox::restrictBind(target, writable);
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  return true;
 }
 
 }  // namespace
@@ -73,70 +54,61 @@ int childFail(const char* step) {
   return -1;
 }
 
+const IsolationSpec* childIsolationSpec() { return childSpec; }
+
 }  // namespace pycell::sandbox
 
 using pycell::sandbox::childFail;
+namespace wire = pycell::sandbox::wire;
 
 extern "C" {
 
 const char* pycell_last_error(void) { return lastError; }
 
-int pycell_clone(int share_network) {
-  // Raw clone with fork semantics (no new stack): the child continues here, as PID 1 of a
-  // new pid namespace, in a new user namespace where it holds every capability until it
-  // drops them in pycell_enter.
-  unsigned long flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-  if (!share_network) flags |= CLONE_NEWNET;
-  long pid = syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr);
-  if (pid < 0) return childFail("clone");
-  return static_cast<int>(pid);
+long pycell_receive_init(int ctl) {
+  char buf[sizeof(wire::Header) + 64];
+  int fds[pycell::sandbox::kMaxPassedFds];
+  int nfds = 0;
+  bool truncated = false;
+  ssize_t n = pycell::sandbox::receiveWithFds(ctl, buf, sizeof buf, fds, &nfds, &truncated);
+  if (n <= 0) {
+    if (n == 0) errno = ECONNRESET;
+    return childFail("receive init");
+  }
+  auto message = wire::decode(buf, static_cast<size_t>(n), nfds, truncated);
+  if (!message || message->op() != wire::Op::Init) {
+    closeAll(fds, nfds);
+    snprintf(lastError, sizeof lastError, "init message refused: %s", message ? "not Init" : message.error());
+    return -1;
+  }
+  std::string payload;
+  bool read = readPayload(fds[0], payload);
+  closeAll(fds, nfds);
+  if (!read) return childFail("read init payload");
+  auto init = wire::decodeInit(payload);
+  if (!init) {
+    snprintf(lastError, sizeof lastError, "init payload refused: %s", init.error());
+    return -1;
+  }
+  initJson = new std::string(std::move(init->json));
+  childSpec = new pycell::sandbox::IsolationSpec(std::move(init->child));
+  return static_cast<long>(initJson->size());
 }
 
-int pycell_enter(const struct pycell_child_spec* spec) {
-  if (setsid() < 0) return childFail("setsid");
-  // Map our own ids and nothing else: allowed without privilege (user_namespaces(7)).
-  char map[64];
-  if (writeText("/proc/self/setgroups", "deny") != 0) return childFail("write setgroups");
-  snprintf(map, sizeof map, "%u %u 1\n", spec->uid, spec->uid);
-  if (writeText("/proc/self/uid_map", map) != 0) return childFail("write uid_map");
-  snprintf(map, sizeof map, "%u %u 1\n", spec->gid, spec->gid);
-  if (writeText("/proc/self/gid_map", map) != 0) return childFail("write gid_map");
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return childFail("make mounts private");
-  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return childFail("mount proc");
-  // The zygote's binds under /sandbox, /tmp or /dev/shm, held open before this child's own
-  // tmpfs covers them, and bound again on top of it.
-  int sources[kMaxChildBinds];
-  int opened = 0;
-  if (spec->n_binds < 0 || spec->n_binds > kMaxChildBinds) {
-    errno = E2BIG;
-    return childFail("too many binds");
+const char* pycell_init_json(void) { return initJson ? initJson->c_str() : ""; }
+
+int pycell_send_ready(int ctl, const char* json, size_t len) {
+  std::string message = wire::encode(wire::Op::Ready, {}, std::string_view(json, len));
+  if (message.empty()) {
+    errno = EMSGSIZE;
+    return childFail("encode ready");
   }
-  for (; opened < spec->n_binds; ++opened) {
-    sources[opened] = open(spec->binds[opened], O_PATH | O_CLOEXEC);
-    if (sources[opened] < 0) return childFail("open bind source");
-  }
-  const char* step = nullptr;
-  if (!pycell::sandbox::mountScratch("", spec->disk_mb, spec->uid, spec->gid, &step)) return childFail(step);
-  for (int i = 0; i < opened; ++i) {
-    if (!bindAgain(sources[i], spec->binds[i], spec->bind_writable[i] != 0)) return childFail("bind again on the child's tmpfs");
-    close(sources[i]);
-  }
-  if (chdir("/sandbox") != 0) return childFail("chdir /sandbox");
-  if (sethostname("pycell", 6) != 0) return childFail("sethostname");
-  for (int i = 0; i < spec->n_rlimits; ++i) {
-    rlimit rl{spec->rlimits[3 * i + 1], spec->rlimits[3 * i + 2]};
-    if (setrlimit(static_cast<int>(spec->rlimits[3 * i]), &rl) != 0) return childFail("setrlimit");
-  }
-  step = "drop capabilities";
-  if (pycell::sandbox::dropAllCapabilities(&step) != 0) return childFail(step);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return childFail("no_new_privs");
-  // seccomp last: the steps above need syscalls it denies.
-  if (spec->bpf && spec->bpf_len > 0) {
-    sock_fprog prog{static_cast<unsigned short>(spec->bpf_len),
-                    const_cast<sock_filter*>(static_cast<const sock_filter*>(spec->bpf))};
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0) return childFail("seccomp");
-  }
+  if (pycell::sandbox::sendWithFds(ctl, message.data(), message.size(), nullptr, 0) < 0) return childFail("send ready");
   return 0;
+}
+
+void pycell_report_failure(const char* step, int err, const char* detail) {
+  pycell::sandbox::writeStepFailure(4, pycell::sandbox::stepFailure(step, err, detail));
 }
 
 }  // extern "C"

@@ -21,8 +21,12 @@
 
 #include "pycell/sandbox/child_abi.h"
 #include "pycell/sandbox/fd_passing.h"
+#include "pycell/sandbox/isolate.h"
+#include "pycell/sandbox/zygote_wire.h"
 
 using pycell::sandbox::childFail;
+using pycell::sandbox::IsolationSpec;
+namespace wire = pycell::sandbox::wire;
 
 namespace {
 
@@ -60,45 +64,16 @@ struct Children {
   }
 };
 
-int sendText(int ctl, const char* text, int fd) {
-  return pycell::sandbox::sendWithFds(ctl, text, strlen(text), &fd, fd >= 0 ? 1 : 0) < 0 ? -1 : 0;
+int send(int ctl, wire::Op op, const wire::Header& header, const char* text, int fd) {
+  char buf[sizeof(wire::Header) + 512];
+  size_t n = wire::encode(op, header, text ? std::string_view(text, strnlen(text, 512)) : std::string_view(), buf, sizeof buf);
+  return pycell::sandbox::sendWithFds(ctl, buf, n, &fd, fd >= 0 ? 1 : 0) < 0 ? -1 : 0;
 }
 
-void sendError(int ctl, long id, const char* message) {
-  char text[512];
-  int len = snprintf(text, sizeof text, "{\"event\":\"error\",\"id\":%ld,\"message\":\"", id);
-  for (const char* m = message; *m && len < static_cast<int>(sizeof text) - 3; ++m)
-    text[len++] = (*m == '"' || *m == '\\' || static_cast<unsigned char>(*m) < 0x20) ? ' ' : *m;
-  text[len++] = '"';
-  text[len++] = '}';
-  text[len] = 0;
-  (void)sendText(ctl, text, -1);
-}
-
-// The value after `"key":` in a flat JSON object (the server's requests are small and flat).
-const char* valueOf(const char* text, const char* key) {
-  char quoted[16];
-  snprintf(quoted, sizeof quoted, "\"%s\"", key);
-  const char* at = strstr(text, quoted);
-  if (!at) return nullptr;
-  at += strlen(quoted);
-  while (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r') ++at;
-  if (*at++ != ':') return nullptr;
-  while (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r') ++at;
-  return at;
-}
-
-long requestId(const char* text) {
-  const char* v = valueOf(text, "id");
-  if (!v || *v < '0' || *v > '9') return 0;
-  char* end;
-  long id = strtol(v, &end, 10);
-  return id > 0 ? id : 0;
-}
-
-bool isForkRequest(const char* text) {
-  const char* v = valueOf(text, "op");
-  return v && strncmp(v, "\"fork\"", 6) == 0;
+void sendError(int ctl, uint64_t id, const char* message) {
+  wire::Header h;
+  h.id = id;
+  (void)send(ctl, wire::Op::Error, h, message, -1);
 }
 
 bool singleThreaded() {
@@ -122,12 +97,13 @@ void reapChildren(int ctl, Children& children) {
     if (pid <= 0) return;
     long id = children.take(pid);
     if (id == 0) continue;
-    char text[256];
-    snprintf(text, sizeof text,
-             "{\"event\":\"exit\",\"id\":%ld,\"status\":%d,\"utimeMs\":%ld,\"stimeMs\":%ld,\"maxrssKb\":%ld}", id,
-             status, usage.ru_utime.tv_sec * 1000L + usage.ru_utime.tv_usec / 1000,
-             usage.ru_stime.tv_sec * 1000L + usage.ru_stime.tv_usec / 1000, usage.ru_maxrss);
-    (void)sendText(ctl, text, -1);
+    wire::Header h;
+    h.id = static_cast<uint64_t>(id);
+    h.status = status;
+    h.utimeMs = usage.ru_utime.tv_sec * 1000L + usage.ru_utime.tv_usec / 1000;
+    h.stimeMs = usage.ru_stime.tv_sec * 1000L + usage.ru_stime.tv_usec / 1000;
+    h.maxrssKb = usage.ru_maxrss;
+    (void)send(ctl, wire::Op::Exit, h, nullptr, -1);
   }
 }
 
@@ -225,32 +201,81 @@ uint32_t recordExclusivePages(Learned* into) {
   return count;
 }
 
-// The child's five fds become 0..4 (by way of fds >= 10, so that none lands on another
-// still needed) and every other fd closes: the zygote's socket, the signalfd, whatever the
-// interpreter had open.
-int placeFds(const int* fds) {
-  int high[5];
-  for (int i = 0; i < 5; ++i)
-    if ((high[i] = fcntl(fds[i], F_DUPFD, 10)) < 0) return -1;
-  for (int i = 0; i < 5; ++i) close(fds[i]);
-  for (int i = 0; i < 5; ++i) {
-    if (dup2(high[i], i) < 0) return -1;
-    close(high[i]);
-  }
-  if (syscall(SYS_close_range, 5U, ~0U, 0U) != 0) {
-    for (int fd = 5; fd < 65536; ++fd) close(fd);  // a kernel before 5.9
-  }
-  return 0;
-}
-
 void closeAll(const int* fds, int n) {
   for (int i = 0; i < n; ++i) close(fds[i]);
 }
+struct Request {
+  uint64_t id = 0;
+  int fds[5] = {-1, -1, -1, -1, -1};
+};
+
+// One Fork request: 1 with `request` filled, 0 if it was refused (answered Error), -1 on a
+// socket error, -2 at EOF (the server is gone).
+int receiveRequest(int ctl, Request& request) {
+  char buf[sizeof(wire::Header) + 64];
+  int fds[pycell::sandbox::kMaxPassedFds];
+  int nfds = 0;
+  bool truncated = false;
+  ssize_t n = pycell::sandbox::receiveWithFds(ctl, buf, sizeof buf, fds, &nfds, &truncated);
+  if (n < 0 && errno == EAGAIN) return 0;
+  if (n < 0) return childFail("recvmsg");
+  if (n == 0) return -2;
+  auto message = wire::decode(buf, static_cast<size_t>(n), nfds, truncated);
+  if (!message || message->op() != wire::Op::Fork) {
+    closeAll(fds, nfds);
+    sendError(ctl, message ? message->header.id : 0, message ? "not a fork request" : message.error());
+    return 0;
+  }
+  if (!singleThreaded()) {
+    // A forked copy of a threaded process can hang on a lock another thread held.
+    closeAll(fds, nfds);
+    sendError(ctl, message->header.id, "zygote is not single-threaded");
+    return 0;
+  }
+  request.id = message->header.id;
+  for (int i = 0; i < 5; ++i) request.fds[i] = fds[i];
+  return 1;
+}
+
+// In the new child, first: wait for the server's go, then copy in the learned pages (before
+// the interpreter's after-fork bookkeeping writes them one fault at a time).
+void awaitServer(int (&fds)[5]) {
+  // Die with the zygote. (If it is already gone, so is its pid namespace, and we with it.)
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The server writes one byte on the request pipe once we are in our cgroup: what we
+  // allocate or fork from here on is counted there.
+  char go = 0;
+  ssize_t got;
+  do {
+    got = read(fds[3], &go, 1);
+  } while (got < 0 && errno == EINTR);
+  if (got != 1) {
+    pycell::sandbox::writeStepFailure(fds[4], pycell::sandbox::stepFailure("wait for the server", got == 0 ? EPIPE : errno));
+    _exit(127);
+  }
+  populateLearned();
+}
+
+// Then the isolation sequence; a failed step is written on the result pipe and the child
+// exits.
+void isolateOrExit(const IsolationSpec& spec, int (&fds)[5]) {
+  auto isolated = pycell::sandbox::isolate(spec, fds);
+  if (!isolated) {
+    pycell::sandbox::writeStepFailure(fds[4], isolated.error());
+    _exit(127);
+  }
+}
+
 }  // namespace
 
 extern "C" {
 
-long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hooks* hooks, int* out) {
+long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
+  const IsolationSpec* spec = pycell::sandbox::childIsolationSpec();
+  if (!spec) {
+    errno = EINVAL;
+    return childFail("no isolation spec (init not received)");
+  }
   // SIGCHLD arrives on a signalfd, polled with the server's socket; the mask at the call
   // comes back in each child.
   sigset_t chld, saved;
@@ -283,77 +308,44 @@ long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hoo
       reapChildren(ctl, children);
     }
     if (!ready[0].revents) continue;
-    char text[1024];
-    int fds[pycell::sandbox::kMaxPassedFds];
-    int nfds = 0;
-    bool truncated = false;
-    ssize_t n = pycell::sandbox::receiveWithFds(ctl, text, sizeof text - 1, fds, &nfds, &truncated);
-    if (n < 0 && errno == EAGAIN) continue;
-    if (n < 0) {
-      result = childFail("recvmsg");
+    Request request;
+    int got = receiveRequest(ctl, request);
+    if (got == 0) continue;
+    if (got < 0) {
+      result = got == -2 ? 0 : -1;  // -2: the server is gone
       break;
     }
-    if (n == 0) break;  // the server is gone
-    text[n] = 0;
-    long id = requestId(text);
-    if (!isForkRequest(text) || id == 0 || nfds != 5 || truncated) {
-      closeAll(fds, nfds);
-      sendError(ctl, id, "bad request");
-      continue;
-    }
-    if (!singleThreaded()) {
-      // A forked copy of a threaded process can hang on a lock another thread held.
-      closeAll(fds, nfds);
-      sendError(ctl, id, "zygote is not single-threaded");
-      continue;
-    }
     hooks->before();
-    int pid = pycell_clone(share_network);
+    int pidfd = -1;
+    long pid = pycell::sandbox::cloneSandbox(spec->namespaces, &pidfd);
     if (pid == 0) {
-      // Die with the zygote. (If it is already gone, so is its pid namespace, and we with it.)
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      // The server writes one byte on the request pipe once we are in our cgroup: what we
-      // allocate or fork from here on is counted there.
-      char go = 0;
-      ssize_t got;
-      do {
-        got = read(fds[3], &go, 1);
-      } while (got < 0 && errno == EINTR);
-      if (got != 1) {
-        dprintf(fds[2], "pycell zygote child: sandbox setup failed: wait for the server's go: %s\n",
-                got == 0 ? "the pipe closed" : strerror(errno));
-        _exit(127);
-      }
-      populateLearned();
+      awaitServer(request.fds);
       hooks->after_child();
       sigprocmask(SIG_SETMASK, &saved, nullptr);
       free(children.items);
-      if (placeFds(fds) != 0) {
-        dprintf(fds[2], "pycell zygote child: sandbox setup failed: place fds: %s\n", strerror(errno));
-        _exit(127);
-      }
-      for (int i = 0; i < 5; ++i) out[i] = i;
-      return id;
+      isolateOrExit(*spec, request.fds);
+      return static_cast<long>(request.id);
     }
+    int saved_errno = errno;
     hooks->after_parent();
-    closeAll(fds, nfds);
+    closeAll(request.fds, 5);
     if (pid < 0) {
-      sendError(ctl, id, pycell_last_error());
+      errno = saved_errno;
+      childFail("clone3");
+      sendError(ctl, request.id, pycell_last_error());
       continue;
     }
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd < 0 || !children.add(pid, id)) {
-      const char* why = pidfd < 0 ? "pidfd_open failed" : "out of memory";
-      kill(pid, SIGKILL);
-      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    if (!children.add(static_cast<pid_t>(pid), static_cast<long>(request.id))) {
+      kill(static_cast<pid_t>(pid), SIGKILL);
+      while (waitpid(static_cast<pid_t>(pid), nullptr, 0) < 0 && errno == EINTR) {
       }
-      if (pidfd >= 0) close(pidfd);
-      sendError(ctl, id, why);
+      close(pidfd);
+      sendError(ctl, request.id, "out of memory");
       continue;
     }
-    char reply[96];
-    snprintf(reply, sizeof reply, "{\"event\":\"forked\",\"id\":%ld}", id);
-    (void)sendText(ctl, reply, pidfd);
+    wire::Header h;
+    h.id = request.id;
+    (void)send(ctl, wire::Op::Forked, h, nullptr, pidfd);
     close(pidfd);
   }
   close(sfd);

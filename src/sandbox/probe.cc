@@ -1,5 +1,7 @@
 #include "pycell/sandbox/probe.h"
 
+#include "pycell/sandbox/isolate.h"
+
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -119,7 +121,7 @@ Isolation probeIsolation(const CgroupSupport& cgroup) {
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
     auto program = compileSeccomp({});
     if (!program) return program.error().err ? program.error().err : EINVAL;
-    return installSeccomp(*program) == 0 ? 0 : errno;
+    return installSeccompFilter(program->instructions) == 0 ? 0 : errno;
   });
   iso.seccomp = seccompErr == 0;
   iso.items.push_back({"seccomp", iso.seccomp, iso.seccomp ? "filter installs" : "installing the filter: " + errnoText(seccompErr),

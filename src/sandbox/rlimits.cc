@@ -41,12 +41,4 @@ nlohmann::json rlimitRows(const std::vector<RlimitSetting>& settings) {
   return rows;
 }
 
-int applyRlimits(const std::vector<RlimitSetting>& settings) {
-  for (size_t i = 0; i < settings.size(); ++i) {
-    rlimit rl{settings[i].soft, settings[i].hard};
-    if (::setrlimit(settings[i].resource, &rl) != 0) return static_cast<int>(i);
-  }
-  return -1;
-}
-
 }  // namespace pycell::sandbox

@@ -457,9 +457,4 @@ Result<SeccompProgram> compileSeccomp(const SeccompOptions& options) {
   return exportBpf(ctx.get());
 }
 
-int installSeccomp(const SeccompProgram& program) {
-  sock_fprog prog = program.fprog();
-  return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
-}
-
 }  // namespace pycell::sandbox

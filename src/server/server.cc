@@ -16,6 +16,14 @@ using namespace protocol;
 
 namespace {
 constexpr const char* kUnknownExecution = "unknown executionId";
+
+// The data of a -32000 error: the reason, and for a failed isolation step which step, its
+// errno and on what, the same on every path (sandbox/isolate.h).
+json sandboxFailureData(const Error& e) {
+  json data = {{"reason", e.message()}};
+  if (!e.step.empty()) data["isolation"] = {{"step", e.step}, {"errno", e.err}, {"detail", e.detail}};
+  return data;
+}
 // Answers waiting for a client that does not read: past the high-water mark the server stops
 // reading requests (each would add an answer) until the client has taken all but the low-water
 // mark. What is already in flight still adds its answer and its streamed output, each bounded
@@ -320,9 +328,9 @@ void Server::execute(const json& params, Reply reply) {
                                 {"text", std::string(text)}});
     };
   }
-  auto answer = [](Reply& reply, Result<json> result) {
-    if (!result) reply.error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
-    else reply.result(std::move(*result));
+  auto answer = [](Reply& reply, Result<json>&& result) {
+    if (result.has_value()) return reply.result(std::move(result.value()));
+    reply.error(code::kSandboxFailed, "the sandbox could not be created", sandboxFailureData(result.error()));
   };
   auto finished = [progress](const Result<json>& result) {
     progress({{"kind", "end"}, {"message", result ? (*result)["status"].get<std::string>() : std::string("not started")}});
@@ -335,7 +343,7 @@ void Server::execute(const json& params, Reply reply) {
 }
 
 void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Execution::OutputSink output,
-                           std::function<void(Reply&, Result<json>)> answer,
+                           std::function<void(Reply&, Result<json>&&)> answer,
                            std::function<void(Reply&, const exec::SubmitError&)> rejected,
                            std::function<void(const Result<json>&)> finished, bool streamUsage) {
   std::string key = requestKey(reply.id());
@@ -396,7 +404,7 @@ void Server::createSession(const json& params, Reply reply) {
   auto shared = std::make_shared<Reply>(std::move(reply));
   auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
     if (shared->answered()) return;
-    if (!result) shared->error(code::kSandboxFailed, "the session could not be started", json{{"reason", result.error().message()}});
+    if (!result) shared->error(code::kSandboxFailed, "the session could not be started", sandboxFailureData(result.error()));
     else shared->result(std::move(*result));
   });
   if (!created && !shared->answered()) {
@@ -429,8 +437,8 @@ void Server::analyze(const json& params, Reply reply) {
   request.internal = true;
   submitTracked(
       std::move(request), std::move(reply), {},
-      [](Reply& r, Result<json> result) {
-        if (!result) return r.error(code::kSandboxFailed, "the sandbox could not be created", json{{"reason", result.error().message()}});
+      [](Reply& r, Result<json>&& result) {
+        if (!result) return r.error(code::kSandboxFailed, "the sandbox could not be created", sandboxFailureData(result.error()));
         if (result->value("status", "") != "ok" || !(*result)["value"].is_array())
           return r.error(code::kInternalError, "the analysis did not complete",
                          json{{"status", (*result)["status"]}, {"error", (*result)["error"]}, {"stderr", (*result)["stderr"]}});

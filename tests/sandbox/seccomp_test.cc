@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "pycell/sandbox/isolate.h"
 #include "pycell/sandbox/seccomp.h"
 
 namespace fs = std::filesystem;
@@ -63,7 +64,7 @@ std::map<std::string, int> underFilter(bool allowNetwork, const std::vector<Call
   if (pid == 0) {
     ::close(fds[0]);
     std::string report;
-    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || pycell::sandbox::installSeccomp(*program) != 0) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || pycell::sandbox::installSeccompFilter(program->instructions) != 0) {
       report = "install " + std::to_string(errno) + "\n";
     } else {
       for (const auto& call : calls) {

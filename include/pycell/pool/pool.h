@@ -81,8 +81,8 @@ class Pool {
   void childReady(PooledChild child);
   void childExited(uint64_t id, ExitInfo info);
   void zygoteDied(Zygote* zygote, const std::string& why);
-  void zygoteFailed(const std::string& why);
-  void failWaiters(const std::string& why);
+  void zygoteFailed(const Error& why);
+  void failWaiters(const Error& why);
   // Unique across pools: child ids also name their cgroups, which share one directory.
   static uint64_t nextChildId() {
     static uint64_t serial = 0;
@@ -103,8 +103,8 @@ class Pool {
   uint64_t forksServed_ = 0;
   int zygoteStarts_ = 0;
   int consecutiveFailures_ = 0;
-  std::string lastError_;
-  std::string lastChildWords_;  // stderr of the last child whose set-up failed
+  Error lastError_;
+  std::optional<Error> lastChildFailure_;  // the report of the last child whose set-up failed
   bool shuttingDown_ = false;
   std::optional<EventLoop::TimerId> refillTimer_;
 };

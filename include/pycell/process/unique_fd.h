@@ -11,6 +11,9 @@ namespace pycell {
 struct Error {
   std::string what;
   int err = 0;
+  // A failed isolation step (sandbox/isolate.h): which, and on what; empty otherwise.
+  std::string step = {};
+  std::string detail = {};
   [[nodiscard]] std::string message() const;
 };
 

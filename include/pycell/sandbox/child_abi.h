@@ -1,44 +1,28 @@
 #pragma once
-// The isolation steps of a pooled child, as a C ABI the zygote (a Python interpreter) calls
-// through ctypes. Built into libpycell_child.so, which the server ships inside its binary
-// and writes into each zygote's root.
+// libpycell_child.so: the C side of a zygote (a Python interpreter, which calls these through
+// ctypes). Built into the server's binary and written into each zygote's root.
 //
-// In the zygote (pycell_serve_forks, per request), between PyOS_BeforeFork and
-// PyOS_AfterFork_* (so the interpreter's own fork bookkeeping runs exactly as for os.fork):
-//   pycell_clone()   a fork in new user, pid, mount, ipc, uts (and net) namespaces: the child
-//                    is PID 1 of its own pid namespace and the zygote's direct child, which
-//                    the zygote reaps and reports;
-// then in the child, which waits there for the server's go byte (it has put the child in
-// its cgroup), copies in the pages its elder sibling learned (pycell_learn_pages) and
-// moves its five fds to 0..4:
-//   pycell_enter()   map our own ids, fresh /proc, one fresh tmpfs for /sandbox, /tmp and
-//                    /dev/shm (scratch.h) with the binds it covers bound again on top,
-//                    hostname, rlimits, every capability dropped, no_new_privs, seccomp last.
+// The zygote receives its init message (pycell_receive_init: the JSON its Python reads, and
+// the isolation spec every child applies, both made by the server), imports the profile's
+// modules, says it is ready (pycell_send_ready), and hands the process to the fork loop
+// (pycell_serve_forks), which runs no Python between forks. In each child, the loop waits
+// for the server's go byte (it has put the child into its cgroup), copies in the pages its
+// elder sibling learned, and applies the isolation sequence (isolate.h) before it returns
+// to Python: the same sequence, from the same kind of plan, as a one-shot sandbox's.
+// Messages: zygote_wire.h.
 #include <stddef.h>
 #include <stdint.h>
 
 extern "C" {
 
-struct pycell_child_spec {
-  uint32_t uid;  // ids inside: the zygote's own, mapped to themselves
-  uint32_t gid;
-  int64_t disk_mb;
-  const uint64_t* rlimits;  // (resource, soft, hard) triples
-  int32_t n_rlimits;
-  const void* bpf;          // struct sock_filter[], may be null
-  int32_t bpf_len;          // number of instructions
-  // The zygote's allowRead/allowWrite binds that the child's own tmpfs would cover (under
-  // /sandbox, /tmp, /dev/shm), in the zygote's order: bound again on top of it.
-  const char* const* binds;
-  const uint8_t* bind_writable;
-  int32_t n_binds;          // at most 64
-};
-
 #define PYCELL_API __attribute__((visibility("default")))
-// Returns the child's pid in the zygote, 0 in the child, -1 on failure (see last_error).
-PYCELL_API int pycell_clone(int share_network);
-// 0 when isolated; -1 with pycell_last_error() naming the step and errno.
-PYCELL_API int pycell_enter(const struct pycell_child_spec* spec);
+
+// Receives and decodes the server's Init message on `ctl`; returns the length of its JSON
+// (pycell_init_json points at it), or -1 (see pycell_last_error).
+PYCELL_API long pycell_receive_init(int ctl);
+PYCELL_API const char* pycell_init_json(void);
+// Sends Ready with `json` ({"imported": [...], "failed": {...}}); 0, or -1.
+PYCELL_API int pycell_send_ready(int ctl, const char* json, size_t len);
 PYCELL_API const char* pycell_last_error(void);
 
 // The interpreter's fork bookkeeping (PyOS_BeforeFork and PyOS_AfterFork_*), passed in by
@@ -51,15 +35,19 @@ struct pycell_fork_hooks {
 
 // The zygote's fork loop, in C so the zygote runs no Python between forks: Python code
 // writes reference counts all over the heap, and after each fork every page it writes is
-// copied (a fault and a TLB flush), which cost more than the fork itself. Serves the
-// server's datagrams on `ctl` (SOCK_SEQPACKET): {"op":"fork","id":N} with five fds is
-// answered {"event":"forked","id":N} with the child's pidfd, or {"event":"error",...};
-// each child that ends is reported {"event":"exit","id":N,"status",...}. Refuses to fork
-// unless the process is single-threaded.
+// copied (a fault and a TLB flush), which cost more than the fork itself. Serves Fork
+// requests on `ctl` (answered Forked with the child's pidfd, or Error) and reports each
+// child that ends (Exit, from wait4). Refuses to fork unless the process is single-threaded.
 // Returns 0 in the zygote when the server closed the socket, -1 on failure (see
-// last_error), and N (> 0) in a new child, whose five fds are then 0..4 (also written to
-// `fds`), with every other fd closed and the signal mask the zygote's at the call.
-PYCELL_API long pycell_serve_forks(int ctl, int share_network, const struct pycell_fork_hooks* hooks, int* fds);
+// last_error), and the request's id (> 0) in a new child: isolated, its five fds at 0..4,
+// every other fd closed, the signal mask the zygote's at the call. A child whose isolation
+// fails writes the step's record on its result pipe and exits 127: it never returns.
+PYCELL_API long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks);
+
+// In a child whose set-up fails after the fork loop (its warm-up): the step's record on the
+// result pipe (fd 4), the same way an isolation step reports.
+PYCELL_API void pycell_report_failure(const char* step, int err, const char* detail);
+
 // In a child, once it has set itself up and warmed up: the zygote's first such child
 // records the pages it wrote, and its later children copy those in right after the fork,
 // one madvise(MADV_POPULATE_WRITE) per range instead of a fault per page. Every child must
@@ -68,7 +56,11 @@ PYCELL_API long pycell_serve_forks(int ctl, int share_network, const struct pyce
 PYCELL_API int pycell_learn_pages(void);
 }
 
-// Inside the library: records "step: strerror(errno)" for pycell_last_error; returns -1.
+// Inside the library.
 namespace pycell::sandbox {
+struct IsolationSpec;
+// Records "step: strerror(errno)" for pycell_last_error; returns -1.
 int childFail(const char* step);
-}
+// The spec from the init message (null before pycell_receive_init succeeded).
+const IsolationSpec* childIsolationSpec();
+}  // namespace pycell::sandbox

@@ -1,7 +1,8 @@
 #pragma once
-// Entering the sandbox: the parent computes a SandboxPlan, spawnSandbox() clones a child
-// into new namespaces, and the child runs the isolation steps in the order childMain() in
-// src/sandbox/enter.cc lists them, ending with seccomp and execve of the interpreter.
+// Entering the sandbox from the server: the parent computes a SandboxPlan, spawnSandbox()
+// clones a child into new namespaces, and the child applies the isolation sequence
+// (isolate.h) and execs the interpreter. A pooled child applies the same sequence in its
+// zygote's fork loop (fork_loop.cc), from a plan made here too (makePlan).
 #include <sys/types.h>
 
 #include <functional>
@@ -11,6 +12,7 @@
 
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
+#include "pycell/sandbox/isolate.h"
 #include "pycell/sandbox/mounts.h"
 #include "pycell/sandbox/netstack.h"
 #include "pycell/sandbox/rlimits.h"
@@ -18,30 +20,12 @@
 
 namespace pycell::sandbox {
 
-// Which namespaces this machine can give us (found by the probe) and what we use.
-struct Namespaces {
-  bool user = false;
-  bool pid = false;
-  bool mount = false;
-  bool net = false;
-  bool ipc = false;
-  bool uts = false;
-  bool cgroup = false;
-};
-
+// A sandbox to start: the isolation it applies to itself (isolate.h), then the program.
 struct SandboxPlan {
-  Namespaces namespaces;                // a network run has its own net namespace too (NetStack)
-  std::vector<MountOp> rootfs;          // executed when namespaces.mount
-  std::string hostWorkDir;              // working directory when there is no mount namespace
-  std::vector<RlimitSetting> rlimits;
-  const SeccompProgram* seccomp = nullptr;  // null only in degraded mode without seccomp
-  std::string executable;               // interpreter, absolute
+  IsolationSpec isolation;  // a network run has its own net namespace too (NetStack)
+  std::string executable;   // interpreter, absolute
   std::vector<std::string> argv;
   std::vector<std::string> env;
-  unsigned insideUid = 1000;
-  unsigned insideGid = 1000;
-  unsigned outerUid = 65534;            // what the sandbox's uid is on the host
-  unsigned outerGid = 65534;
 };
 
 // The fds the child gets as 0..4: stdin, stdout, stderr, request (read), result (write).
@@ -73,9 +57,13 @@ struct SandboxProcess {
 using BeforeStart = std::function<Status(pid_t)>;
 
 // Clone, map ids, run `beforeStart`, release the child, and wait until it has exec'd the
-// interpreter (or reported which step failed, with errno).
-[[nodiscard]] Result<SpawnedChild> spawnSandbox(const SandboxPlan& plan, const ChildFds& fds,
+// interpreter or failed a step: then the step's record is read from `resultReader` (the
+// server's end of the child's result pipe) and returned as the error (Error::step).
+[[nodiscard]] Result<SpawnedChild> spawnSandbox(const SandboxPlan& plan, const ChildFds& fds, int resultReader,
                                                 const BeforeStart& beforeStart);
+
+// A step failure as the server reports it.
+[[nodiscard]] Error isolationError(const StepFailure& failure);
 
 // Builds the standard plan for running the bootstrap with `python`.
 struct PlanInputs {
@@ -96,7 +84,15 @@ struct PlanInputs {
   std::string entry;
   std::vector<std::pair<std::string, std::string>> extraFiles;  // path -> contents
   std::optional<std::vector<RlimitSetting>> rlimits;
+  // A zygote keeps its outer ids inside (mapped onto themselves): its children then map
+  // the sandbox's ids onto the same outer ids as a one-shot sandbox's.
+  bool keepOuterIds = false;
 };
 [[nodiscard]] SandboxPlan makePlan(const PlanInputs& in);
+
+// What a zygote's child applies to itself: the plan of a one-shot sandbox of the same
+// profile (`in`, without entry or extra files), but its ids mapped by the child itself onto
+// the zygote's, and no execve after it. `zygoteUid`/`zygoteGid` are the zygote's own.
+[[nodiscard]] IsolationSpec pooledChildSpec(const PlanInputs& in, unsigned zygoteUid, unsigned zygoteGid);
 
 }  // namespace pycell::sandbox

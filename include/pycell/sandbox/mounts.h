@@ -41,17 +41,11 @@ struct RootfsOptions {
 
 [[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);
 
-// Whether a bind at `path` lands on the sandbox's own tmpfs (/sandbox, /tmp, /dev/shm): a
-// pooled child mounts its own, so it binds such paths again on top (child_abi.h).
-[[nodiscard]] bool onSandboxTmpfs(const std::string& path);
+struct StepFailure;
 
-struct ChildFailure {
-  const char* step = nullptr;
-  int err = 0;
-};
-
-// Child side, inside the new mount namespace: builds the root in a tmpfs mounted at
-// `staging`, pivots into it and detaches the host's tree. Returns false with `failure` set.
-[[nodiscard]] bool executeRootfsPlan(const std::vector<MountOp>& plan, const char* staging, ChildFailure& failure);
+// The mount step of the isolation sequence (mount_exec.cc), in the child's new mount
+// namespace: builds the root in a tmpfs mounted at `staging`, pivots into it and detaches
+// the parent's tree. Returns false with `failure` set.
+[[nodiscard]] bool applyMountPlan(const std::vector<MountOp>& plan, const char* staging, StepFailure& failure);
 
 }  // namespace pycell::sandbox

@@ -30,7 +30,4 @@ struct RlimitOptions {
 // (a pooled child, the bootstrap tightening them per run).
 [[nodiscard]] nlohmann::json rlimitRows(const std::vector<RlimitSetting>& settings);
 
-// Child side: setrlimit for each row; returns the failing row's index or -1.
-[[nodiscard]] int applyRlimits(const std::vector<RlimitSetting>& settings);
-
 }  // namespace pycell::sandbox

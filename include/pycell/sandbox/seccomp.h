@@ -59,7 +59,4 @@ struct AllowedSyscall {
 // Python raises a readable OSError rather than dying.
 [[nodiscard]] Result<SeccompProgram> compileSeccomp(const SeccompOptions& options);
 
-// For the child: prctl(PR_SET_SECCOMP). Async-signal-safe. Requires no_new_privs first.
-[[nodiscard]] int installSeccomp(const SeccompProgram& program);
-
 }  // namespace pycell::sandbox

@@ -67,7 +67,7 @@ class Server {
   // result (pycell: the result itself; MCP: tool content), `rejected` when it cannot be
   // queued, `finished` (optional) first in any case. Cancellation is handled here.
   void submitTracked(exec::ExecutionRequest request, protocol::Reply reply, exec::Execution::OutputSink output,
-                     std::function<void(protocol::Reply&, Result<json>)> answer,
+                     std::function<void(protocol::Reply&, Result<json>&&)> answer,
                      std::function<void(protocol::Reply&, const exec::SubmitError&)> rejected,
                      std::function<void(const Result<json>&)> finished = {}, bool streamUsage = false);
 

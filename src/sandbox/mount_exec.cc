@@ -1,0 +1,171 @@
+// The mount step of the isolation sequence (isolate.cc): runs a root file system plan
+// (mounts.h, planned by the server) in the child's new mount namespace. Fixed buffers and
+// plain syscalls: it runs between clone and execve (or in a zygote's fresh child).
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+
+#include "pycell/sandbox/isolate.h"
+#include "pycell/sandbox/mounts.h"
+#include "pycell/sandbox/scratch.h"
+
+namespace pycell::sandbox {
+
+namespace {
+
+// The step is "mounts"; the detail says what, and where inside the sandbox.
+bool fail(StepFailure& f, const char* what, const std::string& target = {}) {
+  int err = errno;
+  char detail[sizeof f.detail];
+  std::snprintf(detail, sizeof detail, "%s%s%s", what, target.empty() ? "" : " ", target.c_str());
+  f = stepFailure("mounts", err, detail);
+  return false;
+}
+
+bool makeParent(const char* path) {
+  char buf[PATH_MAX];
+  std::snprintf(buf, sizeof buf, "%s", path);
+  char* slash = std::strrchr(buf, '/');
+  if (!slash || slash == buf) return true;
+  *slash = '\0';
+  return scratchMakeDirs(buf, 0755);
+}
+
+bool touch(const char* path) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// Flags that a mount in a user namespace must keep when remounted (the kernel locks them).
+unsigned long lockedFlags(const char* path) {
+  struct statvfs sv{};
+  if (::statvfs(path, &sv) != 0) return 0;
+  unsigned long flags = 0;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return flags;
+}
+
+bool isBind(MountOp::Kind k) {
+  return k == MountOp::Kind::BindReadOnly || k == MountOp::Kind::BindWritable || k == MountOp::Kind::BindDevice;
+}
+
+// The source was opened (O_PATH) before the staging tmpfs went up, so a source under the
+// staging directory's own path (/tmp) is still the one the parent's view has there.
+bool bindSource(int sourceFd, const char* target, const MountOp& op, StepFailure& f) {
+  struct stat st{};
+  if (::fstat(sourceFd, &st) != 0) return fail(f, "stat bind source", op.source);
+  if (S_ISDIR(st.st_mode) ? !scratchMakeDirs(target, 0755) : !(makeParent(target) && touch(target)))
+    return fail(f, "create bind target", op.target);
+  char source[64];
+  std::snprintf(source, sizeof source, "/proc/self/fd/%d", sourceFd);
+  // MS_REC: a bind of a path with mounts below it takes them along (in a user namespace
+  // the kernel refuses to reveal what they cover).
+  if (::mount(source, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) return fail(f, "bind", op.target);
+  return true;
+}
+
+bool executeOp(const MountOp& op, const char* staging, const char* target, int sourceFd, StepFailure& f) {
+  using K = MountOp::Kind;
+  switch (op.kind) {
+    case K::Dir:
+      return scratchMakeDirs(target, 0755) || fail(f, "mkdir", op.target);
+    case K::Tmpfs:
+      if (!scratchMakeDirs(target, 0755)) return fail(f, "mkdir", op.target);
+      return ::mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0 || fail(f, "mount tmpfs", op.target);
+    case K::BindReadOnly:
+      if (!bindSource(sourceFd, target, op, f)) return false;
+      return restrictBind(target, false) || fail(f, "remount bind read-only", op.target);
+    case K::BindWritable:
+      if (!bindSource(sourceFd, target, op, f)) return false;
+      return restrictBind(target, true) || fail(f, "remount bind nosuid,nodev", op.target);
+    case K::BindDevice:
+      return bindSource(sourceFd, target, op, f);
+    case K::Scratch: {
+      long long diskMb = 0;
+      unsigned uid = 0, gid = 0;
+      if (std::sscanf(op.data.c_str(), "%lld:%u:%u", &diskMb, &uid, &gid) != 3) {
+        errno = EINVAL;
+        return fail(f, "sandbox tmpfs options");
+      }
+      const char* step = nullptr;
+      return mountScratch(staging, diskMb, uid, gid, &step) || fail(f, step);
+    }
+    case K::Proc:
+      if (!scratchMakeDirs(target, 0755)) return fail(f, "mkdir", op.target);
+      return ::mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0 || fail(f, "mount proc", op.target);
+    case K::Symlink:
+      if (!makeParent(target)) return fail(f, "mkdir", op.target);
+      return ::symlink(op.source.c_str(), target) == 0 || fail(f, "symlink", op.target);
+    case K::File: {
+      if (!makeParent(target)) return fail(f, "mkdir", op.target);
+      int fd = ::open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) return fail(f, "create file", op.target);
+      bool ok = ::write(fd, op.source.data(), op.source.size()) == static_cast<ssize_t>(op.source.size());
+      ::close(fd);
+      return ok || fail(f, "write file", op.target);
+    }
+    case K::RemountReadOnly:
+      return ::mount(nullptr, target, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | lockedFlags(target), nullptr) == 0 ||
+             fail(f, "remount read-only", op.target);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool applyMountPlan(const std::vector<MountOp>& plan, const char* staging, StepFailure& f) {
+  // Nothing we mount may propagate back to the parent's view.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(f, "make mounts private");
+  constexpr size_t kMaxBinds = 256;
+  int sources[kMaxBinds];
+  size_t opened = 0;
+  for (const auto& op : plan) {
+    if (!isBind(op.kind)) continue;
+    if (opened == kMaxBinds) {
+      errno = E2BIG;
+      return fail(f, "too many bind mounts");
+    }
+    sources[opened] = ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
+    if (sources[opened] < 0) return fail(f, "open bind source", op.source);
+    ++opened;
+  }
+  if (::mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") != 0) return fail(f, "mount root tmpfs");
+  char target[PATH_MAX];
+  size_t next = 0;
+  for (const auto& op : plan) {
+    if (std::snprintf(target, sizeof target, "%s%s", staging, op.target.c_str()) >= static_cast<int>(sizeof target)) {
+      errno = ENAMETOOLONG;
+      return fail(f, "mount target path", op.target);
+    }
+    if (!executeOp(op, staging, target, isBind(op.kind) ? sources[next++] : -1, f)) return false;
+  }
+  for (size_t i = 0; i < opened; ++i) ::close(sources[i]);
+  // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only ours
+  // (the trick from pivot_root(2)'s NOTES).
+  if (::chdir(staging) != 0) return fail(f, "chdir staging");
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail(f, "pivot_root");
+  if (::umount2(".", MNT_DETACH) != 0) return fail(f, "detach old root");
+  if (::chdir("/") != 0) return fail(f, "chdir /");
+  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
+    return fail(f, "remount root read-only");
+  if (::chdir(kWorkDir) != 0) return fail(f, "chdir", kWorkDir);
+  return true;
+}
+
+}  // namespace pycell::sandbox
