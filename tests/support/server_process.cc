@@ -200,7 +200,7 @@ void Fd::reset(int fd) {
 
 // ---- ChildProcess -------------------------------------------------------------------------
 
-ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::vector<ChildRlimit>& rlimits) {
   ignoreSigpipe();
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0) throw sysFailure("pipe2");
@@ -235,6 +235,14 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
     if (::dup2(inRead.get(), 0) < 0 || ::dup2(outWrite.get(), 1) < 0 || ::dup2(err.get(), 2) < 0)
       ::_exit(127);
     ::close_range(3, ~0U, 0);  // no fd of the test process leaks into the server
+    for (const auto& r : rlimits) {
+      const rlimit value{r.soft, r.hard};
+      if (::setrlimit(r.resource, &value) != 0) {
+        const char msg[] = "pycell integration harness: setrlimit failed\n";
+        (void)!::write(2, msg, sizeof msg - 1);
+        ::_exit(127);
+      }
+    }
     ::execv(cargv[0], cargv.data());
     const char msg[] = "pycell integration harness: execv failed\n";
     (void)!::write(2, msg, sizeof msg - 1);
@@ -285,7 +293,7 @@ ServerProcess::ServerProcess(std::vector<std::string> args, Framing framing)
     : ServerProcess(Argv{commandLine(args)}, framing) {}
 
 ServerProcess::ServerProcess(Argv argv, Framing framing)
-    : framing_(framing), args_(argv.words), child_(argv.words) {}
+    : framing_(framing), args_(argv.words), child_(argv.words, argv.rlimits) {}
 
 ServerProcess::~ServerProcess() {
   try {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,11 +72,19 @@ class Fd {
   int fd_ = -1;
 };
 
+// A resource limit set in a child between fork and exec (so it holds for the server and
+// everything it starts, across setpriv's change of uid).
+struct ChildRlimit {
+  int resource;
+  rlim_t soft;
+  rlim_t hard;
+};
+
 // A child process with pipes on stdin and stdout and a temporary file on stderr (a file, so
 // the child can never block on a full stderr pipe, whatever the test is doing).
 class ChildProcess {
  public:
-  explicit ChildProcess(const std::vector<std::string>& argv);
+  explicit ChildProcess(const std::vector<std::string>& argv, const std::vector<ChildRlimit>& rlimits = {});
   ~ChildProcess();  // SIGKILL (this pid only) and reap, unless already reaped
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -109,6 +118,7 @@ class ServerProcess {
   // A whole command line (a wrapper around pycell), rather than pycell's arguments.
   struct Argv {
     std::vector<std::string> words;
+    std::vector<ChildRlimit> rlimits = {};  // set in the child before exec
   };
   ServerProcess(Argv argv, Framing framing);
   // Closes stdin first and gives the server a moment to exit on EOF as the protocol says
