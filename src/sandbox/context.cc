@@ -5,6 +5,7 @@
 #include <memory>
 #include <sstream>
 
+#include <grp.h>
 #include <unistd.h>
 
 #include "pycell/analyze_py.h"
@@ -86,6 +87,8 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
     ctx->seccompOffline = std::move(*offline);
     ctx->seccompOnline = std::move(*online);
   }
+  if (::geteuid() == 0 && ::setgroups(0, nullptr) != 0 && errno != EPERM)
+    return std::unexpected(sysError("setgroups (dropping the server's supplementary groups)"));
   if (::geteuid() != 0) {
     ctx->sandboxUid = ::geteuid();
     ctx->sandboxGid = ::getegid();

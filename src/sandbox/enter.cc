@@ -98,11 +98,10 @@ namespace {
 
 Status writeIdMaps(const IdPlan& ids, pid_t pid) {
   std::string proc = "/proc/" + std::to_string(pid);
-  // Without CAP_SETGID in the parent namespace, gid_map needs setgroups denied first
-  // (user_namespaces(7)); root keeps setgroups so the child can drop group 0.
-  if (::geteuid() != 0) {
-    if (auto st = writeFile(proc + "/setgroups", "deny"); !st) return st;
-  }
+  // setgroups denied before gid_map, as a zygote's child must (it has no CAP_SETGID in its
+  // parent namespace, user_namespaces(7)), so every sandbox looks the same. A root server
+  // has dropped its own supplementary groups at start (makeContext): none are inherited.
+  if (auto st = writeFile(proc + "/setgroups", "deny"); !st) return st;
   if (auto st = writeFile(proc + "/uid_map", std::to_string(ids.insideUid) + " " + std::to_string(ids.outerUid) + " 1\n"); !st)
     return st;
   return writeFile(proc + "/gid_map", std::to_string(ids.insideGid) + " " + std::to_string(ids.outerGid) + " 1\n");

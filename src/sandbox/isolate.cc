@@ -54,8 +54,8 @@ Step switchIds(const IsolationSpec& spec) {
     snprintf(map, sizeof map, "%u %u 1\n", ids.insideGid, ids.outerGid);
     if (writeText("/proc/self/gid_map", map) != 0) return failed("ids", "/proc/self/gid_map");
   }
-  // Supplementary groups (root's group 0 among them) go, where the kernel lets us (a denied
-  // setgroups means there are none left to drop).
+  // Supplementary groups go, where the kernel lets us: in a user namespace setgroups is
+  // denied (and a root server dropped its own at start, so none were inherited).
   if (::setgroups(0, nullptr) != 0 && errno != EPERM) return failed("ids", "setgroups");
   unsigned uid = spec.namespaces.user ? ids.insideUid : ids.outerUid;
   unsigned gid = spec.namespaces.user ? ids.insideGid : ids.outerGid;

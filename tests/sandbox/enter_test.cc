@@ -8,6 +8,7 @@
 #include "pycell/sandbox/config.h"
 #include "pycell/sandbox/enter.h"
 
+using namespace pycell;
 using namespace pycell::sandbox;
 using K = MountOp::Kind;
 

@@ -51,9 +51,8 @@ struct IdPlan {
   unsigned insideGid = 1000;
   unsigned outerUid = 65534;
   unsigned outerGid = 65534;
-  // Who writes the maps: the parent (the server, which may be root: it keeps setgroups so
-  // the child can drop group 0), or the child itself (a zygote's child: it may map only
-  // the zygote's own ids, after denying setgroups, user_namespaces(7)).
+  // Who writes the maps: the parent (the server), or the child itself (a zygote's child: it
+  // may map only the zygote's own ids, user_namespaces(7)). setgroups is denied either way.
   bool childWritesMaps = false;
 };
 
