@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "pycell/sandbox/scratch.h"
 #include "pycell/sandbox/netstack.h"
 
 namespace pycell::sandbox {
@@ -97,7 +96,7 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
   plan.push_back({K::Dir, kWorkDir, {}, {}});
   plan.push_back({K::Dir, "/tmp", {}, {}});
   plan.push_back({K::Dir, kScratchMountPoint, {}, {}});
-  // /sandbox, /tmp and /dev/shm: one tmpfs of diskMb for all three (scratch.h).
+  // /sandbox, /tmp and /dev/shm: one tmpfs of diskMb for all three (mounts.h).
   plan.push_back({K::Scratch, kScratchMountPoint, {},
                   std::to_string(o.diskMb) + ":" + std::to_string(o.insideUid) + ":" + std::to_string(o.insideGid)});
   // After the tmpfs, so a bind under /tmp lands on it rather than under it.

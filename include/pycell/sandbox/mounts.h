@@ -15,8 +15,18 @@ inline constexpr const char* kWorkDir = "/sandbox";
 inline constexpr const char* kBootstrapPath = "/.pycell/bootstrap.py";
 inline constexpr const char* kPolicyPath = "/.pycell/policy.py";  // next to the bootstrap, which loads it
 
+// /sandbox (the working directory), /tmp and /dev/shm are three directories of ONE tmpfs of
+// diskMb (the Scratch op), so whatever a run keeps in files and in POSIX shared memory holds
+// diskMb at most all together, with or without a memory cgroup.
+// Inodes of the shared tmpfs (files and directories of all three together).
+inline constexpr int kScratchInodes = 16384;
+// Where the shared tmpfs is mounted while its directories are bound into place; an empty
+// directory of the sandbox's root (the rootfs plan makes it), unmounted again at once.
+inline constexpr const char* kScratchMountPoint = "/.pycell/scratch";
+
+
 struct MountOp {
-  // Scratch: the one tmpfs that holds /sandbox, /tmp and /dev/shm (see scratch.h); its
+  // Scratch: the one tmpfs that holds /sandbox, /tmp and /dev/shm (below); its
   // `data` is "diskMb:uid:gid".
   enum class Kind { Dir, Tmpfs, BindReadOnly, BindWritable, BindDevice, Proc, Symlink, File, RemountReadOnly, Scratch };
   Kind kind;
