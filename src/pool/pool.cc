@@ -91,7 +91,7 @@ Error prefixed(const std::string& prefix, const Error& e) { return Error{prefix 
 // What a child that ended before it was ready said about it: the record of the step that
 // failed (isolate.h), the one way a sandbox reports one. `head` holds what was read of it
 // already; the rest is read on (the child wrote it in one write, before it exited).
-Error failureReport(int fd, const sandbox::StepFailureRecord* head, size_t have) {
+std::optional<Error> failureReport(int fd, const sandbox::StepFailureRecord* head, size_t have) {
   sandbox::StepFailureRecord record{};
   if (head && have > 0) std::memcpy(&record, head, std::min(have, sizeof record));
   (void)setNonBlocking(fd, true);
@@ -103,7 +103,7 @@ Error failureReport(int fd, const sandbox::StepFailureRecord* head, size_t have)
   }
   sandbox::StepFailure failure;
   if (sandbox::decodeStepFailure(&record, have, failure)) return sandbox::isolationError(failure);
-  return Error{"a pre-forked child ended before it was ready, without a report"};
+  return std::nullopt;
 }
 
 }  // namespace
