@@ -5,11 +5,10 @@
 file(GLOB PYCELL_INTEGRATION_SOURCES CONFIGURE_DEPENDS
   ${CMAKE_CURRENT_SOURCE_DIR}/integration/*.cc)
 
-# Catch2's main, the support files and PYCELL_TEST_PCH come from tests/CMakeLists.txt.
+# Catch2's main and the support files come from tests/CMakeLists.txt.
 add_executable(pycell_integration_tests ${PYCELL_INTEGRATION_SOURCES})
 target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2
                       pycell_catch_main pycell_test_support)
-target_precompile_headers(pycell_integration_tests PRIVATE ${PYCELL_TEST_PCH})
 target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>"
   PYCELL_TYPICAL_PROGRAMS="${CMAKE_CURRENT_SOURCE_DIR}/sandbox/typical_programs.py")
 add_dependencies(pycell_integration_tests pycell)
