@@ -14,9 +14,11 @@ packages=(
   neovim                               # the Neovim plugin's headless test
   clang libclang-rt-14-dev             # libFuzzer for the protocol fuzz targets
 )
-# node and npm run the MCP SDK test (the SDK itself comes from the npm registry).
+# node and npm run the MCP SDK and VS Code tests (their packages come from the npm registry).
+# npm itself comes from the npm registry too (install-npm.py, pinned and checked): Debian's
+# `npm` package would install some 350 node-* packages.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+command -v npm >/dev/null 2>&1 || packages+=(ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -26,3 +28,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+command -v npm >/dev/null 2>&1 || python3 "$(dirname "$0")/install-npm.py"

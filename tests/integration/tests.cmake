@@ -5,14 +5,10 @@
 file(GLOB PYCELL_INTEGRATION_SOURCES CONFIGURE_DEPENDS
   ${CMAKE_CURRENT_SOURCE_DIR}/integration/*.cc)
 
-add_executable(pycell_integration_tests
-  ${CMAKE_CURRENT_SOURCE_DIR}/main.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/support/server_process.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/support/host_view.cc
-  ${PYCELL_INTEGRATION_SOURCES}
-)
-target_include_directories(pycell_integration_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
-target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2)
+# Catch2's main and the support files come from tests/CMakeLists.txt.
+add_executable(pycell_integration_tests ${PYCELL_INTEGRATION_SOURCES})
+target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2
+                      pycell_catch_main pycell_test_support)
 target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>"
   PYCELL_TYPICAL_PROGRAMS="${CMAKE_CURRENT_SOURCE_DIR}/sandbox/typical_programs.py")
 add_dependencies(pycell_integration_tests pycell)
@@ -20,14 +16,19 @@ add_dependencies(pycell_integration_tests pycell)
 # The sanitizer build runs 2-3 times slower and keeps freed memory in a quarantine: its
 # runs get a smaller quarantine (so memory figures mean something) and time bounds scaled
 # by PYCELL_TEST_TIME_SCALE (see scaled() in support/server_process.h).
+# COST: the suite's usual seconds, so that a fresh build tree (no CTestCostData.txt yet)
+# starts the long tests first and `ctest -j` keeps every slot busy.
 if(PYCELL_SANITIZE)
   set(PYCELL_INTEGRATION_ENV "ASAN_OPTIONS=quarantine_size_mb=16" "PYCELL_TEST_TIME_SCALE=3")
+  set(PYCELL_INTEGRATION_COST 440)
 else()
   set(PYCELL_INTEGRATION_ENV "PYCELL_TEST_TIME_SCALE=1")
+  set(PYCELL_INTEGRATION_COST 260)
 endif()
 
 add_test(NAME integration_root COMMAND pycell_integration_tests)
-set_tests_properties(integration_root PROPERTIES TIMEOUT 900 ENVIRONMENT "${PYCELL_INTEGRATION_ENV}")
+set_tests_properties(integration_root PROPERTIES TIMEOUT 900 ENVIRONMENT "${PYCELL_INTEGRATION_ENV}"
+                     COST ${PYCELL_INTEGRATION_COST})
 
 # The same suite with the server started as nobody (the test process stays root so it can
 # inspect /proc and the cgroup tree). Only possible when the tests run as root.
@@ -37,5 +38,6 @@ if(PYCELL_TEST_UID STREQUAL "0" AND PYCELL_SETPRIV)
   add_test(NAME integration_unprivileged COMMAND pycell_integration_tests)
   set_tests_properties(integration_unprivileged PROPERTIES
     TIMEOUT 900
+    COST ${PYCELL_INTEGRATION_COST}
     ENVIRONMENT "PYCELL_TEST_RUN_AS=65534;${PYCELL_INTEGRATION_ENV}")
 endif()

@@ -2,14 +2,10 @@
 # its stdio. Like the integration tests it links nothing of the server.
 # Included from tests/CMakeLists.txt, so CMAKE_CURRENT_SOURCE_DIR is tests/.
 
-add_executable(pycell_load_tests
-  ${CMAKE_CURRENT_SOURCE_DIR}/main.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/support/server_process.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/support/host_view.cc
-  ${CMAKE_CURRENT_SOURCE_DIR}/load/load_test.cc
-)
-target_include_directories(pycell_load_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/support)
-target_link_libraries(pycell_load_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2)
+# Catch2's main and the support files come from tests/CMakeLists.txt.
+add_executable(pycell_load_tests ${CMAKE_CURRENT_SOURCE_DIR}/load/load_test.cc)
+target_link_libraries(pycell_load_tests PRIVATE nlohmann_json::nlohmann_json Catch2::Catch2
+                      pycell_catch_main pycell_test_support)
 target_compile_definitions(pycell_load_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>")
 add_dependencies(pycell_load_tests pycell)
 
@@ -18,8 +14,9 @@ add_dependencies(pycell_load_tests pycell)
 # kept small so the server's resident size still says whether memory is lost.
 add_test(NAME load COMMAND pycell_load_tests)
 if(PYCELL_SANITIZE)
-  set_tests_properties(load PROPERTIES TIMEOUT 900
+  set_tests_properties(load PROPERTIES TIMEOUT 900 COST 80
     ENVIRONMENT "PYCELL_LOAD_EXECUTIONS=2000;ASAN_OPTIONS=quarantine_size_mb=16")
 else()
-  set_tests_properties(load PROPERTIES TIMEOUT 900)
+  # COST: its usual seconds, so a fresh build tree starts it among the first (see integration).
+  set_tests_properties(load PROPERTIES TIMEOUT 900 COST 260)
 endif()
