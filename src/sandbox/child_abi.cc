@@ -26,22 +26,19 @@ void closeAll(const int* fds, int n) {
   for (int i = 0; i < n; ++i) close(fds[i]);
 }
 
-// The whole memfd, read from its start.
-bool readPayload(int fd, std::string& out) {
+// The whole memfd, mapped read-only (no heap copy: a large block malloc'd and freed here,
+// before the zygote imports its modules, would leave a hole its children then write into).
+bool mapPayload(int fd, std::string_view& out, size_t& mapped) {
   struct stat st{};
   if (fstat(fd, &st) != 0) return false;
-  if (st.st_size < 0 || static_cast<size_t>(st.st_size) > pycell::sandbox::wire::kMaxPayload) {
+  if (st.st_size <= 0 || static_cast<size_t>(st.st_size) > pycell::sandbox::wire::kMaxPayload) {
     errno = EFBIG;
     return false;
   }
-  out.resize(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    got += static_cast<size_t>(n);
-  }
+  mapped = static_cast<size_t>(st.st_size);
+  void* at = mmap(nullptr, mapped, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (at == MAP_FAILED) return false;
+  out = std::string_view(static_cast<const char*>(at), mapped);
   return true;
 }
 
@@ -81,11 +78,13 @@ long pycell_receive_init(int ctl) {
     snprintf(lastError, sizeof lastError, "init message refused: %s", message ? "not Init" : message.error());
     return -1;
   }
-  std::string payload;
-  bool read = readPayload(fds[0], payload);
+  std::string_view payload;
+  size_t mapped = 0;
+  bool read = mapPayload(fds[0], payload, mapped);
   closeAll(fds, nfds);
-  if (!read) return childFail("read init payload");
+  if (!read) return childFail("map init payload");
   auto init = wire::decodeInit(payload);
+  munmap(const_cast<char*>(payload.data()), mapped);
   if (!init) {
     snprintf(lastError, sizeof lastError, "init payload refused: %s", init.error());
     return -1;

@@ -45,6 +45,13 @@ class Reader {
     in_.remove_prefix(n);
     return true;
   }
+  bool view(std::string_view& s) {
+    uint32_t n = 0;
+    if (!get(n) || n > in_.size()) return false;
+    s = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
   bool bytes(void* out, size_t n) {
     if (n > in_.size()) return false;
     std::memcpy(out, in_.data(), n);
@@ -198,9 +205,9 @@ std::expected<Init, const char*> decodeInit(std::string_view payload) {
   Reader r(payload);
   uint32_t magic = 0;
   Init init;
-  std::string spec;
+  std::string_view spec;
   if (!r.get(magic) || magic != kInitMagic) return std::unexpected("init payload: bad magic");
-  if (!r.str(init.json) || !r.str(spec)) return std::unexpected("init payload truncated");
+  if (!r.str(init.json) || !r.view(spec)) return std::unexpected("init payload truncated");
   if (!r.done()) return std::unexpected("init payload: trailing bytes");
   auto decoded = decodeSpec(spec);
   if (!decoded) return std::unexpected(decoded.error());
