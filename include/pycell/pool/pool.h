@@ -3,52 +3,30 @@
 // imported the profile's modules, and children forked from it ahead of demand, already
 // isolated, each waiting on its request pipe. A claim hands out a ready child at once, or
 // queues (first come, first served) until one is ready; every child serves one execution.
-#include <sys/resource.h>
-#include <sys/types.h>
-
+// Every child's state is one slot of a ChildTable; zygotes report through ZygoteEvents.
 #include <deque>
 #include <functional>
-#include <map>
-#include <optional>
 #include <memory>
-#include <set>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "pycell/sandbox/context.h"
+#include "pycell/pool/child_table.h"
+#include "pycell/pool/zygote.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
-#include "pycell/sandbox/enter.h"
+#include "pycell/sandbox/context.h"
 
 namespace pycell::pool {
 
 using nlohmann::json;
 
-// Milliseconds as the timeval of a struct rusage (reports carry whole milliseconds).
-[[nodiscard]] inline timeval timevalFromMs(int64_t ms) {
-  return timeval{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
-}
-
-// How a child ended, as its zygote saw it (the server is not its parent, so cannot wait).
-struct ExitInfo {
-  int status = 0;  // wait(2) status
-  rusage usage{};
-  bool zygoteDied = false;  // no report: the zygote (and with it the child) died
-};
-
-// A ready child, handed to exactly one execution (or session). `pid` is the host pid of
-// the child the zygote forked: the sandbox's PID 1.
-struct PooledChild : sandbox::SandboxProcess {
-  uint64_t id = 0;
-};
-
-class Zygote;
-
-class Pool {
+class Pool : private ZygoteEvents {
  public:
   using ClaimHandler = std::function<void(Result<PooledChild>)>;
-  using ExitHandler = std::function<void(ExitInfo)>;
+  using ExitHandler = pool::ExitHandler;
   using Ticket = uint64_t;
 
   Pool(EventLoop& loop, const sandbox::SandboxContext& ctx, const Profile& profile, sandbox::CgroupReaper& reaper);
@@ -70,19 +48,41 @@ class Pool {
   void shutdown();
 
  private:
-  friend class Zygote;
+  // ZygoteEvents: what a zygote reports.
+  void onZygoteReady(Zygote& zygote) override;
+  void onForked(Zygote& zygote, uint64_t id, UniqueFd pidfd) override;
+  void onForkRefused(Zygote& zygote, uint64_t id, const Error& why) override;
+  void onChildExit(Zygote& zygote, uint64_t id, const ExitInfo& info) override;
+  void onZygoteDied(Zygote& zygote, const std::string& why) override;
+
+  // A warming child's result pipe: `R` (warm), or the record of the step that failed.
+  void onResult(uint64_t id, int fd);
+  void childWarm(uint64_t id);
+  // Its set-up failed: it stays warming (a fork under way) until its zygote reports the exit.
+  void childSetupFailed(uint64_t id, const Error& why);
+  // What an ended slot leaves: its result pipe unwatched, its cgroup to the reaper.
+  void release(ChildSlot& slot);
+  // A child that ended before anyone claimed it: a failure if it was ready or failed.
+  void unclaimedEnded(ChildSlot& slot, const ExitInfo& info);
+  // Ready children to waiting claims, oldest of each first.
+  void serveWaiters();
+
+  // The refill, decided in one place (refillAction) and done here: forks, or a recycle.
   void refill();
   // After a claim: at once when fewer than half the pool's children are left ready, else
   // when a claimed child ends or pool.refillDelayMs have passed, whichever comes first. A
   // fork and a child's isolation cost a few milliseconds of CPU; on two cores they would
   // otherwise compete with the execution that was just handed its child.
   void refillAfterClaim();
-  [[nodiscard]] size_t startingCount() const;  // forked (or asked for) but not ready yet
-  void childReady(PooledChild child);
-  void childExited(uint64_t id, ExitInfo info);
-  void zygoteDied(Zygote* zygote, const std::string& why);
+  void recycle();
+  bool forkOne();
   void zygoteFailed(const Error& why);
   void failWaiters(const Error& why);
+  void restartAfterDeath(bool wasReady, const std::string& why);
+  // Stops a zygote now and deletes it on the next turn of the loop (its handler may be running).
+  void dispose(std::unique_ptr<Zygote> zygote);
+  void disposeFinishedRetired();
+  [[nodiscard]] bool backedOff() const;
   // Unique across pools: child ids also name their cgroups, which share one directory.
   static uint64_t nextChildId() {
     static uint64_t serial = 0;
@@ -93,13 +93,12 @@ class Pool {
   const sandbox::SandboxContext& ctx_;
   const Profile& profile_;
   sandbox::CgroupReaper& reaper_;
+  ChildTable children_;
   std::unique_ptr<Zygote> current_;
   std::vector<std::unique_ptr<Zygote>> retired_;  // recycled, finishing their last children
-  std::deque<PooledChild> ready_;
   std::deque<std::pair<Ticket, ClaimHandler>> waiters_;
-  std::map<uint64_t, ExitHandler> exits_;
-  std::set<uint64_t> claimed_;  // handed to an execution, not yet reported ended
   Ticket ticketSerial_ = 0;
+  uint64_t zygoteSerial_ = 0;
   uint64_t forksServed_ = 0;
   int zygoteStarts_ = 0;
   int consecutiveFailures_ = 0;
