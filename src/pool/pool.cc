@@ -255,8 +255,10 @@ void Pool::onResult(uint64_t id, int fd) {
     childWarm(id);
     return;
   }
-  // Its set-up failed (the zygote reports the exit itself).
-  childSetupFailed(id, failureReport(fd, &record, n > 0 ? static_cast<size_t>(n) : 0));
+  // Its set-up failed (the zygote reports the exit itself, and its wait status describes a
+  // child that made no report).
+  auto report = failureReport(fd, &record, n > 0 ? static_cast<size_t>(n) : 0);
+  if (report) childSetupFailed(id, *report);
 }
 
 void Pool::childWarm(uint64_t id) {

@@ -2,7 +2,7 @@
 // The messages between the server and a zygote, defined once: one datagram per message on
 // a SOCK_SEQPACKET socket (fd_passing.h), a fixed Header, then `textLen` bytes of text, and
 // exactly `fdCount` file descriptors (SCM_RIGHTS). Encoded and decoded here only: by the
-// server (pool.cc), by the zygote's fork loop (fork_loop.cc) and, for the zygote's Python
+// server (src/pool/zygote.cc), by the zygote's fork loop (fork_loop.cc) and, for the zygote's Python
 // side, by libpycell_child.so's pycell_receive_init / pycell_send_ready (child_abi.h).
 //
 //   server -> zygote   Init    text: none; fd: a memfd holding the init payload (below)
