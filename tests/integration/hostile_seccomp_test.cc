@@ -121,7 +121,7 @@ TEST_CASE("personality cannot disable ASLR or set READ_IMPLIES_EXEC", "[security
   CHECK(value["read_implies_exec"] == "EPERM");
 }
 
-TEST_CASE("every other syscall of the deny list answers EPERM", "[security]") {
+TEST_CASE("every other syscall the allow-list leaves out answers EPERM", "[security]") {
   auto server = startKernelServer(Framing::kNdjson);
   if (!isMachineX86(*server)) return;
   // x86_64 numbers; arguments are harmless where a call is let through (zero lengths, bad
