@@ -1,10 +1,15 @@
-// Helpers shared by the hostile-code cases (hostile_test.cc, hostile_more_test.cc): a Python
-// prelude for raw syscalls through ctypes, and the checks most cases end with.
+// Helpers shared by the hostile-code cases (hostile_*_test.cc, one file per thing attacked):
+// a Python prelude for raw syscalls through ctypes, the checks most cases end with, and the
+// host's view of one sandbox's pid namespace (hostile_support.cc).
 #pragma once
 
 #include <catch2/catch.hpp>
 
+#include <sys/types.h>
+
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "server_process.h"
 
@@ -54,5 +59,43 @@ inline bool isMachineX86(ServerProcess& server) {
 }
 
 inline bool eperm(const Json& v) { return v == "EPERM" || v == "ENOSYS"; }
+
+// ---- one sandbox's pid namespace, seen from the host (hostile_support.cc) ------------------
+
+// Live host processes (zombies excluded) whose pid namespace is `ns`, as
+// /proc/<pid>/ns/pid reads (e.g. "pid:[4026532181]"): the processes of one sandbox, whatever
+// they renamed themselves to and however they detached.
+std::vector<pid_t> pidsInNamespace(const std::string& ns);
+
+// Waits until no live process is left in `ns`; returns those still there at the timeout.
+std::vector<pid_t> awaitNamespaceEmpty(const std::string& ns, Millis timeout);
+
+// " pid(comm)" for each pid, for messages.
+std::string pidList(const std::vector<pid_t>& pids);
+
+// An open fd on a sandbox's pid namespace, so that its number ("pid:[N]") names it alone
+// for as long as a test looks: once a namespace's processes are gone the kernel hands its
+// inode number to the next namespace made, which may well be a new pooled child's.
+class NamespaceHold {
+ public:
+  explicit NamespaceHold(const std::string& ns);
+  NamespaceHold(const NamespaceHold&) = delete;
+  NamespaceHold& operator=(const NamespaceHold&) = delete;
+  ~NamespaceHold();
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+struct SandboxNamespace {
+  std::string ns;  // as /proc/<pid>/ns/pid reads, e.g. "pid:[4026532181]"
+  std::unique_ptr<NamespaceHold> hold;
+};
+
+// Starts an execution with streamed output whose program first prints
+// "NS=" + os.readlink('/proc/self/ns/pid'), and returns that namespace, held open, once it
+// is printed.
+SandboxNamespace startAndReadNamespace(ServerProcess& server, Json params, int64_t& id);
 
 }  // namespace pycell::testing::hostile
