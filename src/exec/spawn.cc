@@ -42,9 +42,10 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
     if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
     proc.hostWorkDir = tmpl;
     inputs.hostWorkDir = proc.hostWorkDir;
-    for (auto [name, text] : {std::pair{"/.pycell-bootstrap.py", &ctx.bootstrapSource}, {"/.pycell-policy.py", &ctx.policySource}}) {
+    for (const auto& [path, text] : ctx.sandboxFiles) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
+      std::string name = "/.pycell-" + path.substr(path.rfind('/') + 1);
       auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-      if (!fd || !writeAll(fd.get(), *text)) {
+      if (!fd || !writeAll(fd.get(), text)) {
         removeHostWorkDir(proc.hostWorkDir);
         return std::unexpected(sysError("write bootstrap"));
       }

@@ -10,7 +10,12 @@
 
 #include "pycell/analyze_py.h"
 #include "pycell/bootstrap_py.h"
+#include "pycell/displays_py.h"
+#include "pycell/errors_py.h"
+#include "pycell/files_py.h"
 #include "pycell/policy_py.h"
+#include "pycell/session_py.h"
+#include "pycell/values_py.h"
 
 namespace pycell::sandbox {
 
@@ -26,8 +31,10 @@ PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
   in.memoryByRlimit = !ctx.isolation.cgroup.memory;
   in.binds = profile.binds;
   in.seccomp = ctx.isolation.seccomp ? &ctx.seccompOffline : nullptr;
-  in.bootstrapSource = ctx.bootstrapSource;
-  in.extraFiles.push_back({kPolicyPath, ctx.policySource});
+  for (const auto& [path, source] : ctx.sandboxFiles) {
+    if (path == kBootstrapPath) in.bootstrapSource = source;  // the program a sandbox runs
+    else in.extraFiles.push_back({path, source});
+  }
   in.outerUid = ctx.sandboxUid;
   in.outerGid = ctx.sandboxGid;
   return in;
@@ -62,8 +69,10 @@ bool idMapped(const char* mapFile, unsigned id) {
 
 Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options) {
   auto ctx = std::make_unique<SandboxContext>();
-  ctx->bootstrapSource = std::string(kBootstrapPy);
-  ctx->policySource = std::string(kPolicyPy);
+  ctx->sandboxFiles = {{kBootstrapPath, std::string(kBootstrapPy)}, {kPolicyPath, std::string(kPolicyPy)},
+                       {"/.pycell/values.py", std::string(kValuesPy)}, {"/.pycell/errors.py", std::string(kErrorsPy)},
+                       {"/.pycell/displays.py", std::string(kDisplaysPy)}, {"/.pycell/files.py", std::string(kFilesPy)},
+                       {"/.pycell/session.py", std::string(kSessionPy)}};
   ctx->analyzeProgram = std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python);

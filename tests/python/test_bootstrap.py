@@ -303,6 +303,18 @@ class BootstrapTest(unittest.TestCase):
         self.assertEqual(result["valueRepr"], "{'ok': True}")
         self.assertEqual(rc, 0)
 
+    def test_bootstrap_modules_not_reachable_by_name(self):
+        # The bootstrap and the modules it loads from beside itself are in no sys.modules
+        # entry and no sys.path directory: an import by name never finds them.
+        code = ("import importlib.util, os, sys\n"
+                "names = ('bootstrap', 'policy', 'values', 'errors', 'displays', 'files', 'session')\n"
+                "specs = [importlib.util.find_spec(n) for n in names]\n"
+                "ours = [s.name for s in specs if s and os.path.dirname(s.origin or '') == inputs]\n"
+                "[ours, sorted(n for n in sys.modules if n.startswith('pycell'))]")
+        result, _, err, _ = run(code, inputs=os.path.dirname(BOOTSTRAP))
+        self.assertEqual(result["status"], "ok", err)
+        self.assertEqual(result["value"], [[], []])
+
     def test_result_fd_hidden(self):
         code = ("import os\n"
                 "try:\n"
@@ -835,8 +847,21 @@ class SessionModeTest(unittest.TestCase):
             self.assertEqual(next_result()["exitCode"], 4)
             send({"code": "x", "files": {}})
             self.assertEqual(next_result()["value"], 42)  # SystemExit did not end the session
+            # What the bootstrap's modules call is their own: rebinding it in one run does
+            # not change how the next request is read, run and reported.
+            send({"code": "import base64, builtins, fnmatch, json, resource, signal\n"
+                          "builtins.sorted = builtins.repr = builtins.getattr = lambda *a, **k: 1 / 0\n"
+                          "base64.b64decode = fnmatch.translate = json.loads = None\n"
+                          "resource.setrlimit = resource.getrlimit = signal.signal = None", "files": {}})
+            patching = next_result()
+            self.assertEqual(patching["status"], "ok", patching["error"])
+            send({"code": "open('b/c.txt').read()", "files": {"b/c.txt": {"base64": "aGk="}},
+                  "returnFiles": ["**/*.txt"], "cpuMs": 5000})
+            patched = next_result()
+            self.assertEqual((patched["status"], patched["value"], patched["valueRepr"]), ("ok", "hi", "'hi'"))
+            self.assertEqual([(f["path"], f["base64"]) for f in patched["files"]], [("b/c.txt", "aGk=")])
             # Each run that started said so before its result.
-            self.assertEqual(sum(1 for line in lines if line == {"started": True}), 7)
+            self.assertEqual(sum(1 for line in lines if line == {"started": True}), 9)
             requests.close()  # EOF: the session ends
             out, err = proc.communicate(timeout=30)
             results.close()

@@ -4,6 +4,8 @@
 #include <array>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pycell/sandbox/config.h"
 #include "pycell/sandbox/enter.h"
@@ -29,8 +31,10 @@ struct SandboxContext {
   [[nodiscard]] const nlohmann::json& policy(const std::string& profile, bool network) const {
     return policies.at(profile)[network ? 1 : 0];
   }
-  std::string bootstrapSource;
-  std::string policySource;   // the bootstrap's policy and activity module (src/python/policy.py)
+  // The Python files every sandbox holds, as (path in the sandbox, contents): the bootstrap
+  // (kBootstrapPath) and the modules it loads by path from beside it (policy.py, values.py,
+  // ...; src/python/). Without a mount namespace they go into the host work dir instead.
+  std::vector<std::pair<std::string, std::string>> sandboxFiles;
   std::string analyzeProgram;  // `analyze` runs this in a sandbox (src/python/analyze.py + its entry call)
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
   // exists in our user namespace), else the server's own user.
