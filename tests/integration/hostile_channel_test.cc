@@ -178,16 +178,17 @@ TEST_CASE("a huge stdin reaches the program whole", "[security]") {
 
 TEST_CASE("a huge stdin the program never reads does not hold up its answer", "[security]") {
   auto server = startKernelServer(Framing::kNdjson);
-  Stopwatch clock;
   Json result = execute(*server, {{"code", "import os\nos.close(0)\n6 * 7"},
                                   {"stdin", std::string(16u << 20, 's')},
-                                  {"limits", {{"timeoutMs", 5000}}}});
+                                  {"limits", {{"timeoutMs", 20000}}}});
   INFO("result: " << brief(result));
+  // Not held until its timeout: an answer held for the unread input would end `timeout`;
+  // the run's own wall time (the server's clock from start to the kernel's exit) is far
+  // below it. (Carrying 16 MiB of JSON there and back is the client's and the transport's
+  // time, not the run's: the client's clock, which a loaded machine stretches, is not
+  // what this checks.)
   CHECK(result["status"] == "ok");
   CHECK(result["value"] == 42);
-  // Not held until its 5 s timeout: the run itself ended at once (carrying 16 MiB of JSON
-  // there and back is the client's and the transport's time, not the run's).
   CHECK(result["usage"]["wallMs"].get<int64_t>() < 4000);
-  CHECK(clock.elapsed() < scaled(5000ms));
   requireHealthy(*server);
 }
