@@ -180,7 +180,7 @@ TEST_CASE("a huge stdin the program never reads does not hold up its answer", "[
   auto server = startKernelServer(Framing::kNdjson);
   Json result = execute(*server, {{"code", "import os\nos.close(0)\n6 * 7"},
                                   {"stdin", std::string(16u << 20, 's')},
-                                  {"limits", {{"timeoutMs", 20000}}}});
+                                  {"limits", {{"timeoutMs", 10000}}}});
   INFO("result: " << brief(result));
   // Not held until its timeout: an answer held for the unread input would end `timeout`;
   // the run's own wall time (the server's clock from start to the kernel's exit) is far
