@@ -4,6 +4,7 @@
 #include "pycell/server/server.h"
 
 #include "pycell/log.h"
+#include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
 
 namespace pycell::server {
 
@@ -14,23 +15,19 @@ namespace {
 // Protocol versions we speak; the client's is echoed when it is one of them.
 const std::vector<std::string> kMcpVersions = {"2025-11-25", "2025-06-18"};
 
+// The tool as schemas/tools/run_python.anthropic.json defines it for function calling (one
+// text for every client), in MCP's spelling, with the `session` argument only MCP has.
 json runPythonTool() {
-  return {{"name", "run_python"},
+  static const json shared = json::parse(kRunPythonToolJson);
+  json schema = shared.at("input_schema");
+  schema["properties"]["session"] = {
+      {"type", "string"},
+      {"description", "Run in this session (from create_session) instead of a fresh interpreter: its variables, "
+                      "imports and files persist between the calls that name it"}};
+  return {{"name", shared.at("name")},
           {"title", "Run Python in a sandbox"},
-          {"description",
-           "Runs Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "
-           "and returns its output, the value of its last expression, and any error with its traceback. "
-           "Without `session`, each call starts from a fresh interpreter; with a `session` from create_session, "
-           "variables, imports and files persist between calls."},
-          {"inputSchema",
-           {{"type", "object"},
-            {"properties",
-             {{"code", {{"type", "string"}, {"description", "Python source to run"}}},
-              {"session", {{"type", "string"}, {"description", "Run in this session (from create_session); state persists"}}},
-              {"inputs", {{"description", "Any JSON, bound to the global name `inputs`"}}},
-              {"timeoutMs", {{"type", "integer"}, {"minimum", 1}, {"description", "Wall-clock limit in milliseconds"}}}}},
-            {"required", {"code"}},
-            {"additionalProperties", false}}}};
+          {"description", shared.at("description")},
+          {"inputSchema", std::move(schema)}};
 }
 
 json createSessionTool() {
