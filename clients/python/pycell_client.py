@@ -363,7 +363,8 @@ class Pycell:
 
 # --- the run_python tool -------------------------------------------------------------
 # The same definitions as schemas/tools/run_python.{openai,anthropic}.json in the pycell
-# repository (a test keeps them equal), here so that this file is all you need.
+# repository (the one source: `pycell mcp` compiles the Anthropic file in), copied here so
+# that this file is all you need; test_client.py keeps the copy equal to the files.
 
 _DESCRIPTION = (
     "Run Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "

@@ -529,6 +529,26 @@ class ToolSchemaTest(unittest.TestCase):
         # The MCP server's run_python takes the same arguments (PROTOCOL.md section 5).
         self.assertEqual(set(self.anthropic["input_schema"]["properties"]), {"code", "inputs", "timeoutMs"})
 
+    def test_mcp_lists_the_same_tool(self):
+        # `pycell mcp` compiles run_python.anthropic.json in: the same name, description and
+        # arguments, with the session argument only MCP has.
+        requests = [
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        ]
+        proc = subprocess.run([BINARY, "mcp"], input="".join(json.dumps(r) + "\n" for r in requests),
+                              capture_output=True, text=True, timeout=120)
+        answers = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        listed = next(a for a in answers if a.get("id") == 2)["result"]["tools"]
+        tool = next(t for t in listed if t["name"] == "run_python")
+        self.assertEqual(tool["name"], self.anthropic["name"])
+        self.assertEqual(tool["description"], self.anthropic["description"])
+        schema = copy.deepcopy(tool["inputSchema"])
+        self.assertEqual(schema["properties"].pop("session")["type"], "string")
+        self.assertEqual(schema, self.anthropic["input_schema"])
+
     def test_accepted_calls_run_on_the_server(self):
         for anthropic_arguments, openai_arguments, status, value in ACCEPTED:
             for name, arguments, validator in (("anthropic", anthropic_arguments, self.anthropic_validator),

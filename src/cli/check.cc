@@ -4,17 +4,18 @@
 #include "pycell/cli/cli.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/sandbox/probe.h"
+#include "pycell/server/params.h"
 
 namespace pycell::cli {
 
 namespace {
 
 // One real execution through the whole stack: the proof that the pieces fit together.
-Result<nlohmann::json> runInSandbox(const sandbox::SandboxContext& ctx, const nlohmann::json& params) {
+Result<nlohmann::json> runInSandbox(const sandbox::SandboxContext& ctx, server::RunArgs args) {
   EventLoop loop;
   exec::Scheduler scheduler(loop, ctx);
-  auto request = exec::parseExecuteParams(params, ctx.config);
-  if (!request) return std::unexpected(Error{request.error()});
+  auto request = server::runRequest(std::move(args), ctx.config);
+  if (!request) return std::unexpected(Error{request.error().message});
   std::optional<Result<nlohmann::json>> outcome;
   auto submitted = scheduler.submit(std::move(*request), [&](Result<nlohmann::json> r) {
     outcome = std::move(r);
@@ -31,7 +32,7 @@ std::string preloadReport(const sandbox::SandboxContext& ctx, const Profile& pro
       "import importlib\nresult = {}\nfor name in inputs:\n"
       "    try:\n        importlib.import_module(name)\n        result[name] = 'ok'\n"
       "    except Exception as e:\n        result[name] = type(e).__name__ + ': ' + str(e)\n";
-  auto r = runInSandbox(ctx, {{"code", code}, {"profile", profile.name}, {"inputs", profile.preload}});
+  auto r = runInSandbox(ctx, {.code = code, .profile = profile.name, .inputs = nlohmann::json(profile.preload)});
   if (!r) return r.error().message();
   ok = (*r)["status"] == "ok";
   std::string out;
@@ -45,7 +46,7 @@ std::string preloadReport(const sandbox::SandboxContext& ctx, const Profile& pro
 
 std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
   auto started = std::chrono::steady_clock::now();
-  auto r = runInSandbox(ctx, {{"code", "import sys\nsys.version.split()[0]"}});
+  auto r = runInSandbox(ctx, {.code = "import sys\nsys.version.split()[0]"});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (!r) return r.error().message();
   ok = (*r).value("status", "") == "ok";

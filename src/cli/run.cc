@@ -12,6 +12,7 @@
 #include "pycell/cli/usage_chart.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/log.h"
+#include "pycell/server/params.h"
 
 namespace pycell::cli {
 
@@ -45,42 +46,74 @@ std::optional<std::string> absolutePath(const std::string& path) {
   return std::string(real);
 }
 
-}  // namespace
-
-int runMain(const RunOptions& options) {
-  auto config = loadConfigOrReport(options.common);
-  if (!config) return 2;
-  auto profileIt = config->profiles.find(options.profile);
-  if (profileIt == config->profiles.end()) {
+// The person at the shell is the administrator: their flags widen the profile itself.
+bool widenProfile(const RunOptions& options, Config& config) {
+  auto profileIt = config.profiles.find(options.profile);
+  if (profileIt == config.profiles.end()) {
     std::cerr << "pycell run: unknown profile '" << options.profile << "'\n";
-    return 2;
+    return false;
   }
-  // The person at the shell is the administrator: their flags widen the profile itself.
   Profile& profile = profileIt->second;
   profile.allowRaisingLimits = true;
   if (options.allowNetwork) profile.networkAllowed = true;
   for (const auto& [paths, writable] : {std::pair{&options.allowRead, false}, {&options.allowWrite, true}}) {
     for (const auto& p : *paths) {
       auto abs = absolutePath(p);
-      if (!abs) return 2;
+      if (!abs) return false;
       profile.binds.push_back({*abs, writable});
     }
   }
+  return true;
+}
+
+// The flags as a request, checked as execute params are (params.h).
+std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Config& config) {
+  if (!widenProfile(options, config)) return std::nullopt;
   auto code = readSource(options.file);
-  if (!code) return 2;
-  nlohmann::json params = {{"code", *code}, {"profile", options.profile}, {"network", options.allowNetwork}};
+  if (!code) return std::nullopt;
+  server::RunArgs args{.code = std::move(*code), .profile = options.profile, .network = options.allowNetwork};
   if (options.timeoutSeconds) {
     auto ms = static_cast<int64_t>(std::ceil(*options.timeoutSeconds * 1000));
-    params["limits"]["timeoutMs"] = ms;
-    params["limits"]["cpuMs"] = ms;
+    args.limits["timeoutMs"] = ms;
+    args.limits["cpuMs"] = ms;
   }
-  if (options.memoryMb) params["limits"]["memoryMb"] = *options.memoryMb;
-  auto request = exec::parseExecuteParams(params, *config);
+  if (options.memoryMb) args.limits["memoryMb"] = *options.memoryMb;
+  auto request = server::runRequest(std::move(args), config);
   if (!request) {
-    std::cerr << "pycell run: " << request.error() << "\n";
-    return 2;
+    std::cerr << "pycell run: " << request.error().message << "\n";
+    return std::nullopt;
   }
   if (!options.usageChartFile.empty() || !options.reportFile.empty()) request->samples = true;
+  return std::move(*request);
+}
+
+// --report and --usage-chart; false when one could not be written.
+bool writeReports(const RunOptions& options, const nlohmann::json& result) {
+  bool written = true;
+  auto writeOut = [&](const std::string& path, const std::string& text) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd || !writeAll(fd.get(), text)) {
+      std::cerr << "pycell run: " << sysError(path).message() << "\n";
+      written = false;
+    }
+  };
+  if (!options.reportFile.empty())
+    writeOut(options.reportFile, result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!options.usageChartFile.empty()) {
+    std::string title = (options.file == "-" ? std::string("<stdin>") : options.file) + " (" + result.value("status", "?") + ")";
+    writeOut(options.usageChartFile,
+             renderUsageChart(result.contains("samples") ? result["samples"] : nlohmann::json::array(), result["usage"], title));
+  }
+  return written;
+}
+
+}  // namespace
+
+int runMain(const RunOptions& options) {
+  auto config = loadConfigOrReport(options.common);
+  if (!config) return 2;
+  auto request = requestFor(options, *config);
+  if (!request) return 2;
   auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
@@ -118,22 +151,7 @@ int runMain(const RunOptions& options) {
     return 3;
   }
   const auto& result = **outcome;
-  bool written = true;
-  auto writeOut = [&](const std::string& path, const std::string& text) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd || !writeAll(fd.get(), text)) {
-      std::cerr << "pycell run: " << sysError(path).message() << "\n";
-      written = false;
-    }
-  };
-  if (!options.reportFile.empty())
-    writeOut(options.reportFile, result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!options.usageChartFile.empty()) {
-    std::string title = (options.file == "-" ? std::string("<stdin>") : options.file) + " (" + result.value("status", "?") + ")";
-    writeOut(options.usageChartFile,
-             renderUsageChart(result.contains("samples") ? result["samples"] : nlohmann::json::array(), result["usage"], title));
-  }
-  if (!written) return 2;
+  if (!writeReports(options, result)) return 2;
   if (options.json) {
     std::cout << result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {

@@ -25,16 +25,6 @@ namespace {
 constexpr auto kDrainGrace = std::chrono::milliseconds(2000);
 
 int64_t toMs(const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000; }
-
-std::expected<void, std::string> checkFiles(const json& files) {
-  if (!files.is_object()) return std::unexpected("files must be an object of path -> {text} or {base64}");
-  for (const auto& [path, spec] : files.items()) {
-    bool text = spec.is_object() && spec.contains("text") && spec["text"].is_string();
-    bool b64 = spec.is_object() && spec.contains("base64") && spec["base64"].is_string();
-    if (text == b64) return std::unexpected("files['" + path + "'] must be {text: string} or {base64: string}");
-  }
-  return {};
-}
 }  // namespace
 
 const char* stateName(ExecState s) {
@@ -44,70 +34,6 @@ const char* stateName(ExecState s) {
     case ExecState::Finished: break;
   }
   return "finished";
-}
-
-std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& params, const Config& config) {
-  if (!params.is_object()) return std::unexpected("params must be an object with a 'code' string");
-  ExecutionRequest req;
-  if (!params.contains("code") || !params["code"].is_string()) return std::unexpected("'code' must be a string");
-  req.code = params["code"].get<std::string>();
-  auto optString = [&](const char* key, std::string& out) -> std::expected<void, std::string> {
-    if (!params.contains(key) || params[key].is_null()) return {};
-    if (!params[key].is_string()) return std::unexpected(std::string("'") + key + "' must be a string");
-    out = params[key].get<std::string>();
-    return {};
-  };
-  for (auto [key, out] : {std::pair{"profile", &req.profile}, {"executionId", &req.executionId}, {"stdin", &req.stdinData}}) {
-    if (auto ok = optString(key, *out); !ok) return std::unexpected(ok.error());
-  }
-  auto profile = config.profiles.find(req.profile);
-  if (profile == config.profiles.end()) return std::unexpected("unknown profile '" + req.profile + "'");
-  if (params.contains("session") && !params["session"].is_null()) {
-    if (!params["session"].is_string()) return std::unexpected("'session' must be a string");
-    req.session = params["session"].get<std::string>();
-  }
-  if (params.contains("inputs")) {
-    req.inputs = params["inputs"];
-    req.hasInputs = true;
-  }
-  if (params.contains("files") && !params["files"].is_null()) {
-    if (auto ok = checkFiles(params["files"]); !ok) return std::unexpected(ok.error());
-    req.files = params["files"];
-  }
-  auto limits = resolveLimits(profile->second, params.contains("limits") ? params["limits"] : json(nullptr));
-  if (!limits) return std::unexpected(limits.error());
-  req.limits = *limits;
-  if (params.contains("network") && !params["network"].is_null()) {
-    if (!params["network"].is_boolean()) return std::unexpected("'network' must be a boolean");
-    req.network = params["network"].get<bool>();
-    if (req.network && !profile->second.networkAllowed)
-      return std::unexpected("profile '" + req.profile + "' does not allow network access");
-  }
-  if (params.contains("stream") && !params["stream"].is_null() && !params["stream"].is_boolean())
-    return std::unexpected("'stream' must be a boolean");
-  req.samples = profile->second.samples || (params.contains("stream") && params["stream"] == true);
-  // The bootstrap checks the patterns again, inside the sandbox.
-  if (params.contains("returnFiles") && !params["returnFiles"].is_null()) {
-    const json& globs = params["returnFiles"];
-    if (!globs.is_array()) return std::unexpected("'returnFiles' must be an array of glob strings");
-    if (globs.size() > 100) return std::unexpected("'returnFiles' may hold at most 100 patterns");
-    for (const auto& glob : globs) {
-      if (!glob.is_string()) return std::unexpected("'returnFiles' must be an array of glob strings");
-      const auto& pattern = glob.get_ref<const std::string&>();
-      std::string where = "returnFiles: '" + pattern + "' ";
-      if (pattern.empty() || pattern.size() > 4096 || pattern.find('\0') != std::string::npos)
-        return std::unexpected("returnFiles: each pattern must be a non-empty relative glob of at most 4096 bytes");
-      if (pattern.front() == '/') return std::unexpected(where + "is absolute; patterns are relative to the working directory");
-      for (size_t start = 0; start <= pattern.size();) {
-        size_t end = std::min(pattern.find('/', start), pattern.size());
-        if (pattern.compare(start, end - start, "..") == 0)
-          return std::unexpected(where + "contains '..'; patterns must stay inside the working directory");
-        start = end + 1;
-      }
-    }
-    req.returnFiles = globs;
-  }
-  return req;
 }
 
 Execution::Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionRequest request, uint64_t serial)

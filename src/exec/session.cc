@@ -37,35 +37,6 @@ const char* sessionStateName(Session::State s) {
   return "ended";
 }
 
-std::expected<SessionSettings, std::string> parseSessionParams(const json& params, const Config& config) {
-  SessionSettings s;
-  if (!params.is_null() && !params.is_object()) return std::unexpected("params must be an object");
-  json p = params.is_object() ? params : json::object();
-  for (const auto& [key, value] : p.items()) {
-    if (key != "session" && key != "profile" && key != "limits" && key != "network")
-      return std::unexpected("unknown field '" + key + "' (session/create takes session, profile, limits, network)");
-  }
-  for (auto [key, out] : {std::pair{"session", &s.id}, {"profile", &s.profile}}) {
-    if (!p.contains(key) || p[key].is_null()) continue;
-    if (!p[key].is_string()) return std::unexpected(std::string("'") + key + "' must be a string");
-    *out = p[key].get<std::string>();
-  }
-  if (p.contains("session") && (s.id.empty() || s.id.size() > 200))
-    return std::unexpected("'session' must be a non-empty string of at most 200 bytes");
-  auto profile = config.profiles.find(s.profile);
-  if (profile == config.profiles.end()) return std::unexpected("unknown profile '" + s.profile + "'");
-  auto limits = resolveLimits(profile->second, p.contains("limits") ? p["limits"] : json(nullptr));
-  if (!limits) return std::unexpected(limits.error());
-  s.limits = *limits;
-  if (p.contains("network") && !p["network"].is_null()) {
-    if (!p["network"].is_boolean()) return std::unexpected("'network' must be a boolean");
-    s.network = p["network"].get<bool>();
-    if (s.network && !profile->second.networkAllowed)
-      return std::unexpected("profile '" + s.profile + "' does not allow network access");
-  }
-  return s;
-}
-
 Session::Session(EventLoop& loop, const sandbox::SandboxContext& ctx, SessionSettings settings, uint64_t serial)
     : loop_(loop), ctx_(ctx), settings_(std::move(settings)), serial_(serial) {}
 

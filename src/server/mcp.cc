@@ -4,6 +4,7 @@
 #include "pycell/server/server.h"
 
 #include "pycell/log.h"
+#include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
 
 namespace pycell::server {
 
@@ -14,23 +15,19 @@ namespace {
 // Protocol versions we speak; the client's is echoed when it is one of them.
 const std::vector<std::string> kMcpVersions = {"2025-11-25", "2025-06-18"};
 
+// The tool as schemas/tools/run_python.anthropic.json defines it for function calling (one
+// text for every client), in MCP's spelling, with the `session` argument only MCP has.
 json runPythonTool() {
-  return {{"name", "run_python"},
+  static const json shared = json::parse(kRunPythonToolJson);
+  json schema = shared.at("input_schema");
+  schema["properties"]["session"] = {
+      {"type", "string"},
+      {"description", "Run in this session (from create_session) instead of a fresh interpreter: its variables, "
+                      "imports and files persist between the calls that name it"}};
+  return {{"name", shared.at("name")},
           {"title", "Run Python in a sandbox"},
-          {"description",
-           "Runs Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "
-           "and returns its output, the value of its last expression, and any error with its traceback. "
-           "Without `session`, each call starts from a fresh interpreter; with a `session` from create_session, "
-           "variables, imports and files persist between calls."},
-          {"inputSchema",
-           {{"type", "object"},
-            {"properties",
-             {{"code", {{"type", "string"}, {"description", "Python source to run"}}},
-              {"session", {{"type", "string"}, {"description", "Run in this session (from create_session); state persists"}}},
-              {"inputs", {{"description", "Any JSON, bound to the global name `inputs`"}}},
-              {"timeoutMs", {{"type", "integer"}, {"minimum", 1}, {"description", "Wall-clock limit in milliseconds"}}}}},
-            {"required", {"code"}},
-            {"additionalProperties", false}}}};
+          {"description", shared.at("description")},
+          {"inputSchema", std::move(schema)}};
 }
 
 json createSessionTool() {
@@ -99,7 +96,7 @@ void Server::bindMcpMethods() {
 }
 
 void Server::mcpInitialize(const json& params, Reply reply) {
-  std::string asked = params.is_object() ? params.value("protocolVersion", std::string()) : "";
+  std::string asked = decodeInitialize(params).protocolVersion;
   bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
   lifecycle_ = Lifecycle::Running;
   std::string instructions = "Run Python with the run_python tool. Sandbox isolation here: " +
@@ -111,42 +108,25 @@ void Server::mcpInitialize(const json& params, Reply reply) {
 }
 
 void Server::mcpCallTool(const json& params, Reply reply) {
-  if (!params.is_object() || !params.contains("name") || !params["name"].is_string())
-    throw InvalidParams("tools/call needs a tool name");
-  const std::string name = params["name"].get<std::string>();
-  json args = params.contains("arguments") ? params["arguments"] : json::object();
+  auto call = decodeToolCall(params);
+  if (!call) throw InvalidParams(call.error().message);
   // A bad call is the model's mistake to read and correct: a tool error, not a protocol one.
-  if (!args.is_object()) return reply.result(toolError(name + " takes an object of arguments"));
-  if (name == "create_session") {
-    json create = json::object();
-    if (args.contains("profile")) create["profile"] = args["profile"];
-    auto settings = exec::parseSessionParams(create, ctx_.config);
-    if (!settings) return reply.result(toolError(settings.error()));
-    auto shared = std::make_shared<Reply>(std::move(reply));
-    auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
-      if (shared->answered()) return;
-      if (!result) return shared->result(toolError("the session could not be started: " + result.error().message()));
-      std::string id = (*result)["session"].get<std::string>();
-      shared->result({{"content", {{{"type", "text"}, {"text", "session: " + id}}}}, {"structuredContent", *result}, {"isError", false}});
-    });
-    if (!created && !shared->answered()) shared->result(toolError(created.error().message));
-    return;
-  }
-  if (name == "close_session") {
-    if (!args.contains("session") || !args["session"].is_string()) return reply.result(toolError("close_session needs a `session` string"));
-    bool closed = scheduler_.closeSession(args["session"].get<std::string>());
+  auto args = decodeToolArguments(*call);
+  if (!args) return reply.result(toolError(args.error().message));
+  if (call->name == "create_session") return mcpCreateSession(*args, std::move(reply));
+  if (call->name == "close_session") {
+    auto close = decodeCloseSessionArgs(*args);
+    if (!close) return reply.result(toolError(close.error().message));
+    bool closed = scheduler_.closeSession(close->session);
     return reply.result({{"content", {{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}}},
                          {"structuredContent", {{"closed", closed}}},
                          {"isError", !closed}});
   }
-  if (name != "run_python") throw InvalidParams("unknown tool: " + name);
-  if (!args.contains("code") || !args["code"].is_string()) return reply.result(toolError("run_python needs a `code` string argument"));
-  json execute = {{"code", args["code"]}};
-  if (args.contains("inputs")) execute["inputs"] = args["inputs"];
-  if (args.contains("session")) execute["session"] = args["session"];
-  if (args.contains("timeoutMs")) execute["limits"] = {{"timeoutMs", args["timeoutMs"]}};
-  auto request = exec::parseExecuteParams(withSessionProfile(execute), ctx_.config);
-  if (!request) return reply.result(toolError(request.error()));
+  if (call->name != "run_python") throw InvalidParams(unknownTool(call->name).message);
+  auto run = decodeRunPythonArgs(*args);
+  if (!run) return reply.result(toolError(run.error().message));
+  auto request = runRequest(std::move(*run), ctx_.config, sessionProfiles());
+  if (!request) return reply.result(toolError(request.error().message));
   submitTracked(
       std::move(*request), std::move(reply), {},
       [](Reply& r, Result<json> result) {
@@ -159,6 +139,21 @@ void Server::mcpCallTool(const json& params, Reply reply) {
         if (e.kind == exec::SubmitError::Kind::QueueFull) return r.error(code::kQueueFull, e.message);
         r.result(toolError(e.message));
       });
+}
+
+void Server::mcpCreateSession(const json& args, Reply reply) {
+  auto wanted = decodeCreateSessionArgs(args);
+  if (!wanted) return reply.result(toolError(wanted.error().message));
+  auto settings = sessionSettings(*wanted, ctx_.config);
+  if (!settings) return reply.result(toolError(settings.error().message));
+  auto shared = std::make_shared<Reply>(std::move(reply));
+  auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
+    if (shared->answered()) return;
+    if (!result) return shared->result(toolError("the session could not be started: " + result.error().message()));
+    std::string id = (*result)["session"].get<std::string>();
+    shared->result({{"content", {{{"type", "text"}, {"text", "session: " + id}}}}, {"structuredContent", *result}, {"isError", false}});
+  });
+  if (!created && !shared->answered()) shared->result(toolError(created.error().message));
 }
 
 }  // namespace pycell::server

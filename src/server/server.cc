@@ -15,8 +15,6 @@ namespace pycell::server {
 using namespace protocol;
 
 namespace {
-constexpr const char* kUnknownExecution = "unknown executionId";
-
 // The data of a -32000 error: the reason, and for a failed isolation step which step, its
 // errno and on what, the same on every path (sandbox/isolate.h).
 json sandboxFailureData(const Error& e) {
@@ -276,8 +274,8 @@ void Server::flush() {
 }
 
 void Server::initialize(const json& params, Reply reply) {
-  if (params.is_object() && params.contains("processId") && params["processId"].is_number_integer()) {
-    if (auto st = watchClientProcess(params["processId"].get<int>()); !st) log::warn(st.error().message());
+  if (auto pid = decodeInitialize(params).processId) {
+    if (auto st = watchClientProcess(*pid); !st) log::warn(st.error().message());
   }
   lifecycle_ = Lifecycle::Running;
   json profiles = json::array();
@@ -292,24 +290,19 @@ void Server::initialize(const json& params, Reply reply) {
                 {"profiles", profiles}});
 }
 
-json Server::withSessionProfile(json params) const {
+SessionProfileLookup Server::sessionProfiles() const {
   // In a session, the profile defaults to the session's own.
-  if (params.is_object() && params.contains("session") && params["session"].is_string() &&
-      (!params.contains("profile") || params["profile"].is_null())) {
-    if (auto profile = scheduler_.sessionProfile(params["session"].get<std::string>())) params["profile"] = *profile;
-  }
-  return params;
+  return [this](const std::string& session) { return scheduler_.sessionProfile(session); };
 }
 
 void Server::execute(const json& params, Reply reply) {
-  auto request = exec::parseExecuteParams(withSessionProfile(params), ctx_.config);
-  if (!request) throw InvalidParams(request.error());
-  bool stream = params.contains("stream") && params["stream"].is_boolean() && params["stream"].get<bool>();
+  auto decoded = decodeExecute(params, ctx_.config, sessionProfiles());
+  if (!decoded) throw InvalidParams(decoded.error().message);
+  bool stream = decoded->stream;
   std::string key = requestKey(reply.id());
   exec::Execution::OutputSink output;
   // LSP work-done progress, when the client asked for it with a token.
-  json token = params.contains("workDoneToken") ? params["workDoneToken"] : json(nullptr);
-  if (!token.is_string() && !token.is_number_integer()) token = nullptr;
+  json token = decoded->workDoneToken;
   auto progress = [this, token](json value) {
     if (!token.is_null()) notify("$/progress", {{"token", token}, {"value", std::move(value)}});
   };
@@ -339,7 +332,7 @@ void Server::execute(const json& params, Reply reply) {
     bool full = e.kind == exec::SubmitError::Kind::QueueFull || e.kind == exec::SubmitError::Kind::TooManySessions;
     reply.error(full ? code::kQueueFull : code::kInvalidParams, e.message);
   };
-  submitTracked(std::move(*request), std::move(reply), std::move(output), answer, rejected, finished, stream);
+  submitTracked(std::move(decoded->request), std::move(reply), std::move(output), answer, rejected, finished, stream);
 }
 
 void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Execution::OutputSink output,
@@ -369,38 +362,33 @@ void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Ex
 }
 
 void Server::status(const json& params, Reply reply) {
-  if (params.is_object() && params.contains("executionId")) {
-    if (!params["executionId"].is_string()) throw InvalidParams("'executionId' must be a string");
-    auto s = scheduler_.status(params["executionId"].get<std::string>());
-    if (!s) throw InvalidParams(kUnknownExecution);
-    reply.result(*s);
-    return;
-  }
-  reply.result(scheduler_.summary());
+  auto decoded = decodeStatus(params);
+  if (!decoded) throw InvalidParams(decoded.error().message);
+  if (!decoded->executionId) return reply.result(scheduler_.summary());
+  auto s = scheduler_.status(*decoded->executionId);
+  if (!s) throw InvalidParams(unknownExecution().message);
+  reply.result(*s);
 }
 
 void Server::kill(const json& params, Reply reply) {
-  if (!params.is_object()) throw InvalidParams("kill takes {executionId} or {session}");
-  if (params.contains("session")) {
-    if (!params["session"].is_string()) throw InvalidParams("'session' must be a string");
-    auto stopped = scheduler_.stopSession(params["session"].get<std::string>(), exec::StopReason::Killed);
-    if (!stopped) throw InvalidParams("unknown session '" + params["session"].get<std::string>() + "'");
-    reply.result(*stopped);
-    return;
+  auto decoded = decodeKill(params);
+  if (!decoded) throw InvalidParams(decoded.error().message);
+  const std::string& id = decoded->id;
+  if (decoded->target == KillParams::Target::Session) {
+    auto stopped = scheduler_.stopSession(id, exec::StopReason::Killed);
+    if (!stopped) throw InvalidParams(unknownSession(id).message);
+    return reply.result(*stopped);
   }
-  if (!params.contains("executionId") || !params["executionId"].is_string())
-    throw InvalidParams("'executionId' must be a string");
-  std::string id = params["executionId"].get<std::string>();
   auto before = scheduler_.status(id);
-  if (!before) throw InvalidParams(kUnknownExecution);
+  if (!before) throw InvalidParams(unknownExecution().message);
   bool killed = (*before)["state"] != "finished" && scheduler_.stop(id, exec::StopReason::Killed);
   auto after = scheduler_.status(id);
   reply.result({{"killed", killed}, {"state", after ? (*after)["state"] : json("finished")}});
 }
 
 void Server::createSession(const json& params, Reply reply) {
-  auto settings = exec::parseSessionParams(params, ctx_.config);
-  if (!settings) throw InvalidParams(settings.error());
+  auto settings = decodeSessionCreate(params, ctx_.config);
+  if (!settings) throw InvalidParams(settings.error().message);
   auto shared = std::make_shared<Reply>(std::move(reply));
   auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
     if (shared->answered()) return;
@@ -417,22 +405,16 @@ void Server::createSession(const json& params, Reply reply) {
 // analysis is never run): src/python/analyze.py is the program, the code and the profile's
 // policy its inputs, the diagnostics its value.
 void Server::analyze(const json& params, Reply reply) {
-  if (!params.is_object() || !params.contains("code") || !params["code"].is_string())
-    throw InvalidParams("analyze takes {code: string, profile?: string}");
-  std::string profileName = "default";
-  if (params.contains("profile") && !params["profile"].is_null()) {
-    if (!params["profile"].is_string()) throw InvalidParams("'profile' must be a string");
-    profileName = params["profile"].get<std::string>();
-  }
-  auto profile = ctx_.config.profiles.find(profileName);
-  if (profile == ctx_.config.profiles.end()) throw InvalidParams("unknown profile '" + profileName + "'");
-  const json& policy = ctx_.policy(profileName, profile->second.networkAllowed);
+  auto decoded = decodeAnalyze(params, ctx_.config);
+  if (!decoded) throw InvalidParams(decoded.error().message);
+  const Profile& profile = ctx_.config.profiles.at(decoded->profile);
+  const json& policy = ctx_.policy(decoded->profile, profile.networkAllowed);
   exec::ExecutionRequest request;
-  request.profile = profileName;
+  request.profile = decoded->profile;
   request.code = ctx_.analyzeProgram;
-  request.inputs = {{"code", params["code"]}, {"policy", policy.is_null() ? json::object() : policy}};
+  request.inputs = {{"code", std::move(decoded->code)}, {"policy", policy.is_null() ? json::object() : policy}};
   request.hasInputs = true;
-  request.limits = profile->second.limits;
+  request.limits = profile.limits;
   request.limits.timeoutMs = std::min<int64_t>(request.limits.timeoutMs, 20000);
   request.internal = true;
   submitTracked(
@@ -450,14 +432,15 @@ void Server::analyze(const json& params, Reply reply) {
 }
 
 void Server::closeSession(const json& params, Reply reply) {
-  if (!params.is_object() || !params.contains("session") || !params["session"].is_string())
-    throw InvalidParams("session/close takes {session: string}");
-  reply.result({{"closed", scheduler_.closeSession(params["session"].get<std::string>())}});
+  auto decoded = decodeSessionClose(params);
+  if (!decoded) throw InvalidParams(decoded.error().message);
+  reply.result({{"closed", scheduler_.closeSession(decoded->session)}});
 }
 
 void Server::cancel(const json& params) {
-  if (!params.is_object() || !params.contains("id")) return;
-  auto it = executionByRequest_.find(requestKey(params["id"]));
+  auto id = decodeCancel(params);
+  if (!id) return;
+  auto it = executionByRequest_.find(requestKey(*id));
   if (it == executionByRequest_.end()) return;
   cancelled_.insert(it->second);
   scheduler_.stop(it->second, exec::StopReason::Cancelled);

@@ -65,6 +65,10 @@ test("inputs reach the program and timeoutMs bounds it", async () => {
   const slow = await client.callTool({ name: "run_python", arguments: { code: "import time\ntime.sleep(60)", timeoutMs: 500 } });
   assert.equal(slow.isError, true);
   assert.equal(slow.structuredContent.status, "timeout");
+  // Above the server's limit: lowered to it, as the tool's description says, not refused.
+  const long = await client.callTool({ name: "run_python", arguments: { code: "6 * 7", timeoutMs: 86400000 } });
+  assert.equal(long.isError, false);
+  assert.equal(long.structuredContent.value, 42);
 });
 
 test("the sandbox holds: the policy stops a socket import, and host files are not there", async () => {

@@ -41,9 +41,6 @@ struct ExecutionRequest {
   bool internal = false;  // pycell's own code (analyze): no policy, no activity
 };
 
-// Parses and validates `execute` params against the config; the error text names the field.
-[[nodiscard]] std::expected<ExecutionRequest, std::string> parseExecuteParams(const json& params, const Config& config);
-
 // The length of the longest prefix of `s` that does not end inside a UTF-8 sequence.
 [[nodiscard]] size_t completeUtf8Prefix(std::string_view s);
 
@@ -73,7 +70,7 @@ class Execution : private ChannelSink {
   using Retry = std::function<void(sandbox::ExecutionCgroup deadChildsCgroup)>;
   void onRetry(Retry retry) { retry_ = std::move(retry); }
 
-  // Spawns a one-shot sandbox. An error means nothing runs (the caller answers -32000).
+  // Spawns a one-shot sandbox. An error means nothing runs (the caller reports that the sandbox could not be created).
   [[nodiscard]] Status start();
   // Pooled: the execution waits for a child of `pool` (the claim `ticket`), then runs in it.
   void waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket);

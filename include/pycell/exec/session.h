@@ -34,9 +34,6 @@ struct SessionSettings {
   bool network = false;
 };
 
-// Parses `session/create` params ({session?, profile?, limits?, network?}).
-[[nodiscard]] std::expected<SessionSettings, std::string> parseSessionParams(const json& params, const Config& config);
-
 class Session : private ChannelSink {
  public:
   enum class State { Starting, Idle, Busy, Ended };

@@ -12,6 +12,7 @@
 #include "pycell/process/event_loop.h"
 #include "pycell/protocol/dispatcher.h"
 #include "pycell/protocol/framing.h"
+#include "pycell/server/params.h"
 
 namespace pycell::server {
 
@@ -61,7 +62,8 @@ class Server {
   void cancel(const json& params);
   void createSession(const json& params, protocol::Reply reply);
   void analyze(const json& params, protocol::Reply reply);
-  [[nodiscard]] json withSessionProfile(json params) const;
+  // The profile of an open session, for requests that name it but no profile.
+  [[nodiscard]] SessionProfileLookup sessionProfiles() const;
   void closeSession(const json& params, protocol::Reply reply);
   // Submits an execution and answers `reply` once it ends: `answer` shapes the reply from the
   // result (pycell: the result itself; MCP: tool content), `rejected` when it cannot be
@@ -74,6 +76,7 @@ class Server {
   // MCP (mcp.cc)
   void mcpInitialize(const json& params, protocol::Reply reply);
   void mcpCallTool(const json& params, protocol::Reply reply);
+  void mcpCreateSession(const json& args, protocol::Reply reply);
 
   EventLoop& loop_;
   const sandbox::SandboxContext& ctx_;

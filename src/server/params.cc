@@ -1,0 +1,294 @@
+#include "pycell/server/params.h"
+
+#include <algorithm>
+
+namespace pycell::server {
+
+namespace {
+
+std::unexpected<ParamError> refuse(std::string message) { return std::unexpected(ParamError{std::move(message)}); }
+
+bool present(const json& params, const char* key) { return params.contains(key) && !params[key].is_null(); }
+
+// An optional string member: absent and null leave `out` as it is.
+Decoded<void> optionalString(const json& params, const char* key, std::string& out) {
+  if (!present(params, key)) return {};
+  if (!params[key].is_string()) return refuse(std::string("'") + key + "' must be a string");
+  out = params[key].get<std::string>();
+  return {};
+}
+
+Decoded<const Profile*> findProfile(const Config& config, const std::string& name) {
+  auto it = config.profiles.find(name);
+  if (it == config.profiles.end()) return refuse("unknown profile '" + name + "'");
+  return &it->second;
+}
+
+Decoded<Limits> limitsFor(const Profile& profile, const json& requested) {
+  auto limits = resolveLimits(profile, requested);
+  if (!limits) return refuse(limits.error());
+  return *limits;
+}
+
+// `requested` with each integer above the profile's limit lowered to that limit.
+json loweredToProfile(json requested, const Profile& profile) {
+  if (!requested.is_object() || profile.allowRaisingLimits) return requested;
+  for (const auto& field : limitFields()) {
+    if (!requested.contains(field.name) || !requested[field.name].is_number_integer()) continue;
+    json& value = requested[field.name];
+    int64_t ceiling = profile.limits.*(field.field);
+    if (value.get<int64_t>() > ceiling && value.get<int64_t>() <= field.max) value = ceiling;
+  }
+  return requested;
+}
+
+Decoded<void> checkNetwork(const Profile& profile, const std::string& name, bool network) {
+  if (network && !profile.networkAllowed) return refuse("profile '" + name + "' does not allow network access");
+  return {};
+}
+
+// `network`: absent or null is false; anything else must be a boolean the profile allows.
+Decoded<bool> decodeNetwork(const json& params, const Profile& profile, const std::string& name) {
+  if (!present(params, "network")) return false;
+  if (!params["network"].is_boolean()) return refuse("'network' must be a boolean");
+  bool network = params["network"].get<bool>();
+  if (auto ok = checkNetwork(profile, name, network); !ok) return std::unexpected(ok.error());
+  return network;
+}
+
+// The profile a request runs under: its own, else its session's, else "default".
+std::string profileName(const std::optional<std::string>& own, const std::string& session, const SessionProfileLookup& lookup) {
+  if (own) return *own;
+  if (!session.empty() && lookup)
+    if (auto profile = lookup(session)) return *profile;
+  return "default";
+}
+
+Decoded<json> decodeFiles(const json& files) {
+  if (!files.is_object()) return refuse("files must be an object of path -> {text} or {base64}");
+  for (const auto& [path, spec] : files.items()) {
+    bool text = spec.is_object() && spec.contains("text") && spec["text"].is_string();
+    bool b64 = spec.is_object() && spec.contains("base64") && spec["base64"].is_string();
+    if (text == b64) return refuse("files['" + path + "'] must be {text: string} or {base64: string}");
+  }
+  return files;
+}
+
+Decoded<void> checkReturnPattern(const std::string& pattern) {
+  std::string where = "returnFiles: '" + pattern + "' ";
+  if (pattern.empty() || pattern.size() > 4096 || pattern.find('\0') != std::string::npos)
+    return refuse("returnFiles: each pattern must be a non-empty relative glob of at most 4096 bytes");
+  if (pattern.front() == '/') return refuse(where + "is absolute; patterns are relative to the working directory");
+  for (size_t start = 0; start <= pattern.size();) {
+    size_t end = std::min(pattern.find('/', start), pattern.size());
+    if (pattern.compare(start, end - start, "..") == 0)
+      return refuse(where + "contains '..'; patterns must stay inside the working directory");
+    start = end + 1;
+  }
+  return {};
+}
+
+// The bootstrap checks the patterns again, inside the sandbox.
+Decoded<json> decodeReturnFiles(const json& globs) {
+  if (!globs.is_array()) return refuse("'returnFiles' must be an array of glob strings");
+  if (globs.size() > 100) return refuse("'returnFiles' may hold at most 100 patterns");
+  for (const auto& glob : globs) {
+    if (!glob.is_string()) return refuse("'returnFiles' must be an array of glob strings");
+    if (auto ok = checkReturnPattern(glob.get_ref<const std::string&>()); !ok) return std::unexpected(ok.error());
+  }
+  return globs;
+}
+
+// What execute adds to a RunArgs request, in the order the fields are checked.
+Decoded<void> decodeExecuteRest(const json& params, const Profile& profile, ExecuteParams& out) {
+  exec::ExecutionRequest& req = out.request;
+  if (present(params, "files")) {
+    auto files = decodeFiles(params["files"]);
+    if (!files) return std::unexpected(files.error());
+    req.files = std::move(*files);
+  }
+  auto limits = limitsFor(profile, params.contains("limits") ? params["limits"] : json(nullptr));
+  if (!limits) return std::unexpected(limits.error());
+  req.limits = *limits;
+  auto network = decodeNetwork(params, profile, req.profile);
+  if (!network) return std::unexpected(network.error());
+  req.network = *network;
+  if (present(params, "stream") && !params["stream"].is_boolean()) return refuse("'stream' must be a boolean");
+  out.stream = params.contains("stream") && params["stream"] == true;
+  req.samples = profile.samples || out.stream;
+  if (present(params, "returnFiles")) {
+    auto globs = decodeReturnFiles(params["returnFiles"]);
+    if (!globs) return std::unexpected(globs.error());
+    req.returnFiles = std::move(*globs);
+  }
+  json token = params.contains("workDoneToken") ? params["workDoneToken"] : json(nullptr);
+  out.workDoneToken = token.is_string() || token.is_number_integer() ? token : json(nullptr);
+  return {};
+}
+
+}  // namespace
+
+Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, const SessionProfileLookup& sessionProfile) {
+  if (!params.is_object()) return refuse("params must be an object with a 'code' string");
+  ExecuteParams out;
+  exec::ExecutionRequest& req = out.request;
+  if (!params.contains("code") || !params["code"].is_string()) return refuse("'code' must be a string");
+  req.code = params["code"].get<std::string>();
+  std::string profile;
+  for (auto [key, field] : {std::pair{"profile", &profile}, {"executionId", &req.executionId}, {"stdin", &req.stdinData}}) {
+    if (auto ok = optionalString(params, key, *field); !ok) return std::unexpected(ok.error());
+  }
+  std::optional<std::string> ownProfile;  // "" is a name (unknown), not an absent profile
+  if (present(params, "profile")) ownProfile = profile;
+  bool namedSession = params.contains("session") && params["session"].is_string();
+  req.profile = profileName(ownProfile, namedSession ? params["session"].get<std::string>() : "", sessionProfile);
+  auto found = findProfile(config, req.profile);
+  if (!found) return std::unexpected(found.error());
+  if (auto ok = optionalString(params, "session", req.session); !ok) return std::unexpected(ok.error());
+  if (params.contains("inputs")) {
+    req.inputs = params["inputs"];
+    req.hasInputs = true;
+  }
+  if (auto ok = decodeExecuteRest(params, **found, out); !ok) return std::unexpected(ok.error());
+  return out;
+}
+
+Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config, const SessionProfileLookup& sessionProfile) {
+  exec::ExecutionRequest req;
+  req.code = std::move(args.code);
+  req.profile = profileName(args.profile.empty() ? std::nullopt : std::optional(args.profile), args.session, sessionProfile);
+  auto profile = findProfile(config, req.profile);
+  if (!profile) return std::unexpected(profile.error());
+  req.session = std::move(args.session);
+  if (args.inputs) {
+    req.inputs = std::move(*args.inputs);
+    req.hasInputs = true;
+  }
+  auto limits = limitsFor(**profile, args.lowerToProfile ? loweredToProfile(std::move(args.limits), **profile) : args.limits);
+  if (!limits) return std::unexpected(limits.error());
+  req.limits = *limits;
+  if (auto ok = checkNetwork(**profile, req.profile, args.network); !ok) return std::unexpected(ok.error());
+  req.network = args.network;
+  req.samples = (*profile)->samples;
+  return req;
+}
+
+Decoded<exec::SessionSettings> decodeSessionCreate(const json& params, const Config& config) {
+  if (!params.is_null() && !params.is_object()) return refuse("params must be an object");
+  json p = params.is_object() ? params : json::object();
+  for (const auto& [key, value] : p.items()) {
+    if (key != "session" && key != "profile" && key != "limits" && key != "network")
+      return refuse("unknown field '" + key + "' (session/create takes session, profile, limits, network)");
+  }
+  exec::SessionSettings s;
+  for (auto [key, field] : {std::pair{"session", &s.id}, {"profile", &s.profile}}) {
+    if (auto ok = optionalString(p, key, *field); !ok) return std::unexpected(ok.error());
+  }
+  if (p.contains("session") && (s.id.empty() || s.id.size() > 200))
+    return refuse("'session' must be a non-empty string of at most 200 bytes");
+  auto profile = findProfile(config, s.profile);
+  if (!profile) return std::unexpected(profile.error());
+  auto limits = limitsFor(**profile, p.contains("limits") ? p["limits"] : json(nullptr));
+  if (!limits) return std::unexpected(limits.error());
+  s.limits = *limits;
+  auto network = decodeNetwork(p, **profile, s.profile);
+  if (!network) return std::unexpected(network.error());
+  s.network = *network;
+  return s;
+}
+
+Decoded<exec::SessionSettings> sessionSettings(const SessionArgs& args, const Config& config) {
+  exec::SessionSettings s;
+  s.id = args.id;
+  s.profile = args.profile;
+  auto profile = findProfile(config, s.profile);
+  if (!profile) return std::unexpected(profile.error());
+  auto limits = limitsFor(**profile, args.limits);
+  if (!limits) return std::unexpected(limits.error());
+  s.limits = *limits;
+  if (auto ok = checkNetwork(**profile, s.profile, args.network); !ok) return std::unexpected(ok.error());
+  s.network = args.network;
+  return s;
+}
+
+Decoded<SessionCloseParams> decodeSessionClose(const json& params) {
+  if (!params.is_object() || !params.contains("session") || !params["session"].is_string())
+    return refuse("session/close takes {session: string}");
+  return SessionCloseParams{params["session"].get<std::string>()};
+}
+
+Decoded<StatusParams> decodeStatus(const json& params) {
+  if (!params.is_object() || !params.contains("executionId")) return StatusParams{};
+  if (!params["executionId"].is_string()) return refuse("'executionId' must be a string");
+  return StatusParams{params["executionId"].get<std::string>()};
+}
+
+Decoded<KillParams> decodeKill(const json& params) {
+  if (!params.is_object()) return refuse("kill takes {executionId} or {session}");
+  if (params.contains("session")) {
+    if (!params["session"].is_string()) return refuse("'session' must be a string");
+    return KillParams{KillParams::Target::Session, params["session"].get<std::string>()};
+  }
+  if (!params.contains("executionId") || !params["executionId"].is_string()) return refuse("'executionId' must be a string");
+  return KillParams{KillParams::Target::Execution, params["executionId"].get<std::string>()};
+}
+
+Decoded<AnalyzeParams> decodeAnalyze(const json& params, const Config& config) {
+  if (!params.is_object() || !params.contains("code") || !params["code"].is_string())
+    return refuse("analyze takes {code: string, profile?: string}");
+  AnalyzeParams out{.code = params["code"].get<std::string>()};
+  if (auto ok = optionalString(params, "profile", out.profile); !ok) return std::unexpected(ok.error());
+  if (auto found = findProfile(config, out.profile); !found) return std::unexpected(found.error());
+  return out;
+}
+
+InitializeParams decodeInitialize(const json& params) {
+  InitializeParams out;
+  if (!params.is_object()) return out;
+  if (params.contains("processId") && params["processId"].is_number_integer()) out.processId = params["processId"].get<int>();
+  if (params.contains("protocolVersion") && params["protocolVersion"].is_string())
+    out.protocolVersion = params["protocolVersion"].get<std::string>();
+  return out;
+}
+
+std::optional<json> decodeCancel(const json& params) {
+  if (!params.is_object() || !params.contains("id")) return std::nullopt;
+  return params["id"];
+}
+
+ParamError unknownExecution() { return {"unknown executionId"}; }
+ParamError unknownSession(const std::string& id) { return {"unknown session '" + id + "'"}; }
+
+Decoded<ToolCall> decodeToolCall(const json& params) {
+  if (!params.is_object() || !params.contains("name") || !params["name"].is_string()) return refuse("tools/call needs a tool name");
+  return ToolCall{params["name"].get<std::string>(), params.contains("arguments") ? params["arguments"] : json::object()};
+}
+
+ParamError unknownTool(const std::string& name) { return {"unknown tool: " + name}; }
+
+Decoded<json> decodeToolArguments(const ToolCall& call) {
+  if (!call.arguments.is_object()) return refuse(call.name + " takes an object of arguments");
+  return call.arguments;
+}
+
+Decoded<RunArgs> decodeRunPythonArgs(const json& args) {
+  if (!args.contains("code") || !args["code"].is_string()) return refuse("run_python needs a `code` string argument");
+  RunArgs out{.code = args["code"].get<std::string>(), .lowerToProfile = true};
+  if (args.contains("inputs")) out.inputs = args["inputs"];
+  if (auto ok = optionalString(args, "session", out.session); !ok) return std::unexpected(ok.error());
+  if (args.contains("timeoutMs")) out.limits = {{"timeoutMs", args["timeoutMs"]}};
+  return out;
+}
+
+Decoded<SessionArgs> decodeCreateSessionArgs(const json& args) {
+  SessionArgs out;
+  if (auto ok = optionalString(args, "profile", out.profile); !ok) return std::unexpected(ok.error());
+  return out;
+}
+
+Decoded<SessionCloseParams> decodeCloseSessionArgs(const json& args) {
+  if (!args.contains("session") || !args["session"].is_string()) return refuse("close_session needs a `session` string");
+  return SessionCloseParams{args["session"].get<std::string>()};
+}
+
+}  // namespace pycell::server
