@@ -34,21 +34,11 @@ pid_t pidOfPidfd(int pidfd) {
 Error prefixed(const std::string& prefix, const Error& e) { return Error{prefix + e.what, e.err, e.step, e.detail}; }
 
 // What a child that ended before it was ready said about it: the record of the step that
-// failed (isolate.h), the one way a sandbox reports one. `head` holds what was read of it
-// already; the rest is read on (the child wrote it in one write, before it exited).
-std::optional<Error> failureReport(int fd, const sandbox::StepFailureRecord* head, size_t have) {
-  sandbox::StepFailureRecord record{};
-  if (head && have > 0) std::memcpy(&record, head, std::min(have, sizeof record));
-  (void)setNonBlocking(fd, true);
-  while (have < sizeof record) {
-    ssize_t n = ::read(fd, reinterpret_cast<char*>(&record) + have, sizeof record - have);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    have += static_cast<size_t>(n);
-  }
-  sandbox::StepFailure failure;
-  if (sandbox::decodeStepFailure(&record, have, failure)) return sandbox::isolationError(failure);
-  return std::nullopt;
+// failed (isolate.h), the one way a sandbox reports one.
+std::optional<Error> failureReport(int fd, const void* head, size_t have) {
+  auto failure = sandbox::readStepFailure(fd, head, have);
+  if (!failure) return std::nullopt;
+  return sandbox::isolationError(*failure);
 }
 
 }  // namespace

@@ -122,17 +122,11 @@ Status awaitExec(int execFd, int resultReader) {
     n = ::read(execFd, &byte, 1);
   } while (n < 0 && errno == EINTR);
   if (n == 0) return {};
-  StepFailureRecord record;
-  size_t got = 0;
-  while (got < sizeof record) {
-    ssize_t r = ::read(resultReader, reinterpret_cast<char*>(&record) + got, sizeof record - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += static_cast<size_t>(r);
-  }
-  StepFailure failure;
-  if (!decodeStepFailure(&record, got, failure)) return std::unexpected(Error{"sandbox setup failed (no report)"});
-  return std::unexpected(isolationError(failure));
+  // Non-blocking: the server holds the pipe's write end too, so a missing record must not
+  // wait for an EOF that never comes.
+  auto failure = readStepFailure(resultReader);
+  if (!failure) return std::unexpected(Error{"sandbox setup failed (no report)"});
+  return std::unexpected(isolationError(*failure));
 }
 
 }  // namespace

@@ -177,6 +177,23 @@ void writeStepFailure(int fd, const StepFailure& failure) {
   } while (n < 0 && errno == EINTR);
 }
 
+std::optional<StepFailure> readStepFailure(int fd, const void* head, size_t have) {
+  StepFailureRecord record{};
+  have = have < sizeof record ? have : sizeof record;
+  if (head && have > 0) memcpy(&record, head, have);
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0 && !(flags & O_NONBLOCK)) (void)::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  while (have < sizeof record) {
+    ssize_t n = ::read(fd, reinterpret_cast<char*>(&record) + have, sizeof record - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  StepFailure failure;
+  if (!decodeStepFailure(&record, have, failure)) return std::nullopt;
+  return failure;
+}
+
 bool decodeStepFailure(const void* data, size_t size, StepFailure& out) {
   if (size != sizeof(StepFailureRecord)) return false;
   StepFailureRecord record;

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <expected>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,5 +102,9 @@ void writeStepFailure(int fd, const StepFailure& failure);
 // Decodes a record from `data` (exactly one record's size, magic checked); false if it is
 // not one.
 [[nodiscard]] bool decodeStepFailure(const void* data, size_t size, StepFailure& out);
+// Reads the rest of a record from `fd` without blocking (the child wrote it in one write
+// before it exited or said it failed), after the `have` bytes of it already read into
+// `head`; nullopt if what is there is not a whole record.
+[[nodiscard]] std::optional<StepFailure> readStepFailure(int fd, const void* head = nullptr, size_t have = 0);
 
 }  // namespace pycell::sandbox
