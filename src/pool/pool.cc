@@ -261,7 +261,7 @@ void Pool::childWarm(uint64_t id) {
 void Pool::childSetupFailed(uint64_t id, const Error& why) {
   PooledChild* child = children_.child(id);
   if (!child) return;
-  lastChildFailure_ = why;
+  child->setupFailure = why;
   if (child->resultR) loop_.unwatch(child->resultR.get());
   child->resultR.reset();  // no report left to read when its exit comes
   reaper_.add(std::move(child->cgroup));
@@ -276,16 +276,15 @@ void Pool::release(ChildSlot& slot) {
 void Pool::unclaimedEnded(ChildSlot& slot, const ExitInfo& info) {
   // Ended while it set itself up: its report is in the pipe already (written first).
   if (slot.state == ChildState::Warming && slot.child.resultR)
-    lastChildFailure_ = failureReport(slot.child.resultR.get(), nullptr, 0);
+    slot.child.setupFailure = failureReport(slot.child.resultR.get(), nullptr, 0);
   bool wasReady = slot.state == ChildState::Ready;
   release(slot);
   // A ready child that died before anyone claimed it, or one whose set-up failed.
   if (!wasReady && info.status == 0) return;
   ++consecutiveFailures_;
   // Its own report (the step that failed) when it made one.
-  lastError_ = lastChildFailure_ ? *lastChildFailure_
+  lastError_ = slot.child.setupFailure ? *slot.child.setupFailure
                                  : Error{"a pre-forked child ended before use (wait status " + std::to_string(info.status) + ")"};
-  lastChildFailure_.reset();
   log::warn("pool[" + profile_.name + "]: " + lastError_.message());
   if (backedOff()) failWaiters(lastError_);
 }

@@ -38,6 +38,7 @@ using ExitHandler = std::function<void(ExitInfo)>;
 // the child the zygote forked: the sandbox's PID 1.
 struct PooledChild : sandbox::SandboxProcess {
   uint64_t id = 0;
+  std::optional<Error> setupFailure;  // its own report, when its set-up failed (isolate.h)
 };
 
 enum class ChildState {

@@ -103,7 +103,6 @@ class Pool : private ZygoteEvents {
   int zygoteStarts_ = 0;
   int consecutiveFailures_ = 0;
   Error lastError_;
-  std::optional<Error> lastChildFailure_;  // the report of the last child whose set-up failed
   bool shuttingDown_ = false;
   std::optional<EventLoop::TimerId> refillTimer_;
 };
