@@ -104,7 +104,9 @@ Status Zygote::start() {
       profile_.limits,
       {.memoryByRlimit = !ctx_.isolation.cgroup.memory, .processesByRlimit = true, .sessionCpuMs = profile_.sessionCpuMs});
 
+  // The zygote builds the shared part of its children's root once, as their template.
   auto plan = zygotePlan(childInputs);
+  if (childSpec.mountsFromTemplate) plan.isolation.childRootTemplate = childSpec.mounts;
   sandbox::ChildFds fds{nullIn->read.get(), logPipe->write.get(), logPipe->write.get(), theirs.get(), logPipe->write.get()};
   auto child = sandbox::spawnSandbox(plan, fds, logPipe->read.get(), {});
   if (!child) return std::unexpected(child.error());

@@ -50,6 +50,8 @@ IsolationSpec pooledChildSpec(const PlanInputs& in, unsigned zygoteUid, unsigned
   spec.ids.outerGid = zygoteGid;
   spec.ids.childWritesMaps = true;
   spec.execFollows = false;
+  // Its zygote built the shared part of its root, once, as the template of its children's.
+  spec.mountsFromTemplate = spec.namespaces.mount;
   return spec;
 }
 

@@ -70,7 +70,8 @@ Step mounts(const IsolationSpec& spec) {
     return {};
   }
   StepFailure f;
-  if (!applyMountPlan(spec.mounts, "/tmp", f)) return std::unexpected(f);
+  RootSteps root{spec.mounts, spec.mountsFromTemplate, spec.childRootTemplate.empty() ? nullptr : &spec.childRootTemplate};
+  if (!applyMountPlan(root, "/tmp", f)) return std::unexpected(f);
   return {};
 }
 

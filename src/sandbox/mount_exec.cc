@@ -206,41 +206,114 @@ bool executeOp(const MountOp& op, const char* staging, const char* target, int s
 
 }  // namespace
 
-bool applyMountPlan(const std::vector<MountOp>& plan, const char* staging, StepFailure& f) {
-  // Nothing we mount may propagate back to the parent's view.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(f, "make mounts private");
-  constexpr size_t kMaxBinds = 256;
-  int sources[kMaxBinds];
-  size_t opened = 0;
+// Whether an op is built anew in each sandbox (its /proc, its scratch tmpfs, and what lands on
+// that tmpfs) rather than once in a zygote's template of its children's root.
+bool perSandbox(const MountOp& op) {
+  if (op.kind == MountOp::Kind::Proc || op.kind == MountOp::Kind::Scratch) return true;
+  for (const char* dir : {kWorkDir, "/tmp", "/dev/shm"}) {
+    size_t n = std::strlen(dir);
+    if (op.target.size() > n && op.target.compare(0, n, dir) == 0 && op.target[n] == '/') return true;
+  }
+  return false;
+}
+
+namespace {
+
+// The bind sources of the ops a root build runs, opened (O_PATH) before anything is mounted.
+struct Sources {
+  static constexpr size_t kMax = 256;
+  int fds[kMax];
+  size_t count = 0;
+  size_t next = 0;
+  ~Sources() {
+    for (size_t i = 0; i < count; ++i) ::close(fds[i]);
+  }
+};
+
+enum class Part { Shared, PerSandbox, All };
+
+bool runs(const MountOp& op, Part part) {
+  return part == Part::All || (part == Part::PerSandbox) == perSandbox(op);
+}
+
+bool openSources(const std::vector<MountOp>& plan, Part part, Sources& s, StepFailure& f) {
   for (const auto& op : plan) {
-    if (!isBind(op.kind)) continue;
-    if (opened == kMaxBinds) {
+    if (!isBind(op.kind) || !runs(op, part)) continue;
+    if (s.count == Sources::kMax) {
       errno = E2BIG;
       return fail(f, "too many bind mounts");
     }
-    sources[opened] = ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
-    if (sources[opened] < 0) return fail(f, "open bind source", op.source);
-    ++opened;
+    s.fds[s.count] = ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
+    if (s.fds[s.count] < 0) return fail(f, "open bind source", op.source);
+    ++s.count;
   }
-  if (::mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m") != 0) return fail(f, "mount root tmpfs");
+  return true;
+}
+
+// Runs `part` of `plan` below `staging`, in the plan's order; the shared part first, then the
+// per-sandbox part, on every path, so that every root's mounts come in one order.
+bool runOps(const std::vector<MountOp>& plan, Part part, const char* staging, Sources& s, StepFailure& f) {
   char target[PATH_MAX];
-  size_t next = 0;
   for (const auto& op : plan) {
+    if (!runs(op, part)) continue;
     if (std::snprintf(target, sizeof target, "%s%s", staging, op.target.c_str()) >= static_cast<int>(sizeof target)) {
       errno = ENAMETOOLONG;
       return fail(f, "mount target path", op.target);
     }
-    if (!executeOp(op, staging, target, isBind(op.kind) ? sources[next++] : -1, f)) return false;
+    if (!executeOp(op, staging, target, isBind(op.kind) ? s.fds[s.next++] : -1, f)) return false;
   }
-  for (size_t i = 0; i < opened; ++i) ::close(sources[i]);
+  return true;
+}
+
+constexpr unsigned long kRootTmpfsFlags = MS_NOSUID | MS_NODEV;
+constexpr const char* kRootTmpfsOptions = "mode=0755,size=16m";
+constexpr unsigned long kReadOnlyRoot = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV;
+
+// A zygote's template of its children's root: the shared part of their plan, in a tmpfs at
+// `dir` below this root's staging, read-only once built. Each child binds a copy of it and
+// adds its own /proc and scratch tmpfs (applyMountPlan with fromTemplate).
+bool buildTemplate(const std::vector<MountOp>& plan, const char* dir, Sources& s, StepFailure& f) {
+  if (!makeDirs(dir, 0755)) return fail(f, "mkdir", kRootTemplateDir);
+  if (::mount("tmpfs", dir, "tmpfs", kRootTmpfsFlags, kRootTmpfsOptions) != 0) return fail(f, "mount template tmpfs");
+  if (!runOps(plan, Part::Shared, dir, s, f)) return false;
+  return ::mount(nullptr, dir, nullptr, kReadOnlyRoot, nullptr) == 0 || fail(f, "remount template read-only");
+}
+
+}  // namespace
+
+bool applyMountPlan(const RootSteps& root, const char* staging, StepFailure& f) {
+  // Nothing we mount may propagate back to the parent's view.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail(f, "make mounts private");
+  // Every source is opened before the first mount, so a source under the staging
+  // directory's own path (/tmp) is still the one the parent's view has there.
+  Sources own, template_;
+  Part part = root.fromTemplate ? Part::PerSandbox : Part::All;
+  if (!openSources(root.plan, part, own, f)) return false;
+  if (root.childTemplate && !openSources(*root.childTemplate, Part::Shared, template_, f)) return false;
+  if (root.fromTemplate) {
+    // The template, as this child's copy of its zygote's mounts has it, is locked to this
+    // namespace (it came from a more privileged one) and pivot_root refuses a locked mount; a
+    // recursive bind of it onto itself is a new mount, ours.
+    staging = kRootTemplateDir;
+    if (::mount(staging, staging, nullptr, MS_BIND | MS_REC, nullptr) != 0) return fail(f, "bind the root template");
+  } else {
+    if (::mount("tmpfs", staging, "tmpfs", kRootTmpfsFlags, kRootTmpfsOptions) != 0) return fail(f, "mount root tmpfs");
+    if (!runOps(root.plan, Part::Shared, staging, own, f)) return false;
+  }
+  if (root.childTemplate) {
+    char dir[PATH_MAX];
+    std::snprintf(dir, sizeof dir, "%s%s", staging, kRootTemplateDir);
+    if (!buildTemplate(*root.childTemplate, dir, template_, f)) return false;
+  }
+  if (!runOps(root.plan, Part::PerSandbox, staging, own, f)) return false;
   // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only ours
   // (the trick from pivot_root(2)'s NOTES).
   if (::chdir(staging) != 0) return fail(f, "chdir staging");
   if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail(f, "pivot_root");
   if (::umount2(".", MNT_DETACH) != 0) return fail(f, "detach old root");
   if (::chdir("/") != 0) return fail(f, "chdir /");
-  if (::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0)
-    return fail(f, "remount root read-only");
+  // A template root is read-only already (and its flags are locked here).
+  if (!root.fromTemplate && ::mount(nullptr, "/", nullptr, kReadOnlyRoot, nullptr) != 0) return fail(f, "remount root read-only");
   if (::chdir(kWorkDir) != 0) return fail(f, "chdir", kWorkDir);
   return true;
 }

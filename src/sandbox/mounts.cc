@@ -84,6 +84,9 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
     std::string prefix = prefixOf(exe);
     if (prefix != "/usr" && prefix != "/" && prefix.rfind("/usr/", 0) != 0) plan.push_back({K::BindReadOnly, prefix, prefix, {}});
   }
+  // The mount points of the per-sandbox mounts (perSandbox) are made with the rest of the
+  // root: a pooled child mounts them on its zygote's read-only template.
+  plan.push_back({K::Dir, "/proc", {}, {}});
   plan.push_back({K::Proc, "/proc", {}, {}});
   plan.push_back({K::Tmpfs, "/dev", {}, "mode=0755,size=64k"});
   for (const char* dev : {"null", "zero", "full", "random", "urandom"})

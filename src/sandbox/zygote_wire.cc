@@ -7,7 +7,7 @@ namespace pycell::sandbox::wire {
 namespace {
 
 constexpr uint32_t kInitMagic = 0x49637970;  // "pycI"
-constexpr uint32_t kSpecVersion = 1;
+constexpr uint32_t kSpecVersion = 2;
 constexpr uint32_t kMaxMounts = 4096;
 constexpr uint32_t kMaxRlimits = 64;
 constexpr uint32_t kMaxFilter = 4096;  // BPF_MAXINSNS
@@ -135,6 +135,7 @@ std::string encodeSpec(const IsolationSpec& spec) {
     w.str(op.source);
     w.str(op.data);
   }
+  w.put(static_cast<uint8_t>(spec.mountsFromTemplate));
   w.str(spec.hostWorkDir);
   w.put(static_cast<uint32_t>(spec.rlimits.size()));
   for (const auto& r : spec.rlimits) {
@@ -173,6 +174,8 @@ std::expected<IsolationSpec, const char*> decodeSpec(std::string_view data) {
     if (op.target.empty() || op.target[0] != '/') return std::unexpected("isolation spec: mount target not absolute");
     spec.mounts.push_back(std::move(op));
   }
+  if (!r.get(flag) || flag > 1) return std::unexpected("isolation spec: bad template flag");
+  spec.mountsFromTemplate = flag == 1;
   if (!r.str(spec.hostWorkDir)) return std::unexpected("isolation spec: truncated work directory");
   if (!r.get(count) || count > kMaxRlimits) return std::unexpected("isolation spec: bad rlimit count");
   for (uint32_t i = 0; i < count; ++i) {

@@ -102,41 +102,47 @@ TEST_CASE("a removed builtin fails clearly and only for the program", "[policy]"
 }
 
 TEST_CASE("allowRead shows one host directory read-only, allowWrite one read-write, and nothing else", "[policy]") {
-  SharedDir readable, writable, hidden;
-  std::ofstream(readable.path / "data.txt") << "host data";
-  std::ofstream(hidden.path / "secret.txt") << "not for the sandbox";
-  ::chmod((readable.path / "data.txt").c_str(), 0644);
-  std::string config = Json{{"profiles",
-                             {{"files",
-                               {{"allowRead", {readable.path.string()}},
-                                {"allowWrite", {writable.path.string()}},
-                                {"pool", {{"size", 0}}}}}}}}.dump();
-  TempFile file("policy-files.json", config);
-  auto server = startServer(Framing::kNdjson, {"--config", file.path()});
-  std::string r = readable.path.string(), w = writable.path.string(), h = hidden.path.string();
-  Json res = run(*server,
-                 "import os\n"
-                 "out = {'read': open('" + r + "/data.txt').read()}\n"
-                 "try:\n    open('" + r + "/new.txt', 'w')\n    out['writeRead'] = 'written'\n"
-                 "except OSError as e:\n    out['writeRead'] = e.__class__.__name__\n"
-                 "open('" + w + "/out.txt', 'w').write('from the sandbox')\n"
-                 "out['hidden'] = os.path.exists('" + h + "')\n"
-                 "out",
-                 "files");
-  INFO(brief(res));
-  REQUIRE(res["status"] == "ok");
-  CHECK(res["value"]["read"] == "host data");
-  CHECK(res["value"]["writeRead"] == "OSError");
-  CHECK(res["value"]["hidden"] == false);
-  std::ifstream written(writable.path / "out.txt");
-  std::string text((std::istreambuf_iterator<char>(written)), {});
-  CHECK(text == "from the sandbox");
-  CHECK_FALSE(fs::exists(readable.path / "new.txt"));
-  // The activity report says which opens were inside what the profile allows.
-  bool sawRead = false;
-  for (const auto& f : res["activity"]["files"])
-    if (f["path"] == r + "/data.txt") sawRead = f["allowed"] == true && f["mode"] == "r";
-  CHECK(sawRead);
+  // On both paths: a pooled child binds these (they are under /tmp, on its own scratch tmpfs)
+  // onto its zygote's root template; a one-shot sandbox builds its whole root.
+  int poolSize = GENERATE(0, 1);
+  DYNAMIC_SECTION("pool size " << poolSize) {
+    SharedDir readable, writable, hidden;
+    std::ofstream(readable.path / "data.txt") << "host data";
+    std::ofstream(hidden.path / "secret.txt") << "not for the sandbox";
+    ::chmod((readable.path / "data.txt").c_str(), 0644);
+    std::string config = Json{{"profiles",
+                               {{"files",
+                                 {{"allowRead", {readable.path.string()}},
+                                  {"allowWrite", {writable.path.string()}},
+                                  {"pool", {{"size", poolSize}}}}}}}}.dump();
+    TempFile file("policy-files.json", config);
+    auto server = startServer(Framing::kNdjson, {"--config", file.path()});
+    if (poolSize > 0) awaitFullPool(*server, "files");
+    std::string r = readable.path.string(), w = writable.path.string(), h = hidden.path.string();
+    Json res = run(*server,
+                   "import os\n"
+                   "out = {'read': open('" + r + "/data.txt').read()}\n"
+                   "try:\n    open('" + r + "/new.txt', 'w')\n    out['writeRead'] = 'written'\n"
+                   "except OSError as e:\n    out['writeRead'] = e.__class__.__name__\n"
+                   "open('" + w + "/out.txt', 'w').write('from the sandbox')\n"
+                   "out['hidden'] = os.path.exists('" + h + "')\n"
+                   "out",
+                   "files");
+    INFO(brief(res));
+    REQUIRE(res["status"] == "ok");
+    CHECK(res["value"]["read"] == "host data");
+    CHECK(res["value"]["writeRead"] == "OSError");
+    CHECK(res["value"]["hidden"] == false);
+    std::ifstream written(writable.path / "out.txt");
+    std::string text((std::istreambuf_iterator<char>(written)), {});
+    CHECK(text == "from the sandbox");
+    CHECK_FALSE(fs::exists(readable.path / "new.txt"));
+    // The activity report says which opens were inside what the profile allows.
+    bool sawRead = false;
+    for (const auto& f : res["activity"]["files"])
+      if (f["path"] == r + "/data.txt") sawRead = f["allowed"] == true && f["mode"] == "r";
+    CHECK(sawRead);
+  }
 }
 
 TEST_CASE("the activity report lists a file opened, an import and a socket tried, with times", "[policy]") {

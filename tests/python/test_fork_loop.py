@@ -38,7 +38,7 @@ MAGIC = 0x31637970
 INIT, FORK, READY, FORKED, EXIT, ERROR = range(1, 7)
 FDS_OF = {INIT: 1, FORK: 5, FORKED: 1}
 INIT_MAGIC = 0x49637970
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 # isolate.h's StepFailureRecord: magic, err, step, detail.
 STEP_FAILURE = struct.Struct("=8si48s160s")
 STEP_FAILURE_MAGIC = b"\0pycell!"
@@ -67,6 +67,7 @@ def encode_spec(work_dir, rlimits=((RLIMIT_CORE, 0, 0),), version=SPEC_VERSION):
     spec += struct.pack("=IIII", INSIDE_UID, INSIDE_GID, os.getuid(), os.getgid())
     spec += struct.pack("=B", 1)  # childWritesMaps
     spec += struct.pack("=I", 0)  # mounts
+    spec += struct.pack("=B", 0)  # mountsFromTemplate
     spec += with_length(work_dir.encode())
     spec += struct.pack("=I", len(rlimits))
     for resource, soft, hard in rlimits:
@@ -404,7 +405,7 @@ class ForkLoopTest(unittest.TestCase):
     def test_a_bad_init_is_refused(self):
         spec = encode_spec(self.work_dir)
         cases = [
-            ("spec version", encode_init({"preload": []}, encode_spec(self.work_dir, version=2)),
+            ("spec version", encode_init({"preload": []}, encode_spec(self.work_dir, version=SPEC_VERSION + 1)),
              "init: init payload refused: isolation spec: unknown version\n"),
             ("spec trailing bytes", encode_init({"preload": []}, spec + b"\0"),
              "init: init payload refused: isolation spec: trailing bytes\n"),

@@ -71,7 +71,10 @@ TEST_CASE("a pooled child applies the one-shot plan of its profile, ids mapped b
     CHECK(pooled.seccomp.size() == oneShot.seccomp.size());
     CHECK(pooled.ids.insideUid == oneShot.ids.insideUid);
     CHECK(pooled.ids.outerUid == oneShot.ids.outerUid);
-    // What differs: who writes the maps, and that no execve follows.
+    // What differs: who writes the maps, that no execve follows, and that the shared part
+    // of the root was built by the zygote (the mounts end up the same).
+    CHECK(pooled.mountsFromTemplate);
+    CHECK_FALSE(oneShot.mountsFromTemplate);
     CHECK(pooled.ids.childWritesMaps);
     CHECK_FALSE(oneShot.ids.childWritesMaps);
     CHECK_FALSE(pooled.execFollows);
@@ -128,6 +131,35 @@ TEST_CASE("the mount plan follows allowRead, allowWrite, diskMb and network", "[
   auto online = makePlan(in).isolation.mounts;
   CHECK(find(online, K::File, "/etc/resolv.conf"));
   CHECK(find(online, K::File, "/etc/hosts"));
+}
+
+TEST_CASE("a root's shared part (a zygote's template) and its per-sandbox part", "[enter][mounts]") {
+  Profile profile = builtinConfig().profiles.at("default");
+  profile.binds = {{"/srv/data", false}, {"/tmp/out", true}, {"/sandbox/in", false}};
+  auto plan = makePlan(inputsFor(profile)).isolation.mounts;
+  std::vector<std::string> perSandboxTargets;
+  for (const auto& op : plan)
+    if (perSandbox(op)) perSandboxTargets.push_back(op.target);
+  // Fresh in each sandbox: its /proc, its scratch tmpfs, and what is bound onto that tmpfs;
+  // a bind elsewhere, /dev and every file are built once.
+  CHECK(perSandboxTargets == std::vector<std::string>{"/proc", kScratchMountPoint, "/tmp/out", "/sandbox/in"});
+  // The scratch directories themselves are mount points, made with the shared part.
+  for (const char* dir : {"/tmp", "/sandbox", "/dev/shm"}) CHECK_FALSE(perSandbox(*find(plan, K::Dir, dir)));
+  // Each per-sandbox mount that is not on the scratch tmpfs has its mount point made in the
+  // shared part, before it: a pooled child mounts it on a read-only template.
+  for (const char* target : {"/proc", kScratchMountPoint}) {
+    INFO(target);
+    const MountOp* dir = find(plan, K::Dir, target);
+    REQUIRE(dir);
+    CHECK_FALSE(perSandbox(*dir));
+    CHECK(dir - plan.data() < std::find_if(plan.begin(), plan.end(), [&](const MountOp& op) {
+                                return perSandbox(op) && op.target == target;
+                              }) - plan.begin());
+  }
+  // A prefix is not a parent: /tmpfoo and /sandboxes are not on the scratch tmpfs.
+  CHECK_FALSE(perSandbox({K::BindReadOnly, "/tmpfoo", "/tmpfoo", {}}));
+  CHECK_FALSE(perSandbox({K::BindReadOnly, "/sandboxes/x", "/x", {}}));
+  CHECK(perSandbox({K::BindReadOnly, "/dev/shm/x", "/x", {}}));
 }
 
 TEST_CASE("the rlimit plan", "[enter][rlimits]") {

@@ -18,6 +18,7 @@ IsolationSpec sampleSpec() {
   spec.mounts = {{MountOp::Kind::BindReadOnly, "/usr", "/usr", ""},
                  {MountOp::Kind::Scratch, "/.pycell/scratch", "", "64:1000:1000"},
                  {MountOp::Kind::File, "/.pycell/bootstrap.py", std::string("print(1)\0binary\xff", 16), ""}};
+  spec.mountsFromTemplate = true;
   spec.hostWorkDir = "/tmp/work";
   spec.rlimits = {{RLIMIT_NOFILE, 256, 256}, {RLIMIT_CPU, 10, RLIM_INFINITY}};
   spec.seccomp = {{0x20, 0, 0, 4}, {0x06, 0, 0, 0x7fff0000}};
@@ -40,6 +41,7 @@ void requireSame(const IsolationSpec& a, const IsolationSpec& b) {
     REQUIRE(a.mounts[i].source == b.mounts[i].source);
     REQUIRE(a.mounts[i].data == b.mounts[i].data);
   }
+  REQUIRE(a.mountsFromTemplate == b.mountsFromTemplate);
   REQUIRE(a.hostWorkDir == b.hostWorkDir);
   REQUIRE(a.rlimits.size() == b.rlimits.size());
   for (size_t i = 0; i < a.rlimits.size(); ++i) {

@@ -92,7 +92,8 @@ struct PlanInputs {
 
 // What a zygote's child applies to itself: the plan of a one-shot sandbox of the same
 // profile (`in`, without entry or extra files), but its ids mapped by the child itself onto
-// the zygote's, and no execve after it. `zygoteUid`/`zygoteGid` are the zygote's own.
+// the zygote's, no execve after it, and the shared part of its root built by the zygote
+// (the zygote's plan gets `childRootTemplate`). `zygoteUid`/`zygoteGid` are the zygote's own.
 [[nodiscard]] IsolationSpec pooledChildSpec(const PlanInputs& in, unsigned zygoteUid, unsigned zygoteGid);
 
 }  // namespace pycell::sandbox

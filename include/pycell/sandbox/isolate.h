@@ -61,6 +61,11 @@ struct IsolationSpec {
   Namespaces namespaces;
   IdPlan ids;
   std::vector<MountOp> mounts;        // the root, applied when namespaces.mount
+  // A pooled child's: its zygote built the shared part of `mounts` (kRootTemplateDir).
+  bool mountsFromTemplate = false;
+  // A zygote's: its children's root plan, whose shared part it builds as their template. Not
+  // sent on the wire (a pooled child makes no template).
+  std::vector<MountOp> childRootTemplate;
   std::string hostWorkDir;            // working directory when there is no mount namespace
   std::vector<RlimitSetting> rlimits;
   std::vector<sock_filter> seccomp;   // empty: no filter (a zygote, or degraded mode)

@@ -23,7 +23,11 @@ inline constexpr int kScratchInodes = 16384;
 // Where the shared tmpfs is mounted while its directories are bound into place; an empty
 // directory of the sandbox's root (the rootfs plan makes it), unmounted again at once.
 inline constexpr const char* kScratchMountPoint = "/.pycell/scratch";
-
+// Where a zygote keeps the template of its children's root, in its own root: the shared part
+// of their plan (everything but their /proc, their scratch tmpfs and what lands on it), built
+// once when the zygote starts. Each child binds a copy, adds its own part and pivots into it:
+// the same root as a one-shot sandbox of the profile, without ~25 bind mounts per child.
+inline constexpr const char* kRootTemplateDir = "/.pycell/root";
 
 struct MountOp {
   // Scratch: the one tmpfs that holds /sandbox, /tmp and /dev/shm (below); its
@@ -51,11 +55,24 @@ struct RootfsOptions {
 
 [[nodiscard]] std::vector<MountOp> planRootfs(const RootfsOptions& options);
 
+// Whether an op is built in each sandbox (its /proc, its scratch tmpfs, binds onto that tmpfs)
+// rather than once in a zygote's template (every other op).
+[[nodiscard]] bool perSandbox(const MountOp& op);
+
 struct StepFailure;
 
+// What the mount step builds: this sandbox's root, whole or on its zygote's template, and, in
+// a zygote, the template of its children's root.
+struct RootSteps {
+  const std::vector<MountOp>& plan;
+  bool fromTemplate = false;                           // the shared part is at kRootTemplateDir
+  const std::vector<MountOp>* childTemplate = nullptr;  // a zygote's: build it at kRootTemplateDir
+};
+
 // The mount step of the isolation sequence (mount_exec.cc), in the child's new mount
-// namespace: builds the root in a tmpfs mounted at `staging`, pivots into it and detaches
-// the parent's tree. Returns false with `failure` set.
-[[nodiscard]] bool applyMountPlan(const std::vector<MountOp>& plan, const char* staging, StepFailure& failure);
+// namespace: builds the root in a tmpfs mounted at `staging` (or on a bound copy of the
+// template), the shared part of the plan first and then the per-sandbox part, pivots into
+// it and detaches the parent's tree. Returns false with `failure` set.
+[[nodiscard]] bool applyMountPlan(const RootSteps& root, const char* staging, StepFailure& failure);
 
 }  // namespace pycell::sandbox
