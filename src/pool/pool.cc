@@ -334,6 +334,7 @@ json Pool::status() const {
           {"ready", counts.ready},
           {"target", profile_.pool.size},
           {"starting", counts.starting()},
+          {"claimed", counts.claimed},
           {"waiting", waiters_.size()},
           {"zygotePid", current_ ? json(current_->pid()) : json(nullptr)},
           {"zygoteReady", current_ && current_->ready()},

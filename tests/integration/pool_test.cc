@@ -109,8 +109,10 @@ TEST_CASE("a claim that leaves half the pool ready refills after the delay, even
   // Straight after the claim one child is still ready and none is starting: the refill waits.
   Json early = poolOf(*server, "default");
   INFO("early: " << brief(early));
+  CHECK(before["claimed"] == 0);
   CHECK(early["ready"] == 1);
   CHECK(early["starting"] == 0);
+  CHECK(early["claimed"] == 1);
   CHECK(early["forksServed"] == before["forksServed"]);
   // The delay, not the end of the 3 s execution, brings the pool back to full.
   Json full = awaitFullPool(*server, "default", 2500ms);
@@ -120,6 +122,12 @@ TEST_CASE("a claim that leaves half the pool ready refills after the delay, even
   CHECK(run(*server, "'quick'")["value"] == "quick");
   Json after = awaitFullPool(*server, "default", 2500ms);
   CHECK(after["forksServed"].get<int>() == before["forksServed"].get<int>() + 2);
+  // Both claimed children are released once the zygote has reported their exits.
+  Json released = poolOf(*server, "default");
+  for (Stopwatch clock; released["claimed"] != 0 && clock.elapsed() < 10s; released = poolOf(*server, "default"))
+    std::this_thread::sleep_for(20ms);
+  INFO("released: " << brief(released));
+  CHECK(released["claimed"] == 0);
 }
 
 TEST_CASE("no program sees the page map a zygote shares with its children", "[pool]") {
