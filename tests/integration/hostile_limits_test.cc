@@ -30,7 +30,7 @@ while True:
 }
 
 TEST_CASE("numpy arrays beyond the memory limit end with memory_limit", "[security]") {
-  auto server = startKernelServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson, {}, Pools::All);
   Json probe = execute(*server, {{"code", "import numpy\nnumpy.__version__"}, {"profile", "datascience"},
                                  {"limits", {{"timeoutMs", 10000}}}});
   if (probe["status"] != "ok") {

@@ -72,7 +72,7 @@ TEST_CASE("a denied import is a policy_violation naming the module, however it i
 }
 
 TEST_CASE("pandas under the datascience allow list imports what it needs", "[policy]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startServer(Framing::kNdjson, {}, Pools::All);
   Json r = run(*server,
                "import pandas as pd, numpy as np, json, math\n"
                "df = pd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, math.pi]})\n"
@@ -87,7 +87,7 @@ TEST_CASE("pandas under the datascience allow list imports what it needs", "[pol
 }
 
 TEST_CASE("a removed builtin fails clearly and only for the program", "[policy]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startServer(Framing::kNdjson, {}, Pools::All);
   Json r = run(*server, "x = 2\neval('x + 1')", "datascience");
   INFO(brief(r));
   CHECK(r["status"] == "policy_violation");
@@ -262,7 +262,7 @@ TEST_CASE("pycell run --usage-chart draws both series; --report writes the resul
 }
 
 TEST_CASE("analyze reports a syntax error and a forbidden import at their ranges", "[policy]") {
-  auto server = startServer(Framing::kLsp);
+  auto server = startServer(Framing::kLsp, {}, Pools::All);
   CHECK(server->initialize()["capabilities"]["analyze"] == true);
   Json d = server->callResult("analyze", {{"code", "import os, socket\nx = (1,\n"}}, kExecutionTimeout)["diagnostics"];
   INFO(brief(d));

@@ -23,7 +23,7 @@ Json run(ServerProcess& server, const std::string& code, const std::string& prof
 }  // namespace
 
 TEST_CASE("siblings forked from one zygote draw different random numbers", "[pool]") {
-  auto server = startKernelServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson, {}, Pools::All);
   awaitFullPool(*server, "datascience");
   std::set<double> numpyDraws, randomDraws;
   for (int i = 0; i < 4; ++i) {
@@ -35,7 +35,7 @@ TEST_CASE("siblings forked from one zygote draw different random numbers", "[poo
 }
 
 TEST_CASE("a preloaded module is already imported in the child, not imported again", "[pool]") {
-  auto server = startKernelServer(Framing::kNdjson);
+  auto server = startKernelServer(Framing::kNdjson, {}, Pools::All);
   Json pool = awaitFullPool(*server, "datascience");
   INFO(brief(pool));
   if (pool["preloadFailed"].contains("pandas")) FAIL("pandas is not installed for the sandbox's python");

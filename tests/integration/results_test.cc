@@ -93,7 +93,7 @@ std::map<std::string, std::string> skippedFiles(const Json& result) {
 }  // namespace
 
 TEST_CASE("a DataFrame, an ndarray, a NaN and a datetime come back as plain JSON", "[results]") {
-  auto server = startServer(Framing::kNdjson);
+  auto server = startServer(Framing::kNdjson, {}, Pools::All);
   Json result = runOk(*server, {{"profile", "datascience"},
                                 {"code",
                                  "import datetime, numpy as np, pandas as pd\n"
@@ -136,7 +136,7 @@ TEST_CASE("matplotlib figures come back as decodable PNG images", "[results]") {
   // datascience preloads pyplot in the zygote; default has the program import it.
   std::string profile = GENERATE(std::string("datascience"), std::string("default"));
   INFO("profile: " << profile);
-  auto server = startServer(Framing::kNdjson);
+  auto server = startServer(Framing::kNdjson, {}, Pools::All);
   Json result = runOk(*server, {{"profile", profile},
                                 {"code",
                                  "import matplotlib.pyplot as plt\n"

@@ -533,9 +533,30 @@ Json ServerProcess::initialize() {
 
 // ---- helpers ------------------------------------------------------------------------------
 
-std::unique_ptr<ServerProcess> startServer(Framing framing, const std::vector<std::string>& extra) {
+namespace {
+
+bool hasConfig(const std::vector<std::string>& args) {
+  return std::find(args.begin(), args.end(), "--config") != args.end();
+}
+
+const std::string& defaultPoolOnlyConfig() {
+  static TempFile config("default-pool-only.json", R"({"profiles": {"datascience": {"pool": {"size": 0}}}})");
+  return config.path();
+}
+
+const std::string& kernelOnlyDefaultPoolConfig() {
+  static TempFile config("kernel-only-default-pool.json", R"({"profiles": {
+      "default": {"imports": null, "builtins": {"remove": []}},
+      "datascience": {"imports": null, "builtins": {"remove": []}, "pool": {"size": 0}}}})");
+  return config.path();
+}
+
+}  // namespace
+
+std::unique_ptr<ServerProcess> startServer(Framing framing, const std::vector<std::string>& extra, Pools pools) {
   std::vector<std::string> args = {"serve", "--framing", std::string(framingName(framing))};
   args.insert(args.end(), extra.begin(), extra.end());
+  if (pools == Pools::Default && !hasConfig(extra)) args.insert(args.end(), {"--config", defaultPoolOnlyConfig()});
   auto server = std::make_unique<ServerProcess>(args, framing);
   if (framing == Framing::kLsp) server->initialize();
   return server;
@@ -548,9 +569,9 @@ const std::string& kernelOnlyConfig() {
   return config.path();
 }
 
-std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra) {
-  extra.insert(extra.end(), {"--config", kernelOnlyConfig()});
-  return startServer(framing, extra);
+std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra, Pools pools) {
+  extra.insert(extra.end(), {"--config", pools == Pools::All ? kernelOnlyConfig() : kernelOnlyDefaultPoolConfig()});
+  return startServer(framing, extra, pools);
 }
 
 Json execute(ServerProcess& server, Json params, Millis timeout) {

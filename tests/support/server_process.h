@@ -194,16 +194,24 @@ class ServerProcess {
   int64_t next_id_ = 1;
 };
 
+// Which zygote pools a test server keeps when the test gives no config of its own. The
+// built-in config has two; the datascience zygote imports numpy, pandas and matplotlib and
+// warms its children with a group-by (about a second of CPU at every server start), so a
+// test server starts that pool only for the tests that use it (Pools::All). Without it the
+// datascience profile still works, one-shot. A test that passes --config gets just that.
+enum class Pools { Default, All };
+
 // Starts `pycell serve --framing <framing> <extra...>`; under LSP framing also performs
 // the initialize handshake, as every LSP client does.
-std::unique_ptr<ServerProcess> startServer(Framing framing,
-                                           const std::vector<std::string>& extra = {});
+std::unique_ptr<ServerProcess> startServer(Framing framing, const std::vector<std::string>& extra = {},
+                                           Pools pools = Pools::Default);
 
 // startServer() where Python's policy layer is off in the built-in profiles (no import
 // lists, no removed builtins): for tests of the kernel layer, which import ctypes and
 // socket to try what the kernel must refuse. policy_test.cc covers the policy layer.
-std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra = {});
-// The config file that does it, for tests that start the binary themselves.
+std::unique_ptr<ServerProcess> startKernelServer(Framing framing, std::vector<std::string> extra = {},
+                                                 Pools pools = Pools::Default);
+// The config file that does it (both pools kept), for tests that start the binary themselves.
 const std::string& kernelOnlyConfig();
 
 // Sends `execute` and returns its `result`; throws with the response or the server's state
