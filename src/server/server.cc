@@ -1,9 +1,7 @@
 #include "pycell/server/server.h"
 
 #include <signal.h>
-#include <poll.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,12 +20,6 @@ json sandboxFailureData(const Error& e) {
   if (!e.step.empty()) data["isolation"] = {{"step", e.step}, {"errno", e.err}, {"detail", e.detail}};
   return data;
 }
-// Answers waiting for a client that does not read: past the high-water mark the server stops
-// reading requests (each would add an answer) until the client has taken all but the low-water
-// mark. What is already in flight still adds its answer and its streamed output, each bounded
-// by the queued-work budget and the output limits.
-constexpr size_t kOutboxHighWater = 16u << 20;
-constexpr size_t kOutboxLowWater = 4u << 20;
 }  // namespace
 
 std::string requestKey(const json& id) { return id.dump(); }
@@ -35,11 +27,9 @@ std::string requestKey(const json& id) { return id.dump(); }
 Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing framing, int inFd, int outFd, Dialect dialect)
     : loop_(loop),
       ctx_(ctx),
+      transport_(loop, *this, framing, inFd, outFd, {.maxMessageBytes = ctx.options.maxMessageBytes}),
       scheduler_(loop, ctx, /*usePools=*/true),
-      reader_(framing, ctx.options.maxMessageBytes),
       dispatcher_([this](json m) { send(std::move(m)); }),
-      inFd_(inFd),
-      outFd_(outFd),
       dialect_(dialect) {
   if (dialect_ == Dialect::Mcp) bindMcpMethods();
   else bindMethods();
@@ -83,7 +73,7 @@ void Server::bindMethods() {
 std::optional<RpcError> Server::gate(std::string_view method) const {
   if (lifecycle_ == Lifecycle::ShutDown) return RpcError{code::kInvalidRequest, "the server is shut down; send exit"};
   // LSP clients must initialize first; scripts speaking NDJSON may go straight to execute.
-  if (dialect_ == Dialect::Pycell && lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && reader_.framing() == Framing::Lsp)
+  if (dialect_ == Dialect::Pycell && lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && transport_.framing() == Framing::Lsp)
     return RpcError{code::kServerNotInitialized, "server not initialized: send initialize first"};
   return std::nullopt;
 }
@@ -100,13 +90,8 @@ Status Server::watchClientProcess(int pid) {
 }
 
 int Server::run() {
-  (void)setNonBlocking(inFd_);
-  struct stat st{};
-  // Only a pipe or socket of our own is made non-blocking: a terminal's file description
-  // is shared with the shell.
-  if (::fstat(outFd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) (void)setNonBlocking(outFd_);
-  if (auto st2 = loop_.watch(inFd_, EPOLLIN, [this](uint32_t) { onReadable(); }); !st2) {
-    log::error(st2.error().message());
+  if (auto st = transport_.start(); !st) {
+    log::error(st.error().message());
     return 1;
   }
   sigset_t mask;
@@ -124,41 +109,14 @@ int Server::run() {
     });
   }
   if (!ctx_.isolation.complete() && dialect_ == Dialect::Pycell) {
-    // Said once the client's framing is known (PROTOCOL.md: replies use the client's framing).
-    pendingNotices_.push_back({{"jsonrpc", "2.0"}, {"method", "window/logMessage"},
-                               {"params", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}}}});
+    // The transport holds it until the client's framing is known (PROTOCOL.md: replies use
+    // the client's framing).
+    notify("window/logMessage", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}});
   }
-  if (reader_.framing() != Framing::Auto) sendPendingNotices();
   loop_.run();
   scheduler_.shutdown();
-  finalFlush();
+  transport_.finalFlush();
   return exitCode_;
-}
-
-// The last answers (every execution's "killed" among them) go out, but a client that no
-// longer reads cannot keep the server alive: it gets a bounded time to take them.
-void Server::finalFlush() {
-  constexpr auto kFinalFlush = std::chrono::seconds(5);
-  auto deadline = std::chrono::steady_clock::now() + kFinalFlush;
-  if (outWatched_) {
-    loop_.unwatch(outFd_);
-    outWatched_ = false;
-  }
-  while (true) {
-    flush();
-    if (outWatched_) {
-      loop_.unwatch(outFd_);
-      outWatched_ = false;
-    }
-    if (outbox_.empty()) return;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
-      log::warn("the client is not reading; " + std::to_string(outbox_.size()) + " bytes of answers dropped at exit");
-      return;
-    }
-    pollfd p{outFd_, POLLOUT, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) return;
-  }
 }
 
 void Server::quit(int code) {
@@ -166,71 +124,28 @@ void Server::quit(int code) {
   loop_.stop();
 }
 
-void Server::onReadable() {
-  char buf[65536];
-  while (loop_.running() && !inputPaused_) {
-    ssize_t n = ::read(inFd_, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    if (n <= 0) {
-      loop_.unwatch(inFd_);
-      inputEnded_ = true;
-      if (draining_) {
-        exitRequested_ = true;  // after shutdown: let it finish what it is doing
-        return;
-      }
-      log::debug("end of input; stopping every sandbox");
-      quit(0);
-      return;
-    }
-    reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
-    if (!handleFrames()) return;
+void Server::onFrame(const Frame& frame) {
+  dispatcher_.handleFrame(frame);  // answers or logs whatever the frame holds; never throws
+}
+
+void Server::onInputClosed() {
+  if (draining_) {
+    exitRequested_ = true;  // after shutdown: let it finish what it is doing
+    return;
   }
+  log::debug("end of input; stopping every sandbox");
+  quit(0);
 }
 
-// The frames read so far; false when reading must stop (stopping, or the outbox is full).
-bool Server::handleFrames() {
-  while (loop_.running()) {
-    if (outbox_.size() > kOutboxHighWater) {
-      pauseInput();
-      return false;
-    }
-    auto frame = reader_.next();
-    if (!frame) return true;
-    try {
-      sendPendingNotices();
-    } catch (const std::exception& e) {
-      log::error(std::string("could not send a notice: ") + e.what());
-    }
-    dispatcher_.handleFrame(*frame);  // answers or logs whatever the frame holds; never throws
-  }
-  return false;
+// The client closed its end: nobody is listening, so stop like EOF.
+void Server::onOutputClosed(const Error& error) {
+  log::warn(error.message());
+  quit(0);
 }
 
-void Server::pauseInput() {
-  if (inputPaused_ || inputEnded_) return;
-  log::debug("the client is not reading its answers (" + std::to_string(outbox_.size() >> 20) +
-             " MiB waiting); reading no more requests until it does");
-  loop_.unwatch(inFd_);
-  inputPaused_ = true;
-}
-
-void Server::resumeInput() {
-  if (!inputPaused_ || resumeScheduled_) return;
-  // From a timer, not from inside flush(): flush runs inside handlers, which must not
-  // dispatch the next request in the middle of their own.
-  resumeScheduled_ = true;
-  loop_.addTimer(std::chrono::milliseconds(0), [this] {
-    resumeScheduled_ = false;
-    if (!inputPaused_ || !loop_.running()) return;
-    inputPaused_ = false;
-    if (auto st = loop_.watch(inFd_, EPOLLIN, [this](uint32_t) { onReadable(); }); !st) {
-      log::error("cannot watch stdin again: " + st.error().message());
-      quit(1);
-      return;
-    }
-    handleFrames();  // those read before the pause; the pipe's own wake the watch
-  });
+void Server::onTransportFailed(const Error& error) {
+  log::error(error.message());
+  quit(1);
 }
 
 void Server::send(json message) {
@@ -239,38 +154,11 @@ void Server::send(json message) {
     log::error("an answer could not be written: out of memory");
     return;
   }
-  outbox_ += encodeFrame(reader_.framing(), text);
-  flush();
-}
-
-void Server::sendPendingNotices() {
-  auto notices = std::move(pendingNotices_);
-  pendingNotices_.clear();
-  for (auto& n : notices) send(std::move(n));
+  transport_.send(text);
 }
 
 void Server::notify(const std::string& method, json params) {
   send({{"jsonrpc", "2.0"}, {"method", method}, {"params", std::move(params)}});
-}
-
-void Server::flush() {
-  auto written = writeSome(outFd_, outbox_);
-  if (!written) {
-    // The client closed its end: nobody is listening, so stop like EOF.
-    log::warn("stdout: " + written.error().message());
-    outbox_.clear();
-    quit(0);
-    return;
-  }
-  outbox_.erase(0, *written);
-  if (inputPaused_ && outbox_.size() <= kOutboxLowWater) resumeInput();
-  bool pending = !outbox_.empty();
-  if (pending && !outWatched_) {
-    outWatched_ = loop_.watch(outFd_, EPOLLOUT, [this](uint32_t) { flush(); }).has_value();
-  } else if (!pending && outWatched_) {
-    loop_.unwatch(outFd_);
-    outWatched_ = false;
-  }
 }
 
 void Server::initialize(const json& params, Reply reply) {
@@ -285,7 +173,7 @@ void Server::initialize(const json& params, Reply reply) {
                 {"protocolVersion", 1},
                 {"capabilities",
                  {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
-                  {"analyze", true}, {"sessions", true}, {"framing", framingName(reader_.framing())}}},
+                  {"analyze", true}, {"sessions", true}, {"framing", framingName(transport_.framing())}}},
                 {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
                 {"profiles", profiles}});
 }

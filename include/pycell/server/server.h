@@ -1,6 +1,7 @@
 #pragma once
-// The JSON-RPC server: reads frames from stdin, dispatches them, writes replies and
-// notifications to stdout, and binds every method of PROTOCOL.md in one table.
+// The JSON-RPC server: binds every method of PROTOCOL.md in one table, dispatches the frames
+// its transport (transport.h) reads from stdin, and hands replies and notifications back to
+// the transport to write to stdout. It owns the lifecycle (initialize, shutdown, exit).
 #include <map>
 #include <optional>
 #include <set>
@@ -13,6 +14,7 @@
 #include "pycell/protocol/dispatcher.h"
 #include "pycell/protocol/framing.h"
 #include "pycell/server/params.h"
+#include "pycell/server/transport.h"
 
 namespace pycell::server {
 
@@ -21,7 +23,7 @@ using protocol::json;
 // The key under which a request id is remembered (ids may be numbers or strings).
 [[nodiscard]] std::string requestKey(const json& id);
 
-class Server {
+class Server : private MessageHandler {
  public:
   // Which method table the server binds: pycell's own protocol (PROTOCOL.md sections 1-4)
   // or the Model Context Protocol's (section 5), over the same transport and executions.
@@ -31,7 +33,7 @@ class Server {
          Dialect dialect = Dialect::Pycell);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
-  ~Server();
+  ~Server() override;
 
   // Watches the client process; the server exits when it dies.
   [[nodiscard]] Status watchClientProcess(int pid);
@@ -43,15 +45,13 @@ class Server {
 
   void bindMethods();
   void bindMcpMethods();  // mcp.cc
-  void onReadable();
-  bool handleFrames();
-  void pauseInput();
-  void resumeInput();
+  // MessageHandler: what the transport reads, and the ends of its streams.
+  void onFrame(const protocol::Frame& frame) override;
+  void onInputClosed() override;
+  void onOutputClosed(const Error& error) override;
+  void onTransportFailed(const Error& error) override;
   void send(json message);
   void notify(const std::string& method, json params);
-  void flush();
-  void finalFlush();
-  void sendPendingNotices();
   void quit(int code);
   std::optional<protocol::RpcError> gate(std::string_view method) const;
 
@@ -80,17 +80,9 @@ class Server {
 
   EventLoop& loop_;
   const sandbox::SandboxContext& ctx_;
+  Transport transport_;  // before the scheduler: its executions' last answers go through it
   exec::Scheduler scheduler_;
-  protocol::FrameReader reader_;
   protocol::Dispatcher dispatcher_;
-  int inFd_;
-  int outFd_;
-  std::string outbox_;
-  std::vector<json> pendingNotices_;  // held until the client's framing is known
-  bool outWatched_ = false;
-  bool inputPaused_ = false;      // stdin unwatched until the client reads its answers
-  bool inputEnded_ = false;       // stdin reached EOF
-  bool resumeScheduled_ = false;
   Lifecycle lifecycle_ = Lifecycle::Uninitialized;
   Dialect dialect_;
   int exitCode_ = 0;
