@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "pycell/error.h"
 #include "pycell/log.h"
 #include "pycell/protocol/untrusted_json.h"
 

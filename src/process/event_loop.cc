@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/log.h"
 
 namespace pycell {

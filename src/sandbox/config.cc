@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
+
 namespace pycell {
 
 using nlohmann::json;

@@ -1,6 +1,7 @@
 // The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
 // Same transport, executions and sandboxes as `pycell serve`; only the method table and
 // the shape of answers differ. Tools: run_python, create_session, close_session.
+#include "pycell/error.h"
 #include "pycell/server/server.h"
 
 #include "pycell/log.h"

@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/sandbox/enter.h"
 
 namespace pycell::pool {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "pycell/error.h"
 #include "pycell/process/unique_fd.h"
 
 namespace pycell {

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "pycell/process/unique_fd.h"
+#include "pycell/error.h"
 
 namespace pycell::sandbox {
 
