@@ -12,7 +12,7 @@
 #include "pycell/cli/usage_chart.h"
 #include "pycell/error.h"
 #include "pycell/exec/scheduler.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/server/params.h"
 

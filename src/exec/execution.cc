@@ -12,10 +12,10 @@
 #include <map>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
 #include "pycell/exec/activity.h"
 #include "pycell/exec/session.h"
 #include "pycell/exec/spawn.h"
+#include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"

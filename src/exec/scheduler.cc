@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::exec {

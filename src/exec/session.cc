@@ -7,7 +7,7 @@
 
 #include "pycell/error.h"
 #include "pycell/exec/execution.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/rlimits.h"

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/rlimits.h"

@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/isolate.h"
 

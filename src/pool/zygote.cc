@@ -11,7 +11,7 @@
 
 #include "pycell/child_so.h"
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"
 #include "pycell/sandbox/enter.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 
 namespace pycell {
 

@@ -4,7 +4,7 @@
 #include "pycell/error.h"
 #include "pycell/server/server.h"
 
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
 
 namespace pycell::server {

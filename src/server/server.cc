@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "pycell/error.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"
 
