@@ -80,7 +80,6 @@ class CgroupReaper {
   bool tryAll();
   // Blocking passes for at most `timeout` (at shutdown, when no event loop turns any more).
   void drain(std::chrono::milliseconds timeout);
-  [[nodiscard]] bool empty() const { return lingering_.empty(); }
 
  private:
   std::vector<ExecutionCgroup> lingering_;
