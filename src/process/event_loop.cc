@@ -46,14 +46,6 @@ Status EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
   return {};
 }
 
-Status EventLoop::modify(int fd, uint32_t events) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.fd = fd;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return std::unexpected(sysError("epoll_ctl(MOD)"));
-  return {};
-}
-
 void EventLoop::unwatch(int fd) {
   if (handlers_.erase(fd) > 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
