@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "pycell/cli/cli.h"
+#include "pycell/error.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/sandbox/probe.h"
 #include "pycell/server/params.h"

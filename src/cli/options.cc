@@ -4,7 +4,7 @@
 #include <map>
 
 #include "pycell/cli/cli.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 
 namespace pycell::cli {
 

@@ -10,8 +10,10 @@
 
 #include "pycell/cli/cli.h"
 #include "pycell/cli/usage_chart.h"
+#include "pycell/error.h"
 #include "pycell/exec/scheduler.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/server/params.h"
 
 namespace pycell::cli {

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "pycell/cli/cli.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/server/server.h"
 
 namespace pycell::cli {

@@ -11,11 +11,13 @@
 #include <filesystem>
 #include <map>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
 #include "pycell/exec/activity.h"
 #include "pycell/exec/session.h"
 #include "pycell/exec/spawn.h"
+#include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"
 #include "pycell/sandbox/rlimits.h"
 

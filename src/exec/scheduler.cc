@@ -4,7 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
 #include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::exec {

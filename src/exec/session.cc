@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pycell/error.h"
 #include "pycell/exec/execution.h"
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {

@@ -10,7 +10,9 @@
 #include <chrono>
 #include <filesystem>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/rlimits.h"
 

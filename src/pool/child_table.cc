@@ -4,16 +4,6 @@
 
 namespace pycell::pool {
 
-const char* nameOf(ChildState state) {
-  switch (state) {
-    case ChildState::Forking: return "forking";
-    case ChildState::Warming: return "warming";
-    case ChildState::Ready: return "ready";
-    case ChildState::Claimed: return "claimed";
-  }
-  return "?";
-}
-
 bool ChildTable::add(uint64_t zygote, PooledChild child) {
   uint64_t id = child.id;
   if (slots_.contains(id)) return false;

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <fstream>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/isolate.h"
 
 namespace pycell::pool {

@@ -10,7 +10,9 @@
 #include <optional>
 
 #include "pycell/child_so.h"
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/fd_passing.h"

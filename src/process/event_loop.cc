@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
 
 namespace pycell {
 
@@ -42,14 +43,6 @@ Status EventLoop::watch(int fd, uint32_t events, FdHandler handler) {
   ev.data.fd = fd;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return std::unexpected(sysError("epoll_ctl(ADD)"));
   handlers_[fd] = std::make_shared<FdHandler>(std::move(handler));
-  return {};
-}
-
-Status EventLoop::modify(int fd, uint32_t events) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.fd = fd;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) != 0) return std::unexpected(sysError("epoll_ctl(MOD)"));
   return {};
 }
 

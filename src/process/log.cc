@@ -1,4 +1,4 @@
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 
 #include <unistd.h>
 

@@ -3,14 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <cerrno>
 
 namespace pycell {
-
-std::string Error::message() const {
-  if (err == 0) return what;
-  return what + ": " + std::strerror(err);
-}
 
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);

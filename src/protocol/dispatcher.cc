@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 
 namespace pycell::protocol {
 

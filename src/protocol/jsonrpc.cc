@@ -132,6 +132,5 @@ Reply::Handle Reply::handle() const {
 void Reply::Handle::error(const RpcError& err) const {
   if (state_) state_->send(makeError(state_->id, err.code, err.message, err.data));
 }
-bool Reply::Handle::answered() const { return !state_ || state_->answered; }
 
 }  // namespace pycell::protocol

@@ -134,20 +134,6 @@ std::optional<JsonRejection> parseUntrustedInto(std::string_view text, const Jso
   return JsonRejection{JsonRejection::Kind::Invalid, {}};
 }
 
-#if __cpp_lib_expected >= 202202L
-std::expected<json, JsonRejection> parseUntrustedJson(std::string_view text, const JsonLimits& limits) noexcept {
-  json value;
-  if (auto why = parseUntrustedInto(text, limits, value)) return std::unexpected(std::move(*why));
-  return value;
-}
-
-std::expected<json, std::string> parseUntrusted(std::string_view text, const JsonLimits& limits) noexcept {
-  json value;
-  if (auto why = parseUntrustedInto(text, limits, value)) return std::unexpected(std::move(why->message));
-  return value;
-}
-#endif
-
 size_t jsonDepth(const json& value) noexcept {
   size_t deepest = 0;
   try {

@@ -13,6 +13,9 @@
 
 #include <linux/magic.h>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
+
 namespace pycell::sandbox {
 
 const char* cgroupVersionName(CgroupVersion v) {

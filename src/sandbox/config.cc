@@ -1,6 +1,11 @@
 #include "pycell/sandbox/config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string_view>
+
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
 
 namespace pycell {
 
@@ -85,6 +90,20 @@ json limitsToJson(const Limits& limits) {
   return out;
 }
 
+// Whether a JSON number lies in [least, most], checked before any conversion: a float past
+// int64_t (1e300) has no int64_t value, and an unsigned one past it would wrap to a negative.
+static bool numberIn(const json& value, int64_t least, int64_t most) {
+  if (value.is_number_float()) {
+    double d = value.get<double>();
+    return d >= static_cast<double>(least) && d <= static_cast<double>(most);
+  }
+  if (value.is_number_unsigned()) {
+    uint64_t u = value.get<uint64_t>();
+    return (least <= 0 || u >= static_cast<uint64_t>(least)) && most >= 0 && u <= static_cast<uint64_t>(most);
+  }
+  return value.is_number_integer() && value.get<int64_t>() >= least && value.get<int64_t>() <= most;
+}
+
 static std::expected<void, std::string> applyLimits(Limits& limits, const json& doc, const Limits* ceiling) {
   if (doc.is_null()) return {};
   if (!doc.is_object()) return std::unexpected("limits must be an object");
@@ -95,10 +114,10 @@ static std::expected<void, std::string> applyLimits(Limits& limits, const json& 
     if (!field) return std::unexpected("unknown limit '" + key + "'");
     if (!value.is_number_integer() && !(value.is_number_float() && value.get<double>() == std::floor(value.get<double>())))
       return std::unexpected("limits." + key + " must be an integer");
-    auto v = value.get<int64_t>();
-    if (v < field->min || v > field->max)
+    if (!numberIn(value, field->min, field->max))
       return std::unexpected("limits." + key + " must be between " + std::to_string(field->min) + " and " +
                              std::to_string(field->max));
+    auto v = value.is_number_float() ? static_cast<int64_t>(value.get<double>()) : value.get<int64_t>();
     if (ceiling && v > (*ceiling).*(field->field))
       return std::unexpected("limits." + key + " = " + std::to_string(v) + " exceeds the profile's limit of " +
                              std::to_string((*ceiling).*(field->field)));
@@ -112,6 +131,26 @@ std::expected<Limits, std::string> resolveLimits(const Profile& profile, const j
   auto ok = applyLimits(limits, requested, profile.allowRaisingLimits ? nullptr : &profile.limits);
   if (!ok) return std::unexpected(ok.error());
   return limits;
+}
+
+// allowRead and allowWrite entries a profile may have in all.
+constexpr size_t kMaxBinds = 128;
+
+// A host path a profile may bind at the same path inside: absolute, below / (a bind of / itself
+// would cover the whole root the sandbox is given), no NUL (the mount would see a shorter path),
+// and no . or .. component, which would put the mount somewhere else than the path says (the
+// target is the path below the new root; a .. can climb out of it).
+static bool bindablePath(const std::string& path) {
+  if (path.empty() || path[0] != '/' || path.size() >= 4096 || path.find('\0') != std::string::npos) return false;
+  bool belowRoot = false;
+  for (size_t start = 1; start <= path.size();) {
+    size_t end = std::min(path.find('/', start), path.size());
+    std::string_view part(path.data() + start, end - start);
+    if (part == "." || part == "..") return false;
+    if (!part.empty()) belowRoot = true;
+    start = end + 1;
+  }
+  return belowRoot;
 }
 
 static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base) {
@@ -145,7 +184,7 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
                                    : pk == "refillDelayMs" ? &PoolSettings::refillDelayMs
                                                            : nullptr;
         int64_t least = pk == "size" || pk == "refillDelayMs" ? 0 : 1;
-        if (!field || !pv.is_number_integer() || pv.get<int64_t>() < least || pv.get<int64_t>() > 100000)
+        if (!field || !pv.is_number_integer() || !numberIn(pv, least, 100000))
           return fail("pool." + pk + " is unknown or out of range");
         base.pool.*field = pv.get<int>();
       }
@@ -169,18 +208,21 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
     } else if ((key == "activity" || key == "samples") && value.is_boolean()) {
       (key == "activity" ? base.activity : base.samples) = value.get<bool>();
     } else if (key == "samplePeriodMs" && value.is_number_integer()) {
-      if (value.get<int64_t>() < 10 || value.get<int64_t>() > 60000) return fail("samplePeriodMs must be between 10 and 60000");
+      if (!numberIn(value, 10, 60000)) return fail("samplePeriodMs must be between 10 and 60000");
       base.samplePeriodMs = value.get<int64_t>();
     } else if ((key == "sessionIdleMs" || key == "sessionCpuMs") && value.is_number_integer()) {
+      if (!numberIn(value, 1000, 7LL * 24 * 3600 * 1000)) return fail(key + " must be between 1000 and 604800000");
       int64_t v = value.get<int64_t>();
-      if (v < 1000 || v > 7LL * 24 * 3600 * 1000) return fail(key + " must be between 1000 and 604800000");
       (key == "sessionIdleMs" ? base.sessionIdleMs : base.sessionCpuMs) = v;
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
       for (const auto& p : value) {
-        if (!p.is_string() || p.get<std::string>().empty() || p.get<std::string>()[0] != '/')
-          return fail(key + " entries must be absolute paths");
+        if (!p.is_string() || !bindablePath(p.get<std::string>()))
+          return fail(key + " entries must be absolute paths below / without . or .. components");
         base.binds.push_back({p.get<std::string>(), key == "allowWrite"});
       }
+      // The mount step opens at most 256 bind sources (mount_exec.cc), the built-in ones
+      // included: more would pass here and fail every sandbox.
+      if (base.binds.size() > kMaxBinds) return fail("at most " + std::to_string(kMaxBinds) + " allowRead and allowWrite entries");
     } else {
       return fail("unknown or mistyped field '" + key + "'");
     }
@@ -205,8 +247,11 @@ Result<Config> parseConfig(const json& doc) {
 }
 
 Result<Config> loadConfig(const std::string& path) {
-  auto text = readFile(path, 16u << 20);
+  // Read one byte past the bound, so that a larger file is refused, not cut to a prefix.
+  constexpr size_t kMaxBytes = 16u << 20;
+  auto text = readFile(path, kMaxBytes + 1);
   if (!text) return std::unexpected(text.error());
+  if (text->size() > kMaxBytes) return std::unexpected(Error{path + ": larger than 16 MiB"});
   json doc = json::parse(*text, nullptr, false);
   if (doc.is_discarded()) return std::unexpected(Error{path + ": not valid JSON"});
   auto config = parseConfig(doc);

@@ -11,9 +11,11 @@
 #include "pycell/analyze_py.h"
 #include "pycell/bootstrap_py.h"
 #include "pycell/displays_py.h"
+#include "pycell/error.h"
 #include "pycell/errors_py.h"
 #include "pycell/files_py.h"
 #include "pycell/policy_py.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/session_py.h"
 #include "pycell/values_py.h"
 

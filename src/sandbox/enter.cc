@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
+
 namespace pycell::sandbox {
 
 SandboxPlan makePlan(const PlanInputs& in) {

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <vector>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
+
 extern char** environ;
 
 namespace pycell::sandbox {

@@ -12,6 +12,9 @@
 #include <memory>
 #include <span>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
+
 namespace pycell::sandbox {
 
 namespace {

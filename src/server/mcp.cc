@@ -1,9 +1,10 @@
 // The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
 // Same transport, executions and sandboxes as `pycell serve`; only the method table and
 // the shape of answers differ. Tools: run_python, create_session, close_session.
+#include "pycell/error.h"
 #include "pycell/server/server.h"
 
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 #include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
 
 namespace pycell::server {

@@ -5,7 +5,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "pycell/log.h"
+#include "pycell/error.h"
+#include "pycell/process/log.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/protocol/untrusted_json.h"
 
 namespace pycell::server {

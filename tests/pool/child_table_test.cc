@@ -166,13 +166,6 @@ TEST_CASE("a zygote's death takes every slot of that zygote, in any state, and n
   CHECK(table.readyQueue().empty());
 }
 
-TEST_CASE("state names", "[child_table]") {
-  CHECK(std::string(nameOf(ChildState::Forking)) == "forking");
-  CHECK(std::string(nameOf(ChildState::Warming)) == "warming");
-  CHECK(std::string(nameOf(ChildState::Ready)) == "ready");
-  CHECK(std::string(nameOf(ChildState::Claimed)) == "claimed");
-}
-
 // ---- the refill decision -----------------------------------------------------------------
 
 namespace {

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "pycell/process/event_loop.h"
+#include "pycell/process/unique_fd.h"
 
 using namespace pycell;
 

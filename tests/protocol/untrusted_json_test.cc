@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <expected>
 
 #include "pycell/protocol/dispatcher.h"
 #include "pycell/protocol/untrusted_json.h"
@@ -8,6 +9,19 @@
 using namespace pycell::protocol;
 
 namespace {
+// parseUntrustedInto as a value or why not, and with only the message.
+std::expected<nlohmann::json, JsonRejection> parseUntrustedJson(std::string_view text, const JsonLimits& limits) {
+  nlohmann::json value;
+  if (auto why = parseUntrustedInto(text, limits, value)) return std::unexpected(std::move(*why));
+  return value;
+}
+
+std::expected<nlohmann::json, std::string> parseUntrusted(std::string_view text, const JsonLimits& limits) {
+  auto parsed = parseUntrustedJson(text, limits);
+  if (!parsed) return std::unexpected(parsed.error().message);
+  return std::move(*parsed);
+}
+
 std::string nested(size_t depth, char open = '[', char close = ']', std::string_view inner = "") {
   std::string s(depth, open);
   s += inner;

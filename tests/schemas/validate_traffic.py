@@ -737,6 +737,7 @@ def config_checks(binary, schemas, report):
         "unknown limit": {"profiles": {"x": {"limits": {"wallMs": 5}}}},
         "memory below 16 MiB": {"profiles": {"x": {"limits": {"memoryMb": 8}}}},
         "relative allowRead": {"profiles": {"x": {"allowRead": ["relative/path"]}}},
+        "allowWrite climbing with ..": {"profiles": {"x": {"allowWrite": ["/tmp/../etc"]}}},
         "mistyped networkAllowed": {"profiles": {"x": {"networkAllowed": "yes"}}},
         "limit outside limits": {"profiles": {"x": {"memoryMb": 100}}},
         "unknown top-level field": {"profile": {}},

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/context.h"
 #include "pycell/exec/output_buffer.h"
 #include "pycell/exec/result_channel.h"

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/exec/execution.h"
 #include "pycell/exec/session.h"
 

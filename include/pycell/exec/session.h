@@ -14,10 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pycell/error.h"
 #include "pycell/exec/result_channel.h"
 #include "pycell/exec/spawn.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/context.h"
 

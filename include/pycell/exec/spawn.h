@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "pycell/process/unique_fd.h"
+#include "pycell/error.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/context.h"
 #include "pycell/sandbox/enter.h"

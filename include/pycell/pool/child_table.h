@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/sandbox/enter.h"
 
 namespace pycell::pool {
@@ -47,7 +48,6 @@ enum class ChildState {
   Ready,    // waiting on its request pipe, in the ready queue
   Claimed,  // handed to an execution or session (which now holds its fds and cgroup)
 };
-[[nodiscard]] const char* nameOf(ChildState state);
 
 struct ChildSlot {
   ChildState state = ChildState::Forking;

@@ -13,9 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pycell/error.h"
 #include "pycell/pool/child_table.h"
 #include "pycell/pool/zygote.h"
 #include "pycell/process/event_loop.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/context.h"
 

@@ -10,8 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pycell/error.h"
 #include "pycell/pool/child_table.h"
 #include "pycell/process/event_loop.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/context.h"
 #include "pycell/sandbox/zygote_wire.h"
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "pycell/error.h"
 #include "pycell/process/unique_fd.h"
 
 namespace pycell {
@@ -24,7 +25,6 @@ class EventLoop {
   EventLoop& operator=(const EventLoop&) = delete;
 
   [[nodiscard]] Status watch(int fd, uint32_t events, FdHandler handler);
-  [[nodiscard]] Status modify(int fd, uint32_t events);
   // Safe to call from inside a handler, including the fd's own.
   void unwatch(int fd);
 

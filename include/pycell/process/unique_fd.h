@@ -1,28 +1,13 @@
 #pragma once
-// Owning file descriptor and the error type used for failed system calls.
-#include <cerrno>
-#include <expected>
+// Owning file descriptor, pipes, and whole-buffer reads and writes on descriptors.
+#include <cstddef>
 #include <string>
+#include <string_view>
 #include <utility>
 
+#include "pycell/error.h"
+
 namespace pycell {
-
-// A failed operation: which call failed, on what, and errno (0 when not a syscall).
-struct Error {
-  std::string what;
-  int err = 0;
-  // A failed isolation step (sandbox/isolate.h): which, and on what; empty otherwise.
-  std::string step = {};
-  std::string detail = {};
-  [[nodiscard]] std::string message() const;
-};
-
-// Captures errno at the failure site, so later calls cannot clobber it.
-[[nodiscard]] inline Error sysError(std::string what) { return Error{std::move(what), errno}; }
-
-template <class T>
-using Result = std::expected<T, Error>;
-using Status = std::expected<void, Error>;
 
 class UniqueFd {
  public:

@@ -66,7 +66,6 @@ class Reply {
   class Handle {
    public:
     void error(const RpcError& err) const;
-    [[nodiscard]] bool answered() const;
 
    private:
     friend class Reply;

@@ -9,10 +9,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <version>
-#if __cpp_lib_expected >= 202202L
-#include <expected>
-#endif
 
 #include <nlohmann/json.hpp>
 
@@ -52,21 +48,9 @@ struct JsonRejection {
 [[nodiscard]] std::optional<JsonRejection> parseUntrustedInto(std::string_view text, const JsonLimits& limits,
                                                               nlohmann::json& out) noexcept;
 
-// (The protocol's libFuzzer build uses a clang whose standard library has no std::expected:
-// it gets everything but these two, which are parseUntrustedInto in another shape.)
-#if __cpp_lib_expected >= 202202L
-// The value, or why not (see parseUntrustedInto).
-[[nodiscard]] std::expected<nlohmann::json, JsonRejection> parseUntrustedJson(std::string_view text,
-                                                                              const JsonLimits& limits) noexcept;
-// The same with only the message: "nesting deeper than 64 levels", "message of N bytes
-// exceeds the limit of M bytes", "not valid JSON at line 1, column 2: ...".
-[[nodiscard]] std::expected<nlohmann::json, std::string> parseUntrusted(std::string_view text,
-                                                                        const JsonLimits& limits) noexcept;
-#endif
-
 // Compact JSON text of `value`, invalid UTF-8 in strings replaced by U+FFFD. Never throws and
 // never recurses deeper than 256 levels: a value nested deeper (one built without
-// parseUntrusted) is written by an iterative writer, with the same output. Returns an empty
+// parseUntrustedInto) is written by an iterative writer, with the same output. Returns an empty
 // string only when memory runs out.
 [[nodiscard]] std::string dumpSafe(const nlohmann::json& value) noexcept;
 

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "pycell/process/unique_fd.h"
+#include "pycell/error.h"
 
 namespace pycell::sandbox {
 
@@ -80,7 +80,6 @@ class CgroupReaper {
   bool tryAll();
   // Blocking passes for at most `timeout` (at shutdown, when no event loop turns any more).
   void drain(std::chrono::milliseconds timeout);
-  [[nodiscard]] bool empty() const { return lingering_.empty(); }
 
  private:
   std::vector<ExecutionCgroup> lingering_;

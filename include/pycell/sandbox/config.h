@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "pycell/process/unique_fd.h"
+#include "pycell/error.h"
 
 namespace pycell {
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/sandbox/config.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/probe.h"

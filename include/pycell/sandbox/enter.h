@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/cgroup.h"
 #include "pycell/sandbox/isolate.h"

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <string>
 
+#include "pycell/error.h"
 #include "pycell/process/unique_fd.h"
 
 namespace pycell::sandbox {

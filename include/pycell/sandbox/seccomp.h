@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pycell/process/unique_fd.h"
+#include "pycell/error.h"
 
 namespace pycell::sandbox {
 

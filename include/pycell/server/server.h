@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/context.h"
 #include "pycell/exec/scheduler.h"
 #include "pycell/process/event_loop.h"

@@ -1,0 +1,417 @@
+// The configuration file: the built-in profiles, a file merged over them, and every refusal
+// with the message it gives (parseConfig on JSON, loadConfig on files in a scratch directory).
+#include <catch2/catch.hpp>
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "pycell/error.h"
+#include "pycell/sandbox/config.h"
+
+using namespace pycell;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The message parseConfig refuses `doc` with (the test fails if it accepts it).
+std::string refusal(const json& doc) {
+  auto config = parseConfig(doc);
+  REQUIRE_FALSE(config.has_value());
+  return config.error().message();
+}
+
+// The message for a config holding one profile `name` with body `profile`.
+std::string profileRefusal(const json& profile, const std::string& name = "p") {
+  return refusal({{"profiles", {{name, profile}}}});
+}
+
+Profile parsedProfile(const json& profile, const std::string& name = "p") {
+  auto config = parseConfig({{"profiles", {{name, profile}}}});
+  INFO((config ? std::string() : config.error().message()));
+  REQUIRE(config.has_value());
+  REQUIRE(config->profiles.count(name) == 1);
+  return config->profiles.at(name);
+}
+
+// A scratch directory, removed with what it holds.
+struct ScratchDir {
+  fs::path path;
+  ScratchDir() {
+    char pattern[] = "/tmp/pycell-config-test-XXXXXX";
+    REQUIRE(::mkdtemp(pattern) != nullptr);
+    path = pattern;
+  }
+  ~ScratchDir() { fs::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name, std::ios::binary) << text;
+    return (path / name).string();
+  }
+};
+
+}  // namespace
+
+// ---- built-in profiles -------------------------------------------------------------------
+
+TEST_CASE("the built-in profiles: default and datascience", "[config]") {
+  Config config = builtinConfig();
+  REQUIRE(config.profiles.size() == 2);
+  const Profile& def = config.profiles.at("default");
+  CHECK(def.name == "default");
+  CHECK(def.python == "/usr/bin/python3");
+  CHECK(def.limits.timeoutMs == 10'000);
+  CHECK(def.limits.cpuMs == 10'000);
+  CHECK(def.limits.memoryMb == 512);
+  CHECK(def.limits.maxOutputBytes == 1 << 20);
+  CHECK(def.limits.maxProcesses == 64);
+  CHECK(def.limits.diskMb == 64);
+  CHECK_FALSE(def.allowRaisingLimits);
+  CHECK_FALSE(def.networkAllowed);
+  CHECK(def.binds.empty());
+  CHECK(def.preload.empty());
+  CHECK(def.pool.size == 2);
+  CHECK(def.imports == json{{"deny", defaultDenyList()}});
+  CHECK(def.removeBuiltins == std::vector<std::string>{"breakpoint"});
+
+  const Profile& ds = config.profiles.at("datascience");
+  CHECK(ds.name == "datascience");
+  CHECK(ds.limits.memoryMb == 1024);
+  CHECK(ds.imports == json{{"allow", datascienceAllowList()}});
+  CHECK(ds.preload == std::vector<std::string>{"numpy", "pandas", "matplotlib", "matplotlib.pyplot"});
+  CHECK_FALSE(ds.childWarmup.empty());
+  for (const char* name : {"eval", "exec", "compile", "breakpoint"})
+    CHECK(std::find(ds.removeBuiltins.begin(), ds.removeBuiltins.end(), name) != ds.removeBuiltins.end());
+  // What starts processes or talks to the network is denied by default.
+  for (const char* name : {"subprocess", "socket", "ctypes", "multiprocessing"}) {
+    INFO(name);
+    CHECK(std::find(defaultDenyList().begin(), defaultDenyList().end(), name) != defaultDenyList().end());
+    CHECK(std::find(datascienceAllowList().begin(), datascienceAllowList().end(), name) == datascienceAllowList().end());
+  }
+}
+
+TEST_CASE("an empty config is the built-in one; $schema is ignored", "[config]") {
+  for (const json& doc : {json::object(), json{{"$schema", "https://example.invalid/x"}}, json{{"profiles", json::object()}}}) {
+    auto config = parseConfig(doc);
+    REQUIRE(config.has_value());
+    CHECK(config->profiles.size() == 2);
+    CHECK(config->profiles.at("default").limits.timeoutMs == 10'000);
+  }
+}
+
+// ---- a valid file ------------------------------------------------------------------------
+
+TEST_CASE("a profile of a built-in name is merged over it; limits one by one", "[config]") {
+  Profile def = parsedProfile({{"description", "mine"}, {"limits", {{"timeoutMs", 2000}}}}, "default");
+  CHECK(def.description == "mine");
+  CHECK(def.limits.timeoutMs == 2000);
+  CHECK(def.limits.cpuMs == 10'000);  // the built-in value stays
+  CHECK(def.limits.memoryMb == 512);
+  CHECK(def.imports == json{{"deny", defaultDenyList()}});
+  CHECK(def.removeBuiltins == std::vector<std::string>{"breakpoint"});
+
+  Profile ds = parsedProfile({{"preload", {"numpy"}}, {"builtins", {{"remove", {"eval"}}}}}, "datascience");
+  CHECK(ds.preload == std::vector<std::string>{"numpy"});  // a list replaces the built-in one
+  CHECK(ds.removeBuiltins == std::vector<std::string>{"eval"});
+  CHECK(ds.limits.memoryMb == 1024);
+}
+
+TEST_CASE("a new profile starts from the defaults and takes every field", "[config]") {
+  json body = {{"description", "everything"},
+               {"python", "/opt/py/bin/python3"},
+               {"limits", {{"timeoutMs", 1}, {"cpuMs", 86'400'000}, {"memoryMb", 16}, {"maxOutputBytes", 1LL << 30},
+                           {"maxProcesses", 65536}, {"diskMb", 1.0 * (1 << 20)}}},
+               {"allowRaisingLimits", true},
+               {"networkAllowed", true},
+               {"allowRead", {"/srv/data", "/opt/models/"}},
+               {"allowWrite", {"/tmp/out"}},
+               {"preload", {"json", "decimal"}},
+               {"childWarmup", "import json"},
+               {"pool", {{"size", 0}, {"maxStarting", 1}, {"recycleAfter", 100000}, {"refillDelayMs", 0}}},
+               {"imports", {{"allow", {"math", "json"}}}},
+               {"builtins", {{"remove", {"open"}}}},
+               {"activity", false},
+               {"samples", true},
+               {"samplePeriodMs", 10},
+               {"sessionIdleMs", 1000},
+               {"sessionCpuMs", 604'800'000}};
+  Config config;
+  {
+    auto parsed = parseConfig({{"profiles", {{"full", body}}}});
+    REQUIRE(parsed.has_value());
+    config = *parsed;
+  }
+  CHECK(config.profiles.size() == 3);
+  const Profile& p = config.profiles.at("full");
+  CHECK(p.name == "full");
+  CHECK(p.description == "everything");
+  CHECK(p.python == "/opt/py/bin/python3");
+  CHECK(p.limits.timeoutMs == 1);
+  CHECK(p.limits.cpuMs == 86'400'000);
+  CHECK(p.limits.memoryMb == 16);
+  CHECK(p.limits.maxOutputBytes == 1LL << 30);
+  CHECK(p.limits.maxProcesses == 65536);
+  CHECK(p.limits.diskMb == 1 << 20);  // a float with no fraction is an integer
+  CHECK(p.allowRaisingLimits);
+  CHECK(p.networkAllowed);
+  REQUIRE(p.binds.size() == 3);
+  CHECK(p.binds[0].path == "/srv/data");
+  CHECK_FALSE(p.binds[0].writable);
+  CHECK(p.binds[1].path == "/opt/models/");
+  CHECK(p.binds[2].path == "/tmp/out");
+  CHECK(p.binds[2].writable);
+  CHECK(p.preload == std::vector<std::string>{"json", "decimal"});
+  CHECK(p.childWarmup == "import json");
+  CHECK(p.pool.size == 0);
+  CHECK(p.pool.maxStarting == 1);
+  CHECK(p.pool.recycleAfter == 100000);
+  CHECK(p.pool.refillDelayMs == 0);
+  CHECK(p.imports == json{{"allow", {"math", "json"}}});
+  CHECK(p.removeBuiltins == std::vector<std::string>{"open"});
+  CHECK_FALSE(p.activity);
+  CHECK(p.samples);
+  CHECK(p.samplePeriodMs == 10);
+  CHECK(p.sessionIdleMs == 1000);
+  CHECK(p.sessionCpuMs == 604'800'000);
+  // The built-in profiles are still there, untouched.
+  CHECK(config.profiles.at("default").limits.timeoutMs == 10'000);
+
+  // Unset fields of a new profile: the defaults (not the built-in default profile's policy).
+  Profile bare = parsedProfile(json::object(), "bare");
+  CHECK(bare.python == "/usr/bin/python3");
+  CHECK(bare.limits.memoryMb == 512);
+  CHECK(bare.imports.is_null());
+  CHECK(bare.removeBuiltins.empty());
+  CHECK(bare.pool.size == 2);
+}
+
+TEST_CASE("imports may be null (no import policy); limits may be null (none given)", "[config]") {
+  Profile def = parsedProfile({{"imports", nullptr}, {"limits", nullptr}}, "default");
+  CHECK(def.imports.is_null());
+  CHECK(def.limits.timeoutMs == 10'000);
+  Profile deny = parsedProfile({{"imports", {{"deny", json::array()}}}});
+  CHECK(deny.imports == json{{"deny", json::array()}});
+}
+
+TEST_CASE("the policy document follows the profile", "[config]") {
+  Profile p = parsedProfile({{"allowRead", {"/srv/in"}}, {"allowWrite", {"/srv/out"}}, {"imports", {{"deny", {"socket"}}}},
+                             {"builtins", {{"remove", {"eval"}}}}});
+  json doc = policyDocument(p, true);
+  CHECK(doc["network"] == true);
+  CHECK(doc["files"]["allowRead"] == json{"/srv/in"});
+  CHECK(doc["files"]["allowWrite"] == json{"/srv/out"});
+  CHECK(doc["imports"] == json{{"deny", {"socket"}}});
+  CHECK(doc["builtins"] == json{{"remove", {"eval"}}});
+  // No policy at all: nothing for the bootstrap to apply.
+  Profile none = parsedProfile({{"imports", nullptr}, {"activity", false}});
+  CHECK(policyDocument(none, false).is_null());
+}
+
+// ---- refusals: the document and its fields ------------------------------------------------
+
+TEST_CASE("a config that is not an object, or has an unknown or mistyped field, is refused", "[config]") {
+  CHECK(refusal(json::array()) == "config must be a JSON object");
+  CHECK(refusal("profiles") == "config must be a JSON object");
+  CHECK(refusal(nullptr) == "config must be a JSON object");
+  CHECK(refusal({{"profile", json::object()}}) == "unknown or mistyped config field 'profile'");
+  CHECK(refusal({{"profiles", json::array()}}) == "unknown or mistyped config field 'profiles'");
+  CHECK(refusal({{"profiles", "default"}}) == "unknown or mistyped config field 'profiles'");
+  CHECK(profileRefusal(json::array()) == "profile 'p': must be an object");
+  CHECK(profileRefusal("default") == "profile 'p': must be an object");
+}
+
+TEST_CASE("a profile field that is unknown or of the wrong type is refused, by name", "[config]") {
+  const json cases[] = {
+      {{"descripton", "typo"}},          {{"description", 1}},     {{"python", false}},
+      {{"allowRaisingLimits", "yes"}},   {{"networkAllowed", 1}},  {{"preload", "numpy"}},
+      {{"childWarmup", json::array()}},  {{"pool", 2}},            {{"imports", {"socket"}}},
+      {{"imports", "deny"}},             {{"builtins", {"eval"}}}, {{"activity", "true"}},
+      {{"samples", nullptr}},            {{"samplePeriodMs", 50.5}}, {{"samplePeriodMs", "50"}},
+      {{"sessionIdleMs", true}},         {{"sessionCpuMs", 1e4}},  {{"allowRead", "/srv"}},
+      {{"allowWrite", {{"path", "/srv"}}}}, {{"name", "other"}},
+  };
+  for (const auto& body : cases) {
+    INFO(body.dump());
+    CHECK(profileRefusal(body) == "profile 'p': unknown or mistyped field '" + body.begin().key() + "'");
+  }
+}
+
+TEST_CASE("preload, imports and builtins lists hold non-empty names", "[config]") {
+  CHECK(profileRefusal({{"preload", {"numpy", ""}}}) == "profile 'p': preload entries must be module names");
+  CHECK(profileRefusal({{"preload", {1}}}) == "profile 'p': preload entries must be module names");
+  const std::string importsShape = "profile 'p': imports must be {\"deny\": [modules]} or {\"allow\": [modules]}";
+  CHECK(profileRefusal({{"imports", json::object()}}) == importsShape);
+  CHECK(profileRefusal({{"imports", {{"block", {"socket"}}}}}) == importsShape);
+  CHECK(profileRefusal({{"imports", {{"deny", {"socket"}}, {"allow", {"math"}}}}}) == importsShape);
+  CHECK(profileRefusal({{"imports", {{"deny", "socket"}}}}) == importsShape);
+  CHECK(profileRefusal({{"imports", {{"allow", {"math", ""}}}}}) == "profile 'p': imports lists hold module names");
+  CHECK(profileRefusal({{"imports", {{"allow", {nullptr}}}}}) == "profile 'p': imports lists hold module names");
+  CHECK(profileRefusal({{"builtins", {{"keep", {"eval"}}}}}) == "profile 'p': builtins must be {\"remove\": [names]}");
+  CHECK(profileRefusal({{"builtins", {{"remove", "eval"}}}}) == "profile 'p': builtins must be {\"remove\": [names]}");
+  CHECK(profileRefusal({{"builtins", {{"remove", {""}}}}}) == "profile 'p': builtins.remove holds builtin names");
+  CHECK(profileRefusal({{"builtins", {{"remove", {2}}}}}) == "profile 'p': builtins.remove holds builtin names");
+}
+
+// ---- refusals: limits ----------------------------------------------------------------------
+
+TEST_CASE("every limit takes its range, ends included; outside it, zero, negative or huge, it is refused", "[config]") {
+  for (const auto& f : limitFields()) {
+    INFO(f.name);
+    CHECK(parsedProfile({{"limits", {{f.name, f.min}}}}).limits.*(f.field) == f.min);
+    CHECK(parsedProfile({{"limits", {{f.name, f.max}}}}).limits.*(f.field) == f.max);
+    std::string range = "profile 'p': limits." + std::string(f.name) + " must be between " + std::to_string(f.min) +
+                        " and " + std::to_string(f.max);
+    for (const json& bad : {json(f.min - 1), json(f.max + 1), json(0), json(-1), json(INT64_MIN), json(INT64_MAX),
+                            json(UINT64_MAX), json(uint64_t(1) << 63), json(1e300), json(-1e300), json(1e19), json(-0.0)}) {
+      INFO(bad.dump());
+      CHECK(profileRefusal({{"limits", {{f.name, bad}}}}) == range);
+    }
+    for (const json& bad : {json(1.5), json("100"), json(true), json(nullptr), json::array({100}), json::object()}) {
+      INFO(bad.dump());
+      CHECK(profileRefusal({{"limits", {{f.name, bad}}}}) == "profile 'p': limits." + std::string(f.name) + " must be an integer");
+    }
+  }
+}
+
+TEST_CASE("limits: an unknown name or a non-object is refused", "[config]") {
+  CHECK(profileRefusal({{"limits", {{"wallMs", 100}}}}) == "profile 'p': unknown limit 'wallMs'");
+  CHECK(profileRefusal({{"limits", {{"TimeoutMs", 100}}}}) == "profile 'p': unknown limit 'TimeoutMs'");
+  CHECK(profileRefusal({{"limits", json::array({1})}}) == "profile 'p': limits must be an object");
+  CHECK(profileRefusal({{"limits", 5}}) == "profile 'p': limits must be an object");
+}
+
+TEST_CASE("a request's limits: tightened always, raised only where the profile allows", "[config]") {
+  Profile p = parsedProfile({{"limits", {{"timeoutMs", 5000}}}});
+  auto tight = resolveLimits(p, {{"timeoutMs", 100}});
+  REQUIRE(tight.has_value());
+  CHECK(tight->timeoutMs == 100);
+  CHECK(tight->cpuMs == 10'000);
+  auto raised = resolveLimits(p, {{"timeoutMs", 6000}});
+  REQUIRE_FALSE(raised.has_value());
+  CHECK(raised.error() == "limits.timeoutMs = 6000 exceeds the profile's limit of 5000");
+  // A huge float from a client is refused by range, before it is converted.
+  auto huge = resolveLimits(p, {{"timeoutMs", 1e300}});
+  REQUIRE_FALSE(huge.has_value());
+  CHECK(huge.error() == "limits.timeoutMs must be between 1 and 86400000");
+  p.allowRaisingLimits = true;
+  auto up = resolveLimits(p, {{"timeoutMs", 6000}});
+  REQUIRE(up.has_value());
+  CHECK(up->timeoutMs == 6000);
+  CHECK(limitsToJson(*up)["timeoutMs"] == 6000);
+  CHECK(limitsToJson(*up).size() == limitFields().size());
+}
+
+// ---- refusals: pool and the other numbers ----------------------------------------------------
+
+TEST_CASE("pool settings: known names, integers within range", "[config]") {
+  CHECK(parsedProfile({{"pool", {{"size", 100000}, {"maxStarting", 100000}}}}).pool.size == 100000);
+  const json bad[] = {
+      {{"size", -1}},        {{"size", 100001}},         {{"size", 2.0}},         {{"size", "2"}},
+      {{"maxStarting", 0}},  {{"recycleAfter", 0}},      {{"refillDelayMs", -5}}, {{"size", UINT64_MAX}},
+      {{"size", INT64_MIN}}, {{"size", uint64_t(1) << 32}}, {{"sizes", 2}},       {{"size", nullptr}},
+  };
+  for (const auto& pool : bad) {
+    INFO(pool.dump());
+    CHECK(profileRefusal({{"pool", pool}}) == "profile 'p': pool." + pool.begin().key() + " is unknown or out of range");
+  }
+}
+
+TEST_CASE("samplePeriodMs, sessionIdleMs and sessionCpuMs: within their ranges", "[config]") {
+  CHECK(parsedProfile({{"samplePeriodMs", 60000}}).samplePeriodMs == 60000);
+  for (const json& v : {json(9), json(60001), json(0), json(-1), json(UINT64_MAX)}) {
+    INFO(v.dump());
+    CHECK(profileRefusal({{"samplePeriodMs", v}}) == "profile 'p': samplePeriodMs must be between 10 and 60000");
+  }
+  for (const char* key : {"sessionIdleMs", "sessionCpuMs"}) {
+    for (const json& v : {json(999), json(604'800'001), json(0), json(-1000), json(INT64_MAX), json(UINT64_MAX)}) {
+      INFO(key << " " << v.dump());
+      CHECK(profileRefusal({{key, v}}) == "profile 'p': " + std::string(key) + " must be between 1000 and 604800000");
+    }
+  }
+}
+
+// ---- refusals: host paths ------------------------------------------------------------------
+
+TEST_CASE("allowRead and allowWrite take absolute paths below /, without . or .. components", "[config]") {
+  for (const char* key : {"allowRead", "allowWrite"}) {
+    std::string why = "profile 'p': " + std::string(key) + " entries must be absolute paths below / without . or .. components";
+    for (const json& bad : {json(""), json("srv/data"), json("./srv"), json("~/data"), json("/"), json("//"),
+                            json("/srv/../etc"), json("/.."), json("/../../etc"), json("/srv/./data"), json("/srv/.."),
+                            json("/srv/data/."), json(std::string("/srv\0/etc", 9)), json("/" + std::string(5000, 'a')),
+                            json(7), json(nullptr), json::array({"/srv"})}) {
+      INFO(key << " " << bad.dump());
+      CHECK(profileRefusal({{key, {"/ok", bad}}}) == why);
+    }
+    // Dots inside a name are names; repeated and trailing slashes change nothing.
+    for (const char* good : {"/srv/.hidden", "/srv/..data", "/srv/data...", "/srv//data", "/srv/data/", "/a"}) {
+      INFO(key << " " << good);
+      Profile p = parsedProfile({{key, {good}}});
+      REQUIRE(p.binds.size() == 1);
+      CHECK(p.binds[0].path == good);
+      CHECK(p.binds[0].writable == (std::string(key) == "allowWrite"));
+    }
+  }
+}
+
+TEST_CASE("at most 128 allowRead and allowWrite entries in all", "[config]") {
+  json read = json::array(), write = json::array();
+  for (int i = 0; i < 64; ++i) read.push_back("/srv/r" + std::to_string(i));
+  for (int i = 0; i < 64; ++i) write.push_back("/srv/w" + std::to_string(i));
+  CHECK(parsedProfile({{"allowRead", read}, {"allowWrite", write}}).binds.size() == 128);
+  write.push_back("/srv/one-more");
+  CHECK(profileRefusal({{"allowRead", read}, {"allowWrite", write}}) ==
+        "profile 'p': at most 128 allowRead and allowWrite entries");
+}
+
+// ---- files -----------------------------------------------------------------------------------
+
+TEST_CASE("loadConfig: a good file, and what it says when a file is missing, not JSON or refused", "[config]") {
+  ScratchDir dir;
+  auto good = loadConfig(dir.write("good.json", R"({"$schema": "x", "profiles": {"small": {"limits": {"timeoutMs": 500}}}})"));
+  REQUIRE(good.has_value());
+  CHECK(good->profiles.at("small").limits.timeoutMs == 500);
+  CHECK(good->profiles.count("default") == 1);
+
+  std::string missing = (dir.path / "missing.json").string();
+  auto none = loadConfig(missing);
+  REQUIRE_FALSE(none.has_value());
+  CHECK(none.error().message() == "open " + missing + ": No such file or directory");
+
+  std::string broken = dir.write("broken.json", R"({"profiles": {)");
+  CHECK(loadConfig(broken).error().message() == broken + ": not valid JSON");
+  std::string empty = dir.write("empty.json", "");
+  CHECK(loadConfig(empty).error().message() == empty + ": not valid JSON");
+
+  std::string refused = dir.write("refused.json", R"({"profiles": {"default": {"limits": {"memoryMb": 8}}}})");
+  CHECK(loadConfig(refused).error().message() ==
+        refused + ": profile 'default': limits.memoryMb must be between 16 and 1048576");
+
+  // A directory is not a config file.
+  REQUIRE_FALSE(loadConfig(dir.path.string()).has_value());
+}
+
+TEST_CASE("loadConfig: input is bounded; a file past 16 MiB is refused, not cut short", "[config]") {
+  ScratchDir dir;
+  // Valid JSON in its first 16 MiB, and garbage after: a reader that stopped at the bound
+  // would accept it.
+  std::string text = R"({"profiles": {}})";
+  text += std::string((16u << 20) - text.size(), ' ');
+  std::string atBound = dir.write("at-bound.json", text);
+  CHECK(loadConfig(atBound).has_value());
+  std::string over = dir.write("over.json", text + "garbage");
+  auto refused = loadConfig(over);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().message() == over + ": larger than 16 MiB");
+
+  // Deep nesting is parsed without recursion and refused by shape, not by a crash.
+  std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+  std::string deepPath = dir.write("deep.json", deep);
+  CHECK(loadConfig(deepPath).error().message() == deepPath + ": config must be a JSON object");
+  std::string deepFieldPath = dir.write("deep-field.json", R"({"profiles": {"p": {"limits": )" + deep + "}}}");
+  CHECK(loadConfig(deepFieldPath).error().message() == deepFieldPath + ": profile 'p': limits must be an object");
+}
