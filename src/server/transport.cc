@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-#include "pycell/log.h"
+#include "pycell/process/log.h"
 
 namespace pycell::server {
 

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pycell/error.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/protocol/framing.h"
