@@ -57,6 +57,7 @@ TARGETS = {
     "child_uss_mib": 2.0,           # ready child USS <= 2 MiB
     "aim_trivial_p50_ms": 1.0,      # aims (informational, same PASS/MISS wording)
     "aim_pandas_p50_ms": 3.0,
+    "aim_analyze_1000_ms": 50.0,    # the static analyzer on 1000 lines, in-process
 }
 
 
@@ -348,6 +349,27 @@ def bench_throughput(server, clients, duration):
 
 # --------------------------------------------------------------------------- baselines
 
+def bench_analyzer(n):
+    """The static analyzer alone (src/python/analyze.py, what `analyze` runs in a sandbox) on
+    the 1000-line program of tests/python/test_analyze.py, timed in this process."""
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    try:
+        import test_analyze  # noqa: E402 - the program and the module loader live there
+    finally:
+        sys.path.pop(0)
+    code = test_analyze.thousand_lines()
+    policy = {"imports": {"deny": ["socket"]}, "builtins": {"remove": ["eval"]}}
+    times = []
+    for i in range(n + 2):
+        start = time.perf_counter()
+        found = test_analyze.analyze(code, policy)
+        if i >= 2:  # two warm-ups
+            times.append((time.perf_counter() - start) * 1000.0)
+        if len(found) != 100:
+            raise BenchError(f"the analyzer found {len(found)} things in the 1000-line program, not 100")
+    return times
+
+
 def time_command(argv, n, warmup, expect_stdout):
     """Wall time of whole process runs (fork+exec+exit), ms each."""
     times = []
@@ -632,6 +654,7 @@ def print_report(rep):
         ("pycell_pandas_session", "pycell pandas groupby [datascience], warm session"),
         ("python3_pandas", "cold python3 -c '<pandas groupby>'"),
         ("bwrap_pandas", "bwrap --unshare-all python3 -c '<pandas groupby>'"),
+        ("analyze_1000_lines", "static analysis of 1000 lines (analyze.py, in-process)"),
     ]
     for key, label in rows:
         s = lat.get(key)
@@ -738,6 +761,12 @@ def compute_targets(rep):
                    "target": TARGETS["child_uss_mib"],
                    "targetText": f"<= {TARGETS['child_uss_mib']:g} MiB",
                    "pass": mib <= TARGETS["child_uss_mib"]})
+    v = p50("analyze_1000_lines")
+    if v is not None:
+        tg.append({"name": "aim: static analysis of 1000 lines p50", "value": v, "valueText": f"{v:.2f} ms",
+                   "target": TARGETS["aim_analyze_1000_ms"],
+                   "targetText": f"< {TARGETS['aim_analyze_1000_ms']:g} ms",
+                   "pass": v < TARGETS["aim_analyze_1000_ms"]})
     for key, what, aim in (("pycell_trivial", "aim: pycell trivial p50", "aim_trivial_p50_ms"),
                            ("pycell_pandas", "aim: pycell pandas p50", "aim_pandas_p50_ms")):
         for fig, label, sfx in figures:
@@ -819,6 +848,8 @@ def main():
         keep_log = False
 
     # Baselines first, before any server exists, so they do not share the CPUs with it.
+    print("bench: static analysis ...", file=sys.stderr, flush=True)
+    rep["latency"]["analyze_1000_lines"] = summarize(bench_analyzer(5 if quick else 20))
     print("bench: baselines ...", file=sys.stderr, flush=True)
     seen = {}
     foreign_sample(seen)

@@ -272,33 +272,32 @@ class Calls(unittest.TestCase):
                                                       "syntax-error"])
 
 
-class Speed(unittest.TestCase):
+def thousand_lines():
+    """A 1000-line program with one removed builtin per 10 lines (also the benchmark's)."""
+    block = ("import json, os\n"
+             "def f{n}(values, scale=2):\n"
+             "    total = sum(v * scale for v in values if v % 3)  # comment \u00e9\n"
+             "    data = {{'k': [total, str(total), os.path.join('a', 'b')]}}\n"
+             "    return json.dumps(data)\n"
+             "class C{n}:\n"
+             "    def m(self, x):\n"
+             "        return [f{n}(range(x)) for _ in range(3)]\n"
+             "result{n} = C{n}().m(10)\n"
+             "print(result{n}, eval('1'))\n")
+    return "".join(block.format(n=n) for n in range(100))
+
+
+class Size(unittest.TestCase):
+    # How long this takes is a benchmark figure (tests/bench/bench.py, "static analysis"),
+    # not a unit test's: a timed test fails on a loaded machine.
     def test_thousand_lines(self):
-        block = ("import json, os\n"
-                 "def f{n}(values, scale=2):\n"
-                 "    total = sum(v * scale for v in values if v % 3)  # comment é\n"
-                 "    data = {{'k': [total, str(total), os.path.join('a', 'b')]}}\n"
-                 "    return json.dumps(data)\n"
-                 "class C{n}:\n"
-                 "    def m(self, x):\n"
-                 "        return [f{n}(range(x)) for _ in range(3)]\n"
-                 "result{n} = C{n}().m(10)\n"
-                 "print(result{n}, eval('1'))\n")
-        code = "".join(block.format(n=n) for n in range(100))
+        code = thousand_lines()
         self.assertEqual(len(code.splitlines()), 1000)
         policy = {"imports": {"deny": ["socket"]}, "builtins": {"remove": ["eval"]}}
-        best = min(self.timed(code, policy) for _ in range(5))
         self.assertEqual(len(analyze(code, policy)), 100)
-        # The target is < 50 ms here; the bound leaves room for slower machines.
-        self.assertLess(best, 0.15, "analysis of 1000 lines took %.1f ms" % (best * 1000))
-        broken = code + "x = (\n"
-        self.assertLess(min(self.timed(broken, policy) for _ in range(3)), 0.3)
-
-    @staticmethod
-    def timed(code, policy):
-        start = time.perf_counter()
-        analyze(code, policy)
-        return time.perf_counter() - start
+        # A syntax error at the end: reported, and the findings before it still are.
+        broken = analyze(code + "x = (\n", policy)
+        self.assertTrue(any(d["severity"] == 1 and d["range"]["start"]["line"] >= 1000 for d in broken), broken[-3:])
 
 
 class EntryPoints(unittest.TestCase):
