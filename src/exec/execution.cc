@@ -6,27 +6,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
-#include <sstream>
 #include <filesystem>
-#include <map>
+#include <utility>
 
 #include "pycell/error.h"
-#include "pycell/exec/activity.h"
 #include "pycell/exec/session.h"
 #include "pycell/exec/spawn.h"
 #include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
 #include "pycell/process/unique_fd.h"
-#include "pycell/protocol/untrusted_json.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
 
 namespace {
 constexpr auto kDrainGrace = std::chrono::milliseconds(2000);
-
-int64_t toMs(const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1000 + tv.tv_usec / 1000; }
 }  // namespace
 
 const char* stateName(ExecState s) {
@@ -367,8 +361,6 @@ void Execution::emitOutput(const std::string& name, std::string_view chunk) {
   if (cut > 0) output_(name, std::string_view(text).substr(0, cut));
 }
 
-size_t completeUtf8Prefix(std::string_view s) { return protocol::utf8PrefixLength(s, s.size()); }
-
 void Execution::watchOutgoing(Outgoing& o) {
   if (o.data.empty()) {
     o.fd.reset();  // EOF right away
@@ -528,17 +520,10 @@ void Execution::finish() {
   }
   json result;
   try {
-    result = buildResult();
+    result = buildResult(takeOutcome());
   } catch (const std::exception& e) {
-    // Still exactly one answer: what is known for certain.
     log::error("execution " + request_.executionId + ": the result could not be built: " + e.what());
-    result = {{"executionId", request_.executionId}, {"status", "crashed"}, {"exitCode", nullptr},
-              {"signal", nullptr}, {"stdout", ""}, {"stderr", ""}, {"value", nullptr}, {"valueRepr", nullptr},
-              {"truncated", {{"stdout", false}, {"stderr", false}}}, {"displays", json::array()},
-              {"files", json::array()},
-              {"error", {{"type", "Crashed"}, {"message", std::string("the server could not build this run's result: ") + e.what()},
-                         {"traceback", json::array()}, {"line", nullptr}}},
-              {"usage", {{"wallMs", elapsedMs()}, {"cpuUserMs", 0}, {"cpuSysMs", 0}, {"peakMemoryBytes", 0}}}};
+    result = unbuildableResult(request_.executionId, elapsedMs(), e.what());
   }
   if (done_) {
     auto done = std::move(done_);
@@ -553,147 +538,36 @@ int64_t Execution::elapsedMs() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(end - startedAt_).count();
 }
 
-json Execution::usageSoFar() const {
-  auto cg = cgroup_.usage();
-  uint64_t peak = cg.peakMemoryBytes ? cg.peakMemoryBytes : static_cast<uint64_t>(rusage_.ru_maxrss) * 1024;
-  return {{"wallMs", elapsedMs()},
-          {"cpuUserMs", toMs(rusage_.ru_utime)},
-          {"cpuSysMs", toMs(rusage_.ru_stime)},
-          {"peakMemoryBytes", peak}};
-}
+json Execution::usageSoFar() const { return usageDocument(elapsedMs(), kernelUsage(rusage_, cgroup_.usage())); }
 
-std::string Execution::decideStatus(const json& reported) const {
-  switch (stopReason_) {
-    case StopReason::Killed:
-    case StopReason::Cancelled:
-    case StopReason::Shutdown: return "killed";
-    case StopReason::Timeout: return "timeout";
-    case StopReason::OutputLimit: return "output_limit";
-    case StopReason::Internal: return "crashed";
-    case StopReason::None: break;
-  }
-  if (memoryKilled_ || cgroup_.usage().oomKills > 0) return "memory_limit";
-  if (exited_ && WIFSIGNALED(waitStatus_)) {
-    int sig = WTERMSIG(waitStatus_);
-    int64_t cpuMs = toMs(rusage_.ru_utime) + toMs(rusage_.ru_stime);
-    // RLIMIT_CPU ends the run with SIGKILL at the (whole-second) limit. Nothing else inside
-    // can SIGKILL the sandbox's PID 1 (its namespace cannot signal it; our own kills and
-    // the OOM killer are told apart above), but the limit counts the child's whole life,
-    // its set-up included, and tick-based accounting lags on a loaded machine: half the
-    // limit used is the mark of a CPU limit, rather than of a kill from outside.
-    if (sig == SIGXCPU || (sig == SIGKILL && cpuMs * 2 >= request_.limits.cpuMs)) return "timeout";
-    return "crashed";
-  }
-  // Told as it happened, so a program that rewrote its report afterwards cannot hide it.
-  if (blocked_) return "policy_violation";
-  if (reported.is_object() && reported.contains("status") && reported["status"].is_string()) {
-    auto s = reported["status"].get<std::string>();
-    if (s == "policy_violation") return s;
-    // The kernel's exit code wins over a report that claims success.
-    bool exitedNonZero = !session_ && exited_ && WIFEXITED(waitStatus_) && WEXITSTATUS(waitStatus_) != 0;
-    if (s == "ok" && exitedNonZero) return "error";
-    if (s == "ok" || s == "error" || s == "memory_limit") return s;
-    if (s == "timeout" && session_) return s;  // the run's CPU limit, in a session
-  }
-  return exited_ && WIFEXITED(waitStatus_) && WEXITSTATUS(waitStatus_) == 0 ? "ok" : "error";
-}
-
-json Execution::buildResult() {
+RunOutcome Execution::takeOutcome() {
+  RunOutcome o;
+  o.executionId = request_.executionId;
+  o.limits = request_.limits;
+  o.exited = exited_;
+  o.waitStatus = waitStatus_;
+  o.wallMs = elapsedMs();
+  o.usage = kernelUsage(rusage_, cgroup_.usage());
+  o.memoryKilled = memoryKilled_;
+  o.stopReason = stopReason_;
+  o.internalError = internalError_;
+  o.zygoteDied = zygoteDied_;
+  o.inSession = session_ != nullptr;
+  o.sessionId = request_.session;
+  o.sessionAlive = sessionAlive_;
+  o.stdoutText = stdoutBuf_.text();
+  o.stderrText = stderrBuf_.text();
+  o.stdoutTruncated = stdoutBuf_.truncated();
+  o.stderrTruncated = stderrBuf_.truncated();
   // Moved, not copied: returned files may weigh tens of MiB.
-  json reported = report_ ? std::move(*report_) : json(nullptr);
+  o.report = report_ ? std::move(*report_) : json(nullptr);
   report_.reset();
-  std::string status = decideStatus(reported);
-  json result = {{"executionId", request_.executionId}, {"status", status}};
-  bool signaled = exited_ && WIFSIGNALED(waitStatus_);
-  result["exitCode"] = exited_ && WIFEXITED(waitStatus_) ? json(WEXITSTATUS(waitStatus_)) : json(nullptr);
-  result["signal"] = signaled ? json(WTERMSIG(waitStatus_)) : json(nullptr);
-  result["stdout"] = stdoutBuf_.text();
-  result["stderr"] = stderrBuf_.text();
-  result["truncated"] = {{"stdout", stdoutBuf_.truncated()}, {"stderr", stderrBuf_.truncated()}};
-  // A session's interrupted run still reports (where the KeyboardInterrupt struck).
-  bool fromBootstrap = reported.is_object() &&
-                       (status == "ok" || status == "error" || status == "memory_limit" || status == "policy_violation" ||
-                        sessionAlive_ == true);
-  auto take = [&](const char* key) { return fromBootstrap && reported.contains(key) ? std::move(reported[key]) : json(nullptr); };
-  result["value"] = take("value");
-  result["valueRepr"] = take("valueRepr");
-  if (!result["valueRepr"].is_string()) result["valueRepr"] = nullptr;
-  json error = take("error");
-  // Stopped by the server: say why, keeping where the program was (a session's interrupted
-  // run reports its KeyboardInterrupt's traceback).
-  bool stoppedByUs = stopReason_ != StopReason::None && status != "ok" && status != "error";
-  if ((error.is_null() && status != "ok") || stoppedByUs) {
-    std::string message;
-    const auto& l = request_.limits;
-    if (status == "timeout")
-      message = "the run exceeded its time limit (" + std::to_string(l.timeoutMs) + " ms wall, " + std::to_string(l.cpuMs) + " ms CPU)";
-    else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
-    else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
-    else if (status == "killed") message = "the run was killed on request";
-    else if (status == "policy_violation") message = "the profile's policy blocked " + [&] {
-      for (const auto& e : events_)
-        if (e["kind"] == "blocked") return e.value("what", std::string("an operation")) + " " + e.value("detail", std::string());
-      return std::string("an operation");
-    }();
-    else if (status == "crashed" && stopReason_ == StopReason::Internal)
-      message = "the server could not process this run: " + internalError_;
-    else if (status == "crashed" && zygoteDied_) message = "the zygote this execution was forked from died, and the execution with it";
-    else if (status == "crashed") message = std::string("the process died by signal ") + (signaled ? strsignal(WTERMSIG(waitStatus_)) : "?");
-    else message = "the process exited with code " + (result["exitCode"].is_null() ? std::string("?") : result["exitCode"].dump()) +
-                   " without a result" + (channel_.problem().empty() ? "" : ": " + channel_.problem());
-    if (session_) message += sessionAlive_ == true ? "; the session's state was kept" : "; the session ended with it";
-    static const std::map<std::string, std::string> types = {
-        {"timeout", "Timeout"}, {"memory_limit", "MemoryLimit"}, {"output_limit", "OutputLimit"},
-        {"killed", "Killed"},   {"crashed", "Crashed"},          {"error", "Error"},
-        {"policy_violation", "PolicyViolation"}};
-    json traceback = error.is_object() && error.contains("traceback") ? error["traceback"] : json::array();
-    json line = error.is_object() && error.contains("line") ? error["line"] : json(nullptr);
-    error = {{"type", types.at(status)}, {"message", message}, {"traceback", traceback}, {"line", line}};
-  }
-  result["error"] = error;
-  // What the program left behind, as the bootstrap reported it. The report comes out of
-  // the sandbox, so only well-formed entries are kept (the result stays schema-valid);
-  // they are moved, not copied: returned files may weigh tens of MiB.
-  auto keep = [&](const char* key, auto wellFormed) {
-    json kept = json::array();
-    if (!fromBootstrap || !reported.contains(key) || !reported[key].is_array()) return kept;
-    for (auto& entry : reported[key])
-      if (entry.is_object() && wellFormed(entry)) kept.push_back(std::move(entry));
-    return kept;
-  };
-  auto stringAt = [](const json& o, const char* k) { return o.contains(k) && o[k].is_string(); };
-  result["displays"] = keep("displays", [](const json& bundle) {  // mime type -> text or base64; JSON types hold JSON
-    for (const auto& [mime, data] : bundle.items())
-      if (!data.is_string() && mime != "application/json" && !mime.ends_with("+json")) return false;
-    return !bundle.empty();
-  });
-  result["files"] = keep("files", [&](const json& file) {
-    return file.size() == 3 && stringAt(file, "path") && stringAt(file, "base64") && file.contains("size") &&
-           file["size"].is_number_unsigned();
-  });
-  if (fromBootstrap && reported.contains("skippedFiles"))
-    result["skippedFiles"] = keep("skippedFiles", [&](const json& skipped) {
-      return skipped.size() == 2 && stringAt(skipped, "path") && stringAt(skipped, "reason");
-    });
-  if (fromBootstrap && reported.contains("valueTruncated") && reported["valueTruncated"] == true)
-    result["valueTruncated"] = true;
-  result["usage"] = usageSoFar();
-  if (!samples_.empty()) {
-    result["samples"] = samples_;
-    int64_t rssSum = 0, rssPeak = 0;
-    for (const auto& s : samples_) {
-      rssSum += s["rssBytes"].get<int64_t>();
-      rssPeak = std::max(rssPeak, s["rssBytes"].get<int64_t>());
-    }
-    result["usage"]["avgMemoryBytes"] = rssSum / static_cast<int64_t>(samples_.size());
-    result["usage"]["peakSampledMemoryBytes"] = rssPeak;
-    int64_t wall = result["usage"]["wallMs"].get<int64_t>();
-    int64_t cpu = result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>();
-    result["usage"]["avgCpuPercent"] = wall > 0 ? static_cast<double>(cpu) * 100.0 / static_cast<double>(wall) : 0.0;
-  }
-  if (!request_.internal && ctx_.config.profiles.at(request_.profile).activity) result["activity"] = summarizeActivity(events_);
-  if (session_) result["session"] = {{"id", request_.session}, {"alive", sessionAlive_.value_or(false)}};
-  return result;
+  o.channelProblem = channel_.problem();
+  o.events = std::exchange(events_, json::array());
+  o.blocked = blocked_;
+  o.samples = std::exchange(samples_, json::array());
+  o.activity = !request_.internal && ctx_.config.profiles.at(request_.profile).activity;
+  return o;
 }
 
 }  // namespace pycell::exec

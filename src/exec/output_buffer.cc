@@ -2,7 +2,11 @@
 
 #include <algorithm>
 
+#include "pycell/protocol/untrusted_json.h"
+
 namespace pycell::exec {
+
+size_t completeUtf8Prefix(std::string_view s) { return protocol::utf8PrefixLength(s, s.size()); }
 
 void OutputBuffer::append(std::string_view data) {
   total_ += data.size();

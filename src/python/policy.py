@@ -15,7 +15,6 @@ Use
     guard.close()                                   # stop checking and recording
     guard.exception(type_name, message)             # the uncaught exception, if any
     if guard.violated: status = "policy_violation"  # even if the program caught it
-    activity = policy.summarize(events_the_emit_callback_saw)
 
 `install(policy, emit, user_files=None) -> Guard`. `policy` keys, all optional:
   imports       {"deny": [names]} and/or {"allow": [names]}. A name covers its submodules:
@@ -79,7 +78,8 @@ exec are removed; "compile" events when compile is removed too.
 
 Activity events
 ---------------
-Passed to `emit(event)` as they happen, each {"t": ms since install (0.1 ms), "kind": ...}:
+Passed to `emit(event)` as they happen, each {"t": ms since install (0.1 ms), "kind": ...};
+the server sums them up into the execute result's `activity` (src/exec/activity.cc):
   import     {module}                  first time user code imports that module
   file       {path, mode, allowed}     an open by user code, or by library code the user
                                        called (not while a module is being imported);
@@ -148,7 +148,7 @@ import time
 import types
 from _thread import get_ident as _get_ident
 
-__all__ = ["install", "summarize", "Guard", "PolicyViolation", "IMPLICIT_IMPORTS"]
+__all__ = ["install", "Guard", "PolicyViolation", "IMPLICIT_IMPORTS"]
 
 # Modules the interpreter's C code imports lazily on behalf of a builtin the user called.
 IMPLICIT_IMPORTS = ("_strptime", "copyreg", "time", "codecs", "encodings", "warnings",
@@ -891,47 +891,3 @@ def rearm(guard, emit=None):
     if previous is not None and previous is not guard:
         previous.close()
     return guard
-
-
-def summarize(events):
-    """The execute result's `activity` from a list of events: {imports, files, network,
-    processes, blocked, exceptions, events, truncated}; lists keep first occurrences."""
-    imports, files, network, processes, blocked, exceptions = [], [], [], [], [], []
-    seen = set()
-    truncated = False
-
-    def first(key):
-        if key in seen:
-            return False
-        seen.add(key)
-        return True
-
-    for event in events:
-        if not isinstance(event, dict):
-            continue
-        kind = event.get("kind")
-        if kind == "import":
-            if first(("i", event.get("module"))):
-                imports.append(event.get("module"))
-        elif kind == "file":
-            entry = {"path": event.get("path"), "mode": event.get("mode"),
-                     "allowed": bool(event.get("allowed"))}
-            if first(("f", entry["path"], entry["mode"], entry["allowed"])):
-                files.append(entry)
-        elif kind == "network":
-            entry = {"address": event.get("address"), "allowed": bool(event.get("allowed")),
-                     "operation": event.get("operation")}
-            if first(("n", entry["address"], entry["operation"], entry["allowed"])):
-                network.append(entry)
-        elif kind == "process":
-            processes.append({"operation": event.get("operation"), "detail": event.get("detail")})
-        elif kind == "blocked":
-            if first(("b", event.get("what"), event.get("detail"))):
-                blocked.append({"what": event.get("what"), "detail": event.get("detail")})
-        elif kind == "exception":
-            exceptions.append({"type": event.get("type"), "message": event.get("message")})
-        elif kind == "truncated":
-            truncated = True
-    return {"imports": imports, "files": files, "network": network, "processes": processes,
-            "blocked": blocked, "exceptions": exceptions, "events": len(events),
-            "truncated": truncated}

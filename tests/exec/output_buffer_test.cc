@@ -32,8 +32,6 @@ TEST_CASE("one huge write keeps its own head and tail", "[exec]") {
   CHECK(t.substr(t.size() - 4) == "TAIL");
 }
 
-#include "pycell/exec/execution.h"
-
 TEST_CASE("streamed output is cut only between whole UTF-8 characters", "[exec]") {
   using pycell::exec::completeUtf8Prefix;
   std::string euro = "\xe2\x82\xac";  // three bytes

@@ -1,6 +1,7 @@
 #pragma once
 // One execution's life: sandbox spawn, feeding the request and stdin, capturing output,
-// enforcing the wall-clock timeout and the output cap, and building the result.
+// enforcing the wall-clock timeout and the output cap; what it gathers (RunOutcome) makes
+// the result (result.h).
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -15,6 +16,7 @@
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/context.h"
 #include "pycell/exec/output_buffer.h"
+#include "pycell/exec/result.h"
 #include "pycell/exec/result_channel.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
@@ -43,13 +45,8 @@ struct ExecutionRequest {
   bool internal = false;  // pycell's own code (analyze): no policy, no activity
 };
 
-// The length of the longest prefix of `s` that does not end inside a UTF-8 sequence.
-[[nodiscard]] size_t completeUtf8Prefix(std::string_view s);
-
 enum class ExecState { Queued, Running, Finished };
 [[nodiscard]] const char* stateName(ExecState s);
-
-enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown, Internal };
 
 class Execution : private ChannelSink {
  public:
@@ -142,8 +139,8 @@ class Execution : private ChannelSink {
 
   void finish();
   void killSandbox();
-  [[nodiscard]] json buildResult();
-  [[nodiscard]] std::string decideStatus(const json& reported) const;
+  // What the run came to, for buildResult; moves the report, events and samples out.
+  [[nodiscard]] RunOutcome takeOutcome();
 
   EventLoop& loop_;
   const SandboxContext& ctx_;

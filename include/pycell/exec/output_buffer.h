@@ -7,6 +7,10 @@
 
 namespace pycell::exec {
 
+// The length of the longest prefix of `s` that does not end inside a UTF-8 sequence (where
+// streamed output may be cut).
+[[nodiscard]] size_t completeUtf8Prefix(std::string_view s);
+
 class OutputBuffer {
  public:
   explicit OutputBuffer(size_t keepBytes) : headCap_(keepBytes - keepBytes / 2), tailCap_(keepBytes / 2) {}
