@@ -62,6 +62,12 @@ bool widenProfile(const RunOptions& options, Config& config) {
     for (const auto& p : *paths) {
       auto abs = absolutePath(p);
       if (!abs) return false;
+      if (!bindablePath(*abs)) {
+        // realpath leaves only / itself to refuse here.
+        std::cerr << "pycell run: " << (writable ? "--allow-write " : "--allow-read ") << p << " is " << *abs
+                  << ": the host's root would cover the sandbox's own; name a directory below it\n";
+        return false;
+      }
       profile.binds.push_back({*abs, writable});
     }
   }

@@ -140,7 +140,7 @@ constexpr size_t kMaxBinds = 128;
 // would cover the whole root the sandbox is given), no NUL (the mount would see a shorter path),
 // and no . or .. component, which would put the mount somewhere else than the path says (the
 // target is the path below the new root; a .. can climb out of it).
-static bool bindablePath(const std::string& path) {
+bool bindablePath(const std::string& path) {
   if (path.empty() || path[0] != '/' || path.size() >= 4096 || path.find('\0') != std::string::npos) return false;
   bool belowRoot = false;
   for (size_t start = 1; start <= path.size();) {

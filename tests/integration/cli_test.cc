@@ -47,6 +47,17 @@ TEST_CASE("pycell run - reads the program from stdin", "[cli]") {
   CHECK(r.out == "42\n");
 }
 
+TEST_CASE("pycell run refuses to show the host's root inside, and runs nothing", "[cli]") {
+  TempFile program("root", "print('ran')\n");
+  for (const char* flag : {"--allow-read", "--allow-write"}) {
+    CommandResult r = runPycell({"run", program.path(), flag, "/"});
+    INFO(flag << ": " << describe(r));
+    CHECK(r.exitCode == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("the host's root would cover the sandbox's own") != std::string::npos);
+  }
+}
+
 TEST_CASE("pycell run --timeout 1 stops an infinite loop with exit code 124", "[cli]") {
   TempFile program("loop", "while True:\n    pass\n");
   CommandResult r = runPycell({"run", program.path(), "--timeout", "1"});

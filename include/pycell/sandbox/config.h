@@ -92,6 +92,10 @@ struct Config {
 [[nodiscard]] const std::vector<std::string>& datascienceAllowList();
 // Reads a config file (schemas/config.schema.json) over the built-in profiles.
 [[nodiscard]] Result<Config> loadConfig(const std::string& path);
+// Whether a host path may be bound at the same path inside (allowRead, allowWrite, and
+// `pycell run --allow-read/--allow-write`): absolute, below / (/ itself would cover the
+// sandbox's whole root), no NUL, no . or .. component.
+[[nodiscard]] bool bindablePath(const std::string& path);
 [[nodiscard]] Result<Config> parseConfig(const nlohmann::json& doc);
 
 // The limits for one execution: the profile's, tightened (or, where the profile allows,
