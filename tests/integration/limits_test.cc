@@ -21,21 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A directory under /tmp every uid may use (the server may run as nobody), removed at the end.
-struct SharedDir {
-  fs::path path;
-  explicit SharedDir(const char* stem) {
-    std::string tmpl = std::string("/tmp/pycell-limits-") + stem + "-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl);
-    path = tmpl;
-    ::chmod(path.c_str(), 0777);
-  }
-  ~SharedDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
 // Profiles with the policy layer off (the kernel is under test, as in kernelOnlyConfig).
 Json kernelOnly(Json profile) {
   profile["imports"] = nullptr;

@@ -31,20 +31,6 @@ bool hasImport(const Json& activity, const std::string& module) {
   return false;
 }
 
-// A directory every uid may use (the server may run as nobody), removed at the end.
-struct SharedDir {
-  fs::path path;
-  SharedDir() {
-    char tmpl[] = "/tmp/pycell-policy-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-    ::chmod(path.c_str(), 0777);
-  }
-  ~SharedDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
-
 }  // namespace
 
 TEST_CASE("a denied import is a policy_violation naming the module, however it is imported", "[policy]") {

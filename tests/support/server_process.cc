@@ -629,6 +629,18 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::string_view 
   return result;
 }
 
+SharedDir::SharedDir(std::string_view stem) {
+  std::string tmpl = "/tmp/pycell-it-" + std::string(stem) + "-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) throw sysFailure("mkdtemp " + tmpl);
+  path = tmpl;
+  ::chmod(path.c_str(), 0777);
+}
+
+SharedDir::~SharedDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
 TempFile::TempFile(std::string_view stem, std::string_view contents) {
   std::string name = "pycell-it-" + std::string(stem) + "-XXXXXX.py";
   std::string tmpl = (std::filesystem::temp_directory_path() / name).string();

@@ -22,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -258,6 +259,17 @@ class TempFile {
 
  private:
   std::string path_;
+};
+
+// A directory under /tmp every uid may use (the server may run as nobody), removed with
+// what it holds at the end.
+class SharedDir {
+ public:
+  explicit SharedDir(std::string_view stem = "dir");
+  ~SharedDir();
+  SharedDir(const SharedDir&) = delete;
+  SharedDir& operator=(const SharedDir&) = delete;
+  std::filesystem::path path;
 };
 
 // A Python string literal holding `text` (JSON string syntax is valid Python).
