@@ -21,6 +21,17 @@ namespace pycell::sandbox {
 
 namespace {
 
+// The three directories of the scratch tmpfs (mounts.h) and where each is bound: the one
+// list that mountScratch builds and perSandbox reads.
+struct ScratchDir {
+  const char* name;
+  const char* target;
+  mode_t mode;
+  bool owned;  // chowned to the sandbox's ids; the others are world-writable and sticky
+};
+constexpr ScratchDir kScratchDirs[] = {
+    {"sandbox", kWorkDir, 0755, true}, {"tmp", "/tmp", 01777, false}, {"shm", "/dev/shm", 01777, false}};
+
 // mkdir -p of an absolute path.
 bool makeDirs(const char* path, mode_t mode) {
   char buf[PATH_MAX];
@@ -61,14 +72,7 @@ bool mountScratch(const char* root, int64_t diskMb, unsigned uid, unsigned gid, 
   if (!join(scratch, root, "", kScratchMountPoint)) return fail("sandbox tmpfs path");
   snprintf(options, sizeof options, "mode=0700,nr_inodes=%d,size=%lldm", kScratchInodes, static_cast<long long>(diskMb));
   if (mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0) return fail("mount the sandbox's tmpfs");
-  struct Dir {
-    const char* name;
-    const char* target;
-    mode_t mode;
-    bool owned;
-  };
-  const Dir dirs[] = {{"sandbox", "/sandbox", 0755, true}, {"tmp", "/tmp", 01777, false}, {"shm", "/dev/shm", 01777, false}};
-  for (const Dir& d : dirs) {
+  for (const ScratchDir& d : kScratchDirs) {
     if (!join(source, scratch, "/", d.name) || !join(target, root, "", d.target)) return fail("sandbox tmpfs path");
     if (mkdir(source, 0700) != 0) return fail("mkdir in the sandbox's tmpfs");
     if (d.owned && chown(source, uid, gid) != 0) return fail("chown the working directory");
@@ -210,9 +214,9 @@ bool executeOp(const MountOp& op, const char* staging, const char* target, int s
 // that tmpfs) rather than once in a zygote's template of its children's root.
 bool perSandbox(const MountOp& op) {
   if (op.kind == MountOp::Kind::Proc || op.kind == MountOp::Kind::Scratch) return true;
-  for (const char* dir : {kWorkDir, "/tmp", "/dev/shm"}) {
-    size_t n = std::strlen(dir);
-    if (op.target.size() > n && op.target.compare(0, n, dir) == 0 && op.target[n] == '/') return true;
+  for (const ScratchDir& d : kScratchDirs) {
+    size_t n = std::strlen(d.target);
+    if (op.target.size() > n && op.target.compare(0, n, d.target) == 0 && op.target[n] == '/') return true;
   }
   return false;
 }
