@@ -165,7 +165,8 @@ void ResultChannel::takeLine(std::string_view line, ChannelSink& sink) {
     ++droppedEvents_;  // counted, not parsed
     return;
   }
-  if (!isEvent && !after.starts_with("\"started\"") && !after.starts_with("\"ready\"")) {
+  bool isMark = after.starts_with("\"started\"") || after.starts_with("\"stopped\"") || after.starts_with("\"ready\"");
+  if (!isEvent && !isMark) {
     if (reportTaken_) ++droppedLines_;  // one report per token
     else takeReport(line, sink);
     return;
@@ -186,6 +187,8 @@ void ResultChannel::takeLine(std::string_view line, ChannelSink& sink) {
   } else if (doc.size() == 1 && doc.contains("started")) {
     started_ = true;
     sink.channelStarted();
+  } else if (doc.size() == 1 && doc.contains("stopped")) {
+    sink.channelStopped();
   } else if (doc.size() == 1 && doc.contains("ready")) {
     sink.channelReady();
   } else {

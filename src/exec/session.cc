@@ -16,7 +16,10 @@ namespace pycell::exec {
 
 namespace {
 // How long a run has to end after its KeyboardInterrupt before the session is killed.
-constexpr auto kInterruptGrace = std::chrono::milliseconds(1500);
+// After SIGINT, the program has this long to stop (the bootstrap says "stopped" when its
+// code ends on KeyboardInterrupt), then the bootstrap this long to send the run's report.
+constexpr auto kInterruptGrace = std::chrono::milliseconds(2000);
+constexpr auto kReportGrace = std::chrono::seconds(10);
 // How long an interpreter may take to say it is ready (a zygote child is ready in
 // milliseconds; a sandbox of its own imports the bootstrap first).
 constexpr auto kStartTimeout = std::chrono::seconds(30);
@@ -177,6 +180,15 @@ void Session::channelStarted() {
   if (!current_) return;
   runStarted_ = true;
   if (interruptWanted_) sendInterrupt();
+}
+
+void Session::channelStopped() {
+  if (!current_ || !graceTimer_) return;
+  loop_.cancelTimer(*graceTimer_);
+  graceTimer_ = loop_.addTimer(kReportGrace, [this] {
+    graceTimer_.reset();
+    guarded([this] { terminate("the run stopped on KeyboardInterrupt but sent no report"); });
+  });
 }
 
 void Session::channelEvent(json event) {

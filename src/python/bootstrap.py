@@ -305,6 +305,10 @@ def _run(line, main=None, cell="<pycell>"):
         status, rc, error = _exit_result(e, _cell)
     except BaseException as e:
         _interruptible = False
+        if isinstance(e, KeyboardInterrupt):
+            # The server's interrupt took: it now waits longer for this run's report.
+            with _suppress(OSError, TypeError):
+                _write_all(_RESULT_FD, _line_head + b'"stopped":true}\n')
         status, rc, error = _exception_result(e, main, _cell)
     _interruptible = False
 

@@ -12,9 +12,10 @@ namespace {
 struct Sink : ChannelSink {
   json events = json::array();
   json reports = json::array();
-  int started = 0, ready = 0;
+  int started = 0, stopped = 0, ready = 0;
   void channelReady() override { ++ready; }
   void channelStarted() override { ++started; }
+  void channelStopped() override { ++stopped; }
   void channelEvent(json event) override { events.push_back(std::move(event)); }
   void channelReport(json report) override { reports.push_back(std::move(report)); }
 };
@@ -29,9 +30,12 @@ TEST_CASE("the channel takes only lines with the current token, and one report",
   channel.feed(line("xyz", "\"status\":\"ok\",\"value\":\"other run\"}"), sink);
   channel.feed(line("abc", "\"started\":true}"), sink);
   channel.feed(line("abc", "\"event\":{\"kind\":\"import\",\"module\":\"os\"}}"), sink);
+  channel.feed(line("xyz", "\"stopped\":true}"), sink);
+  channel.feed(line("abc", "\"stopped\":true}"), sink);
   channel.feed(line("abc", "\"status\":\"ok\",\"value\":1}"), sink);
   channel.feed(line("abc", "\"status\":\"ok\",\"value\":2}"), sink);
   CHECK(sink.started == 1);
+  CHECK(sink.stopped == 1);
   CHECK(channel.started());
   REQUIRE(sink.events.size() == 1);
   CHECK(sink.events[0]["module"] == "os");

@@ -90,11 +90,11 @@ def channel_lines(raw, token=""):
 
 
 def report_of(raw, token=""):
-    """The report: the last line on the result channel (the lines before it are "started"
-    and activity events)."""
+    """The report: the last line on the result channel (the lines before it are "started",
+    "stopped" after a KeyboardInterrupt, and activity events)."""
     docs = channel_lines(raw, token)
     for doc in docs[:-1]:
-        assert doc == {"started": True} or "event" in doc, doc
+        assert doc in ({"started": True}, {"stopped": True}) or "event" in doc, doc
     return docs[-1]
 
 

@@ -53,6 +53,7 @@ class ChannelSink {
   virtual ~ChannelSink() = default;
   virtual void channelReady() {}
   virtual void channelStarted() {}
+  virtual void channelStopped() {}  // the program's code ended on KeyboardInterrupt
   virtual void channelEvent(nlohmann::json event) = 0;
   virtual void channelReport(nlohmann::json report) = 0;
 };

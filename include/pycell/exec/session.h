@@ -88,6 +88,7 @@ class Session : private ChannelSink {
   // ChannelSink: lines that carry the current token (see result_channel.h).
   void channelReady() override;
   void channelStarted() override;
+  void channelStopped() override;
   void channelEvent(json event) override;
   void channelReport(json report) override;
   // Bytes read while no run is current: counted, dropped, and bounded.
