@@ -58,14 +58,15 @@ pool::Pool* Scheduler::poolFor(const std::string& profile, bool network, int64_t
   return it->second.get();
 }
 
-size_t Scheduler::queued() const {
-  size_t n = queue_.size();
-  for (const auto& [id, waiting] : sessionQueues_) n += waiting.size();
+// As `status` reports each execution: running means the program's run has begun; queued
+// is everything else not finished (in a queue, or claiming a pooled child).
+size_t Scheduler::running() const {
+  size_t n = 0;
+  for (const auto& [id, entry] : active_) n += entry.execution->state() == ExecState::Running;
   return n;
 }
 
-// Launched: running, or claiming a pooled child for it.
-size_t Scheduler::running() const { return active_.size() - queued(); }
+size_t Scheduler::queued() const { return active_.size() - running(); }
 
 size_t Scheduler::ownSandboxes() const {
   // Launched (running, or claiming a pooled child) and not in a session.

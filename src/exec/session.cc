@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include "pycell/error.h"
-#include "pycell/exec/execution.h"
 #include "pycell/process/log.h"
 #include "pycell/process/proc_stat.h"
 #include "pycell/process/unique_fd.h"
@@ -146,7 +145,7 @@ void Session::readPipe(Pipe& pipe, int which) {
       continue;
     }
     if (current_) {
-      current_->sessionOutput(which == kStdout ? "stdout" : "stderr", chunk);
+      current_->runOutput(which == kStdout ? "stdout" : "stderr", chunk);
     } else if (which == kStderr && state_ == State::Starting && stderrHead_.size() < kStderrKept) {
       stderrHead_.append(chunk.substr(0, kStderrKept - stderrHead_.size()));
     } else {
@@ -192,7 +191,7 @@ void Session::channelStopped() {
 }
 
 void Session::channelEvent(json event) {
-  if (current_) current_->sessionEvent(std::move(event));
+  if (current_) current_->runEvent(std::move(event));
 }
 
 // The kernel's account of the run: the interpreter's CPU since the last run ended (its own
@@ -213,16 +212,44 @@ void Session::channelReport(json report) {
   if (!current_) return;
   // Everything the run wrote before its result is in the pipes by now.
   drainOutput();
-  rusage usage = runUsage();
-  Execution* execution = std::exchange(current_, nullptr);
+  // The interpreter lives on: the run's exit code is its SystemExit, as the session reports
+  // it; CPU and memory are the kernel's (read from /proc).
+  int code = report.contains("exitCode") && report["exitCode"].is_number_integer() ? report["exitCode"].get<int>() : 0;
+  RunEnd end{.waitStatus = (code & 0xff) << 8, .usage = runUsage(), .memoryKilled = false, .zygoteDied = false, .sessionAlive = true};
+  current_->runReport(std::move(report));
   channel_.idle();
   idleBytes_ = 0;
   if (graceTimer_) loop_.cancelTimer(*graceTimer_);
   graceTimer_.reset();
   setState(State::Idle);
-  execution->sessionResult(std::move(report), usage);
+  endRun(end);
   if (state_ == State::Idle && free_) free_();
 }
+
+void Session::endRun(const RunEnd& end) {
+  if (RunEvents* events = std::exchange(current_, nullptr)) {
+    events->runExited(end);
+    events->runDrained();
+  }
+}
+
+// A run in the session's interpreter: stopping it interrupts the program; the session
+// outlives it.
+namespace {
+class SessionRun final : public Run {
+ public:
+  explicit SessionRun(Session& session) : session_(session), pid_(session.pid()) {}
+  void stop() override { session_.interrupt(); }
+  void stopNow() override { session_.terminate("the server is stopping"); }  // the loop has stopped: ends at once
+  void release() override {}
+  [[nodiscard]] pid_t samplePid() const override { return pid_; }
+  [[nodiscard]] bool inSession() const override { return true; }
+
+ private:
+  Session& session_;
+  pid_t pid_;
+};
+}  // namespace
 
 template <class F>
 void Session::guarded(F&& f) noexcept {
@@ -243,8 +270,8 @@ void Session::drainOutput() {
   for (auto [pipe, which] : {std::pair{&stdout_, kStdout}, {&stderr_, kStderr}}) readPipe(*pipe, which);
 }
 
-void Session::run(Execution& execution, const std::string& requestLine, const std::string& token) {
-  current_ = &execution;
+std::unique_ptr<Run> Session::run(RunEvents& events, const std::string& requestLine, const std::string& token) {
+  current_ = &events;
   channel_.expect(token);
   runStarted_ = interruptWanted_ = false;
   ++runs_;
@@ -253,6 +280,7 @@ void Session::run(Execution& execution, const std::string& requestLine, const st
   outgoing_ += requestLine;
   outgoing_ += '\n';
   pumpRequests();
+  return std::make_unique<SessionRun>(*this);
 }
 
 void Session::pumpRequests() {
@@ -287,9 +315,7 @@ void Session::sendInterrupt() {
 void Session::terminate(const std::string& why) {
   if (state_ == State::Ended) return;
   if (endReason_.empty()) endReason_ = why;
-  if (proc_.pidfd) ::syscall(SYS_pidfd_send_signal, proc_.pidfd.get(), SIGKILL, nullptr, 0);
-  if (!ctx_.isolation.namespaces.pid && proc_.pid > 0) ::kill(-proc_.pid, SIGKILL);
-  proc_.cgroup.killAll();
+  killSandbox(proc_.pidfd.get(), proc_.pid, ctx_.isolation.namespaces.pid, proc_.cgroup);
   // The exit report (pidfd or zygote) completes the ending; without a loop to carry it
   // (shutdown), or without a process to report (it never started), end now.
   if (!loop_.running() || (!proc_.pidfd && !pooledId_)) end(why);
@@ -318,15 +344,15 @@ void Session::exited(int status, const rusage& usage) {
     if (state_ == State::Starting && !stderrHead_.empty()) why += ": " + stderrHead_;
   }
   endReason_ = why;
-  if (Execution* execution = std::exchange(current_, nullptr)) {
-    rusage runUsage = usage;
+  if (current_) {
+    RunEnd end{.waitStatus = status, .usage = usage, .memoryKilled = oom, .zygoteDied = false, .sessionAlive = false};
     // The kernel's lifetime totals: the run's share is what came after the last run ended.
     auto share = [](const timeval& tv, int64_t before) {
       return pool::timevalFromMs(std::max<int64_t>(0, toMs(tv) - before));
     };
-    runUsage.ru_utime = share(usage.ru_utime, lastCpuUserMs_);
-    runUsage.ru_stime = share(usage.ru_stime, lastCpuSysMs_);
-    execution->sessionEnded(status, runUsage, oom);
+    end.usage.ru_utime = share(usage.ru_utime, lastCpuUserMs_);
+    end.usage.ru_stime = share(usage.ru_stime, lastCpuSysMs_);
+    endRun(end);
   }
   end(why);
 }
@@ -341,7 +367,7 @@ void Session::end(const std::string& why) {
     if (*t) loop_.cancelTimer(**t);
     t->reset();
   }
-  if (Execution* execution = std::exchange(current_, nullptr)) execution->sessionEnded(SIGKILL, rusage{}, false);
+  endRun({.waitStatus = SIGKILL, .usage = {}, .memoryKilled = false, .zygoteDied = false, .sessionAlive = false});
   if (ready_) std::exchange(ready_, nullptr)(std::unexpected(Error{endReason_}));
   if (ended_) std::exchange(ended_, nullptr)();
 }

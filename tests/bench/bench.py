@@ -22,6 +22,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import floor  # noqa: E402 - the floor baseline and the /proc CPU accounting, beside this file
 DEFAULT_BINARY = os.path.normpath(os.path.join(HERE, "..", "..", "build", "pycell"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -54,6 +56,8 @@ TARGETS = {
     "bwrap_over_trivial": 15.0,     # bwrap+python3 p50 / pycell trivial p50 >= 15x
     "cold_pandas_over_pandas": 100.0,
     "throughput_8": 300.0,          # executions/s with 8 clients
+    "floor_throughput": 0.6,        # pycell executions/s with 8 in flight / the floor's >= 0.6x
+    "floor_cpu": 1.7,               # pycell CPU per execution / the floor's <= 1.7x
     "child_uss_mib": 2.0,           # ready child USS <= 2 MiB
     "aim_trivial_p50_ms": 1.0,      # aims (informational, same PASS/MISS wording)
     "aim_pandas_p50_ms": 3.0,
@@ -312,10 +316,15 @@ def bench_throughput(server, clients, duration):
 
     Counts replies that arrive inside the window; the requests still in flight at the end
     are drained (and checked) but not counted."""
-    server.wait_pools_ready(60)
+    status = server.wait_pools_ready(60)
     params = {"code": TRIVIAL_CODE}
     sent_at = {}
     latencies = []
+    # CPU per execution: the server, and each zygote with the children it reaped (at a
+    # steady state, the children warmed during the window stand for those it consumed).
+    tree = [server.pid] + [p["zygotePid"] for p in status.get("pools", []) if p.get("zygotePid")]
+    cpu0, kthreads0 = sum(floor.proc_cpu_ticks(pid) for pid in tree), floor.kernel_thread_ticks()
+    executed = 0
     start = time.perf_counter_ns()
     end_ns = start + int(duration * 1e9)
     for _ in range(clients):
@@ -331,12 +340,14 @@ def bench_throughput(server, clients, duration):
             raise BenchError(f"execute ({clients} clients) returned error "
                              f"{json.dumps(msg['error'])[:300]}")
         check_result(msg["result"], f"execute ({clients} clients)", "1\n")
+        executed += 1
         if t <= end_ns:
             completed += 1
             latencies.append((t - t_sent) / 1e6)
             sent_at[server.send("execute", params)] = time.perf_counter_ns()
         if not sent_at:
             break
+    cpu1, kthreads1 = sum(floor.proc_cpu_ticks(pid) for pid in tree), floor.kernel_thread_ticks()
     return {
         "clients": clients,
         "mode": "requests kept in flight on one NDJSON connection (one server process)",
@@ -344,6 +355,8 @@ def bench_throughput(server, clients, duration):
         "completed": completed,
         "perSecond": round(completed / duration, 1),
         "latency": summarize(latencies),
+        "cpuMsPerExecution": round(floor.ticks_ms(cpu1 - cpu0) / executed, 2),
+        "kernelThreadsCpuMsPerExecution": round(floor.ticks_ms(kthreads1 - kthreads0) / executed, 2),
     }
 
 
@@ -679,10 +692,21 @@ def print_report(rep):
     w("")
     w("Throughput (trivial execute, default profile; clients = requests kept in flight on one")
     w("            NDJSON connection to the one server process)")
-    w(f"  {'clients':>7} {'duration s':>10} {'completed':>9} {'exec/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    w(f"  {'clients':>7} {'duration s':>10} {'completed':>9} {'exec/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+      f" {'CPU ms/exec':>11} {'kthreads':>8}")
     for t in rep["throughput"]:
         w(f"  {t['clients']:>7} {t['durationS']:>10.1f} {t['completed']:>9} {t['perSecond']:>8.1f} "
-          f"{fmt_ms(t['latency'].get('p50_ms')):>8} {fmt_ms(t['latency'].get('p99_ms')):>8}")
+          f"{fmt_ms(t['latency'].get('p50_ms')):>8} {fmt_ms(t['latency'].get('p99_ms')):>8}"
+          f" {t.get('cpuMsPerExecution', '-'):>11} {t.get('kernelThreadsCpuMsPerExecution', '-'):>8}")
+    fl = rep.get("floor")
+    if fl:
+        w(f"  {'floor 8':>7} {fl['durationS']:>10.1f} {fl['completed']:>9} {fl['perSecond']:>8.1f} "
+          f"{'':>8} {'':>8} {fl['cpuMsPerExecution']:>11} {fl['kernelThreadsCpuMsPerExecution']:>8}")
+        w("  floor: a bare fork server (floor.py): the same python3 and the default profile's preloads")
+        w("    imported and frozen, one fork per request that runs the code and exits; no isolation.")
+    w("  CPU ms/exec: every execution's CPU, the server's and each zygote's with the children it")
+    w("    reaped (/proc utime+stime+cutime+cstime over the window); kthreads: kernel threads' CPU")
+    w("    in the same window, per execution (namespace teardown, page reclaim; and others' work)")
     w("")
     mem = rep["memory"]
     w("Memory (KiB; USS = Private_Clean + Private_Dirty from /proc/PID/smaps_rollup; a ready child")
@@ -747,6 +771,16 @@ def compute_targets(rep):
                    "valueText": f"{t8['perSecond']:.0f}/s", "target": TARGETS["throughput_8"],
                    "targetText": f">= {TARGETS['throughput_8']:g}/s",
                    "pass": t8["perSecond"] >= TARGETS["throughput_8"]})
+    fl = rep.get("floor")
+    if t8 and fl and fl["perSecond"] > 0 and t8.get("cpuMsPerExecution"):
+        r = t8["perSecond"] / fl["perSecond"]
+        tg.append({"name": "trivial executes/s with 8 in flight / the floor's", "value": round(r, 2),
+                   "valueText": f"{r:.2f}x", "target": TARGETS["floor_throughput"],
+                   "targetText": f">= {TARGETS['floor_throughput']:g}x", "pass": r >= TARGETS["floor_throughput"]})
+        r = t8["cpuMsPerExecution"] / fl["cpuMsPerExecution"] if fl["cpuMsPerExecution"] > 0 else float("inf")
+        tg.append({"name": "CPU per execution, 8 in flight / the floor's", "value": round(r, 2),
+                   "valueText": f"{r:.2f}x", "target": TARGETS["floor_cpu"],
+                   "targetText": f"<= {TARGETS['floor_cpu']:g}x", "pass": r <= TARGETS["floor_cpu"]})
     snap = rep["memory"]["end"]
     for p in snap["pools"]:
         totals = [c["ussKiB"] for c in p["children"] if "ussKiB" in c]
@@ -952,6 +986,16 @@ def main():
         for clients in (1, 2, 8):
             rep["throughput"].append(bench_throughput(server, clients, cfg["durationS"]))
             foreign_sample(seen, {server.pid})
+        # The floor: the same interpreter and the default profile's preloads, forked per
+        # request with no isolation at all (the pycell server idles meanwhile).
+        print("bench: floor (bare fork server, 8 in flight) ...", file=sys.stderr, flush=True)
+        preloads = next((p.get("preloaded") or [] for p in st0["pools"] if p["profile"] == "default"), [])
+        try:
+            rep["floor"] = floor.bench_floor(SYSTEM_PYTHON, preloads, 8, cfg["durationS"])
+            rep["floor"]["preloads"] = preloads
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+            rep["notes"].append(f"floor baseline failed: {e}")
+        foreign_sample(seen, {server.pid})
 
         st1 = server.wait_pools_ready(60)
         ticks1, times1 = cpu_ticks(), os.times()

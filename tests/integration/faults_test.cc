@@ -121,6 +121,20 @@ void requireHealthy(ServerProcess& server) {
 
 const std::string kSleeper = "import time\nprint('started', flush=True)\ntime.sleep(30)";
 
+// Each of `prefix`0..count-1 (streamed) has printed "started": it is running the program.
+void awaitPrinted(ServerProcess& server, const std::string& prefix, int count, size_t from = 0) {
+  for (int i = 0; i < count; ++i) {
+    const std::string executionId = prefix + std::to_string(i);
+    auto printed = server.waitMessage(
+        [&](const Json& m) {
+          return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
+                 m["params"]["text"].get<std::string>().find("started") != std::string::npos;
+        },
+        kExecutionTimeout, from);
+    INFO(server.describe());
+    REQUIRE(printed.has_value());
+  }
+}
 }  // namespace
 
 TEST_CASE("SIGKILL of the zygote with executions running and queued: each is answered, its children die, the pool comes back",
@@ -140,17 +154,7 @@ TEST_CASE("SIGKILL of the zygote with executions running and queued: each is ans
                                             {"executionId", "queued-" + std::to_string(i)}}));
   // Running is not enough: each program must have printed before the kill, for the check
   // below that its output survives the zygote's death to mean anything.
-  for (int i = 0; i < 4; ++i) {
-    const std::string executionId = "run-" + std::to_string(i);
-    auto printed = w->waitMessage(
-        [&](const Json& m) {
-          return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
-                 m["params"]["text"].get<std::string>().find("started") != std::string::npos;
-        },
-        kExecutionTimeout, from);
-    INFO(w->describe());
-    REQUIRE(printed.has_value());
-  }
+  awaitPrinted(*w, "run-", 4, from);
   CHECK(w->callResult("status")["queued"] == 3);
 
   // The zygote, its running children and its ready ones, as they are before the kill.
@@ -288,9 +292,9 @@ TEST_CASE("SIGTERM or SIGINT stops the server: every execution in flight is answ
   const bool cgroups = w->initialize()["isolation"]["cgroup"] != "none";
   std::vector<int64_t> ids;
   for (int i = 0; i < 6; ++i)  // 4 running, 2 queued
-    ids.push_back(w->request("execute", {{"code", kSleeper}, {"executionId", "e" + std::to_string(i)}}));
-  for (int i = 0; i < 4; ++i) awaitRunning(*w, "e" + std::to_string(i));
-  std::this_thread::sleep_for(200ms);  // let them print
+    ids.push_back(w->request("execute", {{"code", kSleeper}, {"executionId", "e" + std::to_string(i)}, {"stream", true}}));
+  // Each running program has printed (so its output in the answer below means something).
+  awaitPrinted(*w, "e", 4);
   w.tracker->sampleNow();
   // Where the server uses cgroups, they are there now (so their absence later means something).
   if (cgroups) CHECK_FALSE(pycellCgroups(w->pid()).empty());

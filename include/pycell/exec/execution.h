@@ -1,12 +1,14 @@
 #pragma once
-// One execution's life: sandbox spawn, feeding the request and stdin, capturing output,
-// enforcing the wall-clock timeout and the output cap; what it gathers (RunOutcome) makes
-// the result (result.h).
+// One execution's life, whatever kind of run it is (run.h): queued, claiming a pooled child,
+// running, finished. It gathers what the run reports (output under its cap, activity, the
+// report, the kernel's facts), enforces the wall-clock timeout, samples CPU and memory, and
+// makes the result from what it gathered (RunOutcome, result.h).
 #include <sys/resource.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -17,7 +19,7 @@
 #include "pycell/sandbox/context.h"
 #include "pycell/exec/output_buffer.h"
 #include "pycell/exec/result.h"
-#include "pycell/exec/result_channel.h"
+#include "pycell/exec/run.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
@@ -45,10 +47,13 @@ struct ExecutionRequest {
   bool internal = false;  // pycell's own code (analyze): no policy, no activity
 };
 
-enum class ExecState { Queued, Running, Finished };
+// What the run is doing: waiting in the server's queue, waiting for a pooled child, running
+// (until the result is built), finished.
+enum class ExecState { Queued, Claiming, Running, Finished };
+// The state as `status` reports it: queued (claiming included), running, finished.
 [[nodiscard]] const char* stateName(ExecState s);
 
-class Execution : private ChannelSink {
+class Execution : private RunEvents {
  public:
   using Done = std::function<void(json result)>;
   using OutputSink = std::function<void(const std::string& stream, std::string_view text)>;
@@ -57,11 +62,9 @@ class Execution : private ChannelSink {
   Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionRequest request, uint64_t serial);
   Execution(const Execution&) = delete;
   Execution& operator=(const Execution&) = delete;
-  ~Execution();
+  ~Execution() override;
 
   void onDone(Done done) { done_ = std::move(done); }
-  // The token the current request carries (see result_channel.h); new for each attempt.
-  [[nodiscard]] const std::string& token() const { return token_; }
   void onOutput(OutputSink sink) { output_ = std::move(sink); }
   void onUsage(UsageSink sink) { usageSink_ = std::move(sink); }
   // A pooled child that died before it read the request (killed from outside while it
@@ -69,19 +72,13 @@ class Execution : private ChannelSink {
   using Retry = std::function<void(sandbox::ExecutionCgroup deadChildsCgroup)>;
   void onRetry(Retry retry) { retry_ = std::move(retry); }
 
-  // Spawns a one-shot sandbox. An error means nothing runs (the caller reports that the sandbox could not be created).
+  // Spawns a sandbox of its own. An error means nothing runs (the caller reports that the sandbox could not be created).
   [[nodiscard]] Status start();
   // Pooled: the execution waits for a child of `pool` (the claim `ticket`), then runs in it.
   void waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket);
   void startPooled(pool::Pool& pool, pool::PooledChild child);
   // In a session: the request goes to the session's interpreter, which keeps its state.
   void startInSession(Session& session);
-  // From the session: output, the result, or the end of the sandbox during this run.
-  void sessionOutput(const std::string& stream, std::string_view chunk);
-  // The report as the session's channel took it, and what the kernel accounted for the run.
-  void sessionResult(json report, const rusage& usage);
-  void sessionEvent(json event);
-  void sessionEnded(int waitStatus, const rusage& usage, bool memoryKilled);
   // Ends the run; the result (or the cancellation) follows through onDone.
   void stop(StopReason reason);
   // Records why the run is about to end, when something else ends it (a closed session).
@@ -97,48 +94,32 @@ class Execution : private ChannelSink {
   [[nodiscard]] ExecState state() const { return state_; }
   [[nodiscard]] int64_t elapsedMs() const;
   [[nodiscard]] json usageSoFar() const;
-  [[nodiscard]] StopReason stopReason() const { return stopReason_; }
   // The cgroup outlives the execution until the kernel lets it be removed.
-  [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() { return std::move(cgroup_); }
+  [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() { return run_ ? run_->takeCgroup() : sandbox::ExecutionCgroup{}; }
 
  private:
-  struct Stream {
-    UniqueFd fd;
-    bool open = false;
-  };
-  struct Outgoing {
-    UniqueFd fd;
-    std::string data;
-    size_t offset = 0;
-  };
+  // RunEvents: what the run reports.
+  void runOutput(std::string_view stream, std::string_view chunk) override;
+  void runEvent(json event) override;
+  void runReport(json report) override { report_ = std::move(report); }  // cut to the caps by the channel
+  void runExited(const RunEnd& end) override;
+  void runDrained() override;
+  void runFailed(const std::string& why) override { crash(why); }
 
-  void watchOutput(Stream& s, const std::string& name, OutputBuffer* buffer);
-  void watchOutgoing(Outgoing& out);
-  bool pumpOutgoing(Outgoing& out);
-  bool readStream(Stream& s, const std::string& name, OutputBuffer* buffer, size_t maxReads = 16);
-  // ChannelSink: what the result channel accepted for this run's token.
-  void channelEvent(json event) override { takeEvent(std::move(event)); }
-  void channelReport(json report) override;
+  // From here on every kind of run is the same: the wall clock, the samples.
+  void begin(std::unique_ptr<Run> run);
+  [[nodiscard]] std::string requestLine(const json& rlimits, bool inSession) const;
   // Runs one event-loop callback; an exception in it ends this execution (crashed), not the server.
   template <class F>
   void guarded(F&& f) noexcept;
   void crash(const std::string& why) noexcept;
-  void takeOutput(const std::string& name, OutputBuffer& buffer, std::string_view chunk);
-  [[nodiscard]] json requestDocument(const json& rlimits) const;
-  void takeEvent(json event);
+  void cancelClaim();
   void startSampling();
   void armSampleTimer();
   void takeSample();
-  void emitOutput(const std::string& name, std::string_view chunk);
-  void run(UniqueFd stdinW, UniqueFd stdoutR, UniqueFd stderrR, UniqueFd requestW, UniqueFd resultR, const json& rlimits);
-  void onExit();
-  void childEnded(int status, const rusage& usage);
-  [[nodiscard]] bool childNeverStarted() const;
+  void emitOutput(std::string_view name, std::string_view chunk);
   void retryOnAnotherChild();
-  void maybeFinish();
-
   void finish();
-  void killSandbox();
   // What the run came to, for buildResult; moves the report, events and samples out.
   [[nodiscard]] RunOutcome takeOutcome();
 
@@ -151,43 +132,29 @@ class Execution : private ChannelSink {
   UsageSink usageSink_;
   Retry retry_;
   int retries_ = 0;
+
+  ExecState state_ = ExecState::Queued;
+  StopReason stopReason_ = StopReason::None;
+  pool::Pool* claimPool_ = nullptr;             // claiming: whose child it waits for
+  std::optional<pool::Pool::Ticket> ticket_;
+  std::unique_ptr<Run> run_;
+  std::unique_ptr<Run> spent_;  // a pooled child that died unstarted (its callback may be on the stack)
+  std::string token_;           // the current request's (see result_channel.h); new for each attempt
+
   json events_ = json::array();   // activity, as the bootstrap wrote it through
   bool blocked_ = false;          // an event said the policy blocked something
   json samples_ = json::array();  // {tMs, cpuMs, rssBytes}
   std::optional<int64_t> cpuAtStart_;
   std::optional<EventLoop::TimerId> sampleTimer_;
-  pid_t samplePid_ = -1;
-
-  ExecState state_ = ExecState::Queued;
-  StopReason stopReason_ = StopReason::None;
-  pid_t pid_ = -1;
-  UniqueFd pidfd_;
-  sandbox::ExecutionCgroup cgroup_;
-  Stream stdout_, stderr_, result_;
-  Outgoing stdin_, requestPipe_;
   OutputBuffer stdoutBuf_, stderrBuf_;
   std::string stdoutCarry_, stderrCarry_;  // streamed bytes waiting for the rest of a character
-  ResultChannel channel_;
-  std::string token_;
   std::optional<json> report_;  // the report the channel took for token_, cut to the caps
   std::string internalError_;   // why the server itself ended the run (StopReason::Internal)
-  std::string hostWorkDir_;  // degraded mode without a mount namespace
-  sandbox::NetStack net_;    // one-shot with network: its slirp4netns, ended with the execution
-  pool::Pool* pool_ = nullptr;  // pooled: where the child came from
-  std::optional<pool::Pool::Ticket> ticket_;  // pooled: waiting for a child
-  uint64_t pooledId_ = 0;
-  bool zygoteDied_ = false;
-  Session* session_ = nullptr;          // in a session: whose interpreter runs this
-  std::optional<bool> sessionAlive_;    // in a session: did its state survive this run?
-  bool memoryKilled_ = false;           // the session's cgroup killed it for memory
 
   std::chrono::steady_clock::time_point startedAt_;
   std::chrono::steady_clock::time_point exitedAt_;
-  bool exited_ = false;
-  int waitStatus_ = 0;
-  rusage rusage_{};
+  std::optional<RunEnd> end_;  // the kernel's facts, once the run has exited
   std::optional<EventLoop::TimerId> timeoutTimer_;
-  std::optional<EventLoop::TimerId> drainTimer_;
 };
 
 }  // namespace pycell::exec

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,7 @@
 
 #include "pycell/error.h"
 #include "pycell/exec/result_channel.h"
+#include "pycell/exec/run.h"
 #include "pycell/exec/spawn.h"
 #include "pycell/pool/pool.h"
 #include "pycell/process/event_loop.h"
@@ -26,8 +28,6 @@
 namespace pycell::exec {
 
 using nlohmann::json;
-
-class Execution;
 
 struct SessionSettings {
   std::string id;
@@ -57,9 +57,10 @@ class Session : private ChannelSink {
   [[nodiscard]] Status startOwn();  // a sandbox of its own
   void startPooled(pool::Pool& pool, pool::PooledChild child);
 
-  // Sends one execution's request (which carries `token`); its output and the one result
-  // line with that token go to `execution`.
-  void run(Execution& execution, const std::string& requestLine, const std::string& token);
+  // Sends one run's request (which carries `token`); its output, its activity and the one
+  // result line with that token go to `events`. The run ends there (runExited, runDrained)
+  // with the result, or with the session.
+  [[nodiscard]] std::unique_ptr<Run> run(RunEvents& events, const std::string& requestLine, const std::string& token);
   // Stops the current run: KeyboardInterrupt now, SIGKILL if it has not ended after the grace.
   void interrupt();
   // Kills the sandbox (the current run, if any, ends with it).
@@ -104,6 +105,8 @@ class Session : private ChannelSink {
   void setState(State s);
   void armIdleTimer();
   void end(const std::string& why);
+  // The current run is over (its result came, or the interpreter is gone).
+  void endRun(const RunEnd& end);
 
   EventLoop& loop_;
   const sandbox::SandboxContext& ctx_;
@@ -121,7 +124,7 @@ class Session : private ChannelSink {
   bool outWatched_ = false;
   ResultChannel channel_;
   size_t idleBytes_ = 0;    // read since the last run ended (a thread the program left running)
-  Execution* current_ = nullptr;
+  RunEvents* current_ = nullptr;
   bool runStarted_ = false;       // the current run's code is executing (its "started" line came)
   bool interruptWanted_ = false;  // interrupt() came before that
   int64_t lastCpuUserMs_ = 0, lastCpuSysMs_ = 0;  // the kernel's totals at the last run's end

@@ -1,0 +1,116 @@
+#pragma once
+// A run in a sandbox process the server holds pipes to: a sandbox of its own (spawned for
+// this run) or a pooled child (forked by a zygote). Both feed the request and stdin, read
+// stdout, stderr and the result channel, and end the same way; they differ in how they
+// start, who reaps the process, and what happens to it afterwards.
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pycell/error.h"
+#include "pycell/exec/result_channel.h"
+#include "pycell/exec/run.h"
+#include "pycell/exec/spawn.h"
+#include "pycell/pool/pool.h"
+#include "pycell/process/event_loop.h"
+
+namespace pycell::exec {
+
+class ChildRun : public Run, private ChannelSink {
+ public:
+  ChildRun(const ChildRun&) = delete;
+  ChildRun& operator=(const ChildRun&) = delete;
+  ~ChildRun() override;
+
+  void stop() override;
+  void release() override;
+  [[nodiscard]] pid_t samplePid() const override { return pid_; }
+  [[nodiscard]] sandbox::CgroupUsage cgroupUsage() const override { return cgroup_.usage(); }
+  [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() override { return std::move(cgroup_); }
+  [[nodiscard]] std::string channelProblem() const override { return channel_.problem(); }
+
+ protected:
+  ChildRun(EventLoop& loop, RunEvents& events, bool pidNamespace);
+  // Takes the process's pipe ends, writes `requestLine` and `stdinData`, and watches the rest.
+  void begin(SandboxProcess& proc, std::string requestLine, std::string stdinData, const std::string& token);
+  // The kernel's exit report: kills what is left, then waits (bounded) for the pipes to drain.
+  void exited(const RunEnd& end);
+  // The sandbox's init is dead, so every writer is gone: reads the pipes to their end.
+  void readAll();
+  template <class F>
+  void guarded(F&& f) noexcept;
+
+  EventLoop& loop_;
+  RunEvents& events_;
+  bool pidNamespace_;
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  sandbox::ExecutionCgroup cgroup_;
+  bool exited_ = false;
+
+ private:
+  struct Incoming {
+    UniqueFd fd;
+    bool open = false;
+  };
+  struct Outgoing {
+    UniqueFd fd;
+    std::string data;
+    size_t offset = 0;
+  };
+  void watch(Incoming& in, std::string_view name);
+  // Reads what the pipe holds now (at most `maxReads` reads); true when it reached EOF.
+  bool read(Incoming& in, std::string_view name, size_t maxReads = 16);
+  void send(Outgoing& out);
+  bool pump(Outgoing& out);
+  void channelEvent(nlohmann::json event) override { events_.runEvent(std::move(event)); }
+  void channelReport(nlohmann::json report) override { events_.runReport(std::move(report)); }
+  void maybeDrained();
+
+  Incoming stdout_, stderr_, result_;
+  Outgoing stdin_, request_;
+  ResultChannel channel_;
+  bool drained_ = false;
+  std::optional<EventLoop::TimerId> drainTimer_;
+
+ protected:
+  [[nodiscard]] bool programStarted() const { return channel_.started(); }
+};
+
+// A sandbox spawned for this one run, reaped by the server (its pidfd).
+class OwnSandboxRun final : public ChildRun {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<OwnSandboxRun>> start(EventLoop& loop, RunEvents& events,
+                                                                    const sandbox::SandboxContext& ctx,
+                                                                    const SpawnSettings& settings,
+                                                                    std::string requestLine, std::string stdinData,
+                                                                    const std::string& token);
+  ~OwnSandboxRun() override;
+  void stopNow() override;
+
+ private:
+  OwnSandboxRun(EventLoop& loop, RunEvents& events, bool pidNamespace) : ChildRun(loop, events, pidNamespace) {}
+  void onExit();
+
+  std::string hostWorkDir_;  // degraded mode without a mount namespace
+  sandbox::NetStack net_;    // with network: its slirp4netns, ended with the run
+};
+
+// A child a zygote forked and warmed; the zygote reaps it and reports how it ended.
+class PooledChildRun final : public ChildRun {
+ public:
+  PooledChildRun(EventLoop& loop, RunEvents& events, bool pidNamespace, pool::Pool& pool, pool::PooledChild child,
+                 std::string requestLine, std::string stdinData, const std::string& token);
+  ~PooledChildRun() override;
+  void stopNow() override;
+  [[nodiscard]] bool retryable() const override { return !programStarted(); }
+
+ private:
+  pool::Pool& pool_;
+  uint64_t childId_ = 0;
+};
+
+}  // namespace pycell::exec
