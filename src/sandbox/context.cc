@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "pycell/analyze_py.h"
+#include "pycell/analyze_source_py.h"
+#include "pycell/analyze_syntax_py.h"
 #include "pycell/bootstrap_py.h"
 #include "pycell/displays_py.h"
 #include "pycell/error.h"
@@ -86,7 +88,9 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
                        {"/.pycell/policy_imports.py", std::string(kPolicyImportsPy)},
                        {"/.pycell/policy_audit.py", std::string(kPolicyAuditPy)},
                        {"/.pycell/policy_builtins.py", std::string(kPolicyBuiltinsPy)}};
-  ctx->analyzeProgram = std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";
+  // The analyzer's parts, then analyze.py, as one program (analyze.py ANALYZE_PARTS).
+  ctx->analyzeProgram = std::string(kAnalyzeSourcePy) + "\n" + std::string(kAnalyzeSyntaxPy) + "\n" +
+                        std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python);
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
