@@ -1,7 +1,12 @@
 """pycell analyze: static checks of a program against a profile's policy, as LSP diagnostics.
 
 Standard library only, CPython 3.9+, self-contained (it does not import policy.py), so
-that its source can be sent as the code of an execution.
+that its source can be sent as the code of an execution. Its parts, in the order their
+text comes before this file's in that code (ANALYZE_PARTS): analyze_source.py (the
+program's lines, LSP positions and ranges, diagnostics) and analyze_syntax.py (syntax
+errors and warnings, with recovery); this file has the policy's rules, the checks of the
+tree against them, and the entry points. Each is embedded in the C++ binary as a raw
+string literal, so none may contain that literal's closing delimiter.
 
     analyze(code: str, policy: dict) -> list of diagnostics
 
@@ -39,23 +44,33 @@ submodules; with both, deny wins; __future__ is always allowed), builtins {remov
 files (false: file access off), network (bool). userModules (a list of top-level names)
 marks the program's own modules, which an allow list then does not flag.
 
-Use as an execution: the server sends this file's text followed by ANALYZE_ENTRY
-("_analyze_main(inputs)") as the code, with inputs = {"code": ..., "policy": {...}}; the
+Use as an execution: the server sends the parts' text, then this file's, followed by
+ANALYZE_ENTRY ("_analyze_main(inputs)") as the code, with inputs = {"code": ..., "policy": {...}}; the
 diagnostics list is the execution's value (the last expression). Such an execution must
 run without policy.py's guard: analysis compiles code and imports ast, re, warnings.
-Equivalently: exec(source + ANALYZE_ENTRY) in a namespace holding `inputs`. As a script,
-`python3 analyze.py < request.json` prints the diagnostics as JSON.
+Equivalently: exec(source + ANALYZE_ENTRY) in a namespace holding `inputs`, where source
+is the parts' text and this file's, joined by newlines. Loaded from its file (as a module,
+or as a script: `python3 analyze.py < request.json` prints the diagnostics as JSON), this
+file runs its parts from beside itself into its own globals first.
 """
 import ast
-import re
 import sys
-import warnings
 
 ANALYZE_ENTRY = "\n_analyze_main(inputs)\n"
+ANALYZE_PARTS = ("analyze_source", "analyze_syntax")  # their text comes before this file's
 
-_SOURCE = "pycell"
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_MAX_PARSES = 12  # parse attempts spent recovering from a syntax error
+if "_Source" not in globals():  # loaded from its file, not sent after its parts' text
+    def _run_parts():
+        import os
+        here, doc = os.path.dirname(os.path.abspath(__file__)), __doc__
+        for part in ANALYZE_PARTS:
+            path = os.path.join(here, part + ".py")
+            with open(path, encoding="utf-8") as f:
+                exec(compile(f.read(), path, "exec", dont_inherit=True), globals())
+        globals()["__doc__"] = doc  # each part's docstring was set as the module's
+    _run_parts()
+    del _run_parts
+
 _PROCESS_CALLS = frozenset(["os.system", "os.popen", "os.fork", "os.forkpty", "os.kill",
                             "os.killpg", "pty.spawn", "posix.system"])
 _PROCESS_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn", "posix.exec", "posix.spawn",
@@ -120,180 +135,13 @@ class _Rules:
         return [module]
 
 
-class _Source:
-    """The program's lines, and conversions of positions to LSP's."""
-
-    def __init__(self, code):
-        self.lines = _LINE_BREAK.split(code)
-        self._encoded = {}
-
-    def text(self, line):  # 0-based
-        return self.lines[line] if 0 <= line < len(self.lines) else ""
-
-    def char_from_byte(self, line, col):
-        """Python character index on a 0-based line from a UTF-8 byte offset."""
-        text = self.text(line)
-        if text.isascii():
-            return max(0, min(col, len(text)))
-        data = self._encoded.get(line)
-        if data is None:
-            data = self._encoded[line] = text.encode("utf-8", "surrogatepass")
-        return len(data[:max(0, col)].decode("utf-8", "ignore"))
-
-    def utf16(self, line, char):
-        """UTF-16 code units before Python character index `char` on a 0-based line."""
-        text = self.text(line)
-        char = max(0, min(char, len(text)))
-        if text.isascii():
-            return char
-        return char + sum(1 for c in text[:char] if ord(c) > 0xFFFF)
-
-    def position(self, line, char):
-        if line >= len(self.lines):  # past the end (errors at EOF)
-            line = max(len(self.lines) - 1, 0)
-            char = len(self.text(line))
-        line = max(line, 0)
-        return {"line": line, "character": self.utf16(line, char)}
-
-    def range(self, start, end):
-        """LSP range from (line, char) pairs (0-based lines, Python characters)."""
-        if end < start:
-            end = start
-        return {"start": self.position(*start), "end": self.position(*end)}
-
-    def node_start(self, node):
-        return node.lineno - 1, self.char_from_byte(node.lineno - 1, node.col_offset)
-
-    def node_end(self, node):
-        line = getattr(node, "end_lineno", None)
-        col = getattr(node, "end_col_offset", None)
-        if line is None or col is None:
-            return self.node_start(node)
-        return line - 1, self.char_from_byte(line - 1, col)
-
-    def node_range(self, node):
-        return self.range(self.node_start(node), self.node_end(node))
-
-    def search(self, start, end_line, pattern):
-        """The first match of `pattern` (a compiled regex) from `start` (line, char) up
-        to the end of 0-based `end_line`; returns ((line, char), (line, char)) or None."""
-        line, char = start
-        while line <= end_line and line < len(self.lines):
-            match = pattern.search(self.lines[line], char)
-            if match:
-                return (line, match.start()), (line, match.end())
-            line, char = line + 1, 0
-        return None
-
-
-def _diagnostic(rng, severity, code, message):
-    return {"range": rng, "severity": severity, "code": code, "source": _SOURCE,
-            "message": message}
-
-
-def _name_pattern(dotted):
-    """A regex for a dotted name as a whole word, allowing spaces around the dots."""
-    parts = [re.escape(p) for p in dotted.split(".")]
-    return re.compile(r"(?<![\w.])" + r"\s*\.\s*".join(parts) + r"(?!\w)")
-
-
-class _Analyzer:
+class _Analyzer(_SyntaxChecks):
     def __init__(self, code, policy):
         self.code = code
         self.src = _Source(code)
         self.rules = _Rules(policy)
         self.out = []
         self.parses = 0
-
-    # --- syntax ------------------------------------------------------------------------
-    def syntax_error(self, error, byte_offsets):
-        src = self.src
-        line = (error.lineno or 1) - 1
-        if line >= len(src.lines):
-            line = len(src.lines) - 1
-            col = len(src.text(line))
-        else:
-            offset = (error.offset or 1) - 1
-            col = src.char_from_byte(line, offset) if byte_offsets else offset
-        end_line = getattr(error, "end_lineno", None)
-        end_offset = getattr(error, "end_offset", None)
-        end = None
-        if end_line and end_offset and end_offset > 0:
-            end_line -= 1
-            end_offset -= 1
-            if end_line < len(src.lines):
-                end = (end_line, src.char_from_byte(end_line, end_offset) if byte_offsets
-                       else end_offset)
-        if end is None or end <= (line, col):
-            end = (line, min(col + 1, len(src.text(line))))
-        message = error.msg if isinstance(error.msg, str) else str(error)
-        self.out.append(_diagnostic(src.range((line, col), end), 1, "syntax-error", message))
-
-    def parse(self, first, last):
-        """ASTs covering lines [first, last) (0-based) as far as they parse."""
-        if first >= last or self.parses >= _MAX_PARSES:
-            return []
-        self.parses += 1
-        text = "\n" * first + "\n".join(self.src.lines[first:last])
-        try:
-            return [ast.parse(text, "<pycell>")]
-        except SyntaxError as e:
-            where = (e.lineno or first + 1) - 1
-            if not first <= where < last:
-                return []
-            trees = self.parse(first, where)
-            if not (e.msg or "").startswith("unterminated triple-quoted"):
-                trees += self.parse(self.next_statement(where + 1, last), last)
-            return trees
-        except Exception:  # noqa: BLE001 - best effort only
-            return []
-
-    def next_statement(self, line, last):
-        """The first 0-based line from `line` that starts a statement at column 0."""
-        while line < last:
-            text = self.src.text(line)
-            if text[:1].isalpha() or text[:1] in ("_", "@"):
-                return line
-            line += 1
-        return last
-
-    def check_syntax(self):
-        """Returns the trees to inspect, and records syntax errors and warnings."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                tree = ast.parse(self.code, "<pycell>")
-            except SyntaxError as e:
-                self.syntax_error(e, byte_offsets=False)
-                where = (e.lineno or 1) - 1
-                last = len(self.src.lines)
-                trees = self.parse(0, min(where, last))
-                if not (e.msg or "").startswith("unterminated triple-quoted"):
-                    trees += self.parse(self.next_statement(where + 1, last), last)
-                return trees
-            except (ValueError, TypeError) as e:  # null bytes (3.11 and older)
-                self.out.append(_diagnostic(self.src.range((0, 0), (0, 0)), 1, "syntax-error",
-                                            str(e)))
-                return []
-            except (RecursionError, MemoryError):
-                self.out.append(_diagnostic(self.src.range((0, 0), (0, 0)), 1, "syntax-error",
-                                            "the program is too deeply nested to analyze"))
-                return []
-            try:
-                compile(tree, "<pycell>", "exec", dont_inherit=True)
-            except SyntaxError as e:
-                self.syntax_error(e, byte_offsets=True)
-            except Exception:  # noqa: BLE001 - RecursionError and such: the parse was fine
-                pass
-        for w in caught:
-            if issubclass(w.category, (SyntaxWarning, DeprecationWarning)) and \
-                    w.filename == "<pycell>" and isinstance(w.lineno, int) and w.lineno > 0:
-                line = w.lineno - 1
-                text = self.src.text(line)
-                start = len(text) - len(text.lstrip())
-                self.out.append(_diagnostic(self.src.range((line, start), (line, len(text))), 2,
-                                            "syntax-warning", str(w.message)))
-        return [tree]
 
     # --- policy ------------------------------------------------------------------------
     def forbidden_import(self, rng, name):

@@ -130,7 +130,10 @@ def _load_module(name, **given):
 
 
 _POLICY_PATH = _beside("policy")  # loaded when a request carries a policy (_load_policy)
-_HIDDEN = (_SELF, _POLICY_PATH) + tuple(_beside(n) for n in ("values", "errors", "displays", "files", "session"))
+# The parts policy.py loads from beside itself (its _PARTS): their frames are hidden too.
+_POLICY_PARTS = ("policy_events", "policy_attribution", "policy_imports", "policy_audit", "policy_builtins")
+_HIDDEN = (_SELF, _POLICY_PATH) + tuple(
+    _beside(n) for n in ("values", "errors", "displays", "files", "session") + _POLICY_PARTS)
 _policy_module = None
 _values = _load_module("values")
 _clean, _cap, _safe_str, _describe_value = _values._clean, _values._cap, _values._safe_str, _values._describe_value

@@ -304,8 +304,12 @@ class EntryPoints(unittest.TestCase):
     """The module's text as the code of an execution, with `inputs` bound."""
 
     def source(self):
-        with open(ANALYZE_PATH, encoding="utf-8") as f:
-            return f.read()
+        # As the server sends it (src/sandbox/context.cc): the parts' text, then this file's.
+        texts = []
+        for name in analyze_module.ANALYZE_PARTS + ("analyze",):
+            with open(os.path.join(os.path.dirname(ANALYZE_PATH), name + ".py"), encoding="utf-8") as f:
+                texts.append(f.read())
+        return "\n".join(texts)
 
     def test_as_execution_code(self):
         # As the bootstrap runs a program: "<pycell>", a fresh __main__, value of the last

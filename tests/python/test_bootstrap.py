@@ -305,13 +305,16 @@ class BootstrapTest(unittest.TestCase):
 
     def test_bootstrap_modules_not_reachable_by_name(self):
         # The bootstrap and the modules it loads from beside itself are in no sys.modules
-        # entry and no sys.path directory: an import by name never finds them.
+        # entry and no sys.path directory: an import by name never finds them. (With a
+        # policy, so that policy.py and its parts are loaded too.)
         code = ("import importlib.util, os, sys\n"
-                "names = ('bootstrap', 'policy', 'values', 'errors', 'displays', 'files', 'session')\n"
+                "names = ('bootstrap', 'policy', 'values', 'errors', 'displays', 'files', 'session',\n"
+                "         'policy_events', 'policy_attribution', 'policy_imports', 'policy_audit',\n"
+                "         'policy_builtins')\n"
                 "specs = [importlib.util.find_spec(n) for n in names]\n"
                 "ours = [s.name for s in specs if s and os.path.dirname(s.origin or '') == inputs]\n"
                 "[ours, sorted(n for n in sys.modules if n.startswith('pycell'))]")
-        result, _, err, _ = run(code, inputs=os.path.dirname(BOOTSTRAP))
+        result, _, err, _ = run(code, inputs=os.path.dirname(BOOTSTRAP), policy={})
         self.assertEqual(result["status"], "ok", err)
         self.assertEqual(result["value"], [[], []])
 

@@ -33,10 +33,10 @@ struct SandboxContext {
     return policies.at(profile)[network ? 1 : 0];
   }
   // The Python files every sandbox holds, as (path in the sandbox, contents): the bootstrap
-  // (kBootstrapPath) and the modules it loads by path from beside it (policy.py, values.py,
-  // ...; src/python/). Without a mount namespace they go into the host work dir instead.
+  // (kBootstrapPath) and the modules it loads by path from beside it (policy.py and its parts,
+  // values.py, ...; src/python/). Without a mount namespace they go into the host work dir instead.
   std::vector<std::pair<std::string, std::string>> sandboxFiles;
-  std::string analyzeProgram;  // `analyze` runs this in a sandbox (src/python/analyze.py + its entry call)
+  std::string analyzeProgram;  // `analyze` runs this in a sandbox (src/python/analyze.py after its parts, + its entry call)
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
   // exists in our user namespace), else the server's own user.
   unsigned sandboxUid = 65534;
