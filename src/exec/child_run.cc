@@ -118,7 +118,7 @@ void ChildRun::exited(const RunEnd& end) {
   exited_ = true;
   // The pid namespace's init is gone, so the kernel has killed the rest; without a pid
   // namespace (degraded) the process group and the cgroup are killed explicitly.
-  killSandbox(-1, pid_, pidNamespace_, cgroup_);
+  if (!pidNamespace_) killSandbox(-1, pid_, pidNamespace_, cgroup_);
   events_.runExited(end);
   if (drained_) return;  // the execution may have ended on this (a retry)
   // Output still in the pipes is read before the result is built, but a stray process

@@ -295,6 +295,7 @@ int64_t Execution::elapsedMs() const {
 }
 
 json Execution::usageSoFar() const {
+  if (finalUsage_) return *finalUsage_;  // the result's: the cgroup is not read again
   return usageDocument(elapsedMs(), kernelUsage(end_ ? end_->usage : rusage{}, run_ ? run_->cgroupUsage() : sandbox::CgroupUsage{}));
 }
 
@@ -307,6 +308,7 @@ RunOutcome Execution::takeOutcome() {
   o.waitStatus = end.waitStatus;
   o.wallMs = elapsedMs();
   o.usage = kernelUsage(end.usage, run_ ? run_->cgroupUsage() : sandbox::CgroupUsage{});
+  finalUsage_ = usageDocument(o.wallMs, o.usage);
   o.memoryKilled = end.memoryKilled;
   o.stopReason = stopReason_;
   o.internalError = internalError_;

@@ -154,6 +154,7 @@ class Execution : private RunEvents {
   std::chrono::steady_clock::time_point startedAt_;
   std::chrono::steady_clock::time_point exitedAt_;
   std::optional<RunEnd> end_;  // the kernel's facts, once the run has exited
+  std::optional<json> finalUsage_;  // the result's usage, once it is built
   std::optional<EventLoop::TimerId> timeoutTimer_;
 };
 
