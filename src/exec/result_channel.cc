@@ -87,60 +87,77 @@ void ResultChannel::feed(std::string_view bytes, ChannelSink& sink) {
     size_t nl = bytes.find('\n');
     std::string_view part = bytes.substr(0, nl);
     bytes = nl == std::string_view::npos ? std::string_view() : bytes.substr(nl + 1);
-    bool complete = nl != std::string_view::npos;
-    if (expecting_) {
-      runBytes_ += part.size() + (complete ? 1 : 0);
-      if (runBytes_ > limits_.maxRunBytes) {
-        if (problem_.empty())
-          problem_ = "the sandbox wrote more than " + mib(limits_.maxRunBytes) + " on its result channel";
-        idle();  // the rest of this run's channel is drained unread
-        skipping_ = !complete;
-        continue;
-      }
-    }
-    if (!expecting_ || skipping_) {
-      if (complete) {
-        if (!skipping_ && !part.empty()) ++droppedLines_;
-        skipping_ = false;
-      } else {
-        skipping_ = true;
-      }
-      continue;
-    }
-    // Kept only while it can still be the current run's: the token first, then the size.
-    size_t have = line_.size();
-    size_t check = std::min(prefix_.size(), have + part.size());
-    if (check > have && std::string_view(prefix_).substr(have, check - have) != part.substr(0, check - have)) {
-      drop(false);
-      skipping_ = !complete;
-      continue;
-    }
-    size_t limit = limits_.maxLineBytes;
-    // An event or a started line is small; it may not use a report's room.
-    std::string head;
-    for (size_t i = prefix_.size(); i < prefix_.size() + 9 && i < have + part.size(); ++i)
-      head += i < have ? line_[i] : part[i - have];
-    if (head.starts_with("\"event\"") || head.starts_with("\"started\"") || head.starts_with("\"ready\""))
-      limit = limits_.maxEventBytes;
-    if (have + part.size() > limit) {
-      line_.append(part.substr(0, std::min(part.size(), prefix_.size())));  // so drop() knows it was ours
-      drop(true);
-      skipping_ = !complete;
-      continue;
-    }
-    if (!complete) {
-      line_.append(part);
-      continue;
-    }
-    if (have == 0) {
-      takeLine(part, sink);  // the whole line in this read: no copy
-    } else {
-      line_.append(part);
-      std::string line = std::move(line_);
-      line_.clear();
-      takeLine(line, sink);
-    }
+    feedPart(part, nl != std::string_view::npos, sink);
   }
+}
+
+// One piece of a line (`complete`: it ended with a newline): through the run's budget, the
+// skipping of a line that is not wanted, the token check, and the line's own limit.
+void ResultChannel::feedPart(std::string_view part, bool complete, ChannelSink& sink) {
+  if (expecting_ && overRunBudget(part.size() + (complete ? 1 : 0))) {
+    skipping_ = !complete;
+    return;
+  }
+  if (!expecting_ || skipping_) {
+    skipPart(part, complete);
+    return;
+  }
+  // Kept only while it can still be the current run's: the token first, then the size.
+  size_t have = line_.size();
+  size_t check = std::min(prefix_.size(), have + part.size());
+  if (check > have && std::string_view(prefix_).substr(have, check - have) != part.substr(0, check - have)) {
+    drop(false);
+    skipping_ = !complete;
+    return;
+  }
+  if (have + part.size() > lineLimit(part)) {
+    line_.append(part.substr(0, std::min(part.size(), prefix_.size())));  // so drop() knows it was ours
+    drop(true);
+    skipping_ = !complete;
+    return;
+  }
+  if (!complete) {
+    line_.append(part);
+  } else if (have == 0) {
+    takeLine(part, sink);  // the whole line in this read: no copy
+  } else {
+    line_.append(part);
+    std::string line = std::move(line_);
+    line_.clear();
+    takeLine(line, sink);
+  }
+}
+
+// Counts `bytes` against the run's budget; past it, the run has a problem and the rest of
+// its channel is drained unread.
+bool ResultChannel::overRunBudget(size_t bytes) {
+  runBytes_ += bytes;
+  if (runBytes_ <= limits_.maxRunBytes) return false;
+  if (problem_.empty()) problem_ = "the sandbox wrote more than " + mib(limits_.maxRunBytes) + " on its result channel";
+  idle();
+  return true;
+}
+
+// A part of a line that is dropped: a whole line not skipped already counts as dropped.
+void ResultChannel::skipPart(std::string_view part, bool complete) {
+  if (complete) {
+    if (!skipping_ && !part.empty()) ++droppedLines_;
+    skipping_ = false;
+  } else {
+    skipping_ = true;
+  }
+}
+
+// How long the current line may grow, judged by what follows the token (in `line_` so far,
+// then `part`): an event or a started line is small; it may not use a report's room.
+size_t ResultChannel::lineLimit(std::string_view part) const {
+  size_t have = line_.size();
+  std::string head;
+  for (size_t i = prefix_.size(); i < prefix_.size() + 9 && i < have + part.size(); ++i)
+    head += i < have ? line_[i] : part[i - have];
+  if (head.starts_with("\"event\"") || head.starts_with("\"started\"") || head.starts_with("\"ready\""))
+    return limits_.maxEventBytes;
+  return limits_.maxLineBytes;
 }
 
 void ResultChannel::close(ChannelSink& sink) {
@@ -232,14 +249,21 @@ void ResultChannel::takeReport(std::string_view line, ChannelSink& sink) {
   sink.channelReport(std::move(report));
 }
 
-std::optional<std::vector<JsonMember>> topLevelMembers(std::string_view text) {
-  size_t i = 0, n = text.size();
-  auto ws = [&] {
-    while (i < n && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
-  };
+namespace {
+
+// A cursor over an object's text for topLevelMembers: it skips whitespace, strings and
+// nested values without parsing them.
+struct MemberScanner {
+  std::string_view text;
+  size_t i = 0;
+
+  [[nodiscard]] bool at(char c) const { return i < text.size() && text[i] == c; }
+  void ws() {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  }
   // Past a string whose opening quote is at i; false if it never closes.
-  auto string = [&] {
-    for (size_t from = i + 1; from < n;) {
+  bool string() {
+    for (size_t from = i + 1; from < text.size();) {
       size_t quote = text.find('"', from);  // memchr: a long string costs little
       if (quote == std::string_view::npos) return false;
       size_t slashes = 0;
@@ -251,60 +275,73 @@ std::optional<std::vector<JsonMember>> topLevelMembers(std::string_view text) {
       }
     }
     return false;
-  };
-  std::vector<JsonMember> members;
-  ws();
-  if (i >= n || text[i] != '{') return std::nullopt;
-  ++i;
-  ws();
-  if (i < n && text[i] == '}') {
-    ++i;
-    ws();
-    return i == n ? std::optional(members) : std::nullopt;
   }
-  while (true) {
-    ws();
-    if (i >= n || text[i] != '"') return std::nullopt;
-    size_t keyStart = i + 1;
-    if (!string()) return std::nullopt;
-    std::string_view key = text.substr(keyStart, i - 1 - keyStart);
-    ws();
-    if (i >= n || text[i] != ':') return std::nullopt;
+  // Past an object or array opening at i, to its matching close; false if it never closes.
+  bool nested() {
+    size_t depth = 0;
+    for (; i < text.size(); ++i) {
+      char c = text[i];
+      if (c == '"') {
+        if (!string()) return false;
+        --i;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        ++i;
+        break;
+      }
+    }
+    return depth == 0;
+  }
+  // Past the value starting at i (a scalar ends at a delimiter); false if it is malformed.
+  bool value() {
+    size_t start = i;
+    if (at('"')) {
+      if (!string()) return false;
+    } else if (at('{') || at('[')) {
+      if (!nested()) return false;
+    } else {
+      while (i < text.size() && text[i] != ',' && text[i] != '}' && text[i] != ' ' && text[i] != '\n') ++i;
+    }
+    return i != start;
+  }
+  // Past the object's closing brace at i: true if only whitespace follows.
+  bool end() {
     ++i;
     ws();
-    size_t valueStart = i;
-    if (i < n && text[i] == '"') {
-      if (!string()) return std::nullopt;
-    } else if (i < n && (text[i] == '{' || text[i] == '[')) {
-      size_t depth = 0;
-      for (; i < n; ++i) {
-        char c = text[i];
-        if (c == '"') {
-          if (!string()) return std::nullopt;
-          --i;
-        } else if (c == '{' || c == '[') {
-          ++depth;
-        } else if ((c == '}' || c == ']') && --depth == 0) {
-          ++i;
-          break;
-        }
-      }
-      if (depth != 0) return std::nullopt;
-    } else {
-      while (i < n && text[i] != ',' && text[i] != '}' && text[i] != ' ' && text[i] != '\n') ++i;
-    }
-    if (i == valueStart) return std::nullopt;
-    members.push_back({key, text.substr(valueStart, i - valueStart)});
-    ws();
-    if (i < n && text[i] == ',') {
-      ++i;
+    return i == text.size();
+  }
+};
+
+}  // namespace
+
+std::optional<std::vector<JsonMember>> topLevelMembers(std::string_view text) {
+  MemberScanner scan{text};
+  std::vector<JsonMember> members;
+  scan.ws();
+  if (!scan.at('{')) return std::nullopt;
+  ++scan.i;
+  scan.ws();
+  if (scan.at('}')) return scan.end() ? std::optional(members) : std::nullopt;
+  while (true) {
+    scan.ws();
+    if (!scan.at('"')) return std::nullopt;
+    size_t keyStart = scan.i + 1;
+    if (!scan.string()) return std::nullopt;
+    std::string_view key = text.substr(keyStart, scan.i - 1 - keyStart);
+    scan.ws();
+    if (!scan.at(':')) return std::nullopt;
+    ++scan.i;
+    scan.ws();
+    size_t valueStart = scan.i;
+    if (!scan.value()) return std::nullopt;
+    members.push_back({key, text.substr(valueStart, scan.i - valueStart)});
+    scan.ws();
+    if (scan.at(',')) {
+      ++scan.i;
       continue;
     }
-    if (i < n && text[i] == '}') {
-      ++i;
-      ws();
-      return i == n ? std::optional(members) : std::nullopt;
-    }
+    if (scan.at('}')) return scan.end() ? std::optional(members) : std::nullopt;
     return std::nullopt;
   }
 }

@@ -20,7 +20,57 @@ namespace pycell::exec {
 
 namespace {
 constexpr auto kNetStackTimeout = std::chrono::milliseconds(5000);
+
+// What the sandbox's plan is made from: the profile's inputs, with this run's limits and
+// network (and the online seccomp filter for a network run).
+sandbox::PlanInputs planInputs(const sandbox::SandboxContext& ctx, const SpawnSettings& s) {
+  sandbox::PlanInputs inputs = sandbox::planInputsFor(ctx, *s.profile);
+  inputs.limits = s.limits;
+  inputs.network = s.network;
+  if (s.network && ctx.isolation.seccomp) inputs.seccomp = &ctx.seccompOnline;
+  if (s.sessionCpuMs > 0)
+    inputs.rlimits = sandbox::planRlimits(s.limits, {.memoryByRlimit = inputs.memoryByRlimit,
+                                                     .processesByRlimit = true,
+                                                     .sessionCpuMs = s.sessionCpuMs});
+  return inputs;
 }
+
+// Degraded mode (no mount namespace): the sandbox works in a fresh host directory, which
+// `proc` owns from then on, with the sandbox's files in it under flat names.
+Status makeHostWorkDir(const sandbox::SandboxContext& ctx, SandboxProcess& proc) {
+  char tmpl[] = "/tmp/pycell-work-XXXXXX";
+  if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
+  proc.hostWorkDir = tmpl;
+  for (const auto& [path, text] : ctx.sandboxFiles) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
+    std::string name = "/.pycell-" + path.substr(path.rfind('/') + 1);
+    auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd || !writeAll(fd.get(), text)) {
+      removeHostWorkDir(proc.hostWorkDir);
+      return std::unexpected(sysError("write bootstrap"));
+    }
+  }
+  return {};
+}
+
+// Bounded wait: the request is written once this returns, and the program must find the
+// network up. The interpreter is starting meanwhile, so this costs little latency. If the
+// network does not come up, the sandbox is killed and reaped.
+Status awaitNetStack(SandboxProcess& proc) {
+  auto waitStart = std::chrono::steady_clock::now();
+  if (auto up = proc.net.awaitReady(kNetStackTimeout); !up) {
+    ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
+    while (::waitpid(proc.pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return up;
+  }
+  if (proc.net.running())
+    log::debug("sandbox " + std::to_string(proc.pid) + ": network stack up after waiting " +
+               std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waitStart).count() / 1000.0) +
+               " ms once the interpreter had started");
+  return {};
+}
+
+}  // namespace
 
 Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const SpawnSettings& s) {
   const auto& iso = ctx.isolation;
@@ -31,27 +81,10 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
     if (!*p) return std::unexpected(p->error());
 
   SandboxProcess proc;
-  sandbox::PlanInputs inputs = sandbox::planInputsFor(ctx, *s.profile);
-  inputs.limits = s.limits;
-  inputs.network = s.network;
-  if (s.network && iso.seccomp) inputs.seccomp = &ctx.seccompOnline;
-  if (s.sessionCpuMs > 0)
-    inputs.rlimits = sandbox::planRlimits(s.limits, {.memoryByRlimit = inputs.memoryByRlimit,
-                                                     .processesByRlimit = true,
-                                                     .sessionCpuMs = s.sessionCpuMs});
+  sandbox::PlanInputs inputs = planInputs(ctx, s);
   if (!iso.namespaces.mount) {
-    char tmpl[] = "/tmp/pycell-work-XXXXXX";
-    if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
-    proc.hostWorkDir = tmpl;
+    if (auto made = makeHostWorkDir(ctx, proc); !made) return std::unexpected(made.error());
     inputs.hostWorkDir = proc.hostWorkDir;
-    for (const auto& [path, text] : ctx.sandboxFiles) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
-      std::string name = "/.pycell-" + path.substr(path.rfind('/') + 1);
-      auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-      if (!fd || !writeAll(fd.get(), text)) {
-        removeHostWorkDir(proc.hostWorkDir);
-        return std::unexpected(sysError("write bootstrap"));
-      }
-    }
   }
   auto fail = [&](Error e) -> Result<SandboxProcess> {
     removeHostWorkDir(proc.hostWorkDir);
@@ -78,19 +111,7 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
   if (!child) return fail(child.error());
   proc.pid = child->pid;
   proc.pidfd = std::move(child->pidfd);
-  // Bounded wait: the request is written once this returns, and the program must find the
-  // network up. The interpreter is starting meanwhile, so this costs little latency.
-  auto waitStart = std::chrono::steady_clock::now();
-  if (auto up = proc.net.awaitReady(kNetStackTimeout); !up) {
-    ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
-    while (::waitpid(proc.pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    return fail(up.error());
-  }
-  if (proc.net.running())
-    log::debug("sandbox " + std::to_string(proc.pid) + ": network stack up after waiting " +
-               std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - waitStart).count() / 1000.0) +
-               " ms once the interpreter had started");
+  if (auto up = awaitNetStack(proc); !up) return fail(up.error());
   proc.stdinW = std::move(in->write);
   proc.stdoutR = std::move(out->read);
   proc.stderrR = std::move(err->read);

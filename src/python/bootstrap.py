@@ -235,36 +235,28 @@ def _fresh_main():
     return main
 
 
-def _run(line, main=None, cell="<pycell>"):
-    """Runs one request (its JSON text) and returns the report for _main() (see _document).
-    A single run gets a fresh __main__; a session passes its own, kept between runs, and
-    each run's cell name ("<pycell-N>")."""
-    global _interruptible, _cell
-    _cell = cell
-    report = {"status": "ok", "exitCode": 0, "value": None, "valueRepr": None, "error": None,
-              "valueTruncated": False, "files": [], "skippedFiles": None}
-    try:
-        if line is None:
-            raise ValueError("no request arrived")
-        request = _parse_request(line)
-        _set_token(request)
-        _tighten_limits(request.get("rlimits"))
-        _caps.update({name: _cap_setting(request, name) for name in _DEFAULT_CAPS})
-    except Exception as e:
-        message = "cannot read the request: %s" % _safe_str(e)
-        _stderr("pycell bootstrap: %s\n" % message)
-        report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
-        return report
-    _reset_displays()
-    try:
-        globs = _compile_globs(request.get("returnFiles"))
-        _write_files(request.get("files"))
-    except _FileError as e:
-        _stderr("FileError: %s\n" % e)
-        report.update(status="error", exitCode=1, error=_error("FileError", str(e)))
-        return report
-    root = _os_getcwd()  # the program may chdir; returnFiles are read from here
+def _start_request(line):
+    """The request from its JSON text, with its token, rlimits and caps in force; raises
+    when there is none or it cannot be read."""
+    if line is None:
+        raise ValueError("no request arrived")
+    request = _parse_request(line)
+    _set_token(request)
+    _tighten_limits(request.get("rlimits"))
+    _caps.update({name: _cap_setting(request, name) for name in _DEFAULT_CAPS})
+    return request
 
+
+def _bootstrap_error(report, message):
+    """The report of a run that could not start: the bootstrap's own error (exit code 70)."""
+    _stderr("pycell bootstrap: %s\n" % message)
+    report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
+    return report
+
+
+def _prepare_main(request, main):
+    """The program's __main__ (a fresh one unless a session passes its own), holding the
+    request's inputs, with the request's code in linecache and its stdin and CPU limit set."""
     code = request["code"]
     linecache.cache[_cell] = (len(code), None, code.splitlines(True), _cell)
     if main is None:
@@ -276,19 +268,13 @@ def _run(line, main=None, cell="<pycell>"):
     cpu_ms = request.get("cpuMs")
     if type(cpu_ms) is int and cpu_ms > 0:  # a session's per-run CPU limit
         _arm_cpu_limit(cpu_ms)
-    guard = None
-    if request.get("policy") is not None:
-        try:
-            guard = _activate_policy(request["policy"], _emit_event)
-        except BaseException as e:
-            message = "cannot apply the profile's policy: %s" % _safe_str(e)
-            _stderr("pycell bootstrap: %s\n" % message)
-            report.update(status="error", exitCode=70, error=_error("BootstrapError", message))
-            return report
-        main.__dict__["__builtins__"] = guard.builtins_module
-    elif main.__dict__.get("__builtins__") is not builtins:
-        main.__dict__["__builtins__"] = builtins
+    return main
 
+
+def _execute(code, main):
+    """Runs the program's code in `main`; returns (has_value, is_last, value, status, rc,
+    error). The value is a trailing expression's (is_last), else a global `result`'s."""
+    global _interruptible
     has_value, is_last, value, status, rc, error = False, False, None, "ok", 0, None
     try:
         body, last = _compile(code)
@@ -314,31 +300,37 @@ def _run(line, main=None, cell="<pycell>"):
                 _write_all(_RESULT_FD, _line_head + b'"stopped":true}\n')
         status, rc, error = _exception_result(e, main, _cell)
     _interruptible = False
+    return has_value, is_last, value, status, rc, error
 
-    sys.settrace(None)  # the program's tracer must not see the reporting
+
+def _settle_program():
+    """After the program's code: its tracer and profiler off (they must not see the
+    reporting), and its non-daemon threads joined, as Python waits for them at exit."""
+    sys.settrace(None)
     sys.setprofile(None)
     threading = _modules.get("threading")
-    with _suppress(BaseException):  # Python waits for non-daemon threads at exit
+    with _suppress(BaseException):
         for thread in threading.enumerate() if threading else ():
             if not thread.daemon and thread is not threading.main_thread():
                 thread.join()
 
-    if guard is not None:
-        status, rc, error = _apply_guard(guard, status, rc, error)
-    report.update(status=status, exitCode=rc, error=error)
-    if _os_getpid() != _PID or status == "memory_limit":
-        return report  # a fork()ed copy reports nothing; after a MemoryError, only that
+
+def _report_value(report, value, has_value, shown):
+    """The value and its repr in the report, and the run's displays (`shown`: the value is a
+    trailing expression's, displayed as a notebook would). Each part runs the program's
+    objects' code (reprs, matplotlib): a failure there loses that part, never the report."""
     value_repr = None
-    if error is None and has_value:
+    if report["error"] is None and has_value:
         value_json, value_repr, truncated = _describe_value(value, _caps["maxValueBytes"], _caps["maxReprBytes"])
         report.update(value=value_json, valueRepr=value_repr, valueTruncated=truncated)
-    # Each part runs the program's objects' code (reprs, matplotlib): a failure there
-    # loses that part, never the report.
     try:
-        _collect_displays(value, value_repr, has_value and is_last and error is None)
+        _collect_displays(value, value_repr, shown)
     except BaseException as e:
         _stderr("pycell: displays not collected: %s\n" % type(e).__name__)
-    value = None
+
+
+def _report_files(report, request, globs, root):
+    """The returnFiles found under `root`, and those skipped when the request asked."""
     try:
         report["files"], skipped = _collect_files(globs, root)
         if request.get("returnFiles") is not None:
@@ -346,6 +338,51 @@ def _run(line, main=None, cell="<pycell>"):
     except BaseException as e:
         report["files"] = []
         _stderr("pycell: returnFiles not collected: %s\n" % type(e).__name__)
+
+
+def _run(line, main=None, cell="<pycell>"):
+    """Runs one request (its JSON text) and returns the report for _main() (see _document).
+    A single run gets a fresh __main__; a session passes its own, kept between runs, and
+    each run's cell name ("<pycell-N>")."""
+    global _cell
+    _cell = cell
+    report = {"status": "ok", "exitCode": 0, "value": None, "valueRepr": None, "error": None,
+              "valueTruncated": False, "files": [], "skippedFiles": None}
+    try:
+        request = _start_request(line)
+    except Exception as e:
+        return _bootstrap_error(report, "cannot read the request: %s" % _safe_str(e))
+    _reset_displays()
+    try:
+        globs = _compile_globs(request.get("returnFiles"))
+        _write_files(request.get("files"))
+    except _FileError as e:
+        _stderr("FileError: %s\n" % e)
+        report.update(status="error", exitCode=1, error=_error("FileError", str(e)))
+        return report
+    root = _os_getcwd()  # the program may chdir; returnFiles are read from here
+
+    main = _prepare_main(request, main)
+    guard = None
+    if request.get("policy") is not None:
+        try:
+            guard = _activate_policy(request["policy"], _emit_event)
+        except BaseException as e:
+            return _bootstrap_error(report, "cannot apply the profile's policy: %s" % _safe_str(e))
+        main.__dict__["__builtins__"] = guard.builtins_module
+    elif main.__dict__.get("__builtins__") is not builtins:
+        main.__dict__["__builtins__"] = builtins
+
+    has_value, is_last, value, status, rc, error = _execute(request["code"], main)
+    _settle_program()
+    if guard is not None:
+        status, rc, error = _apply_guard(guard, status, rc, error)
+    report.update(status=status, exitCode=rc, error=error)
+    if _os_getpid() != _PID or status == "memory_limit":
+        return report  # a fork()ed copy reports nothing; after a MemoryError, only that
+    _report_value(report, value, has_value, has_value and is_last and error is None)
+    value = None
+    _report_files(report, request, globs, root)
     return report
 
 

@@ -63,6 +63,8 @@ _kind_cache = {}
 _NoneType = type(None)
 _PLAIN = (str, int, float, bool, _NoneType, list, tuple, dict)
 _MAX_DEPTH = 200
+# The kinds _Converter.scalar turns into a string, a number or null.
+_SCALAR_KINDS = frozenset(("bytes", "iso", "timedelta", "decimal", "fraction", "null"))
 
 
 class _TooBig(Exception):
@@ -154,27 +156,8 @@ class _Converter:
             with _suppress(Exception):
                 items = sorted(items)
             return self.sequence(x, iter(items), depth)
-        if kind == "bytes":
-            data = memoryview(x).tobytes()
-            self.spend(len(data) * 4 // 3 + 2)
-            return _b64(data)
-        if kind == "iso":
-            return self.value(str.__str__(cls.isoformat(x)), depth)
-        if kind == "timedelta":
-            return self.value(float.__float__(cls.total_seconds(x)), depth)
-        if kind == "decimal":
-            f = float.__float__(cls.__float__(x))
-            if f - f == 0.0 or not cls.is_finite(x):
-                return self.value(f, depth)  # NaN and infinities become null
-            return self.value(str.__str__(cls.__str__(x)), depth)  # beyond a float's range
-        if kind == "fraction":
-            try:
-                return self.value(float.__float__(cls.__float__(x)), depth)
-            except OverflowError:
-                return self.value(str.__str__(cls.__str__(x)), depth)
-        if kind == "null":
-            self.spend(4)
-            return None
+        if kind in _SCALAR_KINDS:
+            return self.scalar(x, kind, cls, depth)
         if kind == "numpy":
             return self.numpy(x, depth)
         if kind == "dataframe":
@@ -195,6 +178,30 @@ class _Converter:
             self.check(int(len(x)))
             return self.value(x.tolist(), depth + 1)
         raise _Unsupported(t.__name__)
+
+    def scalar(self, x, kind, cls, depth):
+        """A value of one of the _SCALAR_KINDS, whose JSON form holds nothing to convert
+        further: a string, a number or null."""
+        if kind == "bytes":
+            data = memoryview(x).tobytes()
+            self.spend(len(data) * 4 // 3 + 2)
+            return _b64(data)
+        if kind == "iso":
+            return self.value(str.__str__(cls.isoformat(x)), depth)
+        if kind == "timedelta":
+            return self.value(float.__float__(cls.total_seconds(x)), depth)
+        if kind == "decimal":
+            f = float.__float__(cls.__float__(x))
+            if f - f == 0.0 or not cls.is_finite(x):
+                return self.value(f, depth)  # NaN and infinities become null
+            return self.value(str.__str__(cls.__str__(x)), depth)  # beyond a float's range
+        if kind == "fraction":
+            try:
+                return self.value(float.__float__(cls.__float__(x)), depth)
+            except OverflowError:
+                return self.value(str.__str__(cls.__str__(x)), depth)
+        self.spend(4)  # "null": pandas' NaT and NA
+        return None
 
     def numpy(self, x, depth):
         """An ndarray or a numpy scalar: tolist(), datetime64 and timedelta64 first brought

@@ -153,6 +153,67 @@ bool bindablePath(const std::string& path) {
   return belowRoot;
 }
 
+// The parts of a profile that are more than one value. Each says what is wrong, for
+// parseProfile to name the profile; the profile being parsed is dropped on an error.
+
+static std::expected<void, std::string> applyPreload(std::vector<std::string>& preload, const json& value) {
+  preload.clear();
+  for (const auto& m : value) {
+    if (!m.is_string() || m.get<std::string>().empty()) return std::unexpected("preload entries must be module names");
+    preload.push_back(m.get<std::string>());
+  }
+  return {};
+}
+
+static std::expected<void, std::string> applyPool(PoolSettings& pool, const json& value) {
+  for (const auto& [pk, pv] : value.items()) {
+    int PoolSettings::*field = pk == "size" ? &PoolSettings::size
+                               : pk == "maxStarting" ? &PoolSettings::maxStarting
+                               : pk == "recycleAfter" ? &PoolSettings::recycleAfter
+                               : pk == "refillDelayMs" ? &PoolSettings::refillDelayMs
+                                                       : nullptr;
+    int64_t least = pk == "size" || pk == "refillDelayMs" ? 0 : 1;
+    if (!field || !pv.is_number_integer() || !numberIn(pv, least, 100000))
+      return std::unexpected("pool." + pk + " is unknown or out of range");
+    pool.*field = pv.get<int>();
+  }
+  return {};
+}
+
+static std::expected<void, std::string> checkImports(const json& value) {
+  if (!value.is_object()) return {};
+  if (value.size() != 1 || !(value.contains("deny") || value.contains("allow")) || !value.begin()->is_array())
+    return std::unexpected("imports must be {\"deny\": [modules]} or {\"allow\": [modules]}");
+  for (const auto& m : *value.begin())
+    if (!m.is_string() || m.get<std::string>().empty()) return std::unexpected("imports lists hold module names");
+  return {};
+}
+
+static std::expected<void, std::string> applyBuiltins(std::vector<std::string>& removeBuiltins, const json& value) {
+  removeBuiltins.clear();
+  for (const auto& [bk, bv] : value.items()) {
+    if (bk != "remove" || !bv.is_array()) return std::unexpected("builtins must be {\"remove\": [names]}");
+    for (const auto& n : bv) {
+      if (!n.is_string() || n.get<std::string>().empty()) return std::unexpected("builtins.remove holds builtin names");
+      removeBuiltins.push_back(n.get<std::string>());
+    }
+  }
+  return {};
+}
+
+// allowRead or allowWrite (`key`) entries, after those already there.
+static std::expected<void, std::string> addBinds(std::vector<BindMount>& binds, const std::string& key, const json& value) {
+  for (const auto& p : value) {
+    if (!p.is_string() || !bindablePath(p.get<std::string>()))
+      return std::unexpected(key + " entries must be absolute paths below / without . or .. components");
+    binds.push_back({p.get<std::string>(), key == "allowWrite"});
+  }
+  // The mount step opens at most 256 bind sources (mount_exec.cc), the built-in ones
+  // included: more would pass here and fail every sandbox.
+  if (binds.size() > kMaxBinds) return std::unexpected("at most " + std::to_string(kMaxBinds) + " allowRead and allowWrite entries");
+  return {};
+}
+
 static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base) {
   auto fail = [&](const std::string& why) { return std::unexpected(Error{"profile '" + name + "': " + why}); };
   if (!doc.is_object()) return fail("must be an object");
@@ -169,42 +230,16 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
     } else if (key == "limits") {
       if (auto ok = applyLimits(base.limits, value, nullptr); !ok) return fail(ok.error());
     } else if (key == "preload" && value.is_array()) {
-      base.preload.clear();
-      for (const auto& m : value) {
-        if (!m.is_string() || m.get<std::string>().empty()) return fail("preload entries must be module names");
-        base.preload.push_back(m.get<std::string>());
-      }
+      if (auto ok = applyPreload(base.preload, value); !ok) return fail(ok.error());
     } else if (key == "childWarmup" && value.is_string()) {
       base.childWarmup = value.get<std::string>();
     } else if (key == "pool" && value.is_object()) {
-      for (const auto& [pk, pv] : value.items()) {
-        int PoolSettings::*field = pk == "size" ? &PoolSettings::size
-                                   : pk == "maxStarting" ? &PoolSettings::maxStarting
-                                   : pk == "recycleAfter" ? &PoolSettings::recycleAfter
-                                   : pk == "refillDelayMs" ? &PoolSettings::refillDelayMs
-                                                           : nullptr;
-        int64_t least = pk == "size" || pk == "refillDelayMs" ? 0 : 1;
-        if (!field || !pv.is_number_integer() || !numberIn(pv, least, 100000))
-          return fail("pool." + pk + " is unknown or out of range");
-        base.pool.*field = pv.get<int>();
-      }
+      if (auto ok = applyPool(base.pool, value); !ok) return fail(ok.error());
     } else if (key == "imports" && (value.is_null() || value.is_object())) {
-      if (value.is_object()) {
-        if (value.size() != 1 || !(value.contains("deny") || value.contains("allow")) || !value.begin()->is_array())
-          return fail("imports must be {\"deny\": [modules]} or {\"allow\": [modules]}");
-        for (const auto& m : *value.begin())
-          if (!m.is_string() || m.get<std::string>().empty()) return fail("imports lists hold module names");
-      }
+      if (auto ok = checkImports(value); !ok) return fail(ok.error());
       base.imports = value;
     } else if (key == "builtins" && value.is_object()) {
-      base.removeBuiltins.clear();
-      for (const auto& [bk, bv] : value.items()) {
-        if (bk != "remove" || !bv.is_array()) return fail("builtins must be {\"remove\": [names]}");
-        for (const auto& n : bv) {
-          if (!n.is_string() || n.get<std::string>().empty()) return fail("builtins.remove holds builtin names");
-          base.removeBuiltins.push_back(n.get<std::string>());
-        }
-      }
+      if (auto ok = applyBuiltins(base.removeBuiltins, value); !ok) return fail(ok.error());
     } else if ((key == "activity" || key == "samples") && value.is_boolean()) {
       (key == "activity" ? base.activity : base.samples) = value.get<bool>();
     } else if (key == "samplePeriodMs" && value.is_number_integer()) {
@@ -215,14 +250,7 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
       int64_t v = value.get<int64_t>();
       (key == "sessionIdleMs" ? base.sessionIdleMs : base.sessionCpuMs) = v;
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
-      for (const auto& p : value) {
-        if (!p.is_string() || !bindablePath(p.get<std::string>()))
-          return fail(key + " entries must be absolute paths below / without . or .. components");
-        base.binds.push_back({p.get<std::string>(), key == "allowWrite"});
-      }
-      // The mount step opens at most 256 bind sources (mount_exec.cc), the built-in ones
-      // included: more would pass here and fail every sandbox.
-      if (base.binds.size() > kMaxBinds) return fail("at most " + std::to_string(kMaxBinds) + " allowRead and allowWrite entries");
+      if (auto ok = addBinds(base.binds, key, value); !ok) return fail(ok.error());
     } else {
       return fail("unknown or mistyped field '" + key + "'");
     }

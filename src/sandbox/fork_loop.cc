@@ -266,6 +266,63 @@ void isolateOrExit(const IsolationSpec& spec, int (&fds)[5]) {
   }
 }
 
+// The serve loop's setup and its parent-side steps. None of these runs in a new child: the
+// child's path after clone stays inline in pycell_serve_forks.
+
+// Blocks SIGCHLD (`saved` gets the mask before) and opens the signalfd that reports it; -1
+// with the mask restored if either fails.
+int openChildSignals(sigset_t& saved) {
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &chld, &saved) != 0) return childFail("block SIGCHLD");
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) {
+    childFail("signalfd");
+    sigprocmask(SIG_SETMASK, &saved, nullptr);
+    return -1;
+  }
+  return sfd;
+}
+
+// The region the first child records its pages in (none if it cannot be mapped).
+void mapLearned() {
+  if (learned) return;
+  void* region = mmap(nullptr, kLearnedBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  learned = region == MAP_FAILED ? nullptr : static_cast<Learned*>(region);
+}
+
+// Empties the signalfd; the children are reaped after, all at once.
+void drainSignals(int sfd) {
+  signalfd_siginfo info;
+  while (read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+  }
+}
+
+// After the clone for request `id`: the child (`pid`) is remembered for its exit report, and
+// its pidfd sent to the server. A failed clone (pid < 0, with `cloneErrno`) refuses the
+// request; so does a child that cannot be remembered, killed and reaped first.
+void adoptChild(int ctl, Children& children, uint64_t id, long pid, int pidfd, int cloneErrno) {
+  if (pid < 0) {
+    errno = cloneErrno;
+    childFail("clone3");
+    sendError(ctl, id, pycell_last_error());
+    return;
+  }
+  if (!children.add(static_cast<pid_t>(pid), static_cast<long>(id))) {
+    kill(static_cast<pid_t>(pid), SIGKILL);
+    while (waitpid(static_cast<pid_t>(pid), nullptr, 0) < 0 && errno == EINTR) {
+    }
+    close(pidfd);
+    sendError(ctl, id, "out of memory");
+    return;
+  }
+  wire::Header h;
+  h.id = id;
+  (void)send(ctl, wire::Op::Forked, h, nullptr, pidfd);
+  close(pidfd);
+}
+
 }  // namespace
 
 extern "C" {
@@ -278,20 +335,10 @@ long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
   }
   // SIGCHLD arrives on a signalfd, polled with the server's socket; the mask at the call
   // comes back in each child.
-  sigset_t chld, saved;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  if (sigprocmask(SIG_BLOCK, &chld, &saved) != 0) return childFail("block SIGCHLD");
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) {
-    childFail("signalfd");
-    sigprocmask(SIG_SETMASK, &saved, nullptr);
-    return -1;
-  }
-  if (!learned) {
-    void* region = mmap(nullptr, kLearnedBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    learned = region == MAP_FAILED ? nullptr : static_cast<Learned*>(region);
-  }
+  sigset_t saved;
+  int sfd = openChildSignals(saved);
+  if (sfd < 0) return -1;
+  mapLearned();
   Children children;
   long result = 0;
   for (;;) {
@@ -302,9 +349,7 @@ long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
       break;
     }
     if (ready[1].revents) {
-      signalfd_siginfo info;
-      while (read(sfd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      }
+      drainSignals(sfd);
       reapChildren(ctl, children);
     }
     if (!ready[0].revents) continue;
@@ -329,24 +374,7 @@ long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
     int saved_errno = errno;
     hooks->after_parent();
     closeAll(request.fds, 5);
-    if (pid < 0) {
-      errno = saved_errno;
-      childFail("clone3");
-      sendError(ctl, request.id, pycell_last_error());
-      continue;
-    }
-    if (!children.add(static_cast<pid_t>(pid), static_cast<long>(request.id))) {
-      kill(static_cast<pid_t>(pid), SIGKILL);
-      while (waitpid(static_cast<pid_t>(pid), nullptr, 0) < 0 && errno == EINTR) {
-      }
-      close(pidfd);
-      sendError(ctl, request.id, "out of memory");
-      continue;
-    }
-    wire::Header h;
-    h.id = request.id;
-    (void)send(ctl, wire::Op::Forked, h, nullptr, pidfd);
-    close(pidfd);
+    adoptChild(ctl, children, request.id, pid, pidfd, saved_errno);
   }
   close(sfd);
   sigprocmask(SIG_SETMASK, &saved, nullptr);

@@ -46,6 +46,32 @@ Result<UniqueFd> lifted(int fd) {
   return copy;
 }
 
+// Where slirp4netns's output goes: a memory file of fixed size (writes past the end fail),
+// read when it gives up: no pipe it could fill and block on.
+Result<UniqueFd> makeLogFile() {
+  UniqueFd log(static_cast<int>(::syscall(SYS_memfd_create, "pycell-slirp4netns", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!log) return std::unexpected(sysError("memfd_create"));
+  if (::ftruncate(log.get(), kOutputLimit) != 0 ||
+      ::fcntl(log.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+    return std::unexpected(sysError("slirp4netns log"));
+  return log;
+}
+
+// slirp4netns's command line, for the network namespace of `targetPid`; its fds 3 and 4 are
+// the ready and exit pipes.
+std::vector<std::string> slirpArgs(const std::string& binary, pid_t targetPid) {
+  std::vector<std::string> args = {binary, "--configure", "--mtu=65520",
+                                   "--disable-host-loopback",  // 10.0.2.2 does not lead to the host's 127.0.0.1
+                                   "--enable-seccomp", "--ready-fd=3", "--exit-fd=4"};
+  // As root, slirp4netns also confines itself (a mount namespace of its own, every capability
+  // but CAP_NET_BIND_SERVICE dropped). Unprivileged, that would need uid 0 in the sandbox's
+  // user namespace, which maps only the sandbox's own uid: it runs as the server's user then.
+  if (::geteuid() == 0) args.push_back("--enable-sandbox");
+  args.push_back(std::to_string(targetPid));
+  args.push_back("tap0");
+  return args;
+}
+
 }  // namespace
 
 NetStackSupport probeNetStack(bool netNamespace, bool userNamespace) {
@@ -117,13 +143,9 @@ Result<NetStack> NetStack::start(const std::string& binary, pid_t targetPid) {
   if (!ready) return std::unexpected(ready.error());
   auto exit = makePipe();
   if (!exit) return std::unexpected(exit.error());
-  // Its output goes to a memory file of fixed size (writes past the end fail), read when it
-  // gives up: no pipe it could fill and block on.
-  UniqueFd log(static_cast<int>(::syscall(SYS_memfd_create, "pycell-slirp4netns", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
-  if (!log) return std::unexpected(sysError("memfd_create"));
-  if (::ftruncate(log.get(), kOutputLimit) != 0 ||
-      ::fcntl(log.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
-    return std::unexpected(sysError("slirp4netns log"));
+  auto madeLog = makeLogFile();
+  if (!madeLog) return std::unexpected(madeLog.error());
+  UniqueFd log = std::move(*madeLog);
   auto logFd = lifted(log.get()), readyFd = lifted(ready->write.get()), exitFd = lifted(exit->read.get());
   for (auto* fd : {&logFd, &readyFd, &exitFd})
     if (!*fd) return std::unexpected(fd->error());
@@ -146,15 +168,7 @@ Result<NetStack> NetStack::start(const std::string& binary, pid_t targetPid) {
   ::posix_spawnattr_setsigmask(&attr, &none);
   ::posix_spawnattr_setsigdefault(&attr, &all);
   ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  std::vector<std::string> args = {binary, "--configure", "--mtu=65520",
-                                   "--disable-host-loopback",  // 10.0.2.2 does not lead to the host's 127.0.0.1
-                                   "--enable-seccomp", "--ready-fd=3", "--exit-fd=4"};
-  // As root, slirp4netns also confines itself (a mount namespace of its own, every capability
-  // but CAP_NET_BIND_SERVICE dropped). Unprivileged, that would need uid 0 in the sandbox's
-  // user namespace, which maps only the sandbox's own uid: it runs as the server's user then.
-  if (::geteuid() == 0) args.push_back("--enable-sandbox");
-  args.push_back(std::to_string(targetPid));
-  args.push_back("tap0");
+  std::vector<std::string> args = slirpArgs(binary, targetPid);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

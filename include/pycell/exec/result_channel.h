@@ -85,6 +85,10 @@ class ResultChannel {
   [[nodiscard]] size_t buffered() const { return line_.size(); }
 
  private:
+  void feedPart(std::string_view part, bool complete, ChannelSink& sink);
+  bool overRunBudget(size_t bytes);
+  void skipPart(std::string_view part, bool complete);
+  [[nodiscard]] size_t lineLimit(std::string_view part) const;
   void takeLine(std::string_view line, ChannelSink& sink);
   void takeReport(std::string_view line, ChannelSink& sink);
   void drop(bool overLimit);
