@@ -212,10 +212,37 @@ class _Analyzer(_SyntaxChecks):
 
     def run(self):
         trees = self.check_syntax()
+        calls, loads = self.walk(trees)
+        self.check_calls(calls, loads)
+        return self.finish()
+
+    def bind_import(self, node, aliases, bound):
+        """Checks an import against the profile and records the names it binds."""
+        if type(node) is ast.Import:
+            self.check_import(node)
+            for a in node.names:
+                if a.asname:
+                    aliases[a.asname] = a.name
+                else:
+                    top = a.name.partition(".")[0]
+                    aliases[top] = top
+            return
+        self.check_import_from(node)
+        if not node.level and node.module:
+            for a in node.names:
+                if a.name != "*":
+                    aliases[a.asname or a.name] = node.module + "." + a.name
+        else:
+            bound.update(a.asname or a.name for a in node.names)
+
+    def walk(self, trees):
+        """One pass over every node (a stack, not recursion: no depth limit): imports are
+        checked here; the names the program binds, its calls and its loads of removed
+        builtins are collected for check_calls."""
         aliases, bound, calls, loads = {}, set(), [], []
         removed = self.rules.removed
         AST, Load, Name, Call = ast.AST, ast.Load, ast.Name, ast.Call
-        Import, ImportFrom, arg = ast.Import, ast.ImportFrom, ast.arg
+        imports, arg = (ast.Import, ast.ImportFrom), ast.arg
         defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)
         children = {}  # node type -> its fields that may hold nodes (never ctx)
         stack = list(trees)
@@ -231,22 +258,8 @@ class _Analyzer(_SyntaxChecks):
                 continue  # a Name's only child is its ctx
             if kind is Call:
                 calls.append(node)
-            elif kind is Import:
-                self.check_import(node)
-                for a in node.names:
-                    if a.asname:
-                        aliases[a.asname] = a.name
-                    else:
-                        top = a.name.partition(".")[0]
-                        aliases[top] = top
-            elif kind is ImportFrom:
-                self.check_import_from(node)
-                if not node.level and node.module:
-                    for a in node.names:
-                        if a.name != "*":
-                            aliases[a.asname or a.name] = node.module + "." + a.name
-                else:
-                    bound.update(a.asname or a.name for a in node.names)
+            elif kind in imports:
+                self.bind_import(node, aliases, bound)
             elif kind is arg:
                 bound.add(node.arg)
             elif kind in defs or kind.__name__.startswith("Match"):
@@ -265,6 +278,10 @@ class _Analyzer(_SyntaxChecks):
                 elif isinstance(value, AST):
                     stack.append(value)
         self.aliases, self.bound = aliases, bound
+        return calls, loads
+
+    def check_calls(self, calls, loads):
+        """Blocked calls, and removed builtins used other than by calling them."""
         called = set()
         for call in calls:
             called.add(id(call.func))
@@ -273,11 +290,10 @@ class _Analyzer(_SyntaxChecks):
             except RecursionError:  # an absurdly long attribute chain: skip that call
                 pass
         for node in loads:
-            if id(node) not in called and node.id not in bound and node.id not in aliases:
+            if id(node) not in called and node.id not in self.bound and node.id not in self.aliases:
                 self.out.append(_diagnostic(
                     self.src.node_range(node), 2, "blocked-builtin",
                     "builtin %r is disabled by this profile; calling it will fail" % node.id))
-        return self.finish()
 
     def qualified(self, node):
         """The dotted name a call target stands for ("builtins.eval", "os.system"), or None."""

@@ -186,20 +186,9 @@ def _load_policy():
     return _policy_module
 
 
-_prepared_guard = None  # made by a zygote for its profile's policy, shared by its children
-
-
 def _prepare_policy(policy):
     """In a zygote: the guard for the profile's policy, made once (children rearm it)."""
-    global _prepared_guard
-    _prepared_guard = _load_policy().install(policy, None)
-    _prepared_guard.close()
-
-
-def _activate_policy(policy, emit):
-    if _prepared_guard is not None and _prepared_guard.policy == policy:
-        return _load_policy().rearm(_prepared_guard, emit)
-    return _load_policy().install(policy, emit)
+    _load_policy().prepare(policy)
 
 
 def _emit_event(event):
@@ -207,20 +196,6 @@ def _emit_event(event):
     does afterwards (unhooking, rewriting our lists) cannot take it back."""
     with _suppress(OSError, ValueError, TypeError):
         _write_all(_RESULT_FD, _line_head + b'"event":' + _encode(event).encode("ascii") + b"}\n")
-
-
-def _apply_guard(guard, status, rc, error):
-    """After the run: a recorded violation makes it a policy_violation, even when the
-    program caught the exception; an uncaught error is logged as activity."""
-    guard.close()
-    if error is not None:
-        guard.exception(error["type"], error["message"])
-    if not guard.violated:
-        return status, rc, error
-    first = guard.first_violation
-    if error is None or error["type"] != "PolicyViolation":
-        error = _error("PolicyViolation", first.get("message") or "%s %s is not allowed" % (first["what"], first["detail"]))
-    return "policy_violation", 1, error
 
 
 def _fresh_main():
@@ -366,7 +341,7 @@ def _run(line, main=None, cell="<pycell>"):
     guard = None
     if request.get("policy") is not None:
         try:
-            guard = _activate_policy(request["policy"], _emit_event)
+            guard = _load_policy().activate(request["policy"], _emit_event)
         except BaseException as e:
             return _bootstrap_error(report, "cannot apply the profile's policy: %s" % _safe_str(e))
         main.__dict__["__builtins__"] = guard.builtins_module
@@ -376,7 +351,7 @@ def _run(line, main=None, cell="<pycell>"):
     has_value, is_last, value, status, rc, error = _execute(request["code"], main)
     _settle_program()
     if guard is not None:
-        status, rc, error = _apply_guard(guard, status, rc, error)
+        status, rc, error = _load_policy().settle(guard, status, rc, error, _error)
     report.update(status=status, exitCode=rc, error=error)
     if _os_getpid() != _PID or status == "memory_limit":
         return report  # a fork()ed copy reports nothing; after a MemoryError, only that

@@ -286,3 +286,36 @@ def rearm(guard, emit=None):
     if previous is not None and previous is not guard:
         previous.close()
     return guard
+
+
+_prepared = [None]  # a zygote's guard for its profile's policy, shared by its children
+
+
+def prepare(policy):
+    """In a zygote: the guard for the profile's policy, made once (children rearm it)."""
+    _prepared[0] = install(policy, None)
+    _prepared[0].close()
+
+
+def activate(policy, emit):
+    """A run's guard: the zygote's, rearmed, when the run's policy is the one it was made
+    for; a new one otherwise."""
+    if _prepared[0] is not None and _prepared[0].policy == policy:
+        return rearm(_prepared[0], emit)
+    return install(policy, emit)
+
+
+def settle(guard, status, rc, error, make_error):
+    """After the run: a recorded violation makes it a policy_violation, even when the
+    program caught the exception; an uncaught error is logged as activity. Returns the
+    run's (status, exit code, error); `make_error(type, message)` builds an error."""
+    guard.close()
+    if error is not None:
+        guard.exception(error["type"], error["message"])
+    if not guard.violated:
+        return status, rc, error
+    first = guard.first_violation
+    if error is None or error["type"] != "PolicyViolation":
+        error = make_error("PolicyViolation",
+                           first.get("message") or "%s %s is not allowed" % (first["what"], first["detail"]))
+    return "policy_violation", 1, error
