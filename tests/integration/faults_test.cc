@@ -124,13 +124,7 @@ const std::string kSleeper = "import time\nprint('started', flush=True)\ntime.sl
 // Each of `prefix`0..count-1 (streamed) has printed "started": it is running the program.
 void awaitPrinted(ServerProcess& server, const std::string& prefix, int count, size_t from = 0) {
   for (int i = 0; i < count; ++i) {
-    const std::string executionId = prefix + std::to_string(i);
-    auto printed = server.waitMessage(
-        [&](const Json& m) {
-          return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
-                 m["params"]["text"].get<std::string>().find("started") != std::string::npos;
-        },
-        kExecutionTimeout, from);
+    auto printed = awaitOutput(server, prefix + std::to_string(i), "started", from);
     INFO(server.describe());
     REQUIRE(printed.has_value());
   }

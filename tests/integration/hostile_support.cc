@@ -78,12 +78,7 @@ SandboxNamespace startAndReadNamespace(ServerProcess& server, Json params, int64
   params["stream"] = true;
   size_t from = server.messages().size();
   id = server.request("execute", std::move(params));
-  auto printed = server.waitMessage(
-      [&](const Json& m) {
-        return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
-               m["params"]["text"].get<std::string>().find("NS=") != std::string::npos;
-      },
-      kExecutionTimeout, from);
+  auto printed = awaitOutput(server, executionId, "NS=", from);
   INFO(server.describe());
   REQUIRE(printed.has_value());
   const std::string text = (*printed)["params"]["text"];

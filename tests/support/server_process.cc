@@ -676,6 +676,16 @@ Json waitResult(ServerProcess& server, int64_t id, Millis timeout) {
   return (*response)["result"];
 }
 
+std::optional<Json> awaitOutput(ServerProcess& server, const std::string& executionId, const std::string& needle,
+                                size_t from, Millis timeout) {
+  return server.waitMessage(
+      [&](const Json& m) {
+        return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
+               m["params"]["text"].get<std::string>().find(needle) != std::string::npos;
+      },
+      timeout, from);
+}
+
 void awaitRunning(ServerProcess& server, const std::string& executionId, Millis timeout) {
   auto deadline = Clock::now() + timeout;
   Json last;

@@ -281,6 +281,11 @@ std::string brief(const Json& value, size_t max = 3000);
 // The `result` of the response to request `id`; throws when it is an error or does not come.
 Json waitResult(ServerProcess& server, int64_t id, Millis timeout = kExecutionTimeout);
 
+// The first execute/output notification of a streamed execution whose text contains
+// `needle`, among the messages from index `from` on (nullopt if none came in time).
+std::optional<Json> awaitOutput(ServerProcess& server, const std::string& executionId, const std::string& needle,
+                                size_t from = 0, Millis timeout = kExecutionTimeout);
+
 // Polls `status {executionId}` until the execution is running; throws with what the server
 // said when it finishes first or does not get there in time.
 void awaitRunning(ServerProcess& server, const std::string& executionId,
