@@ -46,7 +46,7 @@ void ChildRun::begin(SandboxProcess& proc, std::string requestLine, std::string 
   cgroup_ = std::move(proc.cgroup);
   channel_.expect(token);
   stdin_ = {std::move(proc.stdinW), std::move(stdinData), 0};
-  request_ = {std::move(proc.requestW), std::move(requestLine), 0};
+  request_ = {std::move(proc.requestW), std::move(requestLine) + '\n', 0};
   stdout_ = {std::move(proc.stdoutR), true};
   stderr_ = {std::move(proc.stderrR), true};
   result_ = {std::move(proc.resultR), true};

@@ -94,9 +94,7 @@ std::string Execution::requestLine(const json& rlimits, bool inSession) const {
   }
   if (const json& policy = ctx_.policy(request_.profile, request_.network); !request_.internal && !policy.is_null())
     doc["policy"] = policy;
-  std::string line = doc.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (!inSession) line += '\n';  // a session adds its own
-  return line;
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 void Execution::begin(std::unique_ptr<Run> run) {

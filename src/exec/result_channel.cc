@@ -12,6 +12,12 @@ namespace pycell::exec {
 using nlohmann::json;
 
 namespace {
+// A one-word line of the bootstrap's ("started", "stopped", "ready"), by what follows the
+// token; like an event, it gets an event's room, not a report's.
+bool isMark(std::string_view afterToken) {
+  return afterToken.starts_with("\"started\"") || afterToken.starts_with("\"stopped\"") ||
+         afterToken.starts_with("\"ready\"");
+}
 
 // Every line the bootstrap writes for a request starts with these bytes and the token.
 std::string prefixFor(const std::string& token) { return "{\"t\":\"" + token + "\","; }
@@ -155,8 +161,7 @@ size_t ResultChannel::lineLimit(std::string_view part) const {
   std::string head;
   for (size_t i = prefix_.size(); i < prefix_.size() + 9 && i < have + part.size(); ++i)
     head += i < have ? line_[i] : part[i - have];
-  if (head.starts_with("\"event\"") || head.starts_with("\"started\"") || head.starts_with("\"ready\""))
-    return limits_.maxEventBytes;
+  if (head.starts_with("\"event\"") || isMark(head)) return limits_.maxEventBytes;
   return limits_.maxLineBytes;
 }
 
@@ -182,8 +187,7 @@ void ResultChannel::takeLine(std::string_view line, ChannelSink& sink) {
     ++droppedEvents_;  // counted, not parsed
     return;
   }
-  bool isMark = after.starts_with("\"started\"") || after.starts_with("\"stopped\"") || after.starts_with("\"ready\"");
-  if (!isEvent && !isMark) {
+  if (!isEvent && !isMark(after)) {
     if (reportTaken_) ++droppedLines_;  // one report per token
     else takeReport(line, sink);
     return;

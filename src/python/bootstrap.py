@@ -129,11 +129,18 @@ def _load_module(name, **given):
     return module
 
 
-_POLICY_PATH = _beside("policy")  # loaded when a request carries a policy (_load_policy)
-# The parts policy.py loads from beside itself (its _PARTS): their frames are hidden too.
-_POLICY_PARTS = ("policy_events", "policy_attribution", "policy_imports", "policy_audit", "policy_builtins")
-_HIDDEN = (_SELF, _POLICY_PATH) + tuple(
-    _beside(n) for n in ("values", "errors", "displays", "files", "session") + _POLICY_PARTS)
+def _pycell_files():
+    """pycell's other Python files beside this one, whose frames are hidden like this
+    file's: every one in /.pycell/, or the ".pycell-*.py" of the work directory without a
+    mount namespace (listed now, before the program can write any)."""
+    folder, prefix = os.path.dirname(_SELF), os.path.basename(_SELF).replace("bootstrap.py", "")
+    with _suppress(OSError):
+        return tuple(os.path.join(folder, n) for n in sorted(os.listdir(folder or "."))
+                     if n.startswith(prefix) and n.endswith(".py") and os.path.join(folder, n) != _SELF)
+    return ()
+
+
+_HIDDEN = (_SELF,) + _pycell_files()
 _policy_module = None
 _values = _load_module("values")
 _clean, _cap, _safe_str, _describe_value = _values._clean, _values._cap, _values._safe_str, _values._describe_value

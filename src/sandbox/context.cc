@@ -11,20 +11,10 @@
 #include "pycell/analyze_py.h"
 #include "pycell/analyze_source_py.h"
 #include "pycell/analyze_syntax_py.h"
+#include "pycell/beside_bootstrap.h"
 #include "pycell/bootstrap_py.h"
-#include "pycell/displays_py.h"
 #include "pycell/error.h"
-#include "pycell/errors_py.h"
-#include "pycell/files_py.h"
-#include "pycell/policy_attribution_py.h"
-#include "pycell/policy_audit_py.h"
-#include "pycell/policy_builtins_py.h"
-#include "pycell/policy_events_py.h"
-#include "pycell/policy_imports_py.h"
-#include "pycell/policy_py.h"
 #include "pycell/process/unique_fd.h"
-#include "pycell/session_py.h"
-#include "pycell/values_py.h"
 
 namespace pycell::sandbox {
 
@@ -78,16 +68,9 @@ bool idMapped(const char* mapFile, unsigned id) {
 
 Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options) {
   auto ctx = std::make_unique<SandboxContext>();
-  ctx->sandboxFiles = {{kBootstrapPath, std::string(kBootstrapPy)}, {kPolicyPath, std::string(kPolicyPy)},
-                       {"/.pycell/values.py", std::string(kValuesPy)}, {"/.pycell/errors.py", std::string(kErrorsPy)},
-                       {"/.pycell/displays.py", std::string(kDisplaysPy)}, {"/.pycell/files.py", std::string(kFilesPy)},
-                       {"/.pycell/session.py", std::string(kSessionPy)},
-                       // The policy layer's parts, which policy.py loads from beside itself.
-                       {"/.pycell/policy_events.py", std::string(kPolicyEventsPy)},
-                       {"/.pycell/policy_attribution.py", std::string(kPolicyAttributionPy)},
-                       {"/.pycell/policy_imports.py", std::string(kPolicyImportsPy)},
-                       {"/.pycell/policy_audit.py", std::string(kPolicyAuditPy)},
-                       {"/.pycell/policy_builtins.py", std::string(kPolicyBuiltinsPy)}};
+  ctx->sandboxFiles = {{kBootstrapPath, std::string(kBootstrapPy)}};
+  for (auto [file, contents] : kBesideBootstrap)
+    ctx->sandboxFiles.emplace_back("/.pycell/" + std::string(file), std::string(contents));
   // The analyzer's parts, then analyze.py, as one program (analyze.py ANALYZE_PARTS).
   ctx->analyzeProgram = std::string(kAnalyzeSourcePy) + "\n" + std::string(kAnalyzeSyntaxPy) + "\n" +
                         std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";

@@ -80,6 +80,13 @@ TEST_CASE("lines over their limits are skipped without being kept", "[channel]")
   channel.expect("tok");
   channel.feed(line("tok", "\"event\":{\"kind\":\"file\",\"path\":\"" + std::string(500, 'a') + "\"}}"), sink);
   CHECK(sink.events.empty());
+  // A mark line ("stopped") gets an event's room too, not a report's.
+  std::string mark = line("tok", "\"stopped\":true," + std::string(500, ' ') + "\"x\":1}");
+  for (size_t i = 0; i < mark.size(); i += 64) {
+    channel.feed(std::string_view(mark).substr(i, 64), sink);
+    CHECK(channel.buffered() <= 100);
+  }
+  CHECK(sink.stopped == 0);
   std::string big = line("tok", "\"status\":\"ok\",\"value\":\"" + std::string(5000, 'b') + "\"}");
   for (size_t i = 0; i < big.size(); i += 64) {
     channel.feed(std::string_view(big).substr(i, 64), sink);

@@ -34,7 +34,8 @@ class ChildRun : public Run, private ChannelSink {
 
  protected:
   ChildRun(EventLoop& loop, RunEvents& events, bool pidNamespace);
-  // Takes the process's pipe ends, writes `requestLine` and `stdinData`, and watches the rest.
+  // Takes the process's pipe ends, writes `requestLine` (as a line) and `stdinData`, and
+  // watches the rest.
   void begin(SandboxProcess& proc, std::string requestLine, std::string stdinData, const std::string& token);
   // The kernel's exit report: kills what is left, then waits (bounded) for the pipes to drain.
   void exited(const RunEnd& end);
