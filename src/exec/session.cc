@@ -182,7 +182,9 @@ void Session::channelStarted() {
 }
 
 void Session::channelStopped() {
-  if (!current_ || !graceTimer_) return;
+  // Once per run: a program that forges "stopped" lines cannot keep extending its grace.
+  if (!current_ || !graceTimer_ || reportGraceGiven_) return;
+  reportGraceGiven_ = true;
   loop_.cancelTimer(*graceTimer_);
   graceTimer_ = loop_.addTimer(kReportGrace, [this] {
     graceTimer_.reset();
@@ -273,7 +275,7 @@ void Session::drainOutput() {
 std::unique_ptr<Run> Session::run(RunEvents& events, const std::string& requestLine, const std::string& token) {
   current_ = &events;
   channel_.expect(token);
-  runStarted_ = interruptWanted_ = false;
+  runStarted_ = interruptWanted_ = reportGraceGiven_ = false;
   ++runs_;
   lastUsed_ = std::chrono::steady_clock::now();
   setState(State::Busy);

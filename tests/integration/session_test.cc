@@ -137,6 +137,30 @@ TEST_CASE("a run that ignores KeyboardInterrupt is killed and its session ends",
   CHECK(server->callResult("session/close", {{"session", s}})["closed"] == false);
 }
 
+TEST_CASE("a run that ignores KeyboardInterrupt and forges \"stopped\" lines still ends its session", "[session]") {
+  // The program reads its token from the bootstrap's frame and says "stopped" again and
+  // again: the server extends the grace once, then ends the session.
+  auto server = startKernelServer(Framing::kNdjson);
+  std::string s = createSession(*server);
+  int64_t id = server->request(
+      "execute", {{"code", "import os, sys, time\n"
+                           "g = sys._getframe(1).f_globals\n"
+                           "while True:\n"
+                           "    try:\n"
+                           "        os.write(g['_RESULT_FD'], g['_line_head'] + b'\"stopped\":true}\\n')\n"
+                           "        time.sleep(0.2)\n"
+                           "    except KeyboardInterrupt:\n"
+                           "        pass"},
+                  {"session", s},
+                  {"executionId", "forger"},
+                  {"limits", {{"timeoutMs", 300}}}});
+  Json result = waitResult(*server, id);
+  INFO(brief(result));
+  CHECK(result["status"] == "timeout");
+  CHECK(result["session"]["alive"] == false);
+  CHECK(sessionList(*server).empty());
+}
+
 TEST_CASE("a session's runs queue in order and each gets its own output", "[session]") {
   auto server = startServer(Framing::kNdjson);
   std::string s = createSession(*server);

@@ -127,6 +127,7 @@ class Session : private ChannelSink {
   RunEvents* current_ = nullptr;
   bool runStarted_ = false;       // the current run's code is executing (its "started" line came)
   bool interruptWanted_ = false;  // interrupt() came before that
+  bool reportGraceGiven_ = false;  // the run's "stopped" came and extended the grace (once)
   int64_t lastCpuUserMs_ = 0, lastCpuSysMs_ = 0;  // the kernel's totals at the last run's end
   uint64_t runs_ = 0;
   std::string stderrHead_;  // what the interpreter said before it was ready
