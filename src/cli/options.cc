@@ -1,42 +1,14 @@
+#include <algorithm>
 #include <charconv>
 #include <functional>
 #include <iostream>
 #include <map>
 
 #include "pycell/cli/cli.h"
+#include "pycell/cli_help.h"  // generated from README.md
 #include "pycell/process/log.h"
 
 namespace pycell::cli {
-
-const char* const kUsage = R"(pycell: run untrusted Python in isolated, pre-warmed sandboxes.
-
-Usage:
-  pycell serve [options]          JSON-RPC server on stdin/stdout (alias: --stdio)
-  pycell mcp [options]            Model Context Protocol server on stdin/stdout (tool: run_python)
-  pycell run FILE|- [options]     run one file; output streams to the terminal
-  pycell check [options]          what isolation works on this machine, and how to fix what does not
-  pycell --version | --help
-
-Options (all commands):
-  --config FILE                   profiles and limits (JSON; see schemas/config.schema.json)
-  --allow-degraded                run even where some isolation is missing (reported as degraded)
-  --log-level debug|info|warn|error
-Options (serve):
-  --framing auto|lsp|ndjson       message framing (default auto: decided by the first byte)
-  --max-message-bytes N           largest accepted message (default 67108864)
-  --max-concurrent N              executions running at once (default 4)
-  --max-queue N                   executions waiting beyond that (default 64; more get -32001)
-  --max-sessions N                sessions open at once (default 16; more get -32001)
-  --max-queued-bytes N            bytes of requests held, queued or running (default 268435456;
-                                  past it a new one gets -32001)
-  --client-process-id PID         exit when this process exits
-Options (run):
-  --profile NAME  --timeout SECONDS  --memory MB  --allow-network
-  --allow-read PATH  --allow-write PATH  --json
-  --report FILE.json              write the execute result (activity, usage, samples) to FILE
-  --usage-chart FILE.svg          sample CPU and memory, and draw them over time to FILE
-Exit status of run: the program's; 124 on timeout, 137 when killed, 128+N when it died by signal N.
-)";
 
 namespace {
 
@@ -100,18 +72,18 @@ bool parseFlags(const std::vector<std::string>& args, std::map<std::string, Flag
   return true;
 }
 
-}  // namespace
-
-std::optional<ServeOptions> parseServe(const std::vector<std::string>& args) {
-  ServeOptions o;
+// Each command's flags, bound to the options they fill (acceptedFlags lists their names).
+std::map<std::string, Flag> serveFlags(ServeOptions& o, bool mcp) {
   std::map<std::string, Flag> flags;
   addCommon(flags, o.common);
   auto& s = o.common.server;
-  flags["--framing"] = {true, [&o](const std::string& v) {
-                          auto f = protocol::parseFraming(v);
-                          if (f) o.framing = *f;
-                          return f.has_value();
-                        }};
+  if (!mcp) {  // MCP is one JSON message per line, always
+    flags["--framing"] = {true, [&o](const std::string& v) {
+                            auto f = protocol::parseFraming(v);
+                            if (f) o.framing = *f;
+                            return f.has_value();
+                          }};
+  }
   flags["--max-message-bytes"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxMessageBytes) && s.maxMessageBytes > 0; }};
   flags["--max-concurrent"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxConcurrent) && s.maxConcurrent > 0; }};
   flags["--max-queue"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueue) && s.maxQueue >= 0; }};
@@ -123,12 +95,10 @@ std::optional<ServeOptions> parseServe(const std::vector<std::string>& args) {
                                     o.clientProcessId = pid;
                                     return true;
                                   }};
-  if (!parseFlags(args, flags, nullptr)) return std::nullopt;
-  return o;
+  return flags;
 }
 
-std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
-  RunOptions o;
+std::map<std::string, Flag> runFlags(RunOptions& o) {
   std::map<std::string, Flag> flags;
   addCommon(flags, o.common);
   flags["--profile"] = {true, [&o](const std::string& v) { o.profile = v; return !v.empty(); }};
@@ -152,6 +122,21 @@ std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
   flags["--json"] = {false, [&o](const std::string&) { o.json = true; return true; }};
   flags["--report"] = {true, [&o](const std::string& v) { o.reportFile = v; return !v.empty(); }};
   flags["--usage-chart"] = {true, [&o](const std::string& v) { o.usageChartFile = v; return !v.empty(); }};
+  return flags;
+}
+
+}  // namespace
+
+std::optional<ServeOptions> parseServe(const std::vector<std::string>& args, bool mcp) {
+  ServeOptions o;
+  auto flags = serveFlags(o, mcp);
+  if (!parseFlags(args, flags, nullptr)) return std::nullopt;
+  return o;
+}
+
+std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
+  RunOptions o;
+  auto flags = runFlags(o);
   std::vector<std::string> positional;
   if (!parseFlags(args, flags, &positional)) return std::nullopt;
   if (positional.size() != 1) {
@@ -168,6 +153,32 @@ std::optional<CommonOptions> parseCheck(const std::vector<std::string>& args) {
   addCommon(flags, o);
   if (!parseFlags(args, flags, nullptr)) return std::nullopt;
   return o;
+}
+
+std::optional<std::string_view> helpText(std::string_view command) {
+  if (command == "--stdio") command = "serve";
+  for (const auto& [name, text] : kCommandHelp)
+    if (name == command) return text;
+  return std::nullopt;
+}
+
+bool asksForHelp(const std::vector<std::string>& args) {
+  return std::ranges::any_of(args, [](const std::string& a) { return a == "--help" || a == "-h"; });
+}
+
+std::vector<std::string> acceptedFlags(std::string_view command) {
+  std::map<std::string, Flag> flags;
+  ServeOptions serve;
+  RunOptions run;
+  CommonOptions common;
+  if (command == "serve" || command == "mcp") flags = serveFlags(serve, command == "mcp");
+  else if (command == "run") flags = runFlags(run);
+  else if (command == "check") addCommon(flags, common);
+  else return {};
+  std::vector<std::string> names;
+  for (const auto& [name, flag] : flags) names.push_back(name);
+  names.insert(names.end(), {"--help", "-h"});
+  return names;
 }
 
 std::optional<Config> loadConfigOrReport(const CommonOptions& options) {

@@ -12,6 +12,9 @@ namespace pycell::exec {
 
 namespace {
 constexpr size_t kFinishedRemembered = 1024;
+// Finished results kept for `result`: the last 256, at most 64 MiB together.
+constexpr size_t kResultsKept = 256;
+constexpr size_t kResultBytesKept = size_t{64} << 20;
 
 // What a request holds while it waits and runs: its code, stdin, files and inputs.
 size_t requestBytes(const ExecutionRequest& r) {
@@ -36,7 +39,8 @@ std::optional<SubmitError> Scheduler::overBudget(size_t bytes) const {
                          std::to_string(active_.size()) + " executions); retry when some have finished"};
 }
 
-Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools) : loop_(loop), ctx_(ctx) {
+Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools)
+    : loop_(loop), ctx_(ctx), results_(kResultsKept, kResultBytesKept) {
   // A pooled child enters its own user, mount and pid namespaces: without them, no pool.
   const auto& ns = ctx.isolation.namespaces;
   if (!usePools || !ns.user || !ns.mount || !ns.pid) return;
@@ -171,9 +175,11 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   finished_[id] = summary;
   finishedOrder_.push_back(id);
   if (finishedOrder_.size() > kFinishedRemembered) {
+    results_.forget(finishedOrder_.front());
     finished_.erase(finishedOrder_.front());
     finishedOrder_.pop_front();
   }
+  if (result) results_.keep(id, *result);
   reaper_.add(entry.execution->takeCgroup());
   // We may be inside one of the execution's own callbacks: destroy it on the next turn.
   graveyard_.push_back(std::move(entry.execution));
@@ -228,6 +234,36 @@ std::optional<json> Scheduler::status(const std::string& executionId) const {
   return std::nullopt;
 }
 
+Scheduler::Forget Scheduler::forget(const std::string& executionId) {
+  if (active_.contains(executionId)) return Forget::NotFinished;
+  if (!finished_.contains(executionId)) return Forget::Unknown;
+  finished_.erase(executionId);
+  std::erase(finishedOrder_, executionId);
+  results_.forget(executionId);
+  return Forget::Forgotten;
+}
+
+json Scheduler::executionList() const {
+  std::vector<const Entry*> entries;
+  for (const auto& [id, entry] : active_) entries.push_back(&entry);
+  std::ranges::sort(entries, [](const Entry* a, const Entry* b) { return a->acceptedAt < b->acceptedAt; });
+  auto now = std::chrono::steady_clock::now();
+  json list = json::array();
+  for (const Entry* entry : entries) {
+    const Execution& e = *entry->execution;
+    json usage = e.usageSoFar();
+    json item = {{"executionId", e.request().executionId},
+                 {"profile", e.request().profile},
+                 {"state", stateName(e.state())},
+                 {"ageMs", std::chrono::duration_cast<std::chrono::milliseconds>(now - entry->acceptedAt).count()},
+                 {"elapsedMs", e.elapsedMs()},
+                 {"cpuMs", usage.value("cpuUserMs", int64_t{0}) + usage.value("cpuSysMs", int64_t{0})}};
+    if (!e.request().session.empty()) item["session"] = e.request().session;
+    list.push_back(std::move(item));
+  }
+  return list;
+}
+
 json Scheduler::summary() const {
   json pools = json::array();
   for (const auto& [name, pool] : pools_) pools.push_back(pool->status());
@@ -237,6 +273,7 @@ json Scheduler::summary() const {
           {"queued", queued()},
           {"queuedBytes", heldBytes_},
           {"executionsTotal", total_},
+          {"executions", executionList()},
           {"sessions", [&] {
              json list = json::array();
              for (const auto& [id, session] : sessions_) list.push_back(session->toJson());

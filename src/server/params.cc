@@ -223,6 +223,14 @@ Decoded<StatusParams> decodeStatus(const json& params) {
   return StatusParams{params["executionId"].get<std::string>()};
 }
 
+Decoded<std::string> decodeExecutionId(const json& params, const char* method) {
+  if (!params.is_object() || !params.contains("executionId") || !params["executionId"].is_string())
+    return refuse(std::string(method) + " takes {executionId: string}");
+  for (const auto& [key, value] : params.items())
+    if (key != "executionId") return refuse(std::string(method) + ": unknown field '" + key + "'");
+  return params["executionId"].get<std::string>();
+}
+
 Decoded<KillParams> decodeKill(const json& params) {
   if (!params.is_object()) return refuse("kill takes {executionId} or {session}");
   if (params.contains("session")) {

@@ -49,6 +49,8 @@ void Server::bindMethods() {
   bind("execute", &Server::execute);
   bind("status", &Server::status);
   bind("kill", &Server::kill);
+  bind("result", &Server::result);
+  bind("forget", &Server::forget);
   bind("session/create", &Server::createSession);
   bind("analyze", &Server::analyze);
   bind("session/close", &Server::closeSession);
@@ -175,7 +177,7 @@ void Server::initialize(const json& params, Reply reply) {
                 {"protocolVersion", 1},
                 {"capabilities",
                  {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
-                  {"analyze", true}, {"sessions", true}, {"framing", framingName(transport_.framing())}}},
+                  {"analyze", true}, {"sessions", true}, {"results", true}, {"framing", framingName(transport_.framing())}}},
                 {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
                 {"profiles", profiles}});
 }
@@ -274,6 +276,28 @@ void Server::kill(const json& params, Reply reply) {
   bool killed = (*before)["state"] != "finished" && scheduler_.stop(id, exec::StopReason::Killed);
   auto after = scheduler_.status(id);
   reply.result({{"killed", killed}, {"state", after ? (*after)["state"] : json("finished")}});
+}
+
+// A finished execution's result again, as `execute` answered it, while the server keeps it.
+void Server::result(const json& params, Reply reply) {
+  auto id = decodeExecutionId(params, "result");
+  if (!id) throw InvalidParams(id.error().message);
+  if (const json* kept = scheduler_.result(*id)) return reply.result(*kept);
+  auto s = scheduler_.status(*id);
+  if (!s) throw InvalidParams(unknownExecution().message);
+  if ((*s)["state"] != "finished") throw InvalidParams("execution '" + *id + "' has not finished (state " + (*s)["state"].get<std::string>() + ")");
+  throw InvalidParams("the result of execution '" + *id + "' is no longer kept (status " + (*s)["status"].get<std::string>() + ")");
+}
+
+void Server::forget(const json& params, Reply reply) {
+  auto id = decodeExecutionId(params, "forget");
+  if (!id) throw InvalidParams(id.error().message);
+  switch (scheduler_.forget(*id)) {
+    case exec::Scheduler::Forget::Forgotten: return reply.result({{"forgotten", true}});
+    case exec::Scheduler::Forget::Unknown: return reply.result({{"forgotten", false}});
+    case exec::Scheduler::Forget::NotFinished:
+      throw InvalidParams("execution '" + *id + "' has not finished: kill it first, then forget it");
+  }
 }
 
 void Server::createSession(const json& params, Reply reply) {

@@ -100,3 +100,23 @@ TEST_CASE("pycell --version and --help answer and exit 0", "[cli]") {
   CHECK(help.exitCode == 0);
   for (const char* word : {"serve", "run", "check"}) CHECK(help.out.find(word) != std::string::npos);
 }
+
+TEST_CASE("every command answers --help, -h and pycell help COMMAND with the same text, exit 0", "[cli]") {
+  for (const char* command : {"serve", "mcp", "run", "check"}) {
+    INFO("command: " << command);
+    CommandResult help = runPycell({command, "--help"}, {}, 5000ms);
+    INFO(describe(help));
+    CHECK(help.exitCode == 0);
+    CHECK(help.out.find(std::string("Usage: pycell ") + command) != std::string::npos);
+    CommandResult shortFlag = runPycell({command, "-h"}, {}, 5000ms);
+    CHECK(shortFlag.exitCode == 0);
+    CHECK(shortFlag.out == help.out);
+    CommandResult viaHelp = runPycell({"help", command}, {}, 5000ms);
+    CHECK(viaHelp.exitCode == 0);
+    CHECK(viaHelp.out == help.out);
+  }
+  CommandResult unknown = runPycell({"help", "frobnicate"}, {}, 5000ms);
+  INFO(describe(unknown));
+  CHECK(unknown.exitCode == 2);
+  CHECK(unknown.err.find("no command 'frobnicate'") != std::string::npos);
+}

@@ -557,12 +557,23 @@ def ndjson_session(binary, schemas, report, config):
         check(st["state"] == "running" and "status" not in st, "ndjson: status running: %s" % short(st))
         st = s.result("status", None)  # params: null means the summary too
         check(st.get("running", 0) >= 1, "ndjson: summary while running: %s" % short(st))
+        check([e["executionId"] for e in st.get("executions", [])] == ["to-kill"],
+              "ndjson: the summary lists the running execution: %s" % short(st))
         k = s.result("kill", {"executionId": "to-kill"})
         check(k["killed"] is True, "ndjson: kill: %s" % short(k))
         r = s.response(kid)
         check(r.get("result", {}).get("status") == "killed", "ndjson: killed execute: %s" % short(r))
         k = s.result("kill", {"executionId": "to-kill"})
         check(k == {"killed": False, "state": "finished"}, "ndjson: kill of a finished one: %s" % short(k))
+
+        # result: a finished execution's result again; forget drops it
+        again = s.result("result", {"executionId": "to-kill"})
+        check(again == r.get("result"), "ndjson: result of a finished execution: %s" % short(again))
+        check(s.result("forget", {"executionId": "to-kill"}) == {"forgotten": True}, "ndjson: forget")
+        check(s.result("forget", {"executionId": "to-kill"}) == {"forgotten": False}, "ndjson: forget again")
+        s.expect_error(-32602, "result", {"executionId": "to-kill"}, what="result of a forgotten execution")
+        s.expect_error(-32602, "result", {}, schema_valid=False)
+        s.expect_error(-32602, "forget", {"executionId": "x", "more": 1}, schema_valid=False)
 
         # analyze: diagnostics in LSP's shape; a denied import and its activity
         d = s.result("analyze", {"code": "import socket\nx = (\n"})

@@ -3,6 +3,7 @@
 // human-readable text to stdout (serve writes protocol frames there and nothing else).
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pycell/protocol/framing.h"
@@ -43,13 +44,20 @@ int runMain(const RunOptions& options);
 int checkMain(const CommonOptions& options);
 
 // Parses argv (after the subcommand); on error prints usage to stderr and returns nullopt.
-[[nodiscard]] std::optional<ServeOptions> parseServe(const std::vector<std::string>& args);
+// `mcp` takes the same flags as `serve` except --framing (MCP is one message per line).
+[[nodiscard]] std::optional<ServeOptions> parseServe(const std::vector<std::string>& args, bool mcp = false);
 [[nodiscard]] std::optional<RunOptions> parseRun(const std::vector<std::string>& args);
 [[nodiscard]] std::optional<CommonOptions> parseCheck(const std::vector<std::string>& args);
 
 // Loads the config (built-ins when no path) and applies the log level; prints errors.
 [[nodiscard]] std::optional<Config> loadConfigOrReport(const CommonOptions& options);
 
-extern const char* const kUsage;
+// The help of "pycell" (the overview) or of one command: README.md's "Command line" blocks,
+// carried in the binary. nullopt for an unknown command.
+[[nodiscard]] std::optional<std::string_view> helpText(std::string_view command);
+// Whether the arguments ask for help (--help or -h anywhere among them).
+[[nodiscard]] bool asksForHelp(const std::vector<std::string>& args);
+// Every flag a command's parser accepts (--help and -h included); empty for an unknown one.
+[[nodiscard]] std::vector<std::string> acceptedFlags(std::string_view command);
 
 }  // namespace pycell::cli

@@ -9,6 +9,7 @@
 
 #include "pycell/error.h"
 #include "pycell/exec/execution.h"
+#include "pycell/exec/result_store.h"
 #include "pycell/exec/session.h"
 
 namespace pycell::exec {
@@ -46,6 +47,11 @@ class Scheduler {
   bool stop(const std::string& executionId, StopReason reason);
   [[nodiscard]] std::optional<json> status(const std::string& executionId) const;
   [[nodiscard]] json summary() const;
+  // The result a finished execution answered, while it is kept; nullptr otherwise.
+  [[nodiscard]] const json* result(const std::string& executionId) const { return results_.find(executionId); }
+  enum class Forget { Forgotten, NotFinished, Unknown };
+  // Drops what is remembered of a finished execution: its result and its status.
+  Forget forget(const std::string& executionId);
   // Kills everything and waits (bounded) until the kernel has let go of every cgroup.
   void shutdown();
 
@@ -62,7 +68,10 @@ class Scheduler {
     std::unique_ptr<Execution> execution;
     Done done;
     size_t bytes = 0;  // the request's share of the queued-work budget
+    std::chrono::steady_clock::time_point acceptedAt = std::chrono::steady_clock::now();
   };
+  // The executions queued or running, oldest first, for the summary.
+  [[nodiscard]] json executionList() const;
   // Refuses a request that would take the requests held past ServerOptions::maxQueuedBytes.
   [[nodiscard]] std::optional<SubmitError> overBudget(size_t bytes) const;
   [[nodiscard]] std::expected<std::string, SubmitError> submitToSession(ExecutionRequest request, Done done,
@@ -92,6 +101,7 @@ class Scheduler {
   std::deque<std::string> queue_;
   std::map<std::string, json> finished_;
   std::deque<std::string> finishedOrder_;
+  ResultStore results_;
   std::vector<std::unique_ptr<Execution>> graveyard_;
   sandbox::CgroupReaper reaper_;
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // by profile

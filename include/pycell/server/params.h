@@ -76,6 +76,9 @@ struct StatusParams {
 };
 [[nodiscard]] Decoded<StatusParams> decodeStatus(const json& params);
 
+// `result` and `forget` name one execution: {executionId}.
+[[nodiscard]] Decoded<std::string> decodeExecutionId(const json& params, const char* method);
+
 struct KillParams {
   enum class Target { Execution, Session } target = Target::Execution;
   std::string id;  // the executionId or the session id

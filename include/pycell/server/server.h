@@ -61,6 +61,8 @@ class Server : private MessageHandler {
   void execute(const json& params, protocol::Reply reply);
   void status(const json& params, protocol::Reply reply);
   void kill(const json& params, protocol::Reply reply);
+  void result(const json& params, protocol::Reply reply);
+  void forget(const json& params, protocol::Reply reply);
   void cancel(const json& params);
   void createSession(const json& params, protocol::Reply reply);
   void analyze(const json& params, protocol::Reply reply);
