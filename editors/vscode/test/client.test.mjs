@@ -97,9 +97,12 @@ test("kill ends a sleeping run with status killed", T, async () => {
   let started;
   const startedP = new Promise((resolve) => (started = resolve));
   const t0 = Date.now();
+  // The line and its newline may come as two writes (and two notifications): kill once both
+  // are out, so that the captured stdout asserted below is complete.
+  let seen = "";
   const run = client.execute(
     { code: "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", executionId: "test-kill-1" },
-    { onOutput: (n) => n.text.includes("sleeping") && started() },
+    { onOutput: (n) => (seen += n.text).includes("sleeping\n") && started() },
   );
   await startedP;
   const k = await client.kill("test-kill-1");
