@@ -17,12 +17,15 @@ set(PYCELL_VSCODE_DIR ${CMAKE_CURRENT_BINARY_DIR}/vscode)
 
 # A fresh copy of the sources at each configure (so a deleted source does not linger),
 # re-run when one changes or a new one appears.
-file(REMOVE_RECURSE ${PYCELL_VSCODE_DIR}/src ${PYCELL_VSCODE_DIR}/test)
+file(REMOVE_RECURSE ${PYCELL_VSCODE_DIR}/src ${PYCELL_VSCODE_DIR}/test ${PYCELL_VSCODE_DIR}/scripts
+     ${PYCELL_VSCODE_DIR}/media)
 file(GLOB PYCELL_VSCODE_FILES CONFIGURE_DEPENDS RELATIVE ${PYCELL_VSCODE_SRC}
      ${PYCELL_VSCODE_SRC}/src/*.ts
      ${PYCELL_VSCODE_SRC}/test/*.mjs
-     ${PYCELL_VSCODE_SRC}/test/*.cjs)
-foreach(f package.json package-lock.json tsconfig.json README.md .vscodeignore ${PYCELL_VSCODE_FILES})
+     ${PYCELL_VSCODE_SRC}/test/*.cjs
+     ${PYCELL_VSCODE_SRC}/scripts/*.mjs
+     ${PYCELL_VSCODE_SRC}/media/*.png)
+foreach(f package.json package-lock.json tsconfig.json README.md LICENSE .vscodeignore ${PYCELL_VSCODE_FILES})
   configure_file(${PYCELL_VSCODE_SRC}/${f} ${PYCELL_VSCODE_DIR}/${f} COPYONLY)
 endforeach()
 

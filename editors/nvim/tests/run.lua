@@ -221,8 +221,53 @@ local function main()
   check('analyze: clean code clears the diagnostics', result and not result.e
     and #vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze }) == 0, vim.inspect(result))
 
-  --    A server that has `analyze` is preferred over the fallback. pycell does not have it
-  --    yet, so this one check answers `analyze` in the client (LSP-shaped diagnostics).
+  check('analyze: the server answered through its analyze method', S.analyze_method == true,
+    tostring(S.analyze_method))
+
+  -- 5b. Columns on lines with non-ASCII text: the server counts UTF-16 code units, the
+  --     buffer bytes ("é" is 2 bytes and 1 unit, the emoji 4 bytes and 2 units).
+  local uline = 's = "é😀"; import socket'
+  local eline = 't = "é😀" +'
+  local socket_col = uline:find('socket', 1, true) - 1 -- 21 bytes; 18 UTF-16 units
+  local function analyzed(bufnr, first, last)
+    local res
+    pycell.analyze({ bufnr = bufnr, line1 = first, line2 = last, quiet = true,
+      on_done = function(e, diags, via) res = { e = e, diags = diags, via = via } end })
+    wait(20000, function()
+      return res ~= nil
+    end)
+    return res, vim.diagnostic.get(bufnr, { namespace = pycell.namespaces.analyze })
+  end
+  local function by_code(list, code)
+    for _, x in ipairs(list) do
+      if x.code == code then
+        return x
+      end
+    end
+    return nil
+  end
+  src = scratch({ 'x = 1', uline, eline })
+  result, d = analyzed(src)
+  local imp, syn = by_code(d, 'forbidden-import'), by_code(d, 'syntax-error')
+  check('utf-16: a forbidden import after "é" and an emoji lands on its byte column',
+    result and result.via == 'analyze' and imp and imp.lnum == 1 and imp.col == socket_col
+    and imp.end_col == socket_col + #'socket'
+    and api.nvim_buf_get_text(src, imp.lnum, imp.col, imp.lnum, imp.end_col, {})[1] == 'socket',
+    vim.inspect({ result = result, want_col = socket_col, d = d }))
+  check('utf-16: a syntax error at the end of such a line lands at its end', syn and syn.lnum == 2 and syn.col == #eline,
+    vim.inspect({ want_col = #eline, d = d }))
+
+  --    The same in an indented range, which is dedented before it is sent.
+  local indented = '    ' .. uline
+  src = scratch({ 'def f():', indented, '    return s' })
+  result, d = analyzed(src, 2, 3)
+  imp = by_code(d, 'forbidden-import')
+  local want = indented:find('socket', 1, true) - 1
+  check('utf-16: in a dedented range, the column counts the stripped indentation',
+    imp and imp.lnum == 1 and imp.col == want and imp.end_col == want + #'socket', vim.inspect({ want_col = want, d = d }))
+
+  --    The execute fallback (a server without `analyze`): Python's SyntaxError.offset
+  --    counts characters, converted the same way.
   local client = S.client
   local real_request = client.request
   local saved_method = S.analyze_method
@@ -230,27 +275,90 @@ local function main()
   client.request = function(self, method, params, cb)
     if method == 'analyze' then
       vim.schedule(function()
-        cb(nil, { diagnostics = { {
-          range = { start = { line = 1, character = 7 }, ['end'] = { line = 1, character = 13 } },
-          severity = 2, code = 'forbidden-import', source = 'pycell', message = 'socket is not allowed',
-        } } })
+        cb({ code = -32601, message = 'method not found: analyze' }, nil)
       end)
       return true
     end
     return real_request(self, method, params, cb)
   end
-  src = scratch({ 'x = 1', 'import socket' })
-  result = nil
-  pycell.analyze({ bufnr = src, quiet = true, on_done = function(e, diags, via) result = { e = e, diags = diags, via = via } end })
-  wait(5000, function()
-    return result ~= nil
-  end)
+  local unmatched = 's = "é😀"; x = )'
+  src = scratch({ 'x = 1', unmatched })
+  local ok_fallback, fb = pcall(analyzed, src)
   client.request = nil -- back to the method
   S.analyze_method = saved_method
   d = vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze })
-  check('analyze: the analyze method is preferred and its diagnostics converted', result and result.via == 'analyze'
-    and #d == 1 and d[1].lnum == 1 and d[1].col == 7 and d[1].end_col == 13 and d[1].severity == vim.diagnostic.severity.WARN,
-    vim.inspect({ result, d }))
+  check('utf-16: the execute fallback puts the syntax error on its byte column', ok_fallback and fb and fb.via == 'execute'
+    and #d == 1 and d[1].lnum == 1 and d[1].col == unmatched:find(')', 1, true) - 1,
+    vim.inspect({ result = fb, want_col = unmatched:find(')', 1, true) - 1, d = d }))
+
+  --    The conversions themselves, both ways, against Neovim's own where it has them.
+  local diag = require('pycell.diagnostics')
+  local mixed = 'aé😀b\255c' -- "\255" is not UTF-8: one byte, one unit
+  local units_to_bytes = { [0] = 0, 1, 3, 3, 7, 8, 9, 10 }
+  local conv_ok, conv_detail = true, {}
+  for u, b in pairs(units_to_bytes) do
+    if diag.byte_col(mixed, u, true) ~= b then
+      conv_ok = false
+      table.insert(conv_detail, string.format('byte_col(%d) = %d, want %d', u, diag.byte_col(mixed, u, true), b))
+    end
+  end
+  for b, u in pairs({ [0] = 0, [1] = 1, [3] = 2, [7] = 4, [8] = 5, [9] = 6, [10] = 7 }) do
+    if diag.char_col(mixed, b, true) ~= u then
+      conv_ok = false
+      table.insert(conv_detail, string.format('char_col(%d) = %d, want %d', b, diag.char_col(mixed, b, true), u))
+    end
+  end
+  for b, u in pairs({ [0] = 0, [3] = 2, [7] = 3 }) do
+    if diag.char_col(mixed, b, false) ~= u or diag.byte_col(mixed, u, false) ~= b then
+      conv_ok = false
+      table.insert(conv_detail, string.format('characters: byte %d <-> %d', b, u))
+    end
+  end
+  for _, l in ipairs({ uline, indented, 'ascii only', '😀😀x' }) do
+    local i = 1
+    while i <= #l do
+      local byte = i - 1
+      local u = diag.char_col(l, byte, true)
+      if diag.byte_col(l, u, true) ~= byte then
+        conv_ok = false
+        table.insert(conv_detail, string.format('round trip %q at byte %d', l, byte))
+      end
+      if vim.fn.has('nvim-0.11') == 0 then -- the (str, index, use_utf16) signature
+        local theirs = vim.str_byteindex(l, u, true)
+        local _, theirs_u = vim.str_utfindex(l, byte)
+        if theirs ~= byte or theirs_u ~= u then
+          conv_ok = false
+          table.insert(conv_detail, string.format('Neovim disagrees on %q at byte %d', l, byte))
+        end
+      end
+      i = i + #vim.fn.strcharpart(l:sub(i), 0, 1)
+    end
+  end
+  check('utf-16: byte <-> UTF-16 and character columns, both ways', conv_ok, table.concat(conv_detail, '; '))
+
+  -- 5c. Sessions through the Lua API (as the README shows): globals survive between runs.
+  local sess = {}
+  local c = pycell.client()
+  c:request('session/create', { profile = 'default' }, function(e1, r1)
+    sess.create = e1 or r1
+    if e1 then
+      sess.done = true
+      return
+    end
+    c:request('execute', { code = 'n = 41', session = r1.session }, function()
+      c:request('execute', { code = 'n + 1', session = r1.session }, function(e2, r2)
+        sess.value = r2 and r2.value
+        c:request('session/close', { session = r1.session }, function(e3, r3)
+          sess.closed = not e3 and r3 and r3.closed
+          sess.done = true
+        end)
+      end)
+    end)
+  end)
+  wait(30000, function()
+    return sess.done
+  end)
+  check('session: state kept between two runs, then closed', sess.value == 42 and sess.closed == true, vim.inspect(sess))
 
   -- 6. Status.
   n_msgs = #messages

@@ -276,15 +276,25 @@ export function isRpcError(err: unknown, code: number): boolean {
   );
 }
 
-/** The code `analyze` runs inside the sandbox while the server has no `analyze` method. */
+/**
+ * The code `analyze` runs inside the sandbox while the server has no `analyze` method.
+ * SyntaxError counts columns in characters; VS Code (and LSP) in UTF-16 code units, where a
+ * character beyond U+FFFF (an emoji) counts two: `u16` converts (1-based either way).
+ */
 export const ANALYZE_FALLBACK_CODE = [
   "import ast",
+  "def u16(line, col):",
+  "    lines = inputs['code'].splitlines()",
+  "    if not isinstance(line, int) or not isinstance(col, int) or not 1 <= line <= len(lines):",
+  "        return col",
+  "    return len(lines[line - 1][:col - 1].encode('utf-16-le')) // 2 + 1",
   "try:",
   "    ast.parse(inputs['code'])",
   "    result = []",
   "except SyntaxError as e:",
-  "    result = [{'line': e.lineno, 'col': e.offset, 'endLine': getattr(e, 'end_lineno', None),",
-  "               'endCol': getattr(e, 'end_offset', None), 'message': e.msg}]",
+  "    end_line = getattr(e, 'end_lineno', None)",
+  "    result = [{'line': e.lineno, 'col': u16(e.lineno, e.offset), 'endLine': end_line,",
+  "               'endCol': u16(end_line, getattr(e, 'end_offset', None)), 'message': e.msg}]",
   "except ValueError as e:",
   "    result = [{'line': 1, 'col': 1, 'endLine': None, 'endCol': None, 'message': str(e)}]",
   "",

@@ -23,6 +23,9 @@ import { figuresHtml, figuresOf } from "./figures";
 
 const SECTION = "pycell";
 
+/** The fields of `execute`'s limits, each its own setting `pycell.runLimits.<field>`. */
+export const LIMIT_KEYS = ["timeoutMs", "cpuMs", "memoryMb", "maxOutputBytes", "maxProcesses", "diskMb"] as const;
+
 interface Running {
   executionId: string;
   label: string;
@@ -53,9 +56,14 @@ export class PycellExtension implements vscode.Disposable {
   private figures: vscode.WebviewPanel | undefined;
   private readonly running = new Map<string, Running>();
   private readonly sessions = new Map<string, string>();
-  private readonly poll: NodeJS.Timeout;
+  private poll: NodeJS.Timeout | undefined;
+  private itemVisible = false;
+  private warnedLegacyLimits = false;
   private counter = 0;
   private disposed = false;
+
+  /** How often the status bar's figures are refreshed while the item is on screen. */
+  static pollIntervalMs = 5000;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     const register = (id: string, fn: (...args: unknown[]) => unknown) =>
@@ -73,15 +81,24 @@ export class PycellExtension implements vscode.Disposable {
       this.serverLog,
       this.diagnostics,
       this.statusItem,
+      // Saving analyzes the file once the server runs; saving alone never starts it.
       vscode.workspace.onDidSaveTextDocument((doc) => {
-        if (doc.languageId === "python" && config().get<boolean>("analyzeOnSave", true)) {
+        if (doc.languageId === "python" && this.client?.running && config().get<boolean>("analyzeOnSave", true)) {
           void this.analyze(doc, false).catch((err) => this.output.appendLine(`pycell: analyze on save: ${message(err)}`));
         }
       }),
       vscode.workspace.onDidCloseTextDocument((doc) => this.diagnostics.delete(doc.uri)),
+      vscode.window.onDidChangeActiveTextEditor(() => this.updateVisibility()),
+      vscode.window.onDidChangeWindowState(() => this.updatePolling()),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration("pycell.binaryPath") || e.affectsConfiguration("pycell.configFile")) {
-          void this.restart().catch((err) => this.showError(err));
+          if (this.client || this.starting) {
+            void this.restart().catch((err) => this.showError(err));
+          } else {
+            // Not started yet: the next command starts the server with the new settings.
+            this.startError = undefined;
+            this.renderStatus();
+          }
         } else if (e.affectsConfiguration("pycell")) {
           this.renderStatus();
         }
@@ -92,10 +109,47 @@ export class PycellExtension implements vscode.Disposable {
     this.statusItem.command = "pycell.showStatus";
     this.statusItem.name = "pycell";
     this.renderStatus();
-    this.statusItem.show();
-    // Start the server now, so the status bar shows the pools and the isolation level.
-    void this.getClient().catch(() => undefined);
-    this.poll = setInterval(() => void this.refreshStatus(), 5000);
+    // The server is not started here: opening a Python file costs nothing until a pycell
+    // command (or a click on the status item) needs it.
+    this.updateVisibility();
+  }
+
+  /** Whether `pycell serve` has been started (and not stopped) in this window. */
+  get serverStarted(): boolean {
+    return this.client !== undefined || this.starting !== undefined;
+  }
+
+  /** Whether the status bar's figures are being refreshed (only while it is on screen). */
+  get polling(): boolean {
+    return this.poll !== undefined;
+  }
+
+  /** The status item shows while a Python file is in front, or while something runs. */
+  private updateVisibility(): void {
+    const doc = vscode.window.activeTextEditor?.document;
+    const show = !this.disposed && (this.running.size > 0 || doc?.languageId === "python");
+    if (show !== this.itemVisible) {
+      this.itemVisible = show;
+      if (show) {
+        this.statusItem.show();
+        void this.refreshStatus();
+      } else {
+        this.statusItem.hide();
+      }
+    }
+    this.updatePolling();
+  }
+
+  /** `status` is asked periodically only while the item is visible, the server runs and
+   * the window has the focus; otherwise not at all. */
+  private updatePolling(): void {
+    const want = !this.disposed && this.itemVisible && !!this.client?.running && vscode.window.state?.focused !== false;
+    if (want && !this.poll) {
+      this.poll = setInterval(() => void this.refreshStatus(), PycellExtension.pollIntervalMs);
+    } else if (!want && this.poll) {
+      clearInterval(this.poll);
+      this.poll = undefined;
+    }
   }
 
   // --- the server ------------------------------------------------------------------------
@@ -104,7 +158,12 @@ export class PycellExtension implements vscode.Disposable {
   getClient(): Promise<PycellClient> {
     if (this.client?.running) return Promise.resolve(this.client);
     if (this.starting) return this.starting;
-    this.starting = this.startClient().finally(() => (this.starting = undefined));
+    this.starting = this.startClient().finally(() => {
+      this.starting = undefined;
+      this.renderStatus();
+      this.updatePolling();
+    });
+    this.renderStatus();
     return this.starting;
   }
 
@@ -139,6 +198,7 @@ export class PycellExtension implements vscode.Disposable {
               this.output.appendLine(`pycell: ${this.startError}`);
             }
             this.renderStatus();
+            this.updateVisibility();
           }
         },
       });
@@ -187,7 +247,7 @@ export class PycellExtension implements vscode.Disposable {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    clearInterval(this.poll);
+    this.updatePolling();
     const client = this.client;
     this.client = undefined;
     if (client) {
@@ -204,10 +264,31 @@ export class PycellExtension implements vscode.Disposable {
     return config().get<string>("profile", "default") || "default";
   }
 
-  private limits(): Limits | undefined {
-    const raw = config().get<Record<string, unknown>>("limits", {}) ?? {};
+  /**
+   * The limits sent with each run: `pycell.runLimits.<field>` where it is set (above 0),
+   * else that field of the deprecated `pycell.limits` object, else nothing (the profile's).
+   */
+  limits(): Limits | undefined {
+    const cfg = config();
+    const legacy = cfg.get<Record<string, unknown>>("limits", {}) ?? {};
     const limits: Record<string, number> = {};
-    for (const [k, v] of Object.entries(raw)) if (typeof v === "number" && v > 0) limits[k] = v;
+    let usedLegacy = false;
+    for (const key of LIMIT_KEYS) {
+      const v = cfg.get<number>(`runLimits.${key}`, 0);
+      const old = legacy[key];
+      if (typeof v === "number" && v > 0) limits[key] = v;
+      else if (typeof old === "number" && old > 0) {
+        limits[key] = old;
+        usedLegacy = true;
+      }
+    }
+    if (usedLegacy && !this.warnedLegacyLimits) {
+      this.warnedLegacyLimits = true;
+      this.output.appendLine(
+        `pycell: the setting pycell.limits is deprecated; its values are still used where ` +
+          `pycell.runLimits.* is not set. Move them to ${LIMIT_KEYS.map((k) => `pycell.runLimits.${k}`).join(", ")}.`,
+      );
+    }
     return Object.keys(limits).length ? (limits as Limits) : undefined;
   }
 
@@ -286,6 +367,7 @@ export class PycellExtension implements vscode.Disposable {
     out.appendLine(`▶ ${what} · profile ${profile}${session ? ` · session ${session}` : ""} · ${executionId}`);
     this.running.set(executionId, { executionId, label: what, started: Date.now() });
     this.renderStatus();
+    this.updateVisibility();
     let lastChar = "\n";
     try {
       const r = await client.execute(
@@ -308,7 +390,8 @@ export class PycellExtension implements vscode.Disposable {
     } finally {
       this.running.delete(executionId);
       this.renderStatus();
-      void this.refreshStatus();
+      this.updateVisibility();
+      if (this.itemVisible) void this.refreshStatus();
     }
   }
 
@@ -413,9 +496,19 @@ export class PycellExtension implements vscode.Disposable {
     const item = this.statusItem;
     const client = this.client;
     if (!client) {
-      item.text = this.startError || !this.starting ? "$(error) pycell: stopped" : "$(sync~spin) pycell";
-      item.tooltip = this.startError ? `pycell: ${this.startError}\nClick for details.` : "pycell: starting the server";
-      item.backgroundColor = this.startError ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+      if (this.starting) {
+        item.text = "$(sync~spin) pycell";
+        item.tooltip = "pycell: starting the server";
+        item.backgroundColor = undefined;
+      } else if (this.startError) {
+        item.text = "$(error) pycell: stopped";
+        item.tooltip = `pycell: ${this.startError}\nClick for details.`;
+        item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+      } else {
+        item.text = "$(shield) pycell";
+        item.tooltip = "pycell: the server starts with the first pycell command (Run File, Run Selection, Analyze, ...).\nClick to start it and show its status.";
+        item.backgroundColor = undefined;
+      }
       return;
     }
     const degraded = client.isolation.level !== "isolated";

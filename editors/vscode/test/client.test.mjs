@@ -97,9 +97,12 @@ test("kill ends a sleeping run with status killed", T, async () => {
   let started;
   const startedP = new Promise((resolve) => (started = resolve));
   const t0 = Date.now();
+  // The line and its newline may come as two writes (and two notifications): kill once both
+  // are out, so that the captured stdout asserted below is complete.
+  let seen = "";
   const run = client.execute(
     { code: "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", executionId: "test-kill-1" },
-    { onOutput: (n) => n.text.includes("sleeping") && started() },
+    { onOutput: (n) => (seen += n.text).includes("sleeping\n") && started() },
   );
   await startedP;
   const k = await client.kill("test-kill-1");
@@ -152,6 +155,30 @@ test("analyze reports a syntax error at its line, and nothing for good code", T,
   assert.deepEqual(good.diagnostics, []);
   const indent = await client.analyze("if True:\nprint(1)\n");
   assert.equal(indent.diagnostics[0].range.start.line, 1);
+});
+
+test("analyze counts columns in UTF-16 code units, by the server's method and by the fallback", T, async () => {
+  // "é" is one code unit, the emoji two: `socket` starts at unit 18 (character 17).
+  const line = 's = "é😀"; import socket';
+  const want = line.indexOf("socket"); // JavaScript strings index UTF-16 code units too
+  assert.equal(want, 18);
+  const viaMethod = await client.analyze(`${line}\n`);
+  assert.equal(viaMethod.via, "analyze");
+  const imp = viaMethod.diagnostics.find((d) => d.code === "forbidden-import");
+  assert.ok(imp, JSON.stringify(viaMethod));
+  assert.deepEqual([imp.range.start.character, imp.range.end.character], [want, want + "socket".length]);
+  // A server without `analyze`: the syntax check through `execute`.
+  const unmatched = 's = "é😀"; x = )';
+  const other = await PycellClient.start({ binaryPath: binary });
+  try {
+    other.analyzeMethod = "no"; // as after a "method not found" answer
+    const viaExecute = await other.analyze(`${unmatched}\n`);
+    assert.equal(viaExecute.via, "execute");
+    assert.equal(viaExecute.diagnostics.length, 1, JSON.stringify(viaExecute));
+    assert.equal(viaExecute.diagnostics[0].range.start.character, unmatched.indexOf(")"));
+  } finally {
+    await other.dispose(3000);
+  }
 });
 
 test("sessions keep state between executions and end on close", T, async () => {

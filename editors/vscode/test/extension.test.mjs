@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { chmodSync } from "node:fs";
+import { chmodSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -16,7 +16,7 @@ const { figuresOf, figuresHtml } = require("../out/figures.js");
 
 const binary = process.env.PYCELL_BINARY;
 const T = { timeout: 60_000 };
-const settings = { binaryPath: binary, profile: "default", limits: { timeoutMs: 9000 }, analyzeOnSave: true };
+const settings = { binaryPath: binary, profile: "default", "runLimits.timeoutMs": 9000, analyzeOnSave: true };
 const { vscode, record, events } = createVscode(settings);
 
 // `require("vscode")` from the extension gets the stand-in.
@@ -25,12 +25,15 @@ Module._load = function (request, ...rest) {
   return request === "vscode" ? vscode : realLoad.call(this, request, ...rest);
 };
 const extensionModule = require("../out/extension.js");
+// The status bar's refresh, fast enough to be seen within a test.
+extensionModule.PycellExtension.pollIntervalMs = 100;
 
 // A 1x1 PNG.
 const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 let ext;
 const output = () => record.channels.get("pycell").text;
+const serverLog = () => record.channels.get("pycell server").text;
 const problems = (doc) => record.collections.get("pycell").get(doc.uri) ?? [];
 const run = (id) => vscode.commands.executeCommand(id);
 
@@ -49,10 +52,9 @@ function open(name, text, selection) {
   return doc;
 }
 
-before(async () => {
+before(() => {
   assert.ok(binary, "PYCELL_BINARY must name the pycell binary");
   ext = extensionModule.activate({ subscriptions: [] });
-  await ext.getClient();
 });
 
 after(async () => {
@@ -64,6 +66,58 @@ after(async () => {
 test("every command in package.json is registered", () => {
   const pkg = require("../package.json");
   for (const c of pkg.contributes.commands) assert.ok(record.commands.has(c.command), c.command);
+});
+
+test("the server starts on the first pycell command, not when a Python file is opened or saved", T, async () => {
+  assert.equal(ext.serverStarted, false);
+  assert.equal(record.statusItem.visible, false, "no Python file in front: no status item");
+  const doc = open("lazy.py", "print('lazy')\n");
+  assert.equal(record.statusItem.visible, true, "a Python file in front shows the item");
+  assert.match(record.statusItem.text, /^\$\(shield\) pycell$/);
+  assert.match(record.statusItem.tooltip, /starts with the first pycell command/);
+  // Both handlers decide synchronously: a start would show in serverStarted at once.
+  events.saved.fire(doc); // analyzeOnSave is on, but saving alone does not start the server
+  events.configChanged.fire({ affectsConfiguration: (s) => s === "pycell" || s === "pycell.binaryPath" });
+  assert.equal(ext.serverStarted, false);
+  assert.equal(ext.polling, false, "nothing to poll without a server");
+  assert.doesNotMatch(serverLog(), /starting/);
+  const r = await run("pycell.runFile");
+  assert.equal(r.status, "ok");
+  assert.equal(ext.serverStarted, true);
+  assert.match(serverLog(), /starting .* serve/);
+  assert.match(output(), /lazy\n■ ok/);
+});
+
+test("status is polled only while the status item is visible in a focused window", T, async () => {
+  const client = await ext.getClient();
+  let calls = 0;
+  const realStatus = client.status;
+  client.status = function (...args) {
+    calls++;
+    return realStatus.apply(this, args);
+  };
+  try {
+    open("poll.py", "1\n");
+    assert.equal(ext.polling, true);
+    const from = calls;
+    await until("two periodic status calls", () => calls >= from + 2);
+    // Another kind of file in front: the item hides and the polling stops.
+    vscode.window.activeTextEditor = makeEditor(makeDocument("/tmp/pycell-vscode-test/notes.txt", "hi\n", "plaintext"));
+    assert.equal(record.statusItem.visible, false);
+    assert.equal(ext.polling, false);
+    vscode.window.activeTextEditor = undefined;
+    assert.equal(record.statusItem.visible, false);
+    assert.equal(ext.polling, false);
+    open("poll.py", "1\n");
+    assert.equal(record.statusItem.visible, true);
+    assert.equal(ext.polling, true);
+    events.setFocused(false); // another application in front
+    assert.equal(ext.polling, false);
+    events.setFocused(true);
+    assert.equal(ext.polling, true);
+  } finally {
+    client.status = realStatus;
+  }
 });
 
 test("the status bar shows the isolation level and the profile's pool", T, async () => {
@@ -179,17 +233,71 @@ test("figure HTML escapes captions and refuses a malformed payload", () => {
 });
 
 test("a protocol error (limits looser than the profile allows) is shown to the user", T, async () => {
-  settings.limits = { timeoutMs: 100_000_000 };
+  // Through the new setting, then through the deprecated object alone.
+  assert.doesNotMatch(output(), /pycell\.limits is deprecated/);
+  for (const [key, value] of [["runLimits.timeoutMs", 100_000_000], ["limits", { timeoutMs: 100_000_000 }]]) {
+    const saved = { timeout: settings["runLimits.timeoutMs"], limits: settings.limits };
+    delete settings["runLimits.timeoutMs"];
+    settings[key] = value;
+    try {
+      open("limits.py", "1\n");
+      const before = record.messages.length;
+      const r = await run("pycell.runFile");
+      assert.equal(r, undefined, key);
+      const msg = record.messages.slice(before).find((m) => m.kind === "error");
+      assert.ok(msg, `an error message is shown (${key})`);
+      assert.match(msg.text, /\(error -32602\)/);
+    } finally {
+      settings["runLimits.timeoutMs"] = saved.timeout;
+      settings.limits = saved.limits;
+    }
+  }
+});
+
+test("limits are read from the pycell.runLimits.* settings, with pycell.limits as a deprecated fallback", () => {
+  const saved = { ...settings };
   try {
-    open("limits.py", "1\n");
-    const before = record.messages.length;
-    const r = await run("pycell.runFile");
-    assert.equal(r, undefined);
-    const msg = record.messages.slice(before).find((m) => m.kind === "error");
-    assert.ok(msg, "an error message is shown");
-    assert.match(msg.text, /\(error -32602\)/);
+    for (const k of Object.keys(settings)) if (k.startsWith("runLimits.") || k === "limits") delete settings[k];
+    assert.equal(ext.limits(), undefined, "nothing set: the profile's limits");
+    settings["runLimits.timeoutMs"] = 3000;
+    settings["runLimits.memoryMb"] = 256;
+    settings["runLimits.diskMb"] = 0; // 0: the profile's own
+    assert.deepEqual(ext.limits(), { timeoutMs: 3000, memoryMb: 256 });
+    settings.limits = { timeoutMs: 9000, cpuMs: 5000, maxProcesses: 0 };
+    assert.deepEqual(ext.limits(), { timeoutMs: 3000, cpuMs: 5000, memoryMb: 256 }, "a new setting wins over the old field");
+    // Said once, in the Output channel, at the first run that used the old object.
+    assert.match(output(), /pycell\.limits is deprecated.*pycell\.runLimits\.timeoutMs/);
+    for (const k of extensionModule.LIMIT_KEYS) settings[`runLimits.${k}`] = 7;
+    assert.deepEqual(ext.limits(), Object.fromEntries(extensionModule.LIMIT_KEYS.map((k) => [k, 7])));
   } finally {
-    settings.limits = { timeoutMs: 9000 };
+    for (const k of Object.keys(settings)) delete settings[k];
+    Object.assign(settings, saved);
+  }
+});
+
+test("package.json: Run and Analyze are offered for Python editors only; each limit is its own setting", () => {
+  const pkg = require("../package.json");
+  const { menus, configuration } = pkg.contributes;
+  const python = "editorLangId == python";
+  for (const id of ["pycell.runFile", "pycell.runSelection", "pycell.runInSession", "pycell.analyze"]) {
+    const palette = menus.commandPalette.find((m) => m.command === id);
+    assert.equal(palette?.when, python, `${id} in the Command Palette`);
+  }
+  for (const [menu, entries] of Object.entries(menus)) {
+    for (const e of entries) {
+      if (/^pycell\.(run|analyze)/.test(e.command)) assert.match(e.when ?? "", /editorLangId == python/, `${menu}: ${e.command}`);
+    }
+  }
+  const props = configuration.properties;
+  const legacy = props["pycell.limits"];
+  assert.ok(legacy.markdownDeprecationMessage, "pycell.limits is marked deprecated");
+  assert.deepEqual(Object.keys(legacy.properties), [...extensionModule.LIMIT_KEYS]);
+  for (const k of extensionModule.LIMIT_KEYS) {
+    const p = props[`pycell.runLimits.${k}`];
+    assert.ok(p, `pycell.runLimits.${k}`);
+    assert.equal(p.type, "integer"); // a plain number box in the Settings editor
+    assert.equal(p.default, 0);
+    assert.equal(p.minimum, 0);
   }
 });
 
@@ -219,7 +327,8 @@ test("a missing binary shows an error and a stopped status bar", T, async () => 
 
 test("degraded isolation is a visible warning and a warning-coloured status bar", T, async () => {
   settings.binaryPath = fileURLToPath(new URL("./fake-degraded-server.cjs", import.meta.url));
-  chmodSync(settings.binaryPath, 0o755); // a copy may have lost the executable bit
+  // A copy may have lost the executable bit (and one that kept it may belong to another user).
+  if ((statSync(settings.binaryPath).mode & 0o111) !== 0o111) chmodSync(settings.binaryPath, 0o755);
   try {
     const before = record.messages.length;
     await ext.restart();

@@ -83,9 +83,22 @@ function createVscode(settings) {
   const saved = new EventEmitter();
   const closed = new EventEmitter();
   const configChanged = new EventEmitter();
+  const activeEditorChanged = new EventEmitter();
+  const windowState = new EventEmitter();
+  let activeTextEditor;
 
   const window = {
-    activeTextEditor: undefined,
+    // Setting it (as a test's open() does) fires onDidChangeActiveTextEditor, as VS Code does.
+    get activeTextEditor() {
+      return activeTextEditor;
+    },
+    set activeTextEditor(editor) {
+      activeTextEditor = editor;
+      activeEditorChanged.fire(editor);
+    },
+    onDidChangeActiveTextEditor: activeEditorChanged.event,
+    state: { focused: true },
+    onDidChangeWindowState: windowState.event,
     createOutputChannel(name) {
       const ch = {
         name,
@@ -189,7 +202,12 @@ function createVscode(settings) {
       },
     },
   };
-  return { vscode, record, events: { saved, closed, configChanged } };
+  // Focus or blur the window, as VS Code reports it.
+  const setFocused = (focused) => {
+    window.state = { focused };
+    windowState.fire(window.state);
+  };
+  return { vscode, record, events: { saved, closed, configChanged, activeEditorChanged, setFocused } };
 }
 
 /** A text document over `text` at `fsPath`. */

@@ -148,11 +148,14 @@ local function source(bufnr, line1, line2)
         end
       end
     end
+  end
+  -- The bytes taken off each line, so that columns the server reports map back.
+  local stripped = {}
+  for i, l in ipairs(lines) do
     if prefix ~= '' then
-      for i, l in ipairs(lines) do
-        lines[i] = l:sub(1, #prefix) == prefix and l:sub(#prefix + 1) or l:gsub('^%s+', '')
-      end
+      lines[i] = l:sub(1, #prefix) == prefix and l:sub(#prefix + 1) or l:gsub('^%s+', '')
     end
+    stripped[i] = #l - #lines[i]
   end
   local name = api.nvim_buf_get_name(bufnr)
   return {
@@ -160,6 +163,8 @@ local function source(bufnr, line1, line2)
     code = table.concat(lines, '\n') .. '\n',
     offset = line1 - 1,
     indent = #prefix,
+    stripped = stripped,
+    lines = lines,
     line1 = line1,
     line2 = line2,
     line_count = n,
