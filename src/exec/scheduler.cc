@@ -292,9 +292,13 @@ void Scheduler::shutdown() {
     if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }
   graveyard_.clear();
-  for (auto& [id, session] : sessions_) session->terminate("the server is stopping");
-  for (auto& [id, session] : sessions_) reaper_.add(session->takeCgroup());
+  // Out of sessions_ first: terminating a session reports its end (sessionEnded), which
+  // would erase it from the map being walked.
+  auto sessions = std::move(sessions_);
   sessions_.clear();
+  for (auto& [id, session] : sessions) session->terminate("the server is stopping");
+  for (auto& [id, session] : sessions) reaper_.add(session->takeCgroup());
+  sessions.clear();
   endedSessions_.clear();
   for (auto& [name, pool] : pools_) pool->shutdown();
   reaper_.drain(std::chrono::seconds(2));

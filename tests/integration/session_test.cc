@@ -273,3 +273,21 @@ TEST_CASE("the session limit is enforced and sessions die with the server", "[se
   CHECK((*result)["result"]["status"] == "killed");
   CHECK(server->waitExit(10s) == 0);
 }
+
+// Regression: shutdown walked the open sessions while ending each one took it out of the
+// same map (a use after free: the server sometimes died of SIGSEGV on its way out).
+TEST_CASE("shutdown then exit with sessions open ends the server with exit code 0", "[session]") {
+  for (int round = 0; round < 3; ++round) {
+    INFO("round " << round);
+    auto server = startServer(Framing::kNdjson);
+    std::string a = createSession(*server);
+    std::string b = createSession(*server);
+    REQUIRE(inSession(*server, a, "1")["status"] == "ok");
+    REQUIRE(inSession(*server, b, "2")["status"] == "ok");
+    Json shutdown = server->call("shutdown");
+    INFO("shutdown: " << brief(shutdown));
+    CHECK(shutdown.contains("result"));
+    server->notify("exit");
+    CHECK(server->waitExit(10s) == 0);
+  }
+}
