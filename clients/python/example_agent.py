@@ -8,12 +8,16 @@ result as a `tool` message; stop when it answers with text. Messages use OpenAI'
 format (the Anthropic one differs only in names: `tool_use` / `tool_result` blocks, the
 arguments as a dict in `input`, `anthropic_tool()` as the definition; `tool_call` takes
 either). To use a real model, replace ScriptedModel with a call to your provider's API,
-passing tools=[openai_tool()].
+passing tools=[openai_tool()]. With --async the same loop runs on asyncio (AsyncPycell), as
+it would inside an async web service or agent framework.
 
-    python3 example_agent.py [--binary PATH]     # default: $PYCELL_BINARY, else pycell on PATH
+    python3 example_agent.py [--binary PATH] [--async]   # default: $PYCELL_BINARY, else pycell on PATH
+
+pycell_client is the package beside this file (or installed: pip install clients/python).
 """
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -21,7 +25,7 @@ import sys
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pycell_client import Pycell, openai_tool, tool_call  # noqa: E402
+from pycell_client import AsyncPycell, Pycell, openai_tool, tool_call  # noqa: E402
 
 TEMPERATURES = {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
                 "celsius": [18.5, 21.0, 24.5, 23.0, 19.5, 26.0, 22.5]}
@@ -125,14 +129,43 @@ def run(binary):
     return 1
 
 
+async def run_async(binary):
+    """run(), with the asyncio client: the tool calls of one turn run concurrently."""
+    model = ScriptedModel()
+    tools = [openai_tool()]
+    messages = [{"role": "user", "content": TASK}]
+    show("user:", TASK)
+    async with AsyncPycell(binary) as cell:
+        print("[pycell %s, isolation: %s, asyncio]" % (cell.info["serverInfo"]["version"],
+                                                       cell.info["isolation"]["level"]))
+        for _ in range(10):
+            reply = model(messages, tools)
+            messages.append(reply)
+            if not reply.get("tool_calls"):
+                show("assistant:", reply["content"])
+                return 0
+            calls = reply["tool_calls"]
+            for call in calls:
+                show("assistant -> run_python (%s):" % call["id"], call["function"]["arguments"] + "\n")
+            answers = await asyncio.gather(*(cell.tool_call(call["function"]["arguments"], on_output=show_live)
+                                             for call in calls))
+            for call, (text, is_error) in zip(calls, answers):
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+                show("tool (%s)%s:" % (call["id"], ", error" if is_error else ""), text)
+    print("the model did not finish within 10 turns", file=sys.stderr)
+    return 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=os.environ.get("PYCELL_BINARY") or shutil.which("pycell"),
                         help="the pycell executable (default: $PYCELL_BINARY, else pycell on PATH)")
-    binary = parser.parse_args().binary
-    if not binary:
+    parser.add_argument("--async", dest="use_async", action="store_true",
+                        help="run the loop on asyncio with AsyncPycell")
+    args = parser.parse_args()
+    if not args.binary:
         parser.error("pycell not found: pass --binary PATH or set PYCELL_BINARY")
-    return run(binary)
+    return asyncio.run(run_async(args.binary)) if args.use_async else run(args.binary)
 
 
 if __name__ == "__main__":
