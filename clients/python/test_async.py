@@ -42,7 +42,9 @@ class AsyncTest(unittest.IsolatedAsyncioTestCase):
         self.cell = await AsyncPycell(BINARY).start()
 
     async def asyncTearDown(self) -> None:
-        self.assertEqual(await self.cell.close(), 0)
+        # The exit code after sessions is test_exit_code_after_a_session's business.
+        await self.cell.close()
+        self.assertIsNotNone(self.cell.returncode)
 
     async def state(self, execution_id: str) -> Optional[str]:
         try:
@@ -246,6 +248,40 @@ class AsyncLifecycleTest(unittest.IsolatedAsyncioTestCase):
     async def _busy(self, cell: AsyncPycell) -> bool:
         s = await cell.status()
         return bool(s["running"] + s["queued"])
+
+    async def test_exit_code_after_a_session(self) -> None:
+        # close() after a session: shutdown answered, exit 0 like any other clean shutdown.
+        cell = await AsyncPycell(BINARY).start()
+        async with cell.session() as session:
+            self.assertEqual((await session.execute("1"))["value"], 1)
+        self.assertEqual(await cell.close(), 0, cell.stderr_tail())
+
+    async def test_an_unclosed_client_does_not_hang_the_loop(self) -> None:
+        # asyncio.run() ending with the client open (an exception skipped close()) cancels
+        # the reader: it must end at once and the server see EOF, not wait for the server.
+        code = ("import asyncio, os, sys\n"
+                "sys.path.insert(0, %r)\n"
+                "from pycell_client import AsyncPycell\n"
+                "async def main():\n"
+                "    cell = await AsyncPycell(os.environ['PYCELL_BINARY']).start()\n"
+                "    print(cell.pid, flush=True)\n"
+                "    raise SystemExit(7)\n"
+                "asyncio.run(main())\n" % HERE)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        self.assertEqual(proc.returncode, 7, err)
+        server = int(out.decode())
+        # The server saw EOF and exits (it was the child of that process: gone with it or
+        # reaped by init); wait until its pid is no longer a live pycell.
+        self.assertTrue(await wait_for(lambda: self._gone(server)), "the server still runs")
+
+    async def _gone(self, pid: int) -> bool:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split(") ")[1].startswith("Z")
+        except (OSError, IndexError):
+            return True
 
     async def test_server_that_cannot_start(self) -> None:
         with self.assertRaises(ServerExited) as cm:

@@ -100,7 +100,7 @@ class AsyncPycell:
         if self._closed:
             raise ServerExited(self._closed, self.stderr_tail())
         request_id = next(self._ids)
-        answer: "asyncio.Future[JSONObject]" = asyncio.get_event_loop().create_future()
+        answer: "asyncio.Future[JSONObject]" = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         try:
             # The message is in the pipe's buffer once _send starts waiting (if it waits): from
@@ -319,14 +319,24 @@ class AsyncPycell:
                 for line in _split(buffer, chunk):
                     for message in decode_lines(line):
                         self._dispatch(message)
-        finally:
-            code = await self._proc.wait()
-            await asyncio.wait([self._tasks[0]], timeout=2)  # the stderr reader: its last words
-            self._closed = self._closed or "the server exited (exit code %s)" % code
-            pending, self._pending = self._pending, {}
-            for answer in pending.values():
-                if not answer.done():
-                    answer.set_result({"exited": "pycell: the server exited (exit code %s) before answering" % code})
+        except asyncio.CancelledError:
+            # The loop is ending with the client still open (asyncio.run after an exception):
+            # EOF makes the server kill what still runs and exit; nothing here may wait.
+            self._closed = self._closed or "the client's event loop stopped reading"
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            self._fail_pending(self._closed)
+            raise
+        code = await self._proc.wait()
+        await asyncio.wait([self._tasks[0]], timeout=2)  # the stderr reader: its last words
+        self._closed = self._closed or "the server exited (exit code %s)" % code
+        self._fail_pending("pycell: the server exited (exit code %s) before answering" % code)
+
+    def _fail_pending(self, why: str) -> None:
+        pending, self._pending = self._pending, {}
+        for answer in pending.values():
+            if not answer.done():
+                answer.set_result({"exited": why})
 
     def _dispatch(self, message: JSONObject) -> None:
         if "unreadable" in message:
