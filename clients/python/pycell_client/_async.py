@@ -21,7 +21,7 @@ from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Out
                       ServerExited, decode_lines, encode, execute_params, initialize_params, method_not_found,
                       notification_message, output_of, request_message, result_of, server_command,
                       session_params)
-from ._tool import format_tool_result, lower_timeout, refused_text, tool_arguments_to_execute, tool_text
+from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
 log = logging.getLogger("pycell")
 
@@ -207,8 +207,6 @@ class AsyncPycell:
             return refused_text(e), True, None
         text, is_error = tool_text(result, note, max_chars)
         return text, is_error, result
-
-    format_tool_result = staticmethod(format_tool_result)
 
     # --- lifecycle ------------------------------------------------------------------
 
