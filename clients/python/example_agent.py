@@ -8,22 +8,29 @@ result as a `tool` message; stop when it answers with text. Messages use OpenAI'
 format (the Anthropic one differs only in names: `tool_use` / `tool_result` blocks, the
 arguments as a dict in `input`, `anthropic_tool()` as the definition; `tool_call` takes
 either). To use a real model, replace ScriptedModel with a call to your provider's API,
-passing tools=[openai_tool()].
+passing tools=[openai_tool()]. With --async the same loop runs on asyncio (AsyncPycell), as
+it would inside an async web service or agent framework.
 
-    python3 example_agent.py [--binary PATH]     # default: $PYCELL_BINARY, else pycell on PATH
+    python3 example_agent.py [--binary PATH] [--async]   # default: $PYCELL_BINARY, else pycell on PATH
+
+pycell_client is the package beside this file (or installed: pip install clients/python).
 """
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import sys
 import textwrap
+from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pycell_client import Pycell, openai_tool, tool_call  # noqa: E402
+from pycell_client import AsyncPycell, Pycell, openai_tool, tool_call  # noqa: E402
 
-TEMPERATURES = {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+Message = Dict[str, Any]
+
+TEMPERATURES: Dict[str, Any] = {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
                 "celsius": [18.5, 21.0, 24.5, 23.0, 19.5, 26.0, 22.5]}
 
 TASK = ("Here are last week's noon temperatures: %s. What were the mean and the standard "
@@ -37,10 +44,11 @@ class ScriptedModel:
     tries an exhaustive search that never ends (stopped by timeoutMs), then it finishes.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.calls = 0
+        self.summary: Optional[str] = None
 
-    def _call(self, code, inputs=None, timeout_ms=None):
+    def _call(self, code: str, inputs: Any = None, timeout_ms: Optional[int] = None) -> Message:
         self.calls += 1
         arguments = {"code": textwrap.dedent(code).strip() + "\n",
                      "inputs_json": None if inputs is None else json.dumps(inputs),
@@ -49,7 +57,7 @@ class ScriptedModel:
                 "tool_calls": [{"id": "call_%d" % self.calls, "type": "function",
                                 "function": {"name": "run_python", "arguments": json.dumps(arguments)}}]}
 
-    def __call__(self, messages, tools):
+    def __call__(self, messages: List[Message], tools: List[Dict[str, Any]]) -> Message:
         assert any(t["function"]["name"] == "run_python" for t in tools)
         results = [m for m in messages if m["role"] == "tool"]
         if not results:
@@ -87,23 +95,35 @@ class ScriptedModel:
                            "there is none to find.)" % self.summary}
 
 
-def show(role, text, indent="    "):
+def show(role: str, text: str, indent: str = "    ") -> None:
     print(role)
     print(textwrap.indent(text.rstrip("\n"), indent) if text else indent + "(empty)")
 
 
-def show_live(stream, text):
+def show_live(stream: str, text: str) -> None:
     """Output as it streams from the sandbox, for the person watching the agent."""
     print(textwrap.indent(text.rstrip("\n"), "    | %s " % stream[3:]), flush=True)
 
 
-def run(binary):
+def show_call(call: Message) -> None:
+    """A tool call as the person watching the agent reads it."""
+    arguments = json.loads(call["function"]["arguments"])
+    shown = "code:\n" + textwrap.indent(arguments["code"], "  ")
+    if arguments.get("inputs_json"):
+        shown += "inputs_json: " + arguments["inputs_json"] + "\n"
+    if arguments.get("timeoutMs"):
+        shown += "timeoutMs: %d\n" % arguments["timeoutMs"]
+    show("assistant -> run_python (%s):" % call["id"], shown)
+
+
+def run(binary: str) -> int:
     model = ScriptedModel()
     tools = [openai_tool()]
-    messages = [{"role": "user", "content": TASK}]
+    messages: List[Message] = [{"role": "user", "content": TASK}]
     show("user:", TASK)
     with Pycell(binary) as cell:
-        print("[pycell %s, isolation: %s]" % (cell.info["serverInfo"]["version"], cell.info["isolation"]["level"]))
+        info = cell.info or {}
+        print("[pycell %s, isolation: %s]" % (info["serverInfo"]["version"], info["isolation"]["level"]))
         for _ in range(10):  # a harness bounds the number of turns
             reply = model(messages, tools)
             messages.append(reply)
@@ -111,13 +131,7 @@ def run(binary):
                 show("assistant:", reply["content"])
                 return 0
             for call in reply["tool_calls"]:
-                arguments = json.loads(call["function"]["arguments"])
-                shown = "code:\n" + textwrap.indent(arguments["code"], "  ")
-                if arguments.get("inputs_json"):
-                    shown += "inputs_json: " + arguments["inputs_json"] + "\n"
-                if arguments.get("timeoutMs"):
-                    shown += "timeoutMs: %d\n" % arguments["timeoutMs"]
-                show("assistant -> run_python (%s):" % call["id"], shown)
+                show_call(call)
                 text, is_error = tool_call(call["function"]["arguments"], cell, on_output=show_live)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
                 show("tool (%s)%s:" % (call["id"], ", error" if is_error else ""), text)
@@ -125,14 +139,43 @@ def run(binary):
     return 1
 
 
-def main():
+async def run_async(binary: str) -> int:
+    """run(), with the asyncio client: the tool calls of one turn run concurrently."""
+    model = ScriptedModel()
+    tools = [openai_tool()]
+    messages: List[Message] = [{"role": "user", "content": TASK}]
+    show("user:", TASK)
+    async with AsyncPycell(binary) as cell:
+        info = cell.info or {}
+        print("[pycell %s, isolation: %s, asyncio]" % (info["serverInfo"]["version"], info["isolation"]["level"]))
+        for _ in range(10):
+            reply = model(messages, tools)
+            messages.append(reply)
+            if not reply.get("tool_calls"):
+                show("assistant:", reply["content"])
+                return 0
+            calls = reply["tool_calls"]
+            for call in calls:
+                show_call(call)
+            answers = await asyncio.gather(*(cell.tool_call(call["function"]["arguments"], on_output=show_live)
+                                             for call in calls))
+            for call, (text, is_error) in zip(calls, answers):
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+                show("tool (%s)%s:" % (call["id"], ", error" if is_error else ""), text)
+    print("the model did not finish within 10 turns", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=os.environ.get("PYCELL_BINARY") or shutil.which("pycell"),
                         help="the pycell executable (default: $PYCELL_BINARY, else pycell on PATH)")
-    binary = parser.parse_args().binary
-    if not binary:
+    parser.add_argument("--async", dest="use_async", action="store_true",
+                        help="run the loop on asyncio with AsyncPycell")
+    args = parser.parse_args()
+    if not args.binary:
         parser.error("pycell not found: pass --binary PATH or set PYCELL_BINARY")
-    return run(binary)
+    return asyncio.run(run_async(args.binary)) if args.use_async else run(args.binary)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tests of pycell_client.py, example_agent.py and schemas/tools/, against the real binary.
+"""Tests of the sync client (pycell_client.Pycell), example_agent.py and schemas/tools/,
+against the real binary (the asyncio client: test_async.py; the package: test_package.py).
 
     PYCELL_BINARY=path/to/pycell python3 -m unittest -v test_client
 
@@ -213,6 +214,15 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(self.cell.close_session(session))
         self.assertFalse(self.cell.close_session(session))
 
+    def test_session_object(self):
+        with self.cell.session() as session:
+            self.assertEqual(session.execute("n = 20")["status"], "ok")
+            pieces = []
+            r = session.execute("print(n + 1)\nn * 2", on_output=lambda stream, text: pieces.append(text))
+            self.assertEqual((r["value"], "".join(pieces)), (40, "21\n"))
+            self.assertEqual(r["session"], {"id": session.id, "alive": True})
+        self.assertFalse(self.cell.close_session(session.id))  # closed by the with block
+
     def test_status(self):
         s = self.cell.status()
         self.assertIn("uptimeMs", s)
@@ -297,16 +307,20 @@ class LifecycleTest(unittest.TestCase):
 
     def test_example_agent_runs(self):
         env = dict(os.environ, PYCELL_BINARY=BINARY, PYTHONDONTWRITEBYTECODE="1")
-        started = time.monotonic()
-        p = subprocess.run([sys.executable, os.path.join(HERE, "example_agent.py")], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
-        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertLess(time.monotonic() - started, 30)
-        out = p.stdout
-        self.assertIn("NameError: name 'statistics' is not defined (line 3)", out)
-        self.assertIn("value: {'mean': 22.14, 'stdev': 2.67, 'hottest': 'Sat'}", out)
-        self.assertIn("status: timeout", out)
-        self.assertIn("assistant:\n    Over the week:", out)
+        for flags in ([], ["--async"]):
+            with self.subTest(flags=flags):
+                started = time.monotonic()
+                p = subprocess.run([sys.executable, os.path.join(HERE, "example_agent.py"), *flags], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                                   timeout=120)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                self.assertLess(time.monotonic() - started, 30)
+                out = p.stdout
+                self.assertIn("NameError: name 'statistics' is not defined (line 3)", out)
+                self.assertIn("value: {'mean': 22.14, 'stdev': 2.67, 'hottest': 'Sat'}", out)
+                self.assertIn("status: timeout", out)
+                self.assertIn("assistant:\n    Over the week:", out)
+                self.assertIn("\n    | out ", out)  # output streamed live, as it came
 
 
 # --- the run_python tool definitions -----------------------------------------------------

@@ -1,0 +1,485 @@
+"""The asyncio client: `AsyncPycell`.
+
+The same connection as Pycell's (one `pycell serve` child, JSON-RPC over newline-delimited
+JSON), driven by one reader task on the running event loop instead of a thread. Every
+request is a coroutine; cancelling the task that awaits one sends `$/cancelRequest`, and the
+server kills the run's sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+from types import TracebackType
+from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Generator, List, Mapping, Optional,
+                    Sequence, Tuple, Type, cast)
+
+from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
+                      ServerExited, decode_lines, encode, execute_params, initialize_params, method_not_found,
+                      notification_message, output_of, request_message, result_of, server_command,
+                      session_params)
+from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
+
+log = logging.getLogger("pycell")
+
+_CHUNK = 1 << 16
+
+
+def _split(buffer: bytearray, chunk: bytes) -> List[bytes]:
+    """Append chunk to buffer; take the complete lines out of it."""
+    buffer += chunk
+    end = buffer.rfind(b"\n")
+    if end < 0:
+        return []
+    lines = bytes(buffer[:end + 1]).splitlines(keepends=True)
+    del buffer[:end + 1]
+    return lines
+
+
+class AsyncPycell:
+    """One `pycell serve` child process and the JSON-RPC connection to it, for asyncio.
+
+        async with AsyncPycell("/path/to/pycell") as cell:
+            r = await cell.execute("6 * 7")                 # r["value"] == 42
+            async for out in cell.execute_stream("print('hi')"):
+                print(out.stream, out.text)
+
+    The arguments are Pycell's. The process starts in `start()` (or on entering `async
+    with`); `close()` stops it. Callbacks (on_notification, on_output) are plain functions
+    called on the event loop, in the order the server sent the messages.
+    """
+
+    def __init__(self, binary: str = "pycell", args: Sequence[str] = (), profile: Optional[str] = None, *,
+                 on_notification: Optional[NotificationCallback] = None,
+                 env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> None:
+        self.profile = profile
+        self.info: Optional[JSONObject] = None  # the initialize result: serverInfo, isolation, profiles
+        self._command = server_command(binary, args)
+        self._env = env
+        self._cwd = cwd
+        self._on_notification = on_notification
+        self._ids = itertools.count(1)
+        self._execution_ids = itertools.count(1)
+        self._pending: Dict[int, "asyncio.Future[JSONObject]"] = {}
+        self._streams: Dict[str, OutputCallback] = {}
+        self._closed: Optional[str] = "the client was not started"
+        self._stderr: Deque[str] = collections.deque(maxlen=200)
+        self._proc: Optional[asyncio.subprocess.Process] = None
+        self._tasks: List["asyncio.Task[None]"] = []
+        self._drain_lock: Optional[asyncio.Lock] = None
+
+    async def start(self) -> "AsyncPycell":
+        """Spawn the server and initialize the connection. Returns self."""
+        if self._proc is not None:
+            raise RuntimeError("pycell: this client was started already")
+        self._proc = await asyncio.create_subprocess_exec(
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=self._env, cwd=self._cwd, close_fds=True)
+        self._closed = None
+        self._drain_lock = asyncio.Lock()
+        self._tasks = [asyncio.ensure_future(self._read_stderr()), asyncio.ensure_future(self._read_loop())]
+        try:
+            self.info = await self.request("initialize", initialize_params())
+        except BaseException:
+            await self._terminate()
+            raise
+        return self
+
+    # --- requests -------------------------------------------------------------------
+
+    async def request(self, method: str, params: JSON = None, timeout: Optional[float] = None) -> JSON:
+        """Send a request and wait for its answer: the result, or PycellError.
+
+        timeout (seconds): give up waiting, cancel the request ($/cancelRequest, which kills
+        its sandbox) and raise TimeoutError. Cancelling the awaiting task cancels the request
+        the same way.
+        """
+        if self._closed:
+            raise ServerExited(self._closed, self.stderr_tail())
+        request_id = next(self._ids)
+        answer: "asyncio.Future[JSONObject]" = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = answer
+        try:
+            # The message is in the pipe's buffer once _send starts waiting (if it waits): from
+            # then on, the server has the request and a cancellation must reach it too.
+            await self._send(request_message(request_id, method, params))
+            if timeout is None:
+                response = await answer
+            else:
+                try:
+                    response = await asyncio.wait_for(answer, timeout)
+                except asyncio.TimeoutError:
+                    self._cancel(request_id)
+                    raise TimeoutError("pycell: no answer to %s within %s s (cancelled)" % (method, timeout)) from None
+        except asyncio.CancelledError:
+            self._cancel(request_id)
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+        return result_of(response, self.stderr_tail)
+
+    async def notify(self, method: str, params: JSON = None) -> None:
+        """Send a notification (no answer)."""
+        await self._send(notification_message(method, params))
+
+    async def execute(self, code: str, *, on_output: Optional[OutputCallback] = None,
+                      timeout: Optional[float] = None, **params: Any) -> ExecuteResult:
+        """Run `code` in a fresh sandbox (or a session's) and return the execute result (a
+        dict); the same params as Pycell.execute(). on_output(stream, text) sees the output
+        as it comes, all of it before this returns. Cancelling the awaiting task cancels the
+        run: the server kills it."""
+        message = execute_params(code, self.profile, params)
+        execution_id = None
+        if on_output is not None:
+            message["stream"] = True
+            if not message.get("executionId"):
+                message["executionId"] = "py-async-%d-%d" % (os.getpid(), next(self._execution_ids))
+            execution_id = message["executionId"]
+            if execution_id in self._streams:
+                raise ValueError("executionId %r is already streaming" % execution_id)
+            self._streams[execution_id] = on_output
+        try:
+            return cast(ExecuteResult, await self.request("execute", message, timeout))
+        finally:
+            if execution_id is not None:
+                self._streams.pop(execution_id, None)
+
+    def execute_stream(self, code: str, *, timeout: Optional[float] = None, **params: Any) -> "Execution":
+        """Start a run and return it as an Execution: iterate over it (`async for out in ...`)
+        for its output as it comes, as Output(stream, text); await it for the result."""
+        return Execution(lambda on_output: self.execute(code, on_output=on_output, timeout=timeout, **params))
+
+    async def kill(self, execution_id: str) -> JSONObject:
+        """Kill a running or queued execution: {killed, state}; its execute answers "killed"."""
+        return cast(JSONObject, await self.request("kill", {"executionId": execution_id}))
+
+    async def create_session(self, session: Optional[str] = None, profile: Optional[str] = None,
+                             limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None) -> str:
+        """Start a session; returns its id (execute(..., session=id)). See also session()."""
+        answer = await self.request("session/create", session_params(session, profile or self.profile, limits, network))
+        return cast(str, answer["session"])
+
+    async def close_session(self, session: str) -> bool:
+        """End a session; True if it was open."""
+        return bool((await self.request("session/close", {"session": session}))["closed"])
+
+    async def kill_session(self, session: str) -> JSONObject:
+        """Interrupt the session's running execution (KeyboardInterrupt first): {killed, state}."""
+        return cast(JSONObject, await self.request("kill", {"session": session}))
+
+    def session(self, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None, *,
+                network: Optional[bool] = None) -> "AsyncSession":
+        """A session as an object: `async with cell.session() as s:` (closed at the end) or
+        `s = await cell.session()`."""
+        return AsyncSession(self, profile, limits, network)
+
+    async def status(self, execution_id: Optional[str] = None) -> JSONObject:
+        """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
+        return cast(JSONObject, await self.request("status", {"executionId": execution_id} if execution_id else None))
+
+    async def analyze(self, code: str, profile: Optional[str] = None) -> JSONObject:
+        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape)."""
+        params: JSONObject = {"code": code}
+        if profile or self.profile:
+            params["profile"] = profile or self.profile
+        return cast(JSONObject, await self.request("analyze", params))
+
+    async def tool_call(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
+                        on_output: Optional[OutputCallback] = None) -> Tuple[str, bool]:
+        """Run one run_python tool call: (text for the model, is_error); see tool_call()."""
+        text, is_error, _ = await self.run_tool(arguments, max_chars=max_chars, timeout=timeout, on_output=on_output)
+        return text, is_error
+
+    async def run_tool(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
+                       on_output: Optional[OutputCallback] = None) -> Tuple[str, bool, Optional[ExecuteResult]]:
+        """tool_call() that also returns the execute result (None when the call never ran)."""
+        try:
+            params = tool_arguments_to_execute(arguments)
+        except ValueError as e:
+            return str(e), True, None
+        note = lower_timeout(params, self.info, self.profile)
+        try:
+            result = await self.execute(params.pop("code"), timeout=timeout, on_output=on_output, **params)
+        except (PycellError, TimeoutError) as e:
+            return refused_text(e), True, None
+        text, is_error = tool_text(result, note, max_chars)
+        return text, is_error, result
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def close(self, timeout: float = 30) -> int:
+        """shutdown (answered once the executions in flight are done), exit, and wait for the
+        process. Returns its exit code (0 after a clean shutdown). Safe to call twice."""
+        if self._proc is None:
+            return 0
+        if self._proc.returncode is None and not self._closed:
+            try:
+                await self.request("shutdown", timeout=timeout)
+                await self.notify("exit")
+            except (PycellError, TimeoutError, OSError):
+                pass
+        self._closed = self._closed or "the client was closed"
+        return await self._terminate(timeout)
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The server's exit code, or None while it runs (or before start)."""
+        return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc is not None else None
+
+    def stderr_tail(self) -> str:
+        """The server's last lines of stderr (its log)."""
+        return "".join(self._stderr)
+
+    async def __aenter__(self) -> "AsyncPycell":
+        return await self.start()
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
+        await self.close()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _cancel(self, request_id: int) -> None:
+        """Give up on a request: forget it and tell the server (no waiting: this runs while
+        the awaiting task is being cancelled)."""
+        self._pending.pop(request_id, None)
+        if self._proc is None or self._proc.stdin is None or self._closed:
+            return
+        try:
+            self._proc.stdin.write(encode(notification_message("$/cancelRequest", {"id": request_id})))
+        except (OSError, RuntimeError):
+            pass
+
+    async def _terminate(self, timeout: float = 30) -> int:
+        proc = self._proc
+        assert proc is not None
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()  # EOF: the server kills what still runs and exits
+            except (OSError, RuntimeError):
+                pass
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            code = await proc.wait()
+        current = asyncio.current_task()
+        waiting = [t for t in self._tasks if t is not current]
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout)
+        return code
+
+    async def _send(self, message: JSONObject) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise ServerExited("pycell: the client was not started")
+        try:
+            proc.stdin.write(encode(message))
+            assert self._drain_lock is not None
+            async with self._drain_lock:
+                await proc.stdin.drain()
+        except (OSError, RuntimeError):  # broken pipe, or stdin already closed
+            try:
+                await asyncio.wait_for(proc.wait(), 2)
+            except asyncio.TimeoutError:
+                pass
+            raise ServerExited("pycell: the server is not running (exit code %s)" % proc.returncode,
+                               self.stderr_tail()) from None
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        stream, buffer = self._proc.stderr, bytearray()
+        while True:
+            chunk = await stream.read(_CHUNK)
+            lines = _split(buffer, chunk) if chunk else ([bytes(buffer)] if buffer else [])
+            for line in lines:
+                text = line.decode("utf-8", "replace")
+                self._stderr.append(text)
+                log.debug("server: %s", text.rstrip())
+            if not chunk:
+                return
+
+    async def _read_loop(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stream, buffer = self._proc.stdout, bytearray()
+        try:
+            while True:
+                chunk = await stream.read(_CHUNK)
+                if not chunk:
+                    break
+                for line in _split(buffer, chunk):
+                    for message in decode_lines(line):
+                        self._dispatch(message)
+        except asyncio.CancelledError:
+            # The loop is ending with the client still open (asyncio.run after an exception):
+            # EOF makes the server kill what still runs and exit; nothing here may wait.
+            self._closed = self._closed or "the client's event loop stopped reading"
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            self._fail_pending(self._closed)
+            raise
+        code = await self._proc.wait()
+        await asyncio.wait([self._tasks[0]], timeout=2)  # the stderr reader: its last words
+        self._closed = self._closed or "the server exited (exit code %s)" % code
+        self._fail_pending("pycell: the server exited (exit code %s) before answering" % code)
+
+    def _fail_pending(self, why: str) -> None:
+        pending, self._pending = self._pending, {}
+        for answer in pending.values():
+            if not answer.done():
+                answer.set_result({"exited": why})
+
+    def _dispatch(self, message: JSONObject) -> None:
+        if "unreadable" in message:
+            log.warning("pycell: unreadable message from the server: %r", message["unreadable"])
+            return
+        method = message.get("method")
+        if method is None:  # a response
+            answer = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if answer is not None and not answer.done():
+                answer.set_result(message)
+            else:  # the late answer to a request given up on, or -32700 with id null
+                log.debug("pycell: answer for no waiting request: %.300s", message)
+            return
+        if "id" in message:  # a request from the server: none is defined
+            if self._proc is not None and self._proc.stdin is not None and not self._closed:
+                self._proc.stdin.write(encode(method_not_found(message["id"])))
+            return
+        params = message.get("params")
+        try:
+            if method == "execute/output" and isinstance(params, dict):
+                callback = self._streams.get(params.get("executionId"))  # type: ignore[arg-type]
+                if callback is not None:
+                    callback(*output_of(params))
+            if self._on_notification is not None:
+                self._on_notification(method, params)
+            elif method == "window/logMessage" and isinstance(params, dict):
+                log.warning("pycell: %s", params.get("message"))
+        except Exception:
+            log.exception("pycell: a notification callback for %s failed", method)
+
+
+class Execution:
+    """A run in progress (AsyncPycell.execute_stream): async-iterable over its output,
+    awaitable for its result.
+
+        run = cell.execute_stream(code)
+        async for out in run:            # Output(stream, text), as the server sends it
+            ...
+        result = await run               # the execute result (or the PycellError)
+
+    Iteration ends when the run is over; a run the server refused raises its PycellError
+    there. Cancelling a task that iterates or awaits it cancels the run (the server kills
+    it); so does leaving `async with` before it is over.
+    """
+
+    def __init__(self, start: Callable[[OutputCallback], Awaitable[ExecuteResult]]) -> None:
+        """start(on_output): the request, as an awaitable (AsyncPycell.execute with on_output)."""
+        self._queue: "asyncio.Queue[Optional[Output]]" = asyncio.Queue()
+        self._task: "asyncio.Task[ExecuteResult]" = asyncio.ensure_future(start(self._on_output))
+        self._task.add_done_callback(lambda _: self._queue.put_nowait(None))
+
+    def _on_output(self, stream: str, text: str) -> None:
+        self._queue.put_nowait(Output(stream, text))
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    @property
+    def result(self) -> ExecuteResult:
+        """The execute result, once the run is over (InvalidStateError before)."""
+        return self._task.result()
+
+    def cancel(self) -> None:
+        """Cancel the run: the server kills it; awaiting it raises CancelledError."""
+        self._task.cancel()
+
+    def __aiter__(self) -> AsyncIterator[Output]:
+        return self
+
+    async def __anext__(self) -> Output:
+        try:
+            item = await self._queue.get()
+        except asyncio.CancelledError:
+            self._task.cancel()
+            raise
+        if item is not None:
+            return item
+        self._queue.put_nowait(None)  # iterating again ends at once too
+        if not self._task.cancelled() and self._task.exception() is not None:
+            raise cast(BaseException, self._task.exception())
+        raise StopAsyncIteration
+
+    def __await__(self) -> Generator[Any, None, ExecuteResult]:
+        return self._task.__await__()
+
+    async def __aenter__(self) -> "Execution":
+        return self
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        await asyncio.wait([self._task])
+
+
+class AsyncSession:
+    """A session of an AsyncPycell (AsyncPycell.session()): runs in it keep their state."""
+
+    def __init__(self, client: AsyncPycell, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None,
+                 network: Optional[bool] = None) -> None:
+        self.client = client
+        self.id: Optional[str] = None
+        self._options = (profile, limits, network)
+
+    async def open(self) -> "AsyncSession":
+        """Create the session on the server (once). Returns self."""
+        if self.id is None:
+            profile, limits, network = self._options
+            self.id = await self.client.create_session(profile=profile, limits=limits, network=network)
+        return self
+
+    def _session_id(self) -> str:
+        if self.id is None:
+            raise RuntimeError("pycell: the session is not open (await it, or use async with)")
+        return self.id
+
+    async def execute(self, code: str, *, on_output: Optional[OutputCallback] = None,
+                      timeout: Optional[float] = None, **params: Any) -> ExecuteResult:
+        """AsyncPycell.execute() inside this session."""
+        return await self.client.execute(code, on_output=on_output, timeout=timeout, session=self._session_id(),
+                                         **params)
+
+    def execute_stream(self, code: str, *, timeout: Optional[float] = None, **params: Any) -> Execution:
+        """AsyncPycell.execute_stream() inside this session."""
+        return self.client.execute_stream(code, timeout=timeout, session=self._session_id(), **params)
+
+    async def kill(self) -> JSONObject:
+        """Interrupt the running execution (the session lives on)."""
+        return await self.client.kill_session(self._session_id())
+
+    async def close(self) -> bool:
+        """End the session; True if it was open."""
+        return await self.client.close_session(self._session_id())
+
+    def __await__(self) -> Generator[Any, None, "AsyncSession"]:
+        return self.open().__await__()
+
+    async def __aenter__(self) -> "AsyncSession":
+        return await self.open()
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
+        if self.id is not None:
+            try:
+                await self.close()
+            except PycellError:
+                pass  # the server is gone: so is the session

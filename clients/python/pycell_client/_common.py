@@ -1,0 +1,141 @@
+"""What the sync and the asyncio client share: error codes, exceptions, the types of the
+messages, and the steps of a request that do not depend on how the bytes travel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+
+# A JSON value as the json module returns it, and a JSON object.
+JSON = Any
+JSONObject = Dict[str, Any]
+
+# on_output(stream, text): "stdout" or "stderr", and a piece of the output.
+OutputCallback = Callable[[str, str], None]
+# on_notification(method, params): every notification the server sends.
+NotificationCallback = Callable[[str, Any], None]
+
+# JSON-RPC error codes the server sends (docs/PROTOCOL.md).
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+REQUEST_CANCELLED = -32800
+SANDBOX_FAILED = -32000
+QUEUE_FULL = -32001
+
+CLIENT_NAME = "pycell_client"
+
+
+class PycellError(Exception):
+    """A JSON-RPC error answered by the server: `code`, `message`, `data` (or None)."""
+
+    def __init__(self, code: Optional[int], message: str, data: JSON = None) -> None:
+        super().__init__("%s (%s)" % (message, code) if code is not None else message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class ServerExited(PycellError):
+    """The server process is gone (or the client was closed); `data` holds its last stderr."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(None, message + ("\nserver stderr:\n" + stderr if stderr else ""), {"stderr": stderr})
+
+
+class Output(NamedTuple):
+    """One piece of a streamed execution's output (an `execute/output` notification)."""
+
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+
+def server_command(binary: str, args: Sequence[str]) -> List[str]:
+    """The command line of `pycell serve` speaking newline-delimited JSON."""
+    return [binary, "serve", "--framing", "ndjson", *args]
+
+
+def default_binary() -> str:
+    """$PYCELL_BINARY, else `pycell` on PATH, else "pycell" (which then fails to start)."""
+    return os.environ.get("PYCELL_BINARY") or shutil.which("pycell") or "pycell"
+
+
+def initialize_params() -> JSONObject:
+    # Optional in NDJSON framing, but the answer tells what isolation and profiles this
+    # machine has, and processId makes the server exit if this process dies.
+    return {"processId": os.getpid(), "clientInfo": {"name": CLIENT_NAME}}
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    return (json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def request_message(request_id: int, method: str, params: JSON) -> JSONObject:
+    message: JSONObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def notification_message(method: str, params: JSON) -> JSONObject:
+    message: JSONObject = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+def method_not_found(request_id: JSON) -> JSONObject:
+    """The answer to a request from the server (none is defined)."""
+    return {"jsonrpc": "2.0", "id": request_id,
+            "error": {"code": METHOD_NOT_FOUND, "message": "client handles no requests"}}
+
+
+def decode_lines(data: bytes) -> List[JSONObject]:
+    """The messages in one line the server wrote (a batch is a list); unreadable ones are
+    returned as {"unreadable": text}."""
+    line = data.strip()
+    if not line:
+        return []
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return [{"unreadable": line[:200].decode("utf-8", "replace")}]
+    return [m for m in (message if isinstance(message, list) else [message]) if isinstance(m, dict)]
+
+
+def result_of(response: Mapping[str, Any], stderr_tail: Callable[[], str]) -> JSON:
+    """The result of a response, or the PycellError it carries."""
+    if "exited" in response:
+        raise ServerExited(response["exited"], stderr_tail())
+    if "error" in response:
+        error = response["error"] if isinstance(response["error"], dict) else {}
+        raise PycellError(error.get("code"), error.get("message", "unknown error"), error.get("data"))
+    return response.get("result")
+
+
+def execute_params(code: Any, default_profile: Optional[str], params: Mapping[str, Any]) -> JSONObject:
+    """execute's params: code, the caller's members, and the client's profile unless one is
+    named or the run is in a session (which runs its own)."""
+    message: JSONObject = {"code": code, **params}
+    if default_profile is not None and message.get("profile") is None and not message.get("session"):
+        message["profile"] = default_profile
+    return message
+
+
+def session_params(session: Optional[str], profile: Optional[str], limits: Optional[Mapping[str, Any]],
+                   network: Optional[bool]) -> JSONObject:
+    return {k: v for k, v in (("session", session), ("profile", profile), ("limits", limits),
+                              ("network", network)) if v is not None}
+
+
+def output_of(params: Mapping[str, Any]) -> Output:
+    """The stream and text of an execute/output notification's params."""
+    stream, text = params.get("stream"), params.get("text", "")
+    return Output(stream if isinstance(stream, str) else "stdout", text if isinstance(text, str) else "")
+
+
+ExecuteResult = JSONObject
+Params = Union[Mapping[str, Any], None]

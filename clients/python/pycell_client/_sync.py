@@ -1,0 +1,358 @@
+"""The thread-based client: `Pycell`.
+
+It spawns the pycell binary, speaks JSON-RPC 2.0 to it over newline-delimited JSON on the
+child's stdin/stdout, and runs one reader thread that hands each response to the request
+waiting for it and each notification to its callback, so several threads may have executions
+in flight at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import subprocess
+import threading
+from types import TracebackType
+from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type, cast
+
+from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
+                      ServerExited, decode_lines, encode, execute_params, initialize_params, method_not_found,
+                      notification_message, output_of, request_message, result_of, server_command,
+                      session_params)
+
+log = logging.getLogger("pycell")
+
+
+class _Pending:
+    __slots__ = ("event", "response")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.response: JSONObject = {}
+
+
+class Pycell:
+    """One `pycell serve` child process and the JSON-RPC connection to it.
+
+    binary:  path of the pycell executable (or a name found on PATH).
+    args:    extra command-line options for `pycell serve`, e.g. ("--config", "pycell.json").
+    profile: the profile every execute uses unless it names one (None: the server's "default").
+    on_notification(method, params): called for every notification the server sends.
+    env, cwd: for the child process.
+
+    Callbacks run on the client's reader thread, in the order the server sent them: keep
+    them short, and do not make requests from them (that raises RuntimeError).
+    """
+
+    def __init__(self, binary: str = "pycell", args: Sequence[str] = (), profile: Optional[str] = None, *,
+                 on_notification: Optional[NotificationCallback] = None,
+                 env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> None:
+        self.profile = profile
+        self.info: Optional[JSONObject] = None  # the initialize result: serverInfo, isolation, profiles
+        self._on_notification = on_notification
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._execution_ids = itertools.count(1)
+        self._pending: Dict[int, _Pending] = {}
+        self._streams: Dict[str, OutputCallback] = {}
+        self._closed: Optional[str] = None  # why requests are no longer possible, once they are not
+        self._stderr: Deque[str] = collections.deque(maxlen=200)
+        self._stderr_lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            server_command(binary, args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=env, cwd=cwd, close_fds=True)
+        self._stdin = cast(IO[bytes], self._proc.stdin)
+        self._reader = threading.Thread(target=self._read_loop, name="pycell-reader", daemon=True)
+        self._stderr_reader = threading.Thread(target=self._read_stderr, name="pycell-stderr", daemon=True)
+        self._reader.start()
+        self._stderr_reader.start()
+        try:
+            self.info = self.request("initialize", initialize_params())
+        except BaseException:
+            self._terminate()
+            raise
+
+    # --- requests -------------------------------------------------------------------
+
+    def request(self, method: str, params: JSON = None, timeout: Optional[float] = None) -> JSON:
+        """Send a request and wait for its answer: the result, or PycellError.
+
+        timeout (seconds): give up waiting, cancel the request ($/cancelRequest, which kills
+        its sandbox) and raise TimeoutError. None waits as long as it takes.
+        """
+        if threading.current_thread() is self._reader:
+            raise RuntimeError("pycell: requests cannot be made from a callback (it runs on the reader thread)")
+        pending = _Pending()
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                request_id = next(self._ids)
+                self._pending[request_id] = pending
+        if closed:
+            raise ServerExited(closed, self.stderr_tail())
+        try:
+            self._send(request_message(request_id, method, params))
+        except BaseException:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            raise
+        if not pending.event.wait(timeout):
+            self._cancel(request_id)
+            raise TimeoutError("pycell: no answer to %s within %s s (cancelled)" % (method, timeout))
+        return result_of(pending.response, self.stderr_tail)
+
+    def notify(self, method: str, params: JSON = None) -> None:
+        """Send a notification (no answer)."""
+        self._send(notification_message(method, params))
+
+    def execute(self, code: str, *, on_output: Optional[OutputCallback] = None, timeout: Optional[float] = None,
+                **params: Any) -> ExecuteResult:
+        """Run `code` in a fresh sandbox (or a session's) and return the execute result (a dict).
+
+        params are execute's members as on the wire: profile, session, inputs, stdin, files,
+        limits ({timeoutMs, cpuMs, memoryMb, maxOutputBytes, maxProcesses, diskMb}),
+        executionId, network, returnFiles, stream. A Python exception is a result with
+        status "error", not an exception here; a refused request (bad params, unknown
+        profile) raises PycellError.
+        on_output(stream, text): stream the output as it comes ("stdout" or "stderr"); every
+        call is made before execute returns. timeout: see request().
+        """
+        message = execute_params(code, self.profile, params)
+        execution_id = None
+        if on_output is not None:
+            message["stream"] = True
+            if not message.get("executionId"):
+                message["executionId"] = "py-%d-%d" % (os.getpid(), next(self._execution_ids))
+            execution_id = message["executionId"]
+            with self._lock:
+                if execution_id in self._streams:
+                    raise ValueError("executionId %r is already streaming" % execution_id)
+                self._streams[execution_id] = on_output
+        try:
+            return cast(ExecuteResult, self.request("execute", message, timeout))
+        finally:
+            if execution_id is not None:
+                with self._lock:
+                    self._streams.pop(execution_id, None)
+
+    def execute_stream(self, code: str, on_output: OutputCallback, **params: Any) -> ExecuteResult:
+        """execute() with its output streamed to on_output(stream, text) as it comes."""
+        return self.execute(code, on_output=on_output, **params)
+
+    def kill(self, execution_id: str) -> JSONObject:
+        """Kill a running or queued execution: {killed, state}. Its execute still answers,
+        with status "killed". An unknown id raises PycellError (-32602)."""
+        return cast(JSONObject, self.request("kill", {"executionId": execution_id}))
+
+    def create_session(self, session: Optional[str] = None, profile: Optional[str] = None,
+                       limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None) -> str:
+        """Start a session (a sandbox that keeps globals, imports and files between runs);
+        returns its id. Pass it as execute(..., session=id), or use session()."""
+        answer = self.request("session/create", session_params(session, profile or self.profile, limits, network))
+        return cast(str, answer["session"])
+
+    def close_session(self, session: str) -> bool:
+        """End a session; True if it was open."""
+        return bool(self.request("session/close", {"session": session})["closed"])
+
+    def kill_session(self, session: str) -> JSONObject:
+        """Interrupt the session's running execution (KeyboardInterrupt first): {killed, state}."""
+        return cast(JSONObject, self.request("kill", {"session": session}))
+
+    def session(self, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None, *,
+                network: Optional[bool] = None) -> "Session":
+        """A new session as an object (`with cell.session() as s: s.execute(...)`); closed at
+        the end of the with block."""
+        return Session(self, self.create_session(profile=profile, limits=limits, network=network))
+
+    def status(self, execution_id: Optional[str] = None) -> JSONObject:
+        """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
+        return cast(JSONObject, self.request("status", {"executionId": execution_id} if execution_id else None))
+
+    def analyze(self, code: str, profile: Optional[str] = None) -> JSONObject:
+        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape)."""
+        params: JSONObject = {"code": code}
+        if profile or self.profile:
+            params["profile"] = profile or self.profile
+        return cast(JSONObject, self.request("analyze", params))
+
+    def tool_call(self, arguments: Any, **kwargs: Any) -> Tuple[str, bool]:
+        """Run one `run_python` tool call; see the module function tool_call()."""
+        from ._tool import tool_call
+        return tool_call(arguments, self, **kwargs)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def close(self, timeout: float = 30) -> int:
+        """shutdown (answered once the executions in flight are done), exit, and wait for the
+        process. Returns its exit code (0 after a clean shutdown). Safe to call twice."""
+        if self._proc.poll() is None and not self._closed:
+            try:
+                self.request("shutdown", timeout=timeout)
+                self.notify("exit")
+            except (PycellError, TimeoutError, OSError):
+                pass
+        with self._lock:
+            self._closed = self._closed or "the client was closed"
+        return self._terminate(timeout)
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The server's exit code, or None while it runs."""
+        return self._proc.poll()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def stderr_tail(self) -> str:
+        """The server's last lines of stderr (its log)."""
+        with self._stderr_lock:
+            return "".join(self._stderr)
+
+    def __enter__(self) -> "Pycell":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _cancel(self, request_id: int) -> None:
+        with self._lock:
+            self._pending.pop(request_id, None)
+        try:
+            self.notify("$/cancelRequest", {"id": request_id})
+        except PycellError:
+            pass
+
+    def _terminate(self, timeout: float = 30) -> int:
+        try:
+            self._stdin.close()  # EOF: the server kills what still runs and exits
+        except OSError:
+            pass
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            code = self._proc.wait()
+        if threading.current_thread() is not self._reader:
+            self._reader.join(timeout)
+        self._stderr_reader.join(timeout)
+        for stream in (self._proc.stdout, self._proc.stderr):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        return code
+
+    def _send(self, message: JSONObject) -> None:
+        data = encode(message)
+        with self._write_lock:
+            try:
+                self._stdin.write(data)
+                self._stdin.flush()
+            except (OSError, ValueError):  # broken pipe, or stdin already closed
+                try:
+                    self._proc.wait(2)
+                    self._stderr_reader.join(2)  # its last words, for the error
+                except subprocess.TimeoutExpired:
+                    pass
+                raise ServerExited("pycell: the server is not running (exit code %s)" % self._proc.poll(),
+                                   self.stderr_tail()) from None
+
+    def _lines(self, stream: Optional[IO[bytes]]) -> Iterator[bytes]:
+        if stream is not None:
+            yield from iter(stream.readline, b"")
+
+    def _read_stderr(self) -> None:
+        for line in self._lines(self._proc.stderr):
+            text = line.decode("utf-8", "replace")
+            with self._stderr_lock:
+                self._stderr.append(text)
+            log.debug("server: %s", text.rstrip())
+
+    def _read_loop(self) -> None:
+        try:
+            for line in self._lines(self._proc.stdout):
+                for message in decode_lines(line):
+                    self._dispatch(message)
+        finally:
+            code = self._proc.wait()
+            self._stderr_reader.join(2)  # its last words, for the error below
+            with self._lock:
+                self._closed = self._closed or "the server exited (exit code %s)" % code
+                pending, self._pending = self._pending, {}
+            for p in pending.values():
+                p.response = {"exited": "pycell: the server exited (exit code %s) before answering" % code}
+                p.event.set()
+
+    def _dispatch(self, message: JSONObject) -> None:
+        if "unreadable" in message:
+            log.warning("pycell: unreadable message from the server: %r", message["unreadable"])
+            return
+        method = message.get("method")
+        if method is None:  # a response
+            with self._lock:
+                pending = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if pending is not None:
+                pending.response = message
+                pending.event.set()
+            else:  # e.g. the late answer to a request given up on, or -32700 with id null
+                log.debug("pycell: answer for no waiting request: %.300s", message)
+            return
+        if "id" in message:  # a request from the server: none is defined
+            try:
+                self._send(method_not_found(message["id"]))
+            except PycellError:
+                pass
+            return
+        params = message.get("params")
+        try:
+            if method == "execute/output" and isinstance(params, dict):
+                with self._lock:
+                    callback = self._streams.get(params.get("executionId"))  # type: ignore[arg-type]
+                if callback is not None:
+                    callback(*output_of(params))
+            if self._on_notification is not None:
+                self._on_notification(method, params)
+            elif method == "window/logMessage" and isinstance(params, dict):
+                log.warning("pycell: %s", params.get("message"))
+        except Exception:
+            log.exception("pycell: a notification callback for %s failed", method)
+
+
+class Session:
+    """A session of a Pycell: execute() runs in it, state carries over between runs."""
+
+    def __init__(self, client: Pycell, session_id: str) -> None:
+        self.client = client
+        self.id = session_id
+
+    def execute(self, code: str, *, on_output: Optional[OutputCallback] = None, timeout: Optional[float] = None,
+                **params: Any) -> ExecuteResult:
+        """Pycell.execute() inside this session."""
+        return self.client.execute(code, on_output=on_output, timeout=timeout, session=self.id, **params)
+
+    def kill(self) -> JSONObject:
+        """Interrupt the running execution (the session lives on)."""
+        return self.client.kill_session(self.id)
+
+    def close(self) -> bool:
+        """End the session; True if it was open."""
+        return self.client.close_session(self.id)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        try:
+            self.close()
+        except PycellError:
+            pass  # the server is gone: so is the session
