@@ -178,6 +178,18 @@ class AsyncTest(unittest.IsolatedAsyncioTestCase):
         r = await asyncio.wait_for(task, 20)
         self.assertEqual(r["status"], "killed")
 
+    async def test_result_again_then_forget(self) -> None:
+        task = asyncio.ensure_future(self.cell.execute("import time\ntime.sleep(60)", executionId="async-kept"))
+        self.assertTrue(await wait_for(lambda: self.running("async-kept")), "the run never started")
+        listed = (await self.cell.status())["executions"]
+        self.assertEqual([(e["executionId"], e["state"]) for e in listed], [("async-kept", "running")])
+        await self.cell.kill("async-kept")
+        r = await asyncio.wait_for(task, 20)
+        self.assertEqual(await self.cell.result("async-kept"), r)
+        self.assertTrue(await self.cell.forget("async-kept"))
+        with self.assertRaises(PycellError):
+            await self.cell.result("async-kept")
+
     async def test_refused_requests_raise(self) -> None:
         with self.assertRaises(PycellError) as cm:
             await self.cell.execute("1", profile="no-such-profile")

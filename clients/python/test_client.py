@@ -228,6 +228,16 @@ class ClientTest(unittest.TestCase):
         self.assertIn("uptimeMs", s)
         self.assertIsInstance(s["pools"], list)
 
+    def test_result_again_then_forget(self):
+        r = self.cell.execute("print('again')\n5", executionId="kept-1")
+        self.assertEqual(self.cell.result("kept-1"), r)
+        self.assertTrue(self.cell.forget("kept-1"))
+        self.assertFalse(self.cell.forget("kept-1"))
+        with self.assertRaises(PycellError) as cm:
+            self.cell.result("kept-1")
+        self.assertEqual(cm.exception.code, pycell_client.INVALID_PARAMS)
+        self.assertEqual(self.cell.status()["executions"], [])
+
     def test_bad_params_raise_pycell_error(self):
         for params in ({"code": 123}, {"code": "1", "limits": {"timeoutMs": 0}},
                        {"code": "1", "profile": "no-such-profile"}, {"code": "1", "session": "s"}):

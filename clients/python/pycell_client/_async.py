@@ -166,6 +166,14 @@ class AsyncPycell:
         """End a session; True if it was open."""
         return bool((await self.request("session/close", {"session": session}))["closed"])
 
+    async def result(self, execution_id: str) -> JSONObject:
+        """A finished execution's result again, while the server keeps it (see Pycell.result)."""
+        return cast(JSONObject, await self.request("result", {"executionId": execution_id}))
+
+    async def forget(self, execution_id: str) -> bool:
+        """Drop what the server remembers of a finished execution; True if it remembered it."""
+        return bool((await self.request("forget", {"executionId": execution_id}))["forgotten"])
+
     async def kill_session(self, session: str) -> JSONObject:
         """Interrupt the session's running execution (KeyboardInterrupt first): {killed, state}."""
         return cast(JSONObject, await self.request("kill", {"session": session}))

@@ -172,6 +172,15 @@ class Pycell:
         """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
         return cast(JSONObject, self.request("status", {"executionId": execution_id} if execution_id else None))
 
+    def result(self, execution_id: str) -> JSONObject:
+        """A finished execution's result again, as execute answered it, while the server keeps
+        it (the last 256). Raises PycellError (-32602) when unknown, unfinished or dropped."""
+        return cast(JSONObject, self.request("result", {"executionId": execution_id}))
+
+    def forget(self, execution_id: str) -> bool:
+        """Drop what the server remembers of a finished execution; True if it remembered it."""
+        return bool(self.request("forget", {"executionId": execution_id})["forgotten"])
+
     def analyze(self, code: str, profile: Optional[str] = None) -> JSONObject:
         """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape)."""
         params: JSONObject = {"code": code}

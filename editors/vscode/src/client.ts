@@ -185,11 +185,23 @@ export interface PoolStatus {
   [key: string]: unknown;
 }
 
+/** One execution queued or running, as the status summary lists it. */
+export interface ListedExecution {
+  executionId: string;
+  profile: string;
+  state: "queued" | "running";
+  session?: string;
+  ageMs: number;
+  elapsedMs: number;
+  cpuMs: number;
+}
+
 export interface ServerStatus {
   uptimeMs?: number;
   running: number;
   queued: number;
   executionsTotal: number;
+  executions?: ListedExecution[];
   sessions: SessionInfo[];
   pools: PoolStatus[];
 }
@@ -464,6 +476,16 @@ export class PycellClient {
   /** The server's state: running and queued counts, and each profile's zygote pool. */
   status(): Promise<ServerStatus> {
     return this.request<ServerStatus>("status");
+  }
+
+  /** A finished execution's result again, while the server keeps it (the last 256). */
+  result(executionId: string): Promise<ExecuteResult> {
+    return this.request<ExecuteResult>("result", { executionId });
+  }
+
+  /** Drops what the server remembers of a finished execution; true if it remembered it. */
+  async forget(executionId: string): Promise<boolean> {
+    return (await this.request<{ forgotten: boolean }>("forget", { executionId })).forgotten;
   }
 
   /** One execution's state. */

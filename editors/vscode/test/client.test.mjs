@@ -105,6 +105,8 @@ test("kill ends a sleeping run with status killed", T, async () => {
     { onOutput: (n) => (seen += n.text).includes("sleeping\n") && started() },
   );
   await startedP;
+  const listed = (await client.status()).executions;
+  assert.deepEqual(listed.map((e) => [e.executionId, e.state]), [["test-kill-1", "running"]]);
   const k = await client.kill("test-kill-1");
   assert.equal(k.killed, true);
   const r = await run;
@@ -114,6 +116,10 @@ test("kill ends a sleeping run with status killed", T, async () => {
   assert.ok(Date.now() - t0 < 20_000);
   const st = await client.executionStatus("test-kill-1");
   assert.equal(st.state, "finished");
+  // The finished result again, until it is forgotten.
+  assert.deepEqual(await client.result("test-kill-1"), r);
+  assert.equal(await client.forget("test-kill-1"), true);
+  await assert.rejects(client.result("test-kill-1"), /unknown executionId/);
 });
 
 test("cancelling the request ($/cancelRequest) ends it with -32800", T, async () => {
