@@ -318,6 +318,18 @@ for (const version of versions) {
       assert.equal("structuredContent" in r, structured.has(version));
       if (structured.has(version)) assert.equal(r.structuredContent.value, 42);
 
+      if (version === "2025-03-26") {
+        // The one version with JSON-RPC batches: a batch is answered, each request in it.
+        const answers = [100, 101].map((id) => new Promise((resolve) => raw.waiting.set(id, resolve)));
+        raw.send([
+          { jsonrpc: "2.0", id: 100, method: "ping" },
+          { jsonrpc: "2.0", id: 101, method: "tools/call", params: { name: "run_python", arguments: { code: "1 + 2" } } },
+        ]);
+        const [ping, call] = await Promise.all(answers);
+        assert.deepEqual(ping.result, {});
+        assert.deepEqual(call.result.content, [{ type: "text", text: "value: 3" }]);
+      }
+
       const created = await raw.result("tools/call", { name: "create_session", arguments: {} });
       const session = created.content[0].text.replace(/^session: /, "");
       assert.equal("structuredContent" in created, structured.has(version));
