@@ -292,13 +292,15 @@ void Scheduler::shutdown() {
     if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
   }
   graveyard_.clear();
-  // Out of sessions_ first: terminating a session reports its end (sessionEnded), which
-  // would erase it from the map being walked.
-  auto sessions = std::move(sessions_);
+  // With the loop stopped a session ends within terminate(), and its end takes it out of
+  // sessions_ (sessionEnded): walk a copy of the ids.
+  std::vector<std::string> open;
+  for (const auto& [id, session] : sessions_) open.push_back(id);
+  for (const auto& id : open) {
+    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->terminate("the server is stopping");
+  }
+  for (auto& [id, session] : sessions_) reaper_.add(session->takeCgroup());
   sessions_.clear();
-  for (auto& [id, session] : sessions) session->terminate("the server is stopping");
-  for (auto& [id, session] : sessions) reaper_.add(session->takeCgroup());
-  sessions.clear();
   endedSessions_.clear();
   for (auto& [name, pool] : pools_) pool->shutdown();
   reaper_.drain(std::chrono::seconds(2));

@@ -120,6 +120,9 @@ Reply::~Reply() {
 
 void Reply::result(json value) { state_->send(makeResult(state_->id, std::move(value))); }
 void Reply::error(const RpcError& err) { state_->send(makeError(state_->id, err.code, err.message, err.data)); }
+void Reply::withdraw() {
+  if (state_) state_->answered = true;
+}
 bool Reply::answered() const { return !state_ || state_->answered; }
 const json& Reply::id() const { return state_->id; }
 

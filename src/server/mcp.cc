@@ -1,11 +1,20 @@
 // The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
 // Same transport, executions and sandboxes as `pycell serve`; only the method table and
 // the shape of answers differ. Tools: run_python, create_session, close_session.
+#include <functional>
+#include <map>
+#include <set>
+#include <stdexcept>
+
 #include "pycell/error.h"
 #include "pycell/server/server.h"
 
 #include "pycell/process/log.h"
 #include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
+#include "pycell/schema_config_schema_json.h"  // generated from schemas/*.json
+#include "pycell/schema_execute_result_json.h"
+#include "pycell/schema_session_close_result_json.h"
+#include "pycell/schema_session_create_result_json.h"
 
 namespace pycell::server {
 
@@ -13,8 +22,85 @@ using namespace protocol;
 
 namespace {
 
-// Protocol versions we speak; the client's is echoed when it is one of them.
-const std::vector<std::string> kMcpVersions = {"2025-11-25", "2025-06-18"};
+// Protocol versions we speak, newest first; the client's is answered when it is one of
+// them, else the newest. What we send differs in one respect: a tool's title and
+// outputSchema and a result's structuredContent exist from 2025-06-18 on, so older versions
+// get none of them (the same output stays in the text content).
+const std::vector<std::string> kMcpVersions = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+
+bool hasStructuredOutput(const std::string& version) { return version >= "2025-06-18"; }  // dates compare as text
+
+// The schema files a result schema may refer to, by the name its $ref uses.
+const json& schemaFile(const std::string& name) {
+  static const std::map<std::string, json> files = {
+      {"config.schema.json", json::parse(kSchema_config_schema)},
+      {"execute.result.json", json::parse(kSchema_execute_result)},
+      {"session-create.result.json", json::parse(kSchema_session_create_result)},
+      {"session-close.result.json", json::parse(kSchema_session_close_result)}};
+  auto it = files.find(name);
+  if (it == files.end()) throw std::logic_error("a result schema refers to " + name + ", which is not embedded");
+  return it->second;
+}
+
+// A result schema of schemas/ as a tool's outputSchema: one self-contained document (what a
+// $ref names in another file is copied into $defs), without $schema and $id, so that a
+// client compiles it with the draft its validator defaults to (every keyword used means
+// the same in draft-07 and 2020-12) and caches nothing under our $id.
+json outputSchema(const std::string& file) {
+  json root = schemaFile(file);
+  root.erase("$schema");
+  root.erase("$id");
+  struct Foreign {
+    std::string name, file;
+    json::json_pointer at;
+  };
+  std::vector<Foreign> pending;
+  std::set<std::string> named;
+  // Rewrites each $ref into `home` (the file `node` came from) or another file as one into
+  // root's $defs, and notes what to copy there.
+  std::function<void(json&, const std::string&)> rewrite = [&](json& node, const std::string& home) {
+    if (node.is_array())
+      for (auto& item : node) rewrite(item, home);
+    if (!node.is_object()) return;
+    if (auto ref = node.find("$ref"); ref != node.end() && ref->is_string()) {
+      std::string text = *ref;
+      auto hash = text.find('#');
+      std::string target = text.substr(0, hash);
+      if (target.empty()) target = home;
+      if (target == file) {
+        *ref = hash == std::string::npos ? "#" : text.substr(hash);  // no $id left to name the file by
+      } else {
+        json::json_pointer at(hash == std::string::npos ? "" : text.substr(hash + 1));
+        std::string name = at.empty() ? target : at.back();
+        if (named.insert(name).second) {
+          if (root.contains("$defs") && root["$defs"].contains(name))
+            throw std::logic_error("$defs/" + name + " of " + file + " clashes with " + text);
+          pending.push_back({name, target, at});
+        }
+        *ref = "#/$defs/" + name;
+      }
+    }
+    for (auto& [key, value] : node.items()) rewrite(value, home);
+  };
+  rewrite(root, file);
+  while (!pending.empty()) {
+    Foreign f = std::move(pending.back());
+    pending.pop_back();
+    json def = schemaFile(f.file).at(f.at);
+    rewrite(def, f.file);
+    root["$defs"][f.name] = std::move(def);
+  }
+  return root;
+}
+
+// A tool as tools/list shows it to a client of `version`.
+json listed(json tool, const std::string& version) {
+  if (!hasStructuredOutput(version)) {
+    tool.erase("title");
+    tool.erase("outputSchema");
+  }
+  return tool;
+}
 
 // The tool as schemas/tools/run_python.anthropic.json defines it for function calling (one
 // text for every client), in MCP's spelling, with the `session` argument only MCP has.
@@ -28,7 +114,8 @@ json runPythonTool() {
   return {{"name", shared.at("name")},
           {"title", "Run Python in a sandbox"},
           {"description", shared.at("description")},
-          {"inputSchema", std::move(schema)}};
+          {"inputSchema", std::move(schema)},
+          {"outputSchema", outputSchema("execute.result.json")}};
 }
 
 json createSessionTool() {
@@ -40,7 +127,8 @@ json createSessionTool() {
           {"inputSchema",
            {{"type", "object"},
             {"properties", {{"profile", {{"type", "string"}, {"description", "Configured profile, default \"default\""}}}}},
-            {"additionalProperties", false}}}};
+            {"additionalProperties", false}}},
+          {"outputSchema", outputSchema("session-create.result.json")}};
 }
 
 json closeSessionTool() {
@@ -51,7 +139,8 @@ json closeSessionTool() {
            {{"type", "object"},
             {"properties", {{"session", {{"type", "string"}, {"description", "The session id"}}}}},
             {"required", {"session"}},
-            {"additionalProperties", false}}}};
+            {"additionalProperties", false}}},
+          {"outputSchema", outputSchema("session-close.result.json")}};
 }
 
 json toolError(const std::string& text) {
@@ -66,7 +155,10 @@ json toolContent(const json& result) {
   if (status != "ok") text("status: " + status);
   if (!result.value("stdout", std::string()).empty()) text(result["stdout"].get<std::string>());
   if (!result.value("stderr", std::string()).empty()) text("stderr:\n" + result["stderr"].get<std::string>());
-  if (result.contains("valueRepr") && result["valueRepr"].is_string()) text("value: " + result["valueRepr"].get<std::string>());
+  // A value of None (a trailing print(), say) says nothing a model needs to read.
+  bool none = result.contains("value") && result["value"].is_null() && result.value("valueRepr", json()) == "None";
+  if (result.contains("valueRepr") && result["valueRepr"].is_string() && !none)
+    text("value: " + result["valueRepr"].get<std::string>());
   const json& error = result.contains("error") ? result["error"] : json(nullptr);
   if (error.is_object()) {
     std::string t = error.value("type", "Error") + ": " + error.value("message", "");
@@ -83,12 +175,25 @@ json toolContent(const json& result) {
   return content;
 }
 
+// A tools/call result; structuredContent only for the versions that define it.
+json toolResult(json content, json structured, bool isError, const std::string& version) {
+  json result = {{"content", std::move(content)}, {"isError", isError}};
+  if (hasStructuredOutput(version)) result["structuredContent"] = std::move(structured);
+  return result;
+}
+
 }  // namespace
 
 void Server::bindMcpMethods() {
+  mcpVersion_ = kMcpVersions.front();  // until initialize says otherwise
   dispatcher_.onRequest("initialize", [this](const json& params, Reply reply) { mcpInitialize(params, std::move(reply)); });
   dispatcher_.onRequest("ping", [](const json&, Reply reply) { reply.result(json::object()); });
-  dispatcher_.onRequest("tools/list", [](const json&, Reply reply) { reply.result({{"tools", {runPythonTool(), createSessionTool(), closeSessionTool()}}}); });
+  dispatcher_.onRequest("tools/list", [this](const json&, Reply reply) {
+    static const json tools = {runPythonTool(), createSessionTool(), closeSessionTool()};
+    json shown = json::array();
+    for (const auto& tool : tools) shown.push_back(listed(tool, mcpVersion_));
+    reply.result({{"tools", std::move(shown)}});
+  });
   dispatcher_.onRequest("tools/call", [this](const json& params, Reply reply) { mcpCallTool(params, std::move(reply)); });
   dispatcher_.onNotification("notifications/initialized", [](const json&) {});
   dispatcher_.onNotification("notifications/cancelled", [this](const json& params) {
@@ -100,9 +205,10 @@ void Server::mcpInitialize(const json& params, Reply reply) {
   std::string asked = decodeInitialize(params).protocolVersion;
   bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
   lifecycle_ = Lifecycle::Running;
+  mcpVersion_ = known ? asked : kMcpVersions.front();
   std::string instructions = "Run Python with the run_python tool. Sandbox isolation here: " +
                              std::string(ctx_.isolation.complete() ? "complete" : "DEGRADED (" + ctx_.isolation.missingSummary() + ")");
-  reply.result({{"protocolVersion", known ? asked : kMcpVersions.front()},
+  reply.result({{"protocolVersion", mcpVersion_},
                 {"capabilities", {{"tools", {{"listChanged", false}}}}},
                 {"serverInfo", {{"name", "pycell"}, {"version", PYCELL_VERSION}}},
                 {"instructions", instructions}});
@@ -119,9 +225,8 @@ void Server::mcpCallTool(const json& params, Reply reply) {
     auto close = decodeCloseSessionArgs(*args);
     if (!close) return reply.result(toolError(close.error().message));
     bool closed = scheduler_.closeSession(close->session);
-    return reply.result({{"content", {{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}}},
-                         {"structuredContent", {{"closed", closed}}},
-                         {"isError", !closed}});
+    return reply.result(toolResult({{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}},
+                                   {{"closed", closed}}, !closed, mcpVersion_));
   }
   if (call->name != "run_python") throw InvalidParams(unknownTool(call->name).message);
   auto run = decodeRunPythonArgs(*args);
@@ -130,10 +235,10 @@ void Server::mcpCallTool(const json& params, Reply reply) {
   if (!request) return reply.result(toolError(request.error().message));
   submitTracked(
       std::move(*request), std::move(reply), {},
-      [](Reply& r, Result<json> result) {
+      [version = mcpVersion_](Reply& r, Result<json> result) {
         if (!result) return r.result(toolError("the sandbox could not be created: " + result.error().message()));
         bool failed = result->value("status", "error") != "ok";
-        r.result({{"content", toolContent(*result)}, {"structuredContent", *result}, {"isError", failed}});
+        r.result(toolResult(toolContent(*result), *result, failed, version));
       },
       [](Reply& r, const exec::SubmitError& e) {
         // A full server is no mistake of the model's to correct: a protocol error, as in serve.
@@ -148,11 +253,11 @@ void Server::mcpCreateSession(const json& args, Reply reply) {
   auto settings = sessionSettings(*wanted, ctx_.config);
   if (!settings) return reply.result(toolError(settings.error().message));
   auto shared = std::make_shared<Reply>(std::move(reply));
-  auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
+  auto created = scheduler_.createSession(std::move(*settings), [shared, version = mcpVersion_](Result<json> result) {
     if (shared->answered()) return;
     if (!result) return shared->result(toolError("the session could not be started: " + result.error().message()));
     std::string id = (*result)["session"].get<std::string>();
-    shared->result({{"content", {{{"type", "text"}, {"text", "session: " + id}}}}, {"structuredContent", *result}, {"isError", false}});
+    shared->result(toolResult({{{"type", "text"}, {"text", "session: " + id}}}, *result, false, version));
   });
   if (!created && !shared->answered()) shared->result(toolError(created.error().message));
 }

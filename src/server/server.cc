@@ -237,8 +237,10 @@ void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Ex
     std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
     executionByRequest_.erase(key);
     if (finished) finished(result);
-    if (cancelled_.erase(id)) shared->error(code::kRequestCancelled, "request cancelled");
-    else answer(*shared, std::move(result));
+    if (!cancelled_.erase(id)) answer(*shared, std::move(result));
+    // LSP answers a cancelled request with -32800; MCP sends no response at all.
+    else if (dialect_ == Dialect::Mcp) shared->withdraw();
+    else shared->error(code::kRequestCancelled, "request cancelled");
   };
   // A sandbox that fails to start answers from inside submit; hence the checks below.
   exec::Execution::UsageSink usage;

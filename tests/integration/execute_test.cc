@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "host_view.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
@@ -236,6 +237,48 @@ TEST_CASE("$/cancelRequest ends the execute request with -32800", "[execute]") {
   REQUIRE(response->contains("error"));
   CHECK((*response)["error"]["code"] == -32800);
   CHECK(executeCode(*server, "'still here'")["value"] == "still here");
+}
+
+TEST_CASE("pycell mcp: notifications/cancelled kills the run and the request gets no response", "[execute][mcp]") {
+  // The policy layer is off so the run can name itself (prctl) for the test to find it. One
+  // run at a time: the call after the cancellation starts only once the cancelled run has
+  // ended, so by its answer any response to the cancelled request would have come.
+  TempFile config("mcp-cancel.json", R"({"profiles": {"default": {"imports": null, "builtins": {"remove": []},
+                                           "limits": {"timeoutMs": 120000}}}})");
+  ServerProcess server({"mcp", "--max-concurrent", "1", "--config", config.path()}, Framing::kNdjson);
+  server.callResult("initialize", {{"protocolVersion", "2025-11-25"},
+                                   {"capabilities", Json::object()},
+                                   {"clientInfo", {{"name", "cancel-test"}, {"version", "0"}}}});
+  server.notify("notifications/initialized");
+  int64_t id = server.request(
+      "tools/call", {{"name", "run_python"},
+                     {"arguments", {{"code", "import ctypes, time\nctypes.CDLL(None).prctl(15, b'pycell-mcpstop', 0, 0, 0)\n"
+                                             "time.sleep(120)"},
+                                    {"timeoutMs", 120000}}}});
+  std::optional<ProcStat> run;
+  for (auto deadline = std::chrono::steady_clock::now() + kExecutionTimeout; !run && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms)) {
+    for (const auto& p : descendants(server.pid()))
+      if (p.comm == "pycell-mcpstop") run = p;
+  }
+  INFO(server.describe());
+  REQUIRE(run);
+
+  server.notify("notifications/cancelled", {{"requestId", id}, {"reason", "the test changed its mind"}});
+  bool ended = false;
+  for (auto deadline = std::chrono::steady_clock::now() + 10000ms; !ended && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(20ms))
+    ended = !stillRunning(*run);
+  CHECK(ended);
+  Json next = server.callResult("tools/call", {{"name", "run_python"}, {"arguments", {{"code", "6 * 7"}}}}, kExecutionTimeout);
+  INFO("next call: " << brief(next));
+  CHECK(next["structuredContent"]["value"] == 42);
+  server.drain();
+  for (const auto& m : server.messages()) {
+    INFO("message: " << brief(m));
+    CHECK_FALSE((m.contains("id") && m["id"] == id));
+  }
+  CHECK(server.malformedOutput().empty());
 }
 
 TEST_CASE("status of one execution follows it from running to finished", "[execute]") {

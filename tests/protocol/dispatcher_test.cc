@@ -114,6 +114,17 @@ TEST_CASE("a reply answered twice sends only the first answer (cancel racing com
   CHECK(h.sent[0]["error"]["code"] == -32800);
 }
 
+TEST_CASE("a withdrawn reply sends nothing: not a later answer, not the destructor's -32603 (MCP cancel)", "[dispatch]") {
+  Harness h;
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":5,"method":"later"})");
+  REQUIRE(h.parked.size() == 1);
+  h.parked[0].withdraw();
+  CHECK(h.parked[0].answered());
+  h.parked[0].result("too late");
+  h.parked.clear();
+  CHECK(h.sent.empty());
+}
+
 TEST_CASE("oversize and bad-header frames are answered and recover the id where they can", "[dispatch]") {
   Harness h;
   h.d.handleFrame(Frame{Frame::Kind::Oversize, R"({"jsonrpc":"2.0","id":"big-1","method":"execute","params":{"code":"xxxx)", 99999, {}});

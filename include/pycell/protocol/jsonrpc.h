@@ -58,6 +58,9 @@ class Reply {
   void result(json value);
   void error(const RpcError& err);
   void error(int code, const std::string& message, const json& data = nullptr) { error(RpcError{code, message, data}); }
+  // Ends the request without a response (MCP: a cancelled request gets none), so that
+  // neither a later answer nor the destructor sends one.
+  void withdraw();
   [[nodiscard]] bool answered() const;
   [[nodiscard]] const json& id() const;
 

@@ -96,6 +96,7 @@ class Server : private MessageHandler {
   UniqueFd clientPidFd_;
   std::map<std::string, std::string> executionByRequest_;  // request id (dumped) -> executionId
   std::set<std::string> cancelled_;
+  std::string mcpVersion_;  // the MCP protocol version initialize agreed on (mcp.cc)
 };
 
 }  // namespace pycell::server
