@@ -18,8 +18,8 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Genera
                     Sequence, Tuple, Type, cast)
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
-                      ServerExited, decode_lines, encode, execute_params, initialize_params, method_not_found,
-                      notification_message, output_of, request_message, result_of, server_command,
+                      ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
+                      notification_message, request_message, result_of, server_command,
                       session_params)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
@@ -360,18 +360,8 @@ class AsyncPycell:
             if self._proc is not None and self._proc.stdin is not None and not self._closed:
                 self._proc.stdin.write(encode(method_not_found(message["id"])))
             return
-        params = message.get("params")
-        try:
-            if method == "execute/output" and isinstance(params, dict):
-                callback = self._streams.get(params.get("executionId"))  # type: ignore[arg-type]
-                if callback is not None:
-                    callback(*output_of(params))
-            if self._on_notification is not None:
-                self._on_notification(method, params)
-            elif method == "window/logMessage" and isinstance(params, dict):
-                log.warning("pycell: %s", params.get("message"))
-        except Exception:
-            log.exception("pycell: a notification callback for %s failed", method)
+        deliver_notification(method, message.get("params"),
+                             lambda i: self._streams.get(i) if isinstance(i, str) else None, self._on_notification)
 
 
 class Execution:

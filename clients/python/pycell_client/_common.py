@@ -4,6 +4,7 @@ messages, and the steps of a request that do not depend on how the bytes travel.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
@@ -139,3 +140,21 @@ def output_of(params: Mapping[str, Any]) -> Output:
 
 ExecuteResult = JSONObject
 Params = Union[Mapping[str, Any], None]
+
+
+def deliver_notification(method: str, params: Any, stream_for: Callable[[Any], Optional[OutputCallback]],
+                         on_notification: Optional[NotificationCallback]) -> None:
+    """One notification from the server: execute/output to its run's callback (stream_for
+    finds it by executionId), then everything to on_notification, or window/logMessage to
+    the log when there is none. A callback that raises is logged, never propagated."""
+    try:
+        if method == "execute/output" and isinstance(params, dict):
+            callback = stream_for(params.get("executionId"))
+            if callback is not None:
+                callback(*output_of(params))
+        if on_notification is not None:
+            on_notification(method, params)
+        elif method == "window/logMessage" and isinstance(params, dict):
+            logging.getLogger("pycell").warning("pycell: %s", params.get("message"))
+    except Exception:
+        logging.getLogger("pycell").exception("pycell: a notification callback for %s failed", method)

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type, cast
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
-                      ServerExited, decode_lines, encode, execute_params, initialize_params, method_not_found,
-                      notification_message, output_of, request_message, result_of, server_command,
+                      ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
+                      notification_message, request_message, result_of, server_command,
                       session_params)
 
 log = logging.getLogger("pycell")
@@ -321,19 +321,11 @@ class Pycell:
             except PycellError:
                 pass
             return
-        params = message.get("params")
-        try:
-            if method == "execute/output" and isinstance(params, dict):
-                with self._lock:
-                    callback = self._streams.get(params.get("executionId"))  # type: ignore[arg-type]
-                if callback is not None:
-                    callback(*output_of(params))
-            if self._on_notification is not None:
-                self._on_notification(method, params)
-            elif method == "window/logMessage" and isinstance(params, dict):
-                log.warning("pycell: %s", params.get("message"))
-        except Exception:
-            log.exception("pycell: a notification callback for %s failed", method)
+        deliver_notification(method, message.get("params"), self._stream_for, self._on_notification)
+
+    def _stream_for(self, execution_id: Any) -> Optional[OutputCallback]:
+        with self._lock:
+            return self._streams.get(execution_id) if isinstance(execution_id, str) else None
 
 
 class Session:
