@@ -24,6 +24,15 @@ bool parseNumber(const std::string& s, T& out) {
   return ec == std::errc{} && ptr == s.data() + s.size();
 }
 
+// A positive number of seconds (fractions allowed).
+bool parseSeconds(const std::string& v, std::optional<double>& out) {
+  double seconds = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+  if (ec != std::errc{} || ptr != v.data() + v.size() || !(seconds > 0) || seconds > 86400) return false;
+  out = seconds;
+  return true;
+}
+
 void addCommon(std::map<std::string, Flag>& flags, CommonOptions& c) {
   flags["--config"] = {true, [&c](const std::string& v) { c.configPath = v; return true; }};
   flags["--allow-degraded"] = {false, [&c](const std::string&) { c.server.allowDegraded = true; return true; }};
@@ -102,14 +111,9 @@ std::map<std::string, Flag> runFlags(RunOptions& o) {
   std::map<std::string, Flag> flags;
   addCommon(flags, o.common);
   flags["--profile"] = {true, [&o](const std::string& v) { o.profile = v; return !v.empty(); }};
-  flags["--timeout"] = {true, [&o](const std::string& v) {
-                          try {
-                            o.timeoutSeconds = std::stod(v);
-                          } catch (...) {
-                            return false;
-                          }
-                          return *o.timeoutSeconds > 0;
-                        }};
+  flags["--timeout"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.timeoutSeconds); }};
+  flags["--cpu"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.cpuSeconds); }};
+  flags["--verbose"] = {false, [&o](const std::string&) { o.verbose = true; return true; }};
   flags["--memory"] = {true, [&o](const std::string& v) {
                          int64_t mb = 0;
                          if (!parseNumber(v, mb) || mb <= 0) return false;

@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
@@ -80,11 +81,9 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
   auto code = readSource(options.file);
   if (!code) return std::nullopt;
   server::RunArgs args{.code = std::move(*code), .profile = options.profile, .network = options.allowNetwork};
-  if (options.timeoutSeconds) {
-    auto ms = static_cast<int64_t>(std::ceil(*options.timeoutSeconds * 1000));
-    args.limits["timeoutMs"] = ms;
-    args.limits["cpuMs"] = ms;
-  }
+  auto ms = [](double seconds) { return static_cast<int64_t>(std::ceil(seconds * 1000)); };
+  if (options.timeoutSeconds) args.limits["timeoutMs"] = ms(*options.timeoutSeconds);
+  if (auto cpu = options.cpuSeconds ? options.cpuSeconds : options.timeoutSeconds) args.limits["cpuMs"] = ms(*cpu);
   if (options.memoryMb) args.limits["memoryMb"] = *options.memoryMb;
   auto request = server::runRequest(std::move(args), config);
   if (!request) {
@@ -92,6 +91,16 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
     return std::nullopt;
   }
   if (!options.usageChartFile.empty() || !options.reportFile.empty()) request->samples = true;
+  // The program's standard input is ours, as for `python3 script.py`, when it is not a
+  // terminal (read whole before the run; a terminal would wait for an end of file nobody types).
+  if (options.file != "-" && !::isatty(STDIN_FILENO)) {
+    auto input = readAll(STDIN_FILENO, 64u << 20);
+    if (!input) {
+      std::cerr << "pycell run: standard input: " << input.error().message() << "\n";
+      return std::nullopt;
+    }
+    request->stdinData = std::move(*input);
+  }
   return std::move(*request);
 }
 
@@ -113,6 +122,25 @@ bool writeReports(const RunOptions& options, const nlohmann::json& result) {
              renderUsageChart(result.contains("samples") ? result["samples"] : nlohmann::json::array(), result["usage"], title));
   }
   return written;
+}
+
+// --verbose: one line of what the kernel measured, and what the policy blocked, if anything.
+std::string verboseSummary(const nlohmann::json& result, bool isolated) {
+  const auto& usage = result.contains("usage") && result["usage"].is_object() ? result["usage"] : nlohmann::json::object();
+  auto number = [&](const char* key) { return usage.contains(key) && usage[key].is_number() ? usage[key].get<double>() : 0.0; };
+  char line[256];
+  std::snprintf(line, sizeof line, "pycell: %s; wall %.3f s, CPU %.3f s, peak memory %.1f MiB; isolation %s\n",
+                result.value("status", "error").c_str(), number("wallMs") / 1000,
+                (number("cpuUserMs") + number("cpuSysMs")) / 1000, number("peakMemoryBytes") / (1 << 20),
+                isolated ? "isolated" : "degraded");
+  std::string text = line;
+  if (result.contains("activity") && result["activity"].is_object() && result["activity"].contains("blocked")) {
+    for (const auto& b : result["activity"]["blocked"]) {
+      if (!b.is_object()) continue;
+      text += "pycell: blocked " + b.value("what", std::string("?")) + ": " + b.value("detail", std::string()).substr(0, 200) + "\n";
+    }
+  }
+  return text;
 }
 
 }  // namespace
@@ -166,6 +194,7 @@ int runMain(const RunOptions& options) {
     std::string status = result.value("status", "error");
     if (status != "ok" && status != "error") std::cerr << "pycell: " << status << ": " << result["error"].value("message", "") << "\n";
   }
+  if (options.verbose) std::cerr << verboseSummary(result, (*ctx)->isolation.complete());
   return exitCodeFor(result);
 }
 

@@ -120,3 +120,28 @@ TEST_CASE("every command answers --help, -h and pycell help COMMAND with the sam
   CHECK(unknown.exitCode == 2);
   CHECK(unknown.err.find("no command 'frobnicate'") != std::string::npos);
 }
+
+TEST_CASE("pycell run passes its standard input on to the program", "[cli]") {
+  TempFile program("ask", "name = input()\nprint('hello', name)\n");
+  CommandResult r = runPycell({"run", program.path()}, "bob\n");
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "hello bob\n");
+}
+
+TEST_CASE("pycell run --cpu limits CPU apart from the wall clock, and --verbose sums the run up", "[cli]") {
+  TempFile program("spin", "while True:\n    pass\n");
+  CommandResult r = runPycell({"run", program.path(), "--cpu", "1", "--timeout", "30", "--verbose"});
+  INFO(describe(r));
+  CHECK(r.exitCode == 124);
+  CHECK(r.err.find("pycell: timeout; wall ") != std::string::npos);
+  CHECK(r.err.find("isolation isolated") != std::string::npos);
+
+  TempFile blocked("blocked", "import socket\n");
+  CommandResult b = runPycell({"run", blocked.path(), "--verbose"});
+  INFO(describe(b));
+  CHECK(b.err.find("pycell: policy_violation;") != std::string::npos);
+  CHECK(b.err.find("pycell: blocked import: socket") != std::string::npos);
+  CHECK(runPycell({"run", program.path(), "--cpu", "0"}).exitCode == 2);
+  CHECK(runPycell({"run", program.path(), "--cpu", "x"}).exitCode == 2);
+}

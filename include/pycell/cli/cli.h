@@ -28,12 +28,14 @@ struct RunOptions {
   CommonOptions common;
   std::string file;  // "-" for stdin
   std::string profile = "default";
-  std::optional<double> timeoutSeconds;
+  std::optional<double> timeoutSeconds;  // wall clock (and CPU too, unless --cpu)
+  std::optional<double> cpuSeconds;
   std::optional<int64_t> memoryMb;
   bool allowNetwork = false;
   std::vector<std::string> allowRead;
   std::vector<std::string> allowWrite;
   bool json = false;
+  bool verbose = false;        // a summary on stderr at the end
   std::string reportFile;      // --report: the whole result (activity included) as JSON
   std::string usageChartFile;  // --usage-chart: CPU and memory over time as SVG
 };
