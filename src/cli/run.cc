@@ -104,21 +104,40 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
   return std::move(*request);
 }
 
+// The files --report and --usage-chart name, opened before the run: a path that cannot be
+// written is refused before anything runs.
+struct ReportFiles {
+  UniqueFd report;
+  UniqueFd chart;
+};
+
+std::optional<ReportFiles> openReports(const RunOptions& options) {
+  ReportFiles files;
+  for (auto [path, fd] : {std::pair{&options.reportFile, &files.report}, {&options.usageChartFile, &files.chart}}) {
+    if (path->empty()) continue;
+    *fd = UniqueFd(::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!*fd) {
+      std::cerr << "pycell run: " << sysError(*path).message() << "\n";
+      return std::nullopt;
+    }
+  }
+  return files;
+}
+
 // --report and --usage-chart; false when one could not be written.
-bool writeReports(const RunOptions& options, const nlohmann::json& result) {
+bool writeReports(const RunOptions& options, ReportFiles& files, const nlohmann::json& result) {
   bool written = true;
-  auto writeOut = [&](const std::string& path, const std::string& text) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd || !writeAll(fd.get(), text)) {
+  auto writeOut = [&](const UniqueFd& fd, const std::string& path, const std::string& text) {
+    if (fd && !writeAll(fd.get(), text)) {
       std::cerr << "pycell run: " << sysError(path).message() << "\n";
       written = false;
     }
   };
-  if (!options.reportFile.empty())
-    writeOut(options.reportFile, result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!options.usageChartFile.empty()) {
+  if (files.report)
+    writeOut(files.report, options.reportFile, result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (files.chart) {
     std::string title = (options.file == "-" ? std::string("<stdin>") : options.file) + " (" + result.value("status", "?") + ")";
-    writeOut(options.usageChartFile,
+    writeOut(files.chart, options.usageChartFile,
              renderUsageChart(result.contains("samples") ? result["samples"] : nlohmann::json::array(), result["usage"], title));
   }
   return written;
@@ -150,6 +169,8 @@ int runMain(const RunOptions& options) {
   if (!config) return 2;
   auto request = requestFor(options, *config);
   if (!request) return 2;
+  auto reports = openReports(options);
+  if (!reports) return 2;
   auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
@@ -187,7 +208,7 @@ int runMain(const RunOptions& options) {
     return 3;
   }
   const auto& result = **outcome;
-  if (!writeReports(options, result)) return 2;
+  if (!writeReports(options, *reports, result)) return 2;
   if (options.json) {
     std::cout << result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {

@@ -145,3 +145,14 @@ TEST_CASE("pycell run --cpu limits CPU apart from the wall clock, and --verbose 
   CHECK(runPycell({"run", program.path(), "--cpu", "0"}).exitCode == 2);
   CHECK(runPycell({"run", program.path(), "--cpu", "x"}).exitCode == 2);
 }
+
+TEST_CASE("pycell run checks --report and --usage-chart paths before the program runs", "[cli]") {
+  TempFile program("marker", "print('ran')\n");
+  for (const char* flag : {"--report", "--usage-chart"}) {
+    CommandResult r = runPycell({"run", program.path(), flag, "/nonexistent-dir/out"});
+    INFO(flag << ": " << describe(r));
+    CHECK(r.exitCode == 2);
+    CHECK(r.out.empty());  // nothing ran
+    CHECK(r.err.find("/nonexistent-dir/out") != std::string::npos);
+  }
+}
