@@ -182,6 +182,14 @@ if isinstance(out['interfaces'], list):
     out['resolvWritable'] = writable('/etc/resolv.conf')
     out['certDir'] = len(os.listdir('/etc/ssl/certs')) if os.path.isdir('/etc/ssl/certs') else 0
     out['caCerts'] = len(ssl.create_default_context().get_ca_certs())
+    # A listener of its own on 127.0.0.1, reached by the name localhost (/etc/hosts).
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(1)
+    c = socket.create_connection(('localhost', srv.getsockname()[1]), timeout=5)
+    conn, _ = srv.accept()
+    c.sendall(b'hi')
+    out['loopback'] = conn.recv(2).decode()
 out
 )py";
   Json online = runOnline(*server, probe);
@@ -191,6 +199,7 @@ out
   CHECK(online["hosts"].get<std::string>().find("localhost") != std::string::npos);
   CHECK(online["nsswitch"].get<std::string>().find("hosts: files dns") != std::string::npos);
   CHECK(online["localhost"] == Json::array({"127.0.0.1"}));
+  CHECK(online["loopback"] == "hi");
   CHECK(online["resolvWritable"] == "EROFS");
   if (std::filesystem::exists("/etc/ssl/certs/ca-certificates.crt")) {
     CHECK(online["certDir"].get<int>() > 0);
