@@ -123,6 +123,12 @@ std::map<std::string, Flag> runFlags(RunOptions& o) {
   flags["--allow-network"] = {false, [&o](const std::string&) { o.allowNetwork = true; return true; }};
   flags["--allow-read"] = {true, [&o](const std::string& v) { o.allowRead.push_back(v); return !v.empty(); }};
   flags["--allow-write"] = {true, [&o](const std::string& v) { o.allowWrite.push_back(v); return !v.empty(); }};
+  flags["--env"] = {true, [&o](const std::string& v) {
+                      auto eq = v.find('=');
+                      if (eq == 0 || eq == std::string::npos) return false;
+                      o.env.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+                      return true;
+                    }};
   flags["--json"] = {false, [&o](const std::string&) { o.json = true; return true; }};
   flags["--report"] = {true, [&o](const std::string& v) { o.reportFile = v; return !v.empty(); }};
   flags["--usage-chart"] = {true, [&o](const std::string& v) { o.usageChartFile = v; return !v.empty(); }};

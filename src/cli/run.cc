@@ -85,6 +85,14 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
   if (options.timeoutSeconds) args.limits["timeoutMs"] = ms(*options.timeoutSeconds);
   if (auto cpu = options.cpuSeconds ? options.cpuSeconds : options.timeoutSeconds) args.limits["cpuMs"] = ms(*cpu);
   if (options.memoryMb) args.limits["memoryMb"] = *options.memoryMb;
+  nlohmann::json env = nlohmann::json::object();
+  for (const auto& [name, value] : options.env) env[name] = value;
+  auto checkedEnv = decodeEnv(env);
+  if (!checkedEnv) {
+    std::cerr << "pycell run: --" << checkedEnv.error().message() << "\n";
+    return std::nullopt;
+  }
+  args.env = std::move(*checkedEnv);
   auto request = server::runRequest(std::move(args), config);
   if (!request) {
     std::cerr << "pycell run: " << request.error().message << "\n";

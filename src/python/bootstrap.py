@@ -322,6 +322,26 @@ def _report_files(report, request, globs, root):
         _stderr("pycell: returnFiles not collected: %s\n" % type(e).__name__)
 
 
+def _apply_env(env):
+    """The run's environment variables (the profile's env, execute.env over it; the server
+    checked the names); returns the values they replaced, for _restore_env."""
+    saved = {}
+    if isinstance(env, dict):
+        for name, value in env.items():
+            if isinstance(name, str) and isinstance(value, str) and name and "=" not in name:
+                saved[name] = os.environ.get(name)
+                os.environ[name] = value
+    return saved
+
+
+def _restore_env(saved):
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def _run(line, main=None, cell="<pycell>"):
     """Runs one request (its JSON text) and returns the report for _main() (see _document).
     A single run gets a fresh __main__; a session passes its own, kept between runs, and
@@ -355,8 +375,10 @@ def _run(line, main=None, cell="<pycell>"):
     elif main.__dict__.get("__builtins__") is not builtins:
         main.__dict__["__builtins__"] = builtins
 
+    saved_env = _apply_env(request.get("env"))
     has_value, is_last, value, status, rc, error = _execute(request["code"], main)
     _settle_program()
+    _restore_env(saved_env)  # a session's next run starts from the session's own environment
     if guard is not None:
         status, rc, error = _load_policy().settle(guard, status, rc, error, _error)
     report.update(status=status, exitCode=rc, error=error)

@@ -1,7 +1,9 @@
 #include "pycell/sandbox/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <set>
 #include <string_view>
 
 #include "pycell/error.h"
@@ -214,6 +216,25 @@ static std::expected<void, std::string> addBinds(std::vector<BindMount>& binds, 
   return {};
 }
 
+Result<std::map<std::string, std::string>> decodeEnv(const json& value) {
+  auto refuse = [](const std::string& why) { return std::unexpected(Error{"env: " + why}); };
+  if (!value.is_object()) return refuse("must be an object of strings");
+  if (value.size() > 128) return refuse("at most 128 variables");
+  static const std::set<std::string> reserved = {"PATH", "HOME", "TMPDIR", "LANG", "MPLCONFIGDIR"};
+  std::map<std::string, std::string> env;
+  for (const auto& [name, text] : value.items()) {
+    bool valid = !name.empty() && name.size() <= 256 && !std::isdigit(static_cast<unsigned char>(name[0]));
+    for (char c : name) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!valid) return refuse("'" + name.substr(0, 64) + "' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    if (reserved.contains(name)) return refuse(name + " is set by the sandbox itself and cannot be changed");
+    if (!text.is_string()) return refuse(name + " must be a string");
+    const auto& s = text.get_ref<const std::string&>();
+    if (s.size() > 32768 || s.find('\0') != std::string::npos) return refuse(name + ": at most 32 KiB, no NUL");
+    env[name] = s;
+  }
+  return env;
+}
+
 static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base) {
   auto fail = [&](const std::string& why) { return std::unexpected(Error{"profile '" + name + "': " + why}); };
   if (!doc.is_object()) return fail("must be an object");
@@ -249,6 +270,10 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
       if (!numberIn(value, 1000, 7LL * 24 * 3600 * 1000)) return fail(key + " must be between 1000 and 604800000");
       int64_t v = value.get<int64_t>();
       (key == "sessionIdleMs" ? base.sessionIdleMs : base.sessionCpuMs) = v;
+    } else if (key == "env" && value.is_object()) {
+      auto env = decodeEnv(value);
+      if (!env) return fail(env.error().message());
+      base.env = std::move(*env);
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
       if (auto ok = addBinds(base.binds, key, value); !ok) return fail(ok.error());
     } else {

@@ -1,6 +1,7 @@
 #include "pycell/server/params.h"
 
 #include <algorithm>
+#include <set>
 
 namespace pycell::server {
 
@@ -121,6 +122,12 @@ Decoded<void> decodeExecuteRest(const json& params, const Profile& profile, Exec
     if (!globs) return std::unexpected(globs.error());
     req.returnFiles = std::move(*globs);
   }
+  req.env = profile.env;
+  if (present(params, "env")) {
+    auto env = decodeEnv(params["env"]);
+    if (!env) return refuse(env.error().message());
+    for (auto& [name, value] : *env) req.env[name] = std::move(value);
+  }
   json token = params.contains("workDoneToken") ? params["workDoneToken"] : json(nullptr);
   out.workDoneToken = token.is_string() || token.is_number_integer() ? token : json(nullptr);
   return {};
@@ -133,6 +140,14 @@ Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, c
   ExecuteParams out;
   exec::ExecutionRequest& req = out.request;
   if (!params.contains("code") || !params["code"].is_string()) return refuse("'code' must be a string");
+  // A field the server does not know is refused: a limit a client believes in must hold.
+  static const std::set<std::string> known = {"code", "profile", "session", "executionId", "inputs", "stdin", "files",
+                                              "limits", "network", "stream", "workDoneToken", "returnFiles", "env"};
+  for (const auto& [key, value] : params.items()) {
+    if (!known.contains(key))
+      return refuse("unknown field '" + key.substr(0, 100) + "' (execute takes code, profile, session, executionId, inputs, "
+                    "stdin, files, limits, network, stream, workDoneToken, returnFiles, env)");
+  }
   req.code = params["code"].get<std::string>();
   std::string profile;
   for (auto [key, field] : {std::pair{"profile", &profile}, {"executionId", &req.executionId}, {"stdin", &req.stdinData}}) {
@@ -170,6 +185,8 @@ Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config, c
   if (auto ok = checkNetwork(**profile, req.profile, args.network); !ok) return std::unexpected(ok.error());
   req.network = args.network;
   req.samples = (*profile)->samples;
+  req.env = (*profile)->env;
+  for (auto& [name, value] : args.env) req.env[name] = std::move(value);
   return req;
 }
 

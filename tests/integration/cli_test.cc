@@ -156,3 +156,16 @@ TEST_CASE("pycell run checks --report and --usage-chart paths before the program
     CHECK(r.err.find("/nonexistent-dir/out") != std::string::npos);
   }
 }
+
+TEST_CASE("pycell run --env sets a variable for the program; a bad one is refused", "[cli]") {
+  TempFile program("env", "import os\nprint(os.environ['GREETING'])\n");
+  CommandResult r = runPycell({"run", program.path(), "--env", "GREETING=hi there"});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "hi there\n");
+  CommandResult bad = runPycell({"run", program.path(), "--env", "HOME=/root"});
+  INFO(describe(bad));
+  CHECK(bad.exitCode == 2);
+  CHECK(bad.err.find("HOME is set by the sandbox") != std::string::npos);
+  CHECK(runPycell({"run", program.path(), "--env", "NOEQUALS"}).exitCode == 2);
+}

@@ -445,3 +445,45 @@ TEST_CASE("an execution killed before it started reports killed with zero time",
   CHECK(result["stdout"] == "");
   CHECK(waitResult(*server, first)["status"] == "ok");
 }
+
+TEST_CASE("execute.env reaches the program in pooled, one-shot and session runs", "[execute]") {
+  TempFile config("env-config.json",
+                  R"({"profiles": {"oneshot": {"pool": {"size": 0}, "env": {"FROM_PROFILE": "p", "SHARED": "profile"}},
+                                   "default": {"env": {"FROM_PROFILE": "d"}}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  const std::string code = "import os\n"
+                           "(os.environ.get('FROM_PROFILE'), os.environ.get('SHARED'), os.environ.get('MINE'),\n"
+                           " os.environb.get(b'MINE', b'').decode())";
+  Json env = {{"MINE", "héllo wörld"}, {"SHARED", "request"}};
+  for (const char* profile : {"default", "oneshot"}) {
+    INFO("profile: " << profile);
+    Json r = execute(*server, {{"code", code}, {"profile", profile}, {"env", env}});
+    INFO(brief(r));
+    REQUIRE(r["status"] == "ok");
+    CHECK(r["value"] == Json::array({profile == std::string("default") ? "d" : "p", "request", "héllo wörld", "héllo wörld"}));
+  }
+  // In a session the variables hold for that run only.
+  std::string session = server->callResult("session/create", Json::object())["session"];
+  Json first = execute(*server, {{"code", "import os\nos.environ.get('MINE')"}, {"session", session}, {"env", {{"MINE", "1"}}}});
+  CHECK(first["value"] == "1");
+  Json second = execute(*server, {{"code", "import os\nos.environ.get('MINE')"}, {"session", session}});
+  CHECK(second["value"] == nullptr);
+}
+
+TEST_CASE("execute refuses unknown fields and bad env names with -32602", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  auto refused = [&](Json params, const std::string& needle) {
+    Json response = server->call("execute", std::move(params));
+    INFO(brief(response));
+    REQUIRE(response.contains("error"));
+    CHECK(response["error"]["code"] == -32602);
+    CHECK(response["error"]["message"].get<std::string>().find(needle) != std::string::npos);
+  };
+  refused({{"code", "1"}, {"timeout", 1}}, "unknown field 'timeout'");
+  refused({{"code", "1"}, {"env", {{"PATH", "/evil"}}}}, "PATH is set by the sandbox");
+  refused({{"code", "1"}, {"env", {{"1BAD", "x"}}}}, "not a variable name");
+  refused({{"code", "1"}, {"env", {{"A=B", "x"}}}}, "not a variable name");
+  refused({{"code", "1"}, {"env", {{"OK", 5}}}}, "must be a string");
+  refused({{"code", "1"}, {"env", "A=1"}}, "must be an object");
+  CHECK(executeCode(*server, "'still here'")["value"] == "still here");
+}

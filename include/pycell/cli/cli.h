@@ -34,6 +34,7 @@ struct RunOptions {
   bool allowNetwork = false;
   std::vector<std::string> allowRead;
   std::vector<std::string> allowWrite;
+  std::vector<std::pair<std::string, std::string>> env;  // --env NAME=VALUE, in order
   bool json = false;
   bool verbose = false;        // a summary on stderr at the end
   std::string reportFile;      // --report: the whole result (activity included) as JSON

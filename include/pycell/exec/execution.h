@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,7 @@ struct ExecutionRequest {
   std::string session;  // run inside this session (empty: a sandbox of its own)
   bool samples = false;   // sample CPU and memory into `samples` (stream, or the profile says so)
   bool internal = false;  // pycell's own code (analyze): no policy, no activity
+  std::map<std::string, std::string> env;  // the profile's env, then execute.env over it
 };
 
 // What the run is doing: waiting in the server's queue, waiting for a pooled child, running

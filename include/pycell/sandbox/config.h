@@ -67,7 +67,14 @@ struct Profile {
   bool activity = true;                     // report `activity` (imports, files, network, ...)
   bool samples = false;                     // always sample CPU and memory (not only when streaming)
   int64_t samplePeriodMs = 50;
+  std::map<std::string, std::string> env;  // environment variables for every run (execute.env adds)
 };
+
+// Environment variables a run asks for (`execute.env`, a profile's `env`): an object of
+// strings whose names are [A-Za-z_][A-Za-z0-9_]* (at most 128 of them, names up to 256
+// bytes, values up to 32 KiB, no NUL), none of those the sandbox sets for itself (PATH,
+// HOME, TMPDIR, LANG, MPLCONFIGDIR).
+[[nodiscard]] Result<std::map<std::string, std::string>> decodeEnv(const nlohmann::json& value);
 
 // The policy document the bootstrap applies for one run (null when the profile has none).
 [[nodiscard]] nlohmann::json policyDocument(const Profile& profile, bool network);

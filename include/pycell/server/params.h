@@ -50,6 +50,7 @@ struct RunArgs {
   // A limit above the profile's is lowered to it rather than refused (the run_python tool's
   // promise); values out of range are refused all the same.
   bool lowerToProfile = false;
+  std::map<std::string, std::string> env{};  // over the profile's env (checked by decodeEnv)
 };
 [[nodiscard]] Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config,
                                                          const SessionProfileLookup& sessionProfile = {});
