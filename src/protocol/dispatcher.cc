@@ -43,15 +43,15 @@ void Dispatcher::handleFrame(const Frame& frame) noexcept {
 // the ids of its requests are in flight until then.
 struct Dispatcher::Batch {
   Dispatcher::Send send;
-  std::shared_ptr<std::set<std::string, std::less<>>> inFlight;
+  std::shared_ptr<Dispatcher::IdSet> inFlight;
   size_t expected = 0;
   std::vector<json> responses;
   std::vector<std::string> ids;
   void add(json response) {
     responses.push_back(std::move(response));
     if (responses.size() != expected) return;
+    for (const auto& id : ids) inFlight->erase(id);  // as the array goes: reusable once it is read
     send(json(std::move(responses)));
-    for (const auto& id : ids) inFlight->erase(id);
   }
 };
 
@@ -160,7 +160,7 @@ void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink, const std
   }
   // Two requests in flight with one id could not be told apart (their answers, a cancel):
   // the second is refused, and the first goes on untouched.
-  std::string key = id.dump();
+  std::string key = id.dump(-1, ' ', false, json::error_handler_t::replace);
   if (inFlight_->contains(key)) {
     sink(makeError(id, code::kInvalidRequest,
                    "invalid request: id " + key + " is already in use by a request not yet answered", json{{"id", id}}));

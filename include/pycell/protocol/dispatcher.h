@@ -41,7 +41,7 @@ class Dispatcher {
   void handleFrame(const Frame& frame) noexcept;
   void handleBody(std::string_view body) noexcept;
 
-  // The ids of the requests in flight (received, not yet answered), as their JSON text.
+  // How many requests are in flight: received, their answer not yet sent.
   [[nodiscard]] size_t requestsInFlight() const { return inFlight_->size(); }
 
  private:
@@ -56,7 +56,8 @@ class Dispatcher {
   // (-32600) and nothing of it runs. An id leaves once its answer has been sent (for a batch:
   // once the batch's array has), so it may then be used again. Shared with the replies, which
   // may outlive the dispatcher.
-  std::shared_ptr<std::set<std::string, std::less<>>> inFlight_ = std::make_shared<std::set<std::string, std::less<>>>();
+  using IdSet = std::set<std::string, std::less<>>;  // ids as their JSON text ("7" is not 7)
+  std::shared_ptr<IdSet> inFlight_ = std::make_shared<IdSet>();
   Gate gate_;
   JsonLimits limits_;
   std::map<std::string, RequestHandler, std::less<>> requests_;
