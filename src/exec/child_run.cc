@@ -1,6 +1,8 @@
 #include "pycell/exec/child_run.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +49,7 @@ void ChildRun::begin(SandboxProcess& proc, std::string requestLine, std::string 
   channel_.expect(token);
   stdin_ = {std::move(proc.stdinW), std::move(stdinData), 0};
   request_ = {std::move(proc.requestW), std::move(requestLine) + '\n', 0};
+  if (probeRequest_) requestProbe_.reset(::fcntl(request_.fd.get(), F_DUPFD_CLOEXEC, 0));
   stdout_ = {std::move(proc.stdoutR), true};
   stderr_ = {std::move(proc.stderrR), true};
   result_ = {std::move(proc.resultR), true};
@@ -105,7 +108,10 @@ void ChildRun::send(Outgoing& out) {
 // in which case the descriptor is closed and unwatched.
 bool ChildRun::pump(Outgoing& out) {
   auto written = writeSome(out.fd.get(), std::string_view(out.data).substr(out.offset));
-  if (written) out.offset += *written;
+  if (written) {
+    out.offset += *written;
+    out.sent += *written;
+  }
   // On EPIPE (the program closed its end, or died) the rest is dropped.
   if (written && out.offset < out.data.size()) return false;
   loop_.unwatch(out.fd.get());
@@ -148,6 +154,12 @@ void ChildRun::readAll() {
   read(result_, "result", kAll);
 }
 
+bool ChildRun::requestReceived() const {
+  int unread = 0;
+  if (!requestProbe_ || ::ioctl(requestProbe_.get(), FIONREAD, &unread) != 0) return true;
+  return request_.sent > static_cast<size_t>(unread);
+}
+
 void ChildRun::stop() {
   if (pid_ <= 0) return;
   // Own sandbox: its init. Pooled: the zygote's child above it, whose death takes the
@@ -168,6 +180,7 @@ void ChildRun::release() {
     if (out->fd) loop_.unwatch(out->fd.get());
     out->fd.reset();
   }
+  requestProbe_.reset();
 }
 
 Result<std::unique_ptr<OwnSandboxRun>> OwnSandboxRun::start(EventLoop& loop, RunEvents& events,
@@ -219,6 +232,7 @@ PooledChildRun::PooledChildRun(EventLoop& loop, RunEvents& events, bool pidNames
                                pool::PooledChild child, std::string requestLine, std::string stdinData,
                                const std::string& token)
     : ChildRun(loop, events, pidNamespace), pool_(pool), childId_(child.id) {
+  probeRequest_ = true;  // the bootstrap reads its request as one line
   pool_.onExit(childId_, [this](pool::ExitInfo info) {
     guarded([&] {
       RunEnd end;

@@ -187,11 +187,12 @@ void Execution::runDrained() {
   finish();
 }
 
-// A pooled child that died silently without saying "started" ran nothing of the program:
-// the execution claims another, as if it had just been launched.
+// A pooled child that died without reading its request ran nothing of the program (the
+// kernel says so: see PooledChildRun::retryable): the execution claims another, as if it had
+// just been launched.
 void Execution::retryOnAnotherChild() {
   ++retries_;
-  log::warn("execution " + request_.executionId + ": its pooled child died before starting it; retrying on another (" +
+  log::warn("execution " + request_.executionId + ": its pooled child died before reading its request; retrying on another (" +
             std::to_string(retries_) + "/3)");
   for (auto* t : {&timeoutTimer_, &sampleTimer_}) {
     if (*t) loop_.cancelTimer(**t);

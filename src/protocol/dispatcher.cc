@@ -39,18 +39,23 @@ void Dispatcher::handleFrame(const Frame& frame) noexcept {
   }
 }
 
-namespace {
-// Collects the responses of one batch and sends them as one array when the last arrives.
-struct BatchCollector {
+// Collects the responses of one batch and sends them as one array when the last arrives;
+// the ids of its requests are in flight until then.
+struct Dispatcher::Batch {
   Dispatcher::Send send;
+  std::shared_ptr<Dispatcher::IdSet> inFlight;
   size_t expected = 0;
   std::vector<json> responses;
+  std::vector<std::string> ids;
   void add(json response) {
     responses.push_back(std::move(response));
-    if (responses.size() == expected) send(json(std::move(responses)));
+    if (responses.size() != expected) return;
+    for (const auto& id : ids) inFlight->erase(id);  // as the array goes: reusable once it is read
+    send(json(std::move(responses)));
   }
 };
 
+namespace {
 bool isRequest(const json& m) { return m.is_object() && m.contains("method") && m.contains("id"); }
 }  // namespace
 
@@ -88,7 +93,7 @@ void Dispatcher::parseAndHandle(std::string_view body) {
     return;
   }
   if (!message.is_array()) {
-    handleMessage(message, send_);
+    handleMessage(message, send_, nullptr);
     return;
   }
   if (message.empty()) {
@@ -103,17 +108,18 @@ void Dispatcher::parseAndHandle(std::string_view body) {
                     json{{"maxBatch", kMaxBatch}}));
     return;
   }
-  auto collector = std::make_shared<BatchCollector>();
-  collector->send = send_;
+  auto batch = std::make_shared<Batch>();
+  batch->send = send_;
+  batch->inFlight = inFlight_;
   for (const auto& m : message) {
     // Invalid entries are answered too (JSON-RPC 2.0 section 6); notifications are not.
-    if (isRequest(m) || !m.is_object() || !m.contains("method")) ++collector->expected;
+    if (isRequest(m) || !m.is_object() || !m.contains("method")) ++batch->expected;
   }
-  auto sink = [collector](json response) { collector->add(std::move(response)); };
-  for (const auto& m : message) handleMessage(m, sink);
+  auto sink = [batch](json response) { batch->add(std::move(response)); };
+  for (const auto& m : message) handleMessage(m, sink, batch);
 }
 
-void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink) {
+void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink, const std::shared_ptr<Batch>& batch) {
   if (!m.is_object()) {
     sink(makeError(nullptr, code::kInvalidRequest, "invalid request: a message must be a JSON object"));
     return;
@@ -152,7 +158,26 @@ void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink) {
     }
     return;  // unknown notifications (including `$/...`) are ignored
   }
-  Reply reply(id, sink);
+  // Two requests in flight with one id could not be told apart (their answers, a cancel):
+  // the second is refused, and the first goes on untouched.
+  std::string key = id.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (inFlight_->contains(key)) {
+    sink(makeError(id, code::kInvalidRequest,
+                   "invalid request: id " + key + " is already in use by a request not yet answered", json{{"id", id}}));
+    return;
+  }
+  inFlight_->insert(key);
+  Reply::Sink tracked;
+  if (batch) {
+    batch->ids.push_back(key);
+    tracked = sink;
+  } else {
+    tracked = [inFlight = inFlight_, key, sink](json response) {
+      inFlight->erase(key);  // first: the client may reuse the id as soon as it reads the answer
+      sink(std::move(response));
+    };
+  }
+  Reply reply(id, std::move(tracked));
   if (!params.is_null() && !params.is_object() && !params.is_array()) {
     reply.error(code::kInvalidParams, "invalid params: params must be an object");
     return;

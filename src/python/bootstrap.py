@@ -262,8 +262,7 @@ def _execute(code, main):
         body, last = _compile(code)
         _interruptible = True
         # The program's code starts now. The server interrupts a session's run only after
-        # this line (a SIGINT before it would find nothing to interrupt), and retries a run
-        # whose pooled child died without it (killed from outside before it began).
+        # this line (a SIGINT before it would find nothing to interrupt).
         with _suppress(OSError, TypeError):
             _write_all(_RESULT_FD, _line_head + b'"started":true}\n')
         exec(body, main.__dict__)

@@ -65,28 +65,42 @@ std::string profileName(const std::optional<std::string>& own, const std::string
   return "default";
 }
 
-Decoded<json> decodeFiles(const json& files) {
-  if (!files.is_object()) return refuse("files must be an object of path -> {text} or {base64}");
-  for (const auto& [path, spec] : files.items()) {
-    bool text = spec.is_object() && spec.contains("text") && spec["text"].is_string();
-    bool b64 = spec.is_object() && spec.contains("base64") && spec["base64"].is_string();
-    if (text == b64) return refuse("files['" + path + "'] must be {text: string} or {base64: string}");
-  }
-  return files;
-}
+// What a path in the working directory is called where a request names one.
+struct PathField {
+  const char* field;  // the member: "files" (its keys) or "returnFiles" (its globs)
+  const char* noun;   // "path" or "pattern"
+  const char* kind;   // "path" or "glob"
+};
+constexpr PathField kFileKeys{"files", "path", "path"};
+constexpr PathField kReturnGlobs{"returnFiles", "pattern", "glob"};
 
-Decoded<void> checkReturnPattern(const std::string& pattern) {
-  std::string where = "returnFiles: '" + pattern + "' ";
-  if (pattern.empty() || pattern.size() > 4096 || pattern.find('\0') != std::string::npos)
-    return refuse("returnFiles: each pattern must be a non-empty relative glob of at most 4096 bytes");
-  if (pattern.front() == '/') return refuse(where + "is absolute; patterns are relative to the working directory");
-  for (size_t start = 0; start <= pattern.size();) {
-    size_t end = std::min(pattern.find('/', start), pattern.size());
-    if (pattern.compare(start, end - start, "..") == 0)
-      return refuse(where + "contains '..'; patterns must stay inside the working directory");
+// The one check of a path the request names in the working directory, a `files` key or a
+// `returnFiles` glob: non-empty, at most 4096 bytes, no NUL, relative, no ".." component.
+// The bootstrap checks both again, inside the sandbox.
+Decoded<void> checkRelativePath(const std::string& path, const PathField& f) {
+  std::string field = f.field, noun = f.noun;
+  std::string where = field + ": '" + path + "' ";
+  if (path.empty() || path.size() > 4096 || path.find('\0') != std::string::npos)
+    return refuse(field + ": each " + noun + " must be a non-empty relative " + f.kind + " of at most 4096 bytes");
+  if (path.front() == '/') return refuse(where + "is absolute; " + noun + "s are relative to the working directory");
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = std::min(path.find('/', start), path.size());
+    if (path.compare(start, end - start, "..") == 0)
+      return refuse(where + "contains '..'; " + noun + "s must stay inside the working directory");
     start = end + 1;
   }
   return {};
+}
+
+Decoded<json> decodeFiles(const json& files) {
+  if (!files.is_object()) return refuse("files must be an object of path -> {text} or {base64}");
+  for (const auto& [path, spec] : files.items()) {
+    if (auto ok = checkRelativePath(path, kFileKeys); !ok) return std::unexpected(ok.error());
+    bool text = spec.is_object() && spec.contains("text") && spec["text"].is_string();
+    bool b64 = spec.is_object() && spec.contains("base64") && spec["base64"].is_string();
+    if (text == b64 || spec.size() != 1) return refuse("files['" + path + "'] must be {text: string} or {base64: string}");
+  }
+  return files;
 }
 
 // The bootstrap checks the patterns again, inside the sandbox.
@@ -95,7 +109,7 @@ Decoded<json> decodeReturnFiles(const json& globs) {
   if (globs.size() > 100) return refuse("'returnFiles' may hold at most 100 patterns");
   for (const auto& glob : globs) {
     if (!glob.is_string()) return refuse("'returnFiles' must be an array of glob strings");
-    if (auto ok = checkReturnPattern(glob.get_ref<const std::string&>()); !ok) return std::unexpected(ok.error());
+    if (auto ok = checkRelativePath(glob.get_ref<const std::string&>(), kReturnGlobs); !ok) return std::unexpected(ok.error());
   }
   return globs;
 }

@@ -76,8 +76,10 @@ SandboxProcess spawnShell(const std::string& script) {
 // The base class over a plain process the test reaps itself (as an own sandbox does).
 class ShellRun final : public ChildRun {
  public:
-  ShellRun(EventLoop& loop, RunEvents& events, SandboxProcess proc, std::string request, std::string input)
+  ShellRun(EventLoop& loop, RunEvents& events, SandboxProcess proc, std::string request, std::string input,
+           bool probeRequest = false)
       : ChildRun(loop, events, /*pidNamespace=*/false) {
+    probeRequest_ = probeRequest;
     begin(proc, std::move(request), std::move(input), "tok");
     (void)loop_.watch(pidfd_.get(), EPOLLIN, [this](uint32_t) {
       RunEnd end;
@@ -94,6 +96,7 @@ class ShellRun final : public ChildRun {
     }
   }
   void stopNow() override {}
+  [[nodiscard]] bool received() const { return requestReceived(); }
 };
 
 }  // namespace
@@ -150,4 +153,43 @@ TEST_CASE("a request larger than the pipe is written as the process reads it", "
   loop.run();
   CHECK(rec.out.find(std::to_string(big.size() + 1)) != std::string::npos);  // the line and its newline
   CHECK(rec.drained == 1);
+}
+
+TEST_CASE("with the request probe, the kernel tells at the end whether the process read any of its request",
+          "[child_run]") {
+  // A process that exits at once may close its end before the request goes: the write gets
+  // EPIPE, as in the server, which ignores SIGPIPE.
+  struct IgnoreSigpipe {
+    void (*before)(int) = ::signal(SIGPIPE, SIG_IGN);
+    ~IgnoreSigpipe() { ::signal(SIGPIPE, before); }
+  } ignoreSigpipe;
+  EventLoop loop;
+  SECTION("it never read") {
+    Recorder rec(loop);
+    ShellRun run(loop, rec, spawnShell("exit 0"), "{\"code\":\"x\"}", "", /*probeRequest=*/true);
+    loop.run();
+    REQUIRE(rec.end);
+    CHECK_FALSE(run.received());
+  }
+  SECTION("it read its line, then died") {
+    Recorder rec(loop);
+    ShellRun run(loop, rec, spawnShell("read -r line <&3; kill -9 $$"), "{\"code\":\"x\"}", "", true);
+    loop.run();
+    REQUIRE(rec.end);
+    CHECK(WIFSIGNALED(rec.end->waitStatus));
+    CHECK(run.received());
+  }
+  SECTION("it read part of a request larger than the pipe") {
+    Recorder rec(loop);
+    ShellRun run(loop, rec, spawnShell("head -c 100 <&3 >/dev/null"), std::string(1 << 20, 'r'), "", true);
+    loop.run();
+    REQUIRE(rec.end);
+    CHECK(run.received());
+  }
+  SECTION("without the probe, the pipe cannot be asked: taken as read") {
+    Recorder rec(loop);
+    ShellRun run(loop, rec, spawnShell("exit 0"), "{\"code\":\"x\"}", "");
+    loop.run();
+    CHECK(run.received());
+  }
 }

@@ -132,6 +132,23 @@ TEST_CASE("stdin, inputs, files and executionId reach the program", "[execute]")
   CHECK(result["value"] == Json::parse(R"(["/sandbox", "first line", 42, "abc", [0, 1, 2]])"));
 }
 
+TEST_CASE("a files key outside the working directory is -32602 at params, and nothing runs", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  for (const char* path : {"../a.txt", "/etc/evil", "a/../../b"}) {
+    INFO("files key: " << path);
+    Json response = server->call("execute", {{"code", "print('ran')"},
+                                             {"executionId", std::string("bad-") + path},
+                                             {"files", {{"ok.txt", {{"text", "x"}}}, {path, {{"text", "x"}}}}}});
+    INFO("response: " << brief(response));
+    REQUIRE(response.contains("error"));
+    CHECK(response["error"]["code"] == -32602);
+    CHECK(response["error"]["message"].get<std::string>().find(std::string("files: '") + path + "'") != std::string::npos);
+    // No execution was made for it.
+    CHECK(server->call("status", {{"executionId", std::string("bad-") + path}})["error"]["code"] == -32602);
+  }
+  CHECK(server->callResult("status")["executionsTotal"] == 0);
+}
+
 TEST_CASE("an infinite loop ends with status timeout", "[execute]") {
   Framing framing = anyFraming();
   INFO("framing: " << framingName(framing));
@@ -279,6 +296,47 @@ TEST_CASE("pycell mcp: notifications/cancelled kills the run and the request get
     CHECK_FALSE((m.contains("id") && m["id"] == id));
   }
   CHECK(server.malformedOutput().empty());
+TEST_CASE("a request with the id of one in flight gets -32600 and runs nothing; the first goes on, "
+          "a cancel reaches it, and the id is free once answered",
+          "[execute]") {
+  Framing framing = anyFraming();
+  INFO("framing: " << framingName(framing));
+  auto server = startServer(framing);
+  const Json id = "twice";
+  auto executeWithId = [&](Json params) {
+    server->send({{"jsonrpc", "2.0"}, {"id", id}, {"method", "execute"}, {"params", std::move(params)}});
+  };
+  auto answerTo = [&](const Json& m) { return !m.contains("method") && m.value("id", Json()) == id; };
+  executeWithId({{"code", "import time\ntime.sleep(100)"}, {"executionId", "first"}, {"limits", {{"timeoutMs", 10000}}}});
+  awaitRunning(*server, "first");
+
+  size_t from = server->messages().size();
+  executeWithId({{"code", "print('ran')"}, {"executionId", "second"}});
+  auto refusal = server->waitMessage(answerTo, kReplyTimeout, from);
+  INFO(server->describe());
+  REQUIRE(refusal);
+  INFO("refusal: " << brief(*refusal));
+  CHECK((*refusal)["error"]["code"] == -32600);
+  CHECK((*refusal)["error"]["message"] == "invalid request: id \"twice\" is already in use by a request not yet answered");
+  // Nothing of the second ran or was even registered; the first runs on.
+  Json unknown = server->call("status", {{"executionId", "second"}});
+  CHECK(unknown["error"]["code"] == -32602);
+  CHECK(server->callResult("status", {{"executionId", "first"}})["state"] == "running");
+
+  from = server->messages().size();
+  server->notify("$/cancelRequest", {{"id", id}});
+  auto cancelled = server->waitMessage(answerTo, 5000ms, from);
+  REQUIRE(cancelled);
+  INFO("cancelled: " << brief(*cancelled));
+  CHECK((*cancelled)["error"]["code"] == -32800);
+
+  from = server->messages().size();
+  executeWithId({{"code", "6 * 7"}});
+  auto again = server->waitMessage(answerTo, kExecutionTimeout, from);
+  REQUIRE(again);
+  INFO("again: " << brief(*again));
+  CHECK((*again)["result"]["value"] == 42);
+  CHECK(std::count_if(server->messages().begin(), server->messages().end(), answerTo) == 3);
 }
 
 TEST_CASE("status of one execution follows it from running to finished", "[execute]") {

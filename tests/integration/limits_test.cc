@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -83,6 +84,51 @@ for pid in live:
   }
   Json after = executeCode(*server, "print('alive')");
   CHECK(after["status"] == "ok");
+}
+
+TEST_CASE("a huge program that meets memoryMb while compiling in a pooled child is answered once, "
+          "within its timeout, and never retried on another child",
+          "[limits]") {
+  auto server = startServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  awaitFullPool(*server);  // so the run takes a pooled child, whose death was taken for the pool's
+  int64_t forksBefore = poolOf(*server, "default")["forksServed"].get<int64_t>();
+  // 800,000 statements, 4.8 MB: compiling them takes far more than 48 MiB.
+  std::string code;
+  code.reserve(6 * 800000);
+  for (int i = 0; i < 800000; ++i) code += "x = 1\n";
+  constexpr int64_t kTimeoutMs = 10000;
+  auto sent = std::chrono::steady_clock::now();
+  int64_t id = server->request("execute", {{"code", code}, {"executionId", "huge"},
+                                           {"limits", {{"memoryMb", 48}, {"timeoutMs", kTimeoutMs}}}});
+  auto response = server->waitResponse(id, kExecutionTimeout);
+  auto elapsed = std::chrono::steady_clock::now() - sent;
+  INFO(server->describe());
+  REQUIRE(response);
+  REQUIRE(response->contains("result"));
+  Json result = (*response)["result"];
+  INFO("result: " << brief(result));
+  if (isolation["memoryLimit"] == "cgroup") {
+    CHECK(result["status"] == "memory_limit");
+  } else {
+    REQUIRE(isolation["memoryLimit"] == "per-process");
+    WARN("no memory cgroup here: the compile meets RLIMIT_AS (a MemoryError), not a memory kill");
+    CHECK((result["status"] == "error" || result["status"] == "memory_limit"));
+  }
+  // One run: the timeout and a margin for taking in 4.8 MB, not three runs one after another.
+  CHECK(elapsed < Millis(kTimeoutMs) + scaled(Millis(3000)));
+  CHECK(server->stderrText().find("retrying on another") == std::string::npos);
+  // The server goes on; the execution is finished; one answer came for the id.
+  CHECK(executeCode(*server, "'still here'")["value"] == "still here");
+  CHECK(server->callResult("status", {{"executionId", "huge"}})["state"] == "finished");
+  size_t answers = std::count_if(server->messages().begin(), server->messages().end(),
+                                 [&](const Json& m) { return !m.contains("method") && m.value("id", Json()) == id; });
+  CHECK(answers == 1);
+  // Children the pool forked meanwhile replace the two runs' (and that one only): a retry
+  // would have claimed a third.
+  int64_t forksAfter = awaitFullPool(*server)["forksServed"].get<int64_t>();
+  CHECK(forksAfter - forksBefore <= 2);
 }
 
 // ---- tmpfs ---------------------------------------------------------------------------------

@@ -140,3 +140,52 @@ TEST_CASE("recoverId finds numeric and string ids and gives null otherwise", "[d
   CHECK(recoverId(R"({"method":"x","id":"abc")") == "abc");
   CHECK(recoverId(R"({"method":"x")").is_null());
 }
+
+TEST_CASE("a second request with the id of one in flight is -32600 and runs nothing; the id is free once answered",
+          "[dispatch]") {
+  Harness h;
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":7,"method":"later"})");
+  REQUIRE(h.parked.size() == 1);
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":7,"method":"later"})");
+  CHECK(h.parked.size() == 1);  // nothing of the second ran
+  REQUIRE(h.sent.size() == 1);
+  CHECK(h.sent[0]["id"] == 7);
+  CHECK(h.sent[0]["error"]["code"] == -32600);
+  CHECK(h.sent[0]["error"]["message"] == "invalid request: id 7 is already in use by a request not yet answered");
+  CHECK(h.sent[0]["error"]["data"]["id"] == 7);
+  // "7" is another id than 7; a string id is tracked the same way.
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":"7","method":"echo","params":{}})");
+  REQUIRE(h.sent.size() == 2);
+  CHECK(h.sent[1].contains("result"));
+  CHECK(h.d.requestsInFlight() == 1);
+
+  h.parked[0].result("first");
+  REQUIRE(h.sent.size() == 3);
+  CHECK(h.sent[2]["result"] == "first");
+  CHECK(h.d.requestsInFlight() == 0);
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":7,"method":"echo","params":{"again":true}})");
+  REQUIRE(h.sent.size() == 4);
+  CHECK(h.sent[3]["result"]["again"] == true);
+}
+
+TEST_CASE("in a batch, a duplicate id is refused in place, and the batch's ids are free once its array is sent",
+          "[dispatch]") {
+  Harness h;
+  h.d.handleBody(R"([{"jsonrpc":"2.0","id":1,"method":"later"},
+                     {"jsonrpc":"2.0","id":1,"method":"echo","params":{}},
+                     {"jsonrpc":"2.0","id":2,"method":"echo","params":{}}])");
+  REQUIRE(h.parked.size() == 1);
+  CHECK(h.sent.empty());
+  CHECK(h.d.requestsInFlight() == 2);  // 2 is answered, but its answer waits for the array
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":2,"method":"echo","params":{}})");
+  REQUIRE(h.sent.size() == 1);
+  CHECK(h.sent[0]["error"]["code"] == -32600);
+  h.parked[0].result("done");
+  REQUIRE(h.sent.size() == 2);
+  REQUIRE(h.sent[1].is_array());
+  REQUIRE(h.sent[1].size() == 3);
+  CHECK(h.sent[1][0]["error"]["code"] == -32600);  // the duplicate, answered at once
+  CHECK(h.sent[1][1]["result"].is_object());
+  CHECK(h.sent[1][2]["result"] == "done");
+  CHECK(h.d.requestsInFlight() == 0);
+}

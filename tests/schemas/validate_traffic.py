@@ -251,6 +251,7 @@ NOTIFICATION_SCHEMAS = {
     "execute/usage": "execute-usage.notification.json",
     "window/logMessage": "window-logMessage.notification.json",
     "$/cancelRequest": "cancelRequest.notification.json",
+    "exit": "exit.notification.json",
 }
 
 
@@ -269,6 +270,9 @@ class Session:
         self.responses = {}  # json id text -> response
         self.notifications = []
         self.next_id = 1
+        self.duplicates = {}  # json id text -> requests sent with the id of one pending
+        self.refusals = []  # the answers to those (-32600), in arrival order
+        self._refusal_ids = set()
 
     # validation ---------------------------------------------------------------------------
     def _validate(self, what, ref, instance):
@@ -315,6 +319,12 @@ class Session:
                     self._validate("received " + short(m, 200), ref, m)
                 continue
             key = json.dumps(m.get("id"))
+            if self.duplicates.get(key) and m.get("error", {}).get("code") == -32600:
+                # The refusal of a second request with a pending id: the first stays pending.
+                self.duplicates[key] -= 1
+                self.refusals.append(m)
+                self._refusal_ids.add(id(m))
+                continue
             method = self.pending.pop(key, None)
             if method is None and m.get("id") is not None:
                 self.report.fail("%s: response to an id that was never sent or was answered already: %s"
@@ -345,6 +355,31 @@ class Session:
         self.pending[key] = method
         self.conn.write(json.dumps(message).encode("utf-8"), headers)
         return id_
+
+    def request_duplicate(self, method, params, id_):
+        """Sends a request with the id of one still pending: the server must refuse it with
+        -32600 and leave the first alone (see refusal())."""
+        key = json.dumps(id_)
+        if key not in self.pending:
+            raise Fatal("%s: id %s is not pending" % (self.label, key))
+        message = {"jsonrpc": "2.0", "id": id_, "method": method, "params": params}
+        self._validate_outgoing(message, True)
+        self.duplicates[key] = self.duplicates.get(key, 0) + 1
+        self.conn.write(json.dumps(message).encode("utf-8"))
+
+    def refusal(self, id_, timeout=READ_TIMEOUT):
+        """The -32600 answer to a request sent by request_duplicate()."""
+        key = json.dumps(id_)
+        deadline = time.monotonic() + timeout
+        while True:
+            for r in self.refusals:
+                if json.dumps(r.get("id")) == key:
+                    self.refusals.remove(r)
+                    return r
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fatal("%s: no refusal of the duplicate id %s within %.0f s" % (self.label, key, timeout))
+            self.receive(left)
 
     def notify(self, method, params=ABSENT):
         message = {"jsonrpc": "2.0", "method": method}
@@ -389,7 +424,7 @@ class Session:
                 self.notifications.append(value)
             else:
                 for m in value if isinstance(value, list) else [value]:
-                    if isinstance(m, dict):
+                    if isinstance(m, dict) and id(m) not in self._refusal_ids:
                         self.responses[json.dumps(m.get("id"))] = m
             return value
         if kind == "eof":
@@ -458,6 +493,37 @@ class Session:
                 break
             self._validate_incoming(value)
         self.report.check(not self.pending, "%s: requests never answered: %s" % (self.label, self.pending))
+        self.report.check(not any(self.duplicates.values()), "%s: duplicate ids never refused: %s"
+                          % (self.label, self.duplicates))
+
+
+def duplicate_id_checks(s, label):
+    """A request with the id of one in flight: -32600 naming the id, nothing of it runs; the
+    first goes on and a cancel still reaches it; once answered, the id may be used again."""
+    check = s.report.check
+    first = s.request("execute", {"code": SLEEPER, "stream": True, "executionId": "dup-first"}, id_="dup")
+    s.notification(started_by("dup-first"))
+    s.request_duplicate("execute", {"code": "print('never')", "executionId": "dup-second"}, "dup")
+    r = s.refusal("dup")
+    check(r["error"]["code"] == -32600 and '"dup"' in r["error"]["message"],
+          "%s: a duplicate id: %s" % (label, short(r)))
+    s.expect_error(-32602, "status", {"executionId": "dup-second"}, what="the refused duplicate never ran")
+    st = s.result("status", {"executionId": "dup-first"})
+    check(st["state"] == "running", "%s: the first request with the id goes on: %s" % (label, short(st)))
+    s.notify("$/cancelRequest", {"id": "dup"})
+    r = s.response(first)
+    check(r.get("error", {}).get("code") == -32800, "%s: cancel of the first with a duplicated id: %s" % (label, short(r)))
+    r = s.result("execute", {"code": "6 * 7"}, id_="dup")
+    check(r["status"] == "ok" and r["value"] == 42, "%s: the id used again once answered: %s" % (label, short(r)))
+
+
+def bad_files_key_checks(s, label):
+    """files keys are checked as returnFiles globs are: -32602 naming the path, nothing runs."""
+    for path, why in (("../a.txt", "contains '..'"), ("/etc/evil", "is absolute"), ("a/../../b", "contains '..'")):
+        r = s.expect_error(-32602, "execute", {"code": "print('ran')", "files": {path: {"text": "x"}}},
+                           schema_valid=False, what="files key %s" % path)
+        message = r.get("error", {}).get("message", "")
+        s.report.check("files: '%s' %s" % (path, why) in message, "%s: files key %s: %s" % (label, path, message))
 
 
 # --- scenarios -----------------------------------------------------------------------------
@@ -479,6 +545,7 @@ def ndjson_session(binary, schemas, report, config):
         init = s.result("initialize", {"processId": os.getpid(), "clientInfo": {"name": "validate_traffic"},
                                         "capabilities": {}})
         check(init["capabilities"]["framing"] == "ndjson", "ndjson: initialize says framing %s" % init["capabilities"])
+        s.notify("initialized", {})
         names = sorted(p["name"] for p in init["profiles"])
         check(names == ["data", "datascience", "default", "open", "small", "teaching"], "ndjson: profiles from the config: %s" % names)
 
@@ -624,6 +691,8 @@ def ndjson_session(binary, schemas, report, config):
         s.expect_error(-32602, "execute", {"code": "1", "stream": "yes"}, schema_valid=False)
         s.expect_error(-32602, "execute", {"code": "1", "files": {"a": {"text": "x", "base64": "eA=="}}},
                        schema_valid=False)
+        bad_files_key_checks(s, "ndjson")
+        duplicate_id_checks(s, "ndjson")
         s.expect_error(-32602, "execute", {"code": "1", "profile": "nope"}, what="unknown profile")
         s.expect_error(-32602, "execute", {"code": "1", "profile": "small", "limits": {"timeoutMs": 5000}},
                        what="limit above the profile's")
@@ -672,11 +741,14 @@ def lsp_session(binary, schemas, report):
         init = s.result("initialize", {"processId": os.getpid(), "rootUri": None, "capabilities": {}},
                         headers={"Content-Type": "application/vscode-jsonrpc; charset=utf-8"})
         report.check(init["capabilities"]["framing"] == "lsp", "lsp: initialize says framing %s" % init["capabilities"])
+        s.notify("initialized", {})
         r = s.result("execute", {"code": "print('h\u00e9llo')\n'\u00e9' * 2", "stream": True})
         report.check(r["status"] == "ok" and r["value"] == "\u00e9\u00e9" and r["stdout"] == "h\u00e9llo\n",
                      "lsp: execute: %s" % short(r))
         report.check(any(n["method"] == "execute/output" for n in s.notifications), "lsp: no execute/output")
-        report.check(s.result("shutdown") is None, "lsp: shutdown result not null")
+        bad_files_key_checks(s, "lsp")
+        duplicate_id_checks(s, "lsp")
+        report.check(s.result("shutdown", {}) is None, "lsp: shutdown ({}) result not null")
         s.finish(0)
     finally:
         conn.close()

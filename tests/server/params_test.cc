@@ -158,6 +158,24 @@ TEST_CASE("execute: bad files and returnFiles get the exact messages", "[params]
   CHECK(decodeExecute({{"code", "1"}, {"returnFiles", {"a...b", "..x/y"}}}, config).has_value());
 }
 
+TEST_CASE("execute: files keys are checked as returnFiles globs are, before anything runs", "[params]") {
+  Config config = testConfig();
+  auto refused = [&](const std::string& path) {
+    return refusal(decodeExecute({{"code", "1"}, {"files", {{path, {{"text", "x"}}}}}}, config));
+  };
+  CHECK(refused("../a.txt") == "files: '../a.txt' contains '..'; paths must stay inside the working directory");
+  CHECK(refused("a/../../b") == "files: 'a/../../b' contains '..'; paths must stay inside the working directory");
+  CHECK(refused("..") == "files: '..' contains '..'; paths must stay inside the working directory");
+  CHECK(refused("/etc/evil") == "files: '/etc/evil' is absolute; paths are relative to the working directory");
+  CHECK(refused("") == "files: each path must be a non-empty relative path of at most 4096 bytes");
+  CHECK(refused(std::string("a\0b", 3)) == "files: each path must be a non-empty relative path of at most 4096 bytes");
+  CHECK(refused(std::string(4097, 'a')) == "files: each path must be a non-empty relative path of at most 4096 bytes");
+  CHECK(refusal(decodeExecute({{"code", "1"}, {"files", {{"a", {{"text", "x"}, {"mode", 1}}}}}}, config)) ==
+        "files['a'] must be {text: string} or {base64: string}");
+  CHECK(decodeExecute({{"code", "1"}, {"files", {{"a...b", {{"text", "x"}}}, {"..x/y.txt", {{"base64", "eA=="}}}}}}, config)
+            .has_value());
+}
+
 TEST_CASE("typed runs are checked as execute params are", "[params]") {
   Config config = testConfig();
   auto r = runRequest({.code = "1", .profile = "net", .inputs = json{{"a", 1}}, .limits = {{"timeoutMs", 300}}, .network = true},

@@ -61,6 +61,7 @@ class ChildRun : public Run, private ChannelSink {
     UniqueFd fd;
     std::string data;
     size_t offset = 0;
+    size_t sent = 0;  // bytes the pipe took, all told (kept when `data` is let go)
   };
   void watch(Incoming& in, std::string_view name);
   // Reads what the pipe holds now (at most `maxReads` reads); true when it reached EOF.
@@ -73,12 +74,21 @@ class ChildRun : public Run, private ChannelSink {
 
   Incoming stdout_, stderr_, result_;
   Outgoing stdin_, request_;
+  // With probeRequest_: a second write end of the request pipe, held until the run is
+  // released, so the pipe (and what is still unread in it) outlives the child and its exit
+  // can be asked whether it read any of the request (requestReceived). The child never sees
+  // EOF on its request then: only for a child that reads one line (the bootstrap does).
+  UniqueFd requestProbe_;
   ResultChannel channel_;
   bool drained_ = false;
   std::optional<EventLoop::TimerId> drainTimer_;
 
  protected:
+  bool probeRequest_ = false;  // set before begin()
   [[nodiscard]] bool programStarted() const { return channel_.started(); }
+  // A kernel fact: the child has read some of its request (fewer bytes are left in the pipe
+  // than went in). True too when the pipe cannot be asked.
+  [[nodiscard]] bool requestReceived() const;
 };
 
 // A sandbox spawned for this one run, reaped by the server (its pidfd).
@@ -107,7 +117,12 @@ class PooledChildRun final : public ChildRun {
                  std::string requestLine, std::string stdinData, const std::string& token);
   ~PooledChildRun() override;
   void stopNow() override;
-  [[nodiscard]] bool retryable() const override { return !programStarted(); }
+  // Only a child that died without having read any of its request, with no memory kill in
+  // its cgroup (kernel facts, not what the child wrote): one that took the request ran it as
+  // far as it got, and one killed by its own memory limit is answered memory_limit once.
+  [[nodiscard]] bool retryable() const override {
+    return !programStarted() && !requestReceived() && cgroup_.usage().oomKills == 0;
+  }
 
  private:
   pool::Pool& pool_;

@@ -57,7 +57,8 @@ class Run {
   [[nodiscard]] virtual sandbox::ExecutionCgroup takeCgroup() { return {}; }
   [[nodiscard]] virtual std::string channelProblem() const { return {}; }
   [[nodiscard]] virtual bool inSession() const { return false; }
-  // A pooled child that died before the program's code started ran nothing: another may.
+  // A pooled child that died before it read its request ran nothing: another may. A run's own
+  // failure (its memory limit while compiling, say) is never retried.
   [[nodiscard]] virtual bool retryable() const { return false; }
 };
 

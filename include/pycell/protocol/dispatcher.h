@@ -3,7 +3,9 @@
 // Knows nothing of the transport: responses leave through the `send` callback.
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -39,12 +41,23 @@ class Dispatcher {
   void handleFrame(const Frame& frame) noexcept;
   void handleBody(std::string_view body) noexcept;
 
+  // How many requests are in flight: received, their answer not yet sent.
+  [[nodiscard]] size_t requestsInFlight() const { return inFlight_->size(); }
+
  private:
+  struct Batch;
   void parseAndHandle(std::string_view body);
-  void handleMessage(const json& message, const Reply::Sink& sink);
+  // `batch`: the batch the message came in, whose answer goes out as one array (null: alone).
+  void handleMessage(const json& message, const Reply::Sink& sink, const std::shared_ptr<Batch>& batch);
   void dispatchRequest(const std::string& method, const json& params, Reply reply);
 
   Send send_;
+  // A request whose id is here is still to be answered: another with the same id is refused
+  // (-32600) and nothing of it runs. An id leaves once its answer has been sent (for a batch:
+  // once the batch's array has), so it may then be used again. Shared with the replies, which
+  // may outlive the dispatcher.
+  using IdSet = std::set<std::string, std::less<>>;  // ids as their JSON text ("7" is not 7)
+  std::shared_ptr<IdSet> inFlight_ = std::make_shared<IdSet>();
   Gate gate_;
   JsonLimits limits_;
   std::map<std::string, RequestHandler, std::less<>> requests_;
