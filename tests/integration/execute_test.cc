@@ -296,6 +296,8 @@ TEST_CASE("pycell mcp: notifications/cancelled kills the run and the request get
     CHECK_FALSE((m.contains("id") && m["id"] == id));
   }
   CHECK(server.malformedOutput().empty());
+}
+
 TEST_CASE("a request with the id of one in flight gets -32600 and runs nothing; the first goes on, "
           "a cancel reaches it, and the id is free once answered",
           "[execute]") {
