@@ -132,6 +132,9 @@ std::map<std::string, Flag> runFlags(RunOptions& o) {
   flags["--json"] = {false, [&o](const std::string&) { o.json = true; return true; }};
   flags["--report"] = {true, [&o](const std::string& v) { o.reportFile = v; return !v.empty(); }};
   flags["--usage-chart"] = {true, [&o](const std::string& v) { o.usageChartFile = v; return !v.empty(); }};
+  flags["--figures"] = {true, [&o](const std::string& v) { o.figuresDir = v; return !v.empty(); }};
+  flags["--out"] = {true, [&o](const std::string& v) { o.outDir = v; return !v.empty(); }};
+  flags["--return"] = {true, [&o](const std::string& v) { o.returnGlobs.push_back(v); return !v.empty(); }};
   return flags;
 }
 
@@ -154,6 +157,10 @@ std::optional<RunOptions> parseRun(const std::vector<std::string>& args) {
     return std::nullopt;
   }
   o.file = positional[0];
+  if (o.outDir.empty() != o.returnGlobs.empty()) {
+    std::cerr << "pycell run: --out DIR and --return GLOB go together\n";
+    return std::nullopt;
+  }
   return o;
 }
 

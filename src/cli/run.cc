@@ -1,13 +1,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "pycell/cli/cli.h"
 #include "pycell/cli/usage_chart.h"
@@ -93,6 +96,7 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
     return std::nullopt;
   }
   args.env = std::move(*checkedEnv);
+  if (!options.returnGlobs.empty()) args.returnFiles = options.returnGlobs;
   auto request = server::runRequest(std::move(args), config);
   if (!request) {
     std::cerr << "pycell run: " << request.error().message << "\n";
@@ -117,19 +121,97 @@ std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Conf
 struct ReportFiles {
   UniqueFd report;
   UniqueFd chart;
+  UniqueFd figuresDir;  // --figures
+  UniqueFd outDir;      // --out
 };
 
 std::optional<ReportFiles> openReports(const RunOptions& options) {
   ReportFiles files;
-  for (auto [path, fd] : {std::pair{&options.reportFile, &files.report}, {&options.usageChartFile, &files.chart}}) {
-    if (path->empty()) continue;
-    *fd = UniqueFd(::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!*fd) {
-      std::cerr << "pycell run: " << sysError(*path).message() << "\n";
-      return std::nullopt;
+  auto open = [](const std::string& path, UniqueFd& fd, int flags) {
+    if (path.empty()) return true;
+    fd = UniqueFd(::open(path.c_str(), flags | O_CLOEXEC, 0644));
+    if (!fd) std::cerr << "pycell run: " << sysError(path).message() << "\n";
+    return fd.get() >= 0;
+  };
+  if (!open(options.reportFile, files.report, O_WRONLY | O_CREAT | O_TRUNC) ||
+      !open(options.usageChartFile, files.chart, O_WRONLY | O_CREAT | O_TRUNC) ||
+      !open(options.figuresDir, files.figuresDir, O_RDONLY | O_DIRECTORY) ||
+      !open(options.outDir, files.outDir, O_RDONLY | O_DIRECTORY))
+    return std::nullopt;
+  return files;
+}
+
+// Standard base64 (RFC 4648, padding optional); nullopt on anything else.
+std::optional<std::string> decodeBase64(const std::string& text) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t padding = 0;
+  for (char c : text) {
+    int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+' ? 62 : c == '/' ? 63 : -1;
+    if (c == '=' && ++padding <= 2) continue;
+    if (v < 0 || padding) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
     }
   }
-  return files;
+  return out;
+}
+
+// Writes `bytes` at the relative path `rel` below the directory `dir`, creating the
+// directories between. The path comes from the sandbox: no absolute path, no "." or ".."
+// component, and no symbolic link is followed on the way.
+Status writeBelow(int dir, const std::string& rel, const std::string& bytes) {
+  std::vector<std::string> parts;
+  for (size_t start = 0; start <= rel.size();) {
+    size_t slash = std::min(rel.find('/', start), rel.size());
+    parts.push_back(rel.substr(start, slash - start));
+    start = slash + 1;
+  }
+  for (const auto& part : parts) {
+    if (part.empty() || part == "." || part == ".." || part.find('\0') != std::string::npos)
+      return std::unexpected(Error{"refused path '" + rel.substr(0, 200) + "'"});
+  }
+  UniqueFd at(::fcntl(dir, F_DUPFD_CLOEXEC, 0));
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (::mkdirat(at.get(), parts[i].c_str(), 0755) != 0 && errno != EEXIST) return std::unexpected(sysError(rel));
+    at = UniqueFd(::openat(at.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!at) return std::unexpected(sysError(rel));
+  }
+  UniqueFd fd(::openat(at.get(), parts.back().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd || !writeAll(fd.get(), bytes)) return std::unexpected(sysError(rel));
+  return {};
+}
+
+// --figures: each display with a PNG as figure-N.png; --out: each returned file. Returns
+// how many of each were written, or nullopt after printing why one was not.
+std::optional<std::pair<int, int>> writeOutputs(ReportFiles& files, const nlohmann::json& result) {
+  int figures = 0, written = 0;
+  auto write = [](int dir, const std::string& name, const nlohmann::json& b64) {
+    auto bytes = b64.is_string() ? decodeBase64(b64.get<std::string>()) : std::nullopt;
+    Status st = bytes ? writeBelow(dir, name, *bytes) : Status(std::unexpected(Error{"not base64"}));
+    if (!st) std::cerr << "pycell run: " << name.substr(0, 200) << ": " << st.error().message() << "\n";
+    return st.has_value();
+  };
+  if (files.figuresDir && result.contains("displays") && result["displays"].is_array()) {
+    for (const auto& bundle : result["displays"]) {
+      if (!bundle.is_object() || !bundle.contains("image/png")) continue;
+      if (!write(files.figuresDir.get(), "figure-" + std::to_string(figures + 1) + ".png", bundle["image/png"])) return std::nullopt;
+      ++figures;
+    }
+  }
+  if (files.outDir && result.contains("files") && result["files"].is_array()) {
+    for (const auto& file : result["files"]) {
+      if (!file.is_object() || !file.contains("path") || !file["path"].is_string() || !file.contains("base64")) continue;
+      if (!write(files.outDir.get(), file["path"].get<std::string>(), file["base64"])) return std::nullopt;
+      ++written;
+    }
+  }
+  return std::pair{figures, written};
 }
 
 // --report and --usage-chart; false when one could not be written.
@@ -217,13 +299,19 @@ int runMain(const RunOptions& options) {
   }
   const auto& result = **outcome;
   if (!writeReports(options, *reports, result)) return 2;
+  auto outputs = writeOutputs(*reports, result);
+  if (!outputs) return 2;
   if (options.json) {
     std::cout << result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     std::string status = result.value("status", "error");
     if (status != "ok" && status != "error") std::cerr << "pycell: " << status << ": " << result["error"].value("message", "") << "\n";
   }
-  if (options.verbose) std::cerr << verboseSummary(result, (*ctx)->isolation.complete());
+  if (options.verbose) {
+    std::cerr << verboseSummary(result, (*ctx)->isolation.complete());
+    if (reports->figuresDir) std::cerr << "pycell: " << outputs->first << " figure(s) written to " << options.figuresDir << "\n";
+    if (reports->outDir) std::cerr << "pycell: " << outputs->second << " file(s) written to " << options.outDir << "\n";
+  }
   return exitCodeFor(result);
 }
 

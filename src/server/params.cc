@@ -201,6 +201,11 @@ Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config, c
   req.samples = (*profile)->samples;
   req.env = (*profile)->env;
   for (auto& [name, value] : args.env) req.env[name] = std::move(value);
+  if (!args.returnFiles.is_null()) {
+    auto globs = decodeReturnFiles(args.returnFiles);
+    if (!globs) return std::unexpected(globs.error());
+    req.returnFiles = std::move(*globs);
+  }
   return req;
 }
 

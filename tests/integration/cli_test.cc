@@ -1,6 +1,9 @@
 // The command line as a shell script uses it: `pycell run`, `pycell check`, --version, --help.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+
 #include <algorithm>
 #include <regex>
 
@@ -15,6 +18,11 @@ std::string describe(const CommandResult& r) {
   std::string code = r.exitCode ? std::to_string(*r.exitCode) : "none (killed at timeout)";
   return "exit " + code + " after " + std::to_string(r.elapsed.count()) + " ms\n  stdout: " +
          r.out.substr(0, 2000) + "\n  stderr: " + r.err.substr(0, 2000);
+}
+
+std::string readWholeFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 std::string lower(std::string s) {
@@ -168,4 +176,44 @@ TEST_CASE("pycell run --env sets a variable for the program; a bad one is refuse
   CHECK(bad.exitCode == 2);
   CHECK(bad.err.find("HOME is set by the sandbox") != std::string::npos);
   CHECK(runPycell({"run", program.path(), "--env", "NOEQUALS"}).exitCode == 2);
+}
+
+TEST_CASE("pycell run --figures writes each figure as a PNG; --out with --return brings files back", "[cli]") {
+  SharedDir figures("figures");
+  SharedDir out("out");
+  // The datascience profile has matplotlib; it runs one-shot here (no pool in this command).
+  TempFile plots("plots",
+                 "import matplotlib.pyplot as plt\n"
+                 "plt.plot([1, 2, 3])\n"
+                 "plt.figure(); plt.bar([1, 2], [3, 4])\n");
+  CommandResult r = runPycell({"run", plots.path(), "--profile", "datascience", "--figures", figures.path.string(),
+                               "--verbose"}, {}, 60000ms);
+  INFO(describe(r));
+  REQUIRE(r.exitCode == 0);
+  for (const char* name : {"figure-1.png", "figure-2.png"}) {
+    INFO(name);
+    std::string png = readWholeFile(figures.path / name);
+    REQUIRE(png.size() > 100);
+    CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+  }
+  CHECK_FALSE(std::filesystem::exists(figures.path / "figure-3.png"));
+  CHECK(r.err.find("2 figure(s) written") != std::string::npos);
+
+  TempFile program("files",
+                   "import os\n"
+                   "os.makedirs('sub', exist_ok=True)\n"
+                   "open('sub/data.csv', 'w').write('a,b\\n1,2\\n')\n"
+                   "open('skip.txt', 'w').write('not asked for')\n");
+  CommandResult f = runPycell({"run", program.path(), "--out", out.path.string(), "--return", "sub/*.csv", "--verbose"});
+  INFO(describe(f));
+  REQUIRE(f.exitCode == 0);
+  CHECK(readWholeFile(out.path / "sub" / "data.csv") == "a,b\n1,2\n");
+  CHECK_FALSE(std::filesystem::exists(out.path / "skip.txt"));
+  CHECK(f.err.find("1 file(s) written") != std::string::npos);
+
+  // A directory that is not there is refused before anything runs; --out needs --return.
+  CommandResult missing = runPycell({"run", program.path(), "--figures", "/nonexistent-dir"});
+  CHECK(missing.exitCode == 2);
+  CHECK(runPycell({"run", program.path(), "--out", out.path.string()}).exitCode == 2);
+  CHECK(runPycell({"run", program.path(), "--return", "*.csv"}).exitCode == 2);
 }

@@ -39,6 +39,9 @@ struct RunOptions {
   bool verbose = false;        // a summary on stderr at the end
   std::string reportFile;      // --report: the whole result (activity included) as JSON
   std::string usageChartFile;  // --usage-chart: CPU and memory over time as SVG
+  std::string figuresDir;      // --figures: each figure as figure-N.png
+  std::string outDir;          // --out: the files --return names, written below it
+  std::vector<std::string> returnGlobs;
 };
 
 // Each returns the process exit code.

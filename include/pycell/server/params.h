@@ -51,6 +51,7 @@ struct RunArgs {
   // promise); values out of range are refused all the same.
   bool lowerToProfile = false;
   std::map<std::string, std::string> env{};  // over the profile's env (checked by decodeEnv)
+  json returnFiles = nullptr;                // null, or glob patterns (checked as execute's)
 };
 [[nodiscard]] Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config,
                                                          const SessionProfileLookup& sessionProfile = {});
