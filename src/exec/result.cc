@@ -105,6 +105,14 @@ void takeLeftBehind(json& result, json& reported) {
       return skipped.size() == 2 && stringAt(skipped, "path") && stringAt(skipped, "reason");
     });
   if (reported.contains("valueTruncated") && reported["valueTruncated"] == true) result["valueTruncated"] = true;
+  // Bounded and made well-formed by the channel (sanitizeReport); checked again here, as a
+  // report may come from elsewhere.
+  if (reported.contains("valueWarnings") && reported["valueWarnings"].is_array() && !result.contains("valueTruncated")) {
+    json kept = keep("valueWarnings", [&](const json& w) {
+      return w.size() == 2 && stringAt(w, "path") && stringAt(w, "reason");
+    });
+    if (!kept.empty()) result["valueWarnings"] = std::move(kept);
+  }
 }
 
 // The kernel's usage, with what the samples add (averages and the sampled peak).

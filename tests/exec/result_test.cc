@@ -258,6 +258,23 @@ TEST_CASE("result: only well-formed displays and files are taken from the report
   CHECK(r["valueTruncated"] == true);
 }
 
+TEST_CASE("result: the value's warnings are taken when well-formed, and not beside a truncated value", "[result]") {
+  json report = {{"status", "ok"},
+                 {"value", {1, "<object>"}},
+                 {"valueRepr", "[1, <object>]"},
+                 {"valueWarnings", {{{"path", "$[1]"}, {"reason", "object: no JSON form, replaced by its repr"}},
+                                    {{"path", 1}, {"reason", "x"}},
+                                    {{"path", "$"}, {"reason", "x"}, {"more", 1}}}}};
+  json r = buildResult(exitedWith(0, report));
+  CHECK(r["value"] == json({1, "<object>"}));
+  CHECK(r["valueWarnings"] == json{{{"path", "$[1]"}, {"reason", "object: no JSON form, replaced by its repr"}}});
+  report["valueWarnings"] = {{{"path", 1}}};
+  CHECK_FALSE(buildResult(exitedWith(0, report)).contains("valueWarnings"));
+  report["valueWarnings"] = {{{"path", "$[1]"}, {"reason", "r"}}};
+  report["valueTruncated"] = true;
+  CHECK_FALSE(buildResult(exitedWith(0, report)).contains("valueWarnings"));
+}
+
 TEST_CASE("result: a run in a session", "[result]") {
   RunOutcome o = exitedWith(0, {{"status", "timeout"}, {"error", {{"type", "Timeout"}, {"traceback", {"here"}}, {"line", 3}}}});
   o.inSession = true;
