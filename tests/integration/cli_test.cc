@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <sstream>
 
 #include "server_process.h"
 
@@ -87,6 +88,31 @@ TEST_CASE("pycell check exits 0 and reports each isolation item", "[cli]") {
     INFO("item: " << item);
     CHECK(text.find(item) != std::string::npos);
   }
+}
+
+TEST_CASE("pycell check reports the built-in profiles' preloads as their zygotes did, and every warning's reason",
+          "[cli]") {
+  CommandResult r = runPycell({"check"});
+  INFO(describe(r));
+  REQUIRE(r.exitCode.has_value());
+  std::istringstream lines(r.out);
+  std::string line;
+  int preloadRows = 0;
+  while (std::getline(lines, line)) {
+    INFO("line: " << line);
+    if (line.starts_with("warn  ")) {
+      // A machine's missing capability (cgroups, the network stack) may warn, with its reason.
+      auto colon = line.find(": ");
+      REQUIRE(colon != std::string::npos);
+      CHECK(line.find_first_not_of(' ', colon + 2) != std::string::npos);
+    }
+    if (line.find(" preload: ") == std::string::npos) continue;
+    ++preloadRows;
+    // The built-in datascience profile preloads numpy, pandas and matplotlib (installed on
+    // the machines these tests run on); its zygote imports them all.
+    CHECK(line.starts_with("ok    profile datascience preload: the zygote imported numpy, pandas, matplotlib"));
+  }
+  CHECK(preloadRows == 1);
 }
 
 TEST_CASE("pycell --version and --help answer and exit 0", "[cli]") {
