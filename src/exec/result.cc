@@ -45,6 +45,7 @@ std::string errorMessage(const RunOutcome& o, const std::string& status, const j
     message = "the run exceeded its time limit (" + std::to_string(l.timeoutMs) + " ms wall, " + std::to_string(l.cpuMs) + " ms CPU)";
   else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
   else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
+  else if (status == "killed" && o.stopReason == StopReason::InputClosed) message = "input closed before the run finished";
   else if (status == "killed") message = "the run was killed on request";
   else if (status == "policy_violation") message = "the profile's policy blocked " + [&] {
     for (const auto& e : o.events)
@@ -152,7 +153,8 @@ std::string decideStatus(const RunOutcome& o, const json& reported) {
   switch (o.stopReason) {
     case StopReason::Killed:
     case StopReason::Cancelled:
-    case StopReason::Shutdown: return "killed";
+    case StopReason::Shutdown:
+    case StopReason::InputClosed: return "killed";
     case StopReason::Timeout: return "timeout";
     case StopReason::OutputLimit: return "output_limit";
     case StopReason::Internal: return "crashed";

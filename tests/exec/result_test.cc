@@ -173,6 +173,13 @@ TEST_CASE("result: killed by the client, cancelled, or the server stopping", "[r
     CHECK(r["error"]["type"] == "Killed");
     CHECK(r["error"]["message"] == "the run was killed on request");
   }
+  // The server's input ended while it ran (EOF without shutdown).
+  RunOutcome closed = killedBySignal(SIGKILL, 5, kOkReport);
+  closed.stopReason = StopReason::InputClosed;
+  json c = buildResult(closed);
+  CHECK(c["status"] == "killed");
+  CHECK(c["error"]["type"] == "Killed");
+  CHECK(c["error"]["message"] == "input closed before the run finished");
   // Killed while queued: never ran, the kernel has nothing to say.
   RunOutcome queued;
   queued.executionId = "q";
