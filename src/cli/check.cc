@@ -1,5 +1,6 @@
 #include <chrono>
 #include <iostream>
+#include <map>
 
 #include "pycell/cli/cli.h"
 #include "pycell/error.h"
@@ -27,22 +28,71 @@ Result<nlohmann::json> runInSandbox(const sandbox::SandboxContext& ctx, server::
   return std::move(*outcome);
 }
 
-// Which of a profile's preload modules its interpreter imports, inside the sandbox.
-std::string preloadReport(const sandbox::SandboxContext& ctx, const Profile& profile, bool& ok) {
-  std::string code =
-      "import importlib\nresult = {}\nfor name in inputs:\n"
-      "    try:\n        importlib.import_module(name)\n        result[name] = 'ok'\n"
-      "    except Exception as e:\n        result[name] = type(e).__name__ + ': ' + str(e)\n";
-  auto r = runInSandbox(ctx, {.code = code, .profile = profile.name, .inputs = nlohmann::json(profile.preload)});
-  if (!r) return r.error().message();
-  ok = (*r)["status"] == "ok";
-  std::string out;
-  for (const auto& [name, verdict] : (*r)["value"].items()) {
-    bool imported = verdict == "ok";
-    ok = ok && imported;
-    out += (out.empty() ? "" : ", ") + name + (imported ? "" : " (" + verdict.get<std::string>() + ")");
+// Why a run did not succeed: its error's message, else its stderr, never empty.
+std::string reasonOf(const nlohmann::json& result) {
+  std::string reason;
+  if (result.contains("error") && result["error"].is_object() && result["error"].contains("message") &&
+      result["error"]["message"].is_string())
+    reason = result["error"]["message"].get<std::string>();
+  if (reason.empty() && result.contains("stderr") && result["stderr"].is_string()) reason = result["stderr"].get<std::string>();
+  while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+  return reason.empty() ? "no reason given" : reason;
+}
+
+struct PreloadRow {
+  bool ok = false;
+  std::string text;
+};
+
+// What each profile's zygote reported of its preload (the pool status's preloaded and
+// preloadFailed): one run in each pooled profile waits for its zygote to be ready.
+std::map<std::string, PreloadRow> preloadRows(const sandbox::SandboxContext& ctx) {
+  std::map<std::string, PreloadRow> rows;
+  EventLoop loop;
+  exec::Scheduler scheduler(loop, ctx, /*usePools=*/true);
+  std::map<std::string, std::string> failures;
+  size_t pending = 0;
+  const auto& ns = ctx.isolation.namespaces;
+  for (const auto& [name, profile] : ctx.config.profiles) {
+    if (profile.preload.empty()) continue;
+    if (!ns.user || !ns.mount || !ns.pid) {
+      rows[name] = {false, "not used: only a pool's zygote preloads, and pools need user, mount and pid namespaces"};
+    } else if (profile.pool.size <= 0) {
+      rows[name] = {false, "not used: only a pool's zygote preloads, and the profile has no pool (pool.size 0)"};
+    } else if (auto request = server::runRequest({.code = "None", .profile = name}, ctx.config); !request) {
+      rows[name] = {false, "cannot run in the profile: " + request.error().message};
+    } else {
+      auto submitted = scheduler.submit(std::move(*request), [&, name](Result<nlohmann::json> r) {
+        if (!r) failures[name] = r.error().message();
+        else if ((*r).value("status", "") != "ok") failures[name] = "status " + (*r).value("status", "?") + ": " + reasonOf(*r);
+        if (--pending == 0) loop.stop();
+      });
+      if (submitted) ++pending;
+      else rows[name] = {false, "cannot run in the profile: " + submitted.error().message};
+    }
   }
-  return ok ? "imports " + out : "status " + (*r)["status"].get<std::string>() + ": " + out;
+  if (pending > 0) loop.run();
+  const nlohmann::json summary = scheduler.summary();
+  for (const auto& pool : summary["pools"]) {
+    std::string name = pool.value("profile", "");
+    if (!ctx.config.profiles.contains(name) || ctx.config.profiles.at(name).preload.empty()) continue;
+    if (!pool.value("zygoteReady", false)) {
+      auto failure = failures.find(name);
+      rows[name] = {false, "the zygote is not ready: " + (failure != failures.end() ? failure->second : "no reason given")};
+      continue;
+    }
+    std::string imported;
+    for (const auto& module : pool["preloaded"]) imported += (imported.empty() ? "" : ", ") + module.get<std::string>();
+    std::string failed;
+    for (const auto& [module, why] : pool["preloadFailed"].items()) {
+      std::string reason = why.is_string() ? why.get<std::string>() : why.dump();
+      failed += (failed.empty() ? "" : ", ") + module + " (" + (reason.empty() ? "no reason given" : reason) + ")";
+    }
+    if (failed.empty()) rows[name] = {true, "the zygote imported " + (imported.empty() ? "nothing" : imported)};
+    else rows[name] = {false, "the zygote imported " + (imported.empty() ? "nothing" : imported) + "; failed: " + failed};
+  }
+  scheduler.shutdown();
+  return rows;
 }
 
 std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
@@ -52,7 +102,7 @@ std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
   if (!r) return r.error().message();
   ok = (*r).value("status", "") == "ok";
   return ok ? "ran Python " + (*r)["value"].get<std::string>() + " in a sandbox in " + std::to_string(ms) + " ms"
-            : "status " + (*r).value("status", "?") + ": " + (*r)["stderr"].get<std::string>();
+            : "status " + (*r).value("status", "?") + ": " + reasonOf(*r);
 }
 
 }  // namespace
@@ -94,14 +144,13 @@ int checkMain(const CommonOptions& options) {
     std::cout << "warn  pidsLimit: per-user (RLIMIT_NPROC counts every process of the uid: sandboxes share it)\n"
               << "      fix: a kernel >= 5.14 with user namespaces, or " << sandbox::cgroupFix() << "\n";
   }
+  auto preloads = preloadRows(**ctx);
   for (const auto& [name, interp] : (*ctx)->interpreters) {
     std::cout << "ok    profile " << name << ": python " << interp.path << " (" << interp.realPath << ")\n";
-    const Profile& profile = (*ctx)->config.profiles.at(name);
-    if (profile.preload.empty()) continue;
-    bool imported = false;
-    std::string report = preloadReport(**ctx, profile, imported);
-    // A missing optional module is worth a line, not a failed check: the zygote reports it too.
-    std::cout << (imported ? "ok    " : "warn  ") << "profile " << name << " preload: " << report << "\n";
+    auto row = preloads.find(name);
+    if (row == preloads.end()) continue;
+    // A missing optional module is worth a line, not a failed check: the zygote logs it too.
+    std::cout << (row->second.ok ? "ok    " : "warn  ") << "profile " << name << " preload: " << row->second.text << "\n";
   }
   bool ran = false;
   std::string detail = endToEnd(**ctx, ran);

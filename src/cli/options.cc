@@ -205,7 +205,7 @@ std::optional<Config> loadConfigOrReport(const CommonOptions& options) {
   if (options.configPath.empty()) return builtinConfig();
   auto config = loadConfig(options.configPath);
   if (!config) {
-    std::cerr << "pycell: config: " << config.error().message() << "\n";
+    std::cerr << "pycell: config " << config.error().message() << "\n";  // FILE[:LINE:COL]: message
     return std::nullopt;
   }
   return *config;

@@ -56,7 +56,9 @@ std::optional<std::string> absolutePath(const std::string& path) {
 bool widenProfile(const RunOptions& options, Config& config) {
   auto profileIt = config.profiles.find(options.profile);
   if (profileIt == config.profiles.end()) {
-    std::cerr << "pycell run: unknown profile '" << options.profile << "'\n";
+    std::string names;
+    for (const auto& [known, profile] : config.profiles) names += (names.empty() ? "" : ", ") + known;
+    std::cerr << "pycell run: unknown profile '" << options.profile << "' (available: " << names << ")\n";
     return false;
   }
   Profile& profile = profileIt->second;

@@ -45,6 +45,7 @@ std::string errorMessage(const RunOutcome& o, const std::string& status, const j
     message = "the run exceeded its time limit (" + std::to_string(l.timeoutMs) + " ms wall, " + std::to_string(l.cpuMs) + " ms CPU)";
   else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
   else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
+  else if (status == "killed" && o.stopReason == StopReason::InputClosed) message = "input closed before the run finished";
   else if (status == "killed") message = "the run was killed on request";
   else if (status == "policy_violation") message = "the profile's policy blocked " + [&] {
     for (const auto& e : o.events)
@@ -105,6 +106,14 @@ void takeLeftBehind(json& result, json& reported) {
       return skipped.size() == 2 && stringAt(skipped, "path") && stringAt(skipped, "reason");
     });
   if (reported.contains("valueTruncated") && reported["valueTruncated"] == true) result["valueTruncated"] = true;
+  // Bounded and made well-formed by the channel (sanitizeReport); checked again here, as a
+  // report may come from elsewhere.
+  if (reported.contains("valueWarnings") && reported["valueWarnings"].is_array() && !result.contains("valueTruncated")) {
+    json kept = keep("valueWarnings", [&](const json& w) {
+      return w.size() == 2 && stringAt(w, "path") && stringAt(w, "reason");
+    });
+    if (!kept.empty()) result["valueWarnings"] = std::move(kept);
+  }
 }
 
 // The kernel's usage, with what the samples add (averages and the sampled peak).
@@ -144,7 +153,8 @@ std::string decideStatus(const RunOutcome& o, const json& reported) {
   switch (o.stopReason) {
     case StopReason::Killed:
     case StopReason::Cancelled:
-    case StopReason::Shutdown: return "killed";
+    case StopReason::Shutdown:
+    case StopReason::InputClosed: return "killed";
     case StopReason::Timeout: return "timeout";
     case StopReason::OutputLimit: return "output_limit";
     case StopReason::Internal: return "crashed";

@@ -234,7 +234,9 @@ void ResultChannel::takeReport(std::string_view line, ChannelSink& sink) {
                  : key == "displays" ? caps_.maxDisplayBytes + (64u << 10)
                  : key == "files"    ? base64Size(caps_.maxTotalFileBytes) + caps_.maxFiles * 4352
                  : key == "error"    ? caps_.maxTextBytes * (caps_.maxTracebackLines + 4)
-                                     : 64u << 10;
+                 : key == "valueWarnings"  // each string may be \u-escaped: 6 bytes a character
+                     ? caps_.maxValueWarnings * (6 * (caps_.maxWarningPathBytes + caps_.maxWarningReasonBytes) + 64)
+                     : 64u << 10;
     std::string name(key);
     if (text.size() > cap) {
       if (key == "value") report["valueTruncated"] = true;
@@ -418,6 +420,29 @@ void sanitizeError(json& error, const ReportCaps& caps) {
   error = std::move(clean);
 }
 
+// The value's warnings (none once the value was cut for its size): at most maxValueWarnings well-formed {path, reason} entries, each
+// string cut to its cap; anything else the sandbox wrote there is dropped.
+void sanitizeValueWarnings(json& report, const ReportCaps& caps, bool valueCut) {
+  json& warnings = report["valueWarnings"];
+  if (!warnings.is_array() || valueCut) {
+    report.erase("valueWarnings");
+    return;
+  }
+  json kept = json::array();
+  for (auto& warning : warnings) {
+    if (kept.size() >= caps.maxValueWarnings) break;
+    if (!warning.is_object() || !warning.contains("path") || !warning["path"].is_string() ||
+        !warning.contains("reason") || !warning["reason"].is_string())
+      continue;
+    json clean = {{"path", std::move(warning["path"])}, {"reason", std::move(warning["reason"])}};
+    cutString(clean["path"], caps.maxWarningPathBytes);
+    cutString(clean["reason"], caps.maxWarningReasonBytes);
+    kept.push_back(std::move(clean));
+  }
+  if (kept.empty()) report.erase("valueWarnings");
+  else warnings = std::move(kept);
+}
+
 }  // namespace
 
 SanitizeNotes sanitizeReport(json& report, const ReportCaps& caps) {
@@ -430,6 +455,7 @@ SanitizeNotes sanitizeReport(json& report, const ReportCaps& caps) {
     notes.valueCut = true;
   }
   if (report.contains("valueRepr")) cutChars(report["valueRepr"], caps.maxReprChars);
+  if (report.contains("valueWarnings")) sanitizeValueWarnings(report, caps, notes.valueCut);
   if (report.contains("error")) sanitizeError(report["error"], caps);
   if (report.contains("displays") && report["displays"].is_array()) {
     json kept = json::array();

@@ -282,14 +282,14 @@ json Scheduler::summary() const {
           {"pools", pools}};
 }
 
-void Scheduler::shutdown() {
+void Scheduler::shutdown(StopReason reason) {
   // Every execution still here is answered now, with status "killed" and the output it
   // had produced: the event loop that would have carried its result has stopped.
   shuttingDown_ = true;
   std::vector<std::string> ids;
   for (const auto& [id, entry] : active_) ids.push_back(id);
   for (const auto& id : ids) {
-    if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(StopReason::Shutdown);
+    if (auto it = active_.find(id); it != active_.end()) it->second.execution->finishNow(reason);
   }
   graveyard_.clear();
   // With the loop stopped a session ends within terminate(), and its end takes it out of

@@ -302,8 +302,9 @@ def _report_value(report, value, has_value, shown):
     objects' code (reprs, matplotlib): a failure there loses that part, never the report."""
     value_repr = None
     if report["error"] is None and has_value:
-        value_json, value_repr, truncated = _describe_value(value, _caps["maxValueBytes"], _caps["maxReprBytes"])
-        report.update(value=value_json, valueRepr=value_repr, valueTruncated=truncated)
+        value_json, value_repr, truncated, warnings = _describe_value(
+            value, _caps["maxValueBytes"], _caps["maxReprBytes"])
+        report.update(value=value_json, valueRepr=value_repr, valueTruncated=truncated, valueWarnings=warnings)
     try:
         _collect_displays(value, value_repr, shown)
     except BaseException as e:
@@ -348,7 +349,7 @@ def _run(line, main=None, cell="<pycell>"):
     global _cell
     _cell = cell
     report = {"status": "ok", "exitCode": 0, "value": None, "valueRepr": None, "error": None,
-              "valueTruncated": False, "files": [], "skippedFiles": None}
+              "valueTruncated": False, "valueWarnings": [], "files": [], "skippedFiles": None}
     try:
         request = _start_request(line)
     except Exception as e:
@@ -401,12 +402,14 @@ def _usage():
 def _document(report):
     """The result JSON as a list of ASCII byte strings (the files' base64 is not copied
     into one big string): {status, exitCode, value, valueRepr, error, usage, displays,
-    files} and, when set, valueTruncated and skippedFiles."""
+    files} and, when set, valueTruncated, valueWarnings and skippedFiles."""
     head = '"status":%s,"exitCode":%d,"value":%s,"valueRepr":%s,"error":%s,"usage":%s' % (
         _encode(report["status"]), report["exitCode"], report["value"] or "null",
         _encode(report["valueRepr"]), _encode(report["error"]), _encode(_usage()))
     if report["valueTruncated"]:
         head += ',"valueTruncated":true'
+    if report["valueWarnings"]:
+        head += ',"valueWarnings":' + _encode(report["valueWarnings"])
     if report["skippedFiles"] is not None:
         head += ',"skippedFiles":' + _encode(report["skippedFiles"])
     parts = [head + ',"displays":[' + ",".join(_displays) + '],"files":[']

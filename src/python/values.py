@@ -62,7 +62,11 @@ _KINDS = {
 _kind_cache = {}
 _NoneType = type(None)
 _PLAIN = (str, int, float, bool, _NoneType, list, tuple, dict)
-_MAX_DEPTH = 200
+_MAX_DEPTH = 100  # below the server's nesting limit for a report member (128)
+# Integers a 64-bit JSON parser keeps exactly; beyond them, {"$int": "<decimal digits>"}.
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+_MAX_WARNINGS = 100  # valueWarnings listed; items past them are still replaced, unlisted
+_MAX_PATH = 512      # characters of a warning's path
 # The kinds _Converter.scalar turns into a string, a number or null.
 _SCALAR_KINDS = frozenset(("bytes", "iso", "timedelta", "decimal", "fraction", "null"))
 
@@ -103,13 +107,48 @@ class _Converter:
     written as JSON would (1 -> "1", None -> "null") or as str(key); NaN and infinities
     -> null; bytes -> base64 string; datetime, date, time -> ISO 8601 string; timedelta ->
     seconds; Decimal, Fraction -> float (a Decimal too large for a float -> string);
+    an int beyond 64 bits -> {"$int": "<its decimal digits>"};
     numpy scalars and arrays -> tolist() (datetime64 as ISO strings); pandas DataFrame ->
     {"columns", "index", "data"} (orient "split"), Series -> {"name", "index", "data"},
-    Index -> array, NaT and NA -> null. Anything else is unsupported."""
+    Index -> array, NaT and NA -> null. Anything else is unsupported: inside a container,
+    such an item becomes its repr (capped at `max_repr` characters) in place, with a warning
+    {"path": "$.a[2]", "reason": ...} in self.warnings; at the top, it raises."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, max_repr=4096):
         self.left = limit
+        self.max_repr = max_repr
         self.open = set()  # ids of the containers being converted, against cycles
+        self.path = []     # keys (str) and indexes (int) from the top to the current item
+        self.warnings = []
+
+    def item(self, step, x, depth):
+        """x, the member `step` of a container, converted; if it has no JSON form (or its
+        own methods fail), its repr in its place and a warning. Too big stays too big."""
+        self.path.append(step)
+        try:
+            return self.value(x, depth)
+        except _TooBig:
+            raise
+        except Exception as e:
+            return self.replace(x, e)
+        finally:
+            self.path.pop()
+
+    def replace(self, x, e):
+        if type(e) is _Unsupported:
+            self.warn("%s: no JSON form, replaced by its repr" % _safe_str(e))
+        else:
+            self.warn("converting it raised %s, replaced by its repr" % type(e).__name__)
+        try:
+            text = _cap(str.__str__(repr(x)), self.max_repr)
+        except Exception as failure:
+            text = "<repr failed: %s>" % type(failure).__name__
+        self.spend(len(text) + 2)
+        return text
+
+    def warn(self, reason):
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append({"path": _cap(_path_text(self.path), _MAX_PATH), "reason": _cap(reason, 256)})
 
     def spend(self, n):
         self.left -= n
@@ -127,7 +166,10 @@ class _Converter:
             return _clean(x)
         if t is int:
             self.spend(1 + int.bit_length(x) * 3 // 10)
-            return x
+            if _INT_MIN <= x <= _INT_MAX:
+                return x
+            self.spend(12)
+            return {"$int": int.__repr__(x)}  # ValueError past the interpreter's digit limit
         if t is float:
             self.spend(3)
             return x if x - x == 0.0 else None  # inf - inf and nan - nan are nan
@@ -165,15 +207,15 @@ class _Converter:
             self.check(int(rows) * int(columns))
             split = x.to_dict(orient="split")
             self.spend(30)
-            return {"columns": self.value(split["columns"], depth + 1),
-                    "index": self.value(split["index"], depth + 1),
-                    "data": self.value(split["data"], depth + 1)}
+            return {"columns": self.item("columns", split["columns"], depth + 1),
+                    "index": self.item("index", split["index"], depth + 1),
+                    "data": self.item("data", split["data"], depth + 1)}
         if kind == "series":
             self.check(int(len(x)))
             self.spend(27)
-            return {"name": self.value(x.name, depth + 1),
-                    "index": self.value(x.index.tolist(), depth + 1),
-                    "data": self.value(x.tolist(), depth + 1)}
+            return {"name": self.item("name", x.name, depth + 1),
+                    "index": self.item("index", x.index.tolist(), depth + 1),
+                    "data": self.item("data", x.tolist(), depth + 1)}
         if kind == "index":
             self.check(int(len(x)))
             return self.value(x.tolist(), depth + 1)
@@ -221,10 +263,12 @@ class _Converter:
         self.open.add(key)
         self.spend(2)
         out = []
-        for item in items:
-            self.spend(1)
-            out.append(self.value(item, depth + 1))
-        self.open.discard(key)
+        try:
+            for n, item in enumerate(items):
+                self.spend(1)
+                out.append(self.item(n, item, depth + 1))
+        finally:
+            self.open.discard(key)
         return out
 
     def mapping(self, x, items, depth):
@@ -236,11 +280,13 @@ class _Converter:
         self.open.add(ident)
         self.spend(2)
         out = {}
-        for key, item in items:
-            key = self.key(key, depth)
-            self.spend(len(key) + 4)
-            out[key] = self.value(item, depth + 1)
-        self.open.discard(ident)
+        try:
+            for key, item in items:
+                key = self.key(key, depth)
+                self.spend(len(key) + 4)
+                out[key] = self.item(key, item, depth + 1)
+        finally:
+            self.open.discard(ident)
         return out
 
     def key(self, key, depth):
@@ -248,29 +294,60 @@ class _Converter:
             return _clean(key)
         try:
             plain = _Converter(1 << 20).value(key, depth + 1)
-        except (_TooBig, _Unsupported):
+        except Exception:
             plain = key
         if type(plain) is str:
             return plain
         if plain is None or type(plain) in (bool, int, float):
             return _encode(plain)
-        return _clean(str.__str__(str(key)))
+        try:
+            return _clean(str.__str__(str(key)))
+        except Exception as e:
+            text = "<str failed: %s>" % type(e).__name__
+            self.path.append(text)
+            self.warn("str() of this key raised %s, so the key is this text" % type(e).__name__)
+            self.path.pop()
+            return text
+
+
+def _path_text(path):
+    """A warning's path: $ then .name for a key that is an identifier, ["key"] for any
+    other key (as JSON writes it), [n] for an index."""
+    parts = ["$"]
+    for step in path:
+        if type(step) is int:
+            parts.append("[%d]" % step)
+        elif str.isidentifier(step) and str.isascii(step):
+            parts.append("." + step)
+        else:
+            parts.append("[" + _encode(step) + "]")
+    return "".join(parts)
 
 
 def _describe_value(value, max_value, max_repr):
-    """Returns (JSON text or None, repr capped at max_repr characters, truncated) with the
-    JSON at most max_value bytes; truncated says the value was convertible but larger."""
-    value_json, truncated = None, False
+    """Returns (JSON text or None, repr capped at max_repr characters, truncated, warnings)
+    with the JSON at most max_value bytes; truncated says the value was convertible but
+    larger; warnings lists the items replaced by their repr (or, for a value with no JSON
+    form at all, why it is null)."""
+    value_json, truncated, warnings = None, False, []
+    converter = _Converter(max_value, max_repr)
     try:
-        value_json = _encode(_Converter(max_value).value(value))  # ASCII: characters == bytes
+        value_json = _encode(converter.value(value))  # ASCII: characters == bytes
+        warnings = converter.warnings
         if len(value_json) > max_value:
-            value_json, truncated = None, True
+            value_json, truncated, warnings = None, True, []
     except _TooBig:
         truncated = True
-    except BaseException:  # unsupported, or the value's own methods failed
+    except Exception as e:  # unsupported, or the value's own methods failed
+        if type(e) is _Unsupported:
+            reason = "%s: no JSON form, so value is null" % _safe_str(e)
+        else:
+            reason = "converting it raised %s, so value is null" % type(e).__name__
+        warnings = [{"path": "$", "reason": _cap(reason, 256)}]
+    except BaseException:
         pass
     try:
         value_repr = _cap(repr(value), max_repr)
     except BaseException as e:
         value_repr = "<repr failed: %s>" % type(e).__name__
-    return value_json, value_repr, truncated
+    return value_json, value_repr, truncated, warnings

@@ -4,6 +4,9 @@
 #include <cctype>
 #include <cmath>
 #include <set>
+#include <cstring>
+#include <map>
+#include <optional>
 #include <string_view>
 
 #include "pycell/error.h"
@@ -235,11 +238,48 @@ Result<std::map<std::string, std::string>> decodeEnv(const json& value) {
   return env;
 }
 
-static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base) {
+// The JSON type each profile field takes, for a refusal that names both.
+static const std::map<std::string, const char*>& profileFieldTypes() {
+  static const std::map<std::string, const char*> types = {
+      {"description", "a string"},         {"python", "a string"},           {"childWarmup", "a string"},
+      {"allowRaisingLimits", "a boolean"}, {"networkAllowed", "a boolean"},  {"activity", "a boolean"},
+      {"samples", "a boolean"},            {"limits", "an object"},          {"pool", "an object"},
+      {"builtins", "an object"},           {"imports", "an object or null"}, {"preload", "an array"},
+      {"allowRead", "an array"},           {"allowWrite", "an array"},       {"samplePeriodMs", "an integer"},
+      {"sessionIdleMs", "an integer"},     {"sessionCpuMs", "an integer"},   {"env", "an object"}};
+  return types;
+}
+
+static std::string jsonTypeName(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_float: return "a number with a fraction or exponent";
+    default: return "an integer";
+  }
+}
+
+// What is wrong with profile field `key`: unknown, or of the wrong type.
+static std::string fieldRefusal(const std::string& key, const json& value) {
+  const auto& types = profileFieldTypes();
+  auto it = types.find(key);
+  if (it != types.end()) return "field '" + key + "' must be " + it->second + ", not " + jsonTypeName(value);
+  std::string known;
+  for (const auto& [name, type] : types) known += (known.empty() ? "" : ", ") + name;
+  return "unknown field '" + key + "' (a profile's fields: " + known + ")";
+}
+
+// `where` is set to the path of the member at fault, from the profile down.
+static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base,
+                                    std::vector<std::string>& where) {
   auto fail = [&](const std::string& why) { return std::unexpected(Error{"profile '" + name + "': " + why}); };
-  if (!doc.is_object()) return fail("must be an object");
+  if (!doc.is_object()) return fail("must be an object, not " + jsonTypeName(doc));
   base.name = name;
   for (const auto& [key, value] : doc.items()) {
+    where = {key};
     if (key == "description" && value.is_string()) {
       base.description = value.get<std::string>();
     } else if (key == "python" && value.is_string()) {
@@ -277,38 +317,155 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
     } else if ((key == "allowRead" || key == "allowWrite") && value.is_array()) {
       if (auto ok = addBinds(base.binds, key, value); !ok) return fail(ok.error());
     } else {
-      return fail("unknown or mistyped field '" + key + "'");
+      return fail(fieldRefusal(key, value));
     }
   }
+  where.clear();
   return base;
 }
 
-Result<Config> parseConfig(const json& doc) {
+// parseConfig, with `where` set to the path of the member at fault (empty: the document).
+static Result<Config> parseConfigAt(const json& doc, std::vector<std::string>& where) {
   Config config = builtinConfig();
-  if (!doc.is_object()) return std::unexpected(Error{"config must be a JSON object"});
+  if (!doc.is_object()) return std::unexpected(Error{"config must be a JSON object, not " + jsonTypeName(doc)});
   for (const auto& [key, value] : doc.items()) {
     if (key == "$schema") continue;
-    if (key != "profiles" || !value.is_object()) return std::unexpected(Error{"unknown or mistyped config field '" + key + "'"});
+    where = {key};
+    if (key != "profiles") return std::unexpected(Error{"unknown config field '" + key + "' (the fields: profiles, $schema)"});
+    if (!value.is_object())
+      return std::unexpected(Error{"config field 'profiles' must be an object, not " + jsonTypeName(value)});
     for (const auto& [name, body] : value.items()) {
       auto base = config.profiles.count(name) ? config.profiles[name] : Profile{};
-      auto profile = parseProfile(name, body, base);
-      if (!profile) return std::unexpected(profile.error());
+      std::vector<std::string> inProfile;
+      auto profile = parseProfile(name, body, base, inProfile);
+      if (!profile) {
+        where = {key, name};
+        where.insert(where.end(), inProfile.begin(), inProfile.end());
+        return std::unexpected(profile.error());
+      }
       config.profiles[name] = *profile;
     }
   }
+  where.clear();
   return config;
 }
+
+Result<Config> parseConfig(const json& doc) {
+  std::vector<std::string> where;
+  return parseConfigAt(doc, where);
+}
+
+namespace {
+
+// "LINE:COL" (1-based, the column in bytes) of byte `offset` of `text`.
+std::string lineColumn(std::string_view text, size_t offset) {
+  offset = std::min(offset, text.size());
+  size_t line = 1, lineStart = 0;
+  for (size_t i = 0; i < offset; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      lineStart = i + 1;
+    }
+  }
+  return std::to_string(line) + ":" + std::to_string(offset - lineStart + 1);
+}
+
+// A cursor over valid JSON text, to find where a member is (nlohmann keeps no positions).
+struct MemberFinder {
+  std::string_view text;
+  size_t i = 0;
+
+  [[nodiscard]] bool at(char c) const { return i < text.size() && text[i] == c; }
+  void ws() {
+    while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+  }
+  // Past the string at i; its decoded text.
+  std::string string() {
+    size_t start = i++;
+    while (i < text.size() && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+    i = std::min(i + 1, text.size());
+    json decoded = json::parse(text.substr(start, i - start), nullptr, false);
+    return decoded.is_string() ? decoded.get<std::string>() : std::string();
+  }
+  // Past the value at i.
+  void value() {
+    if (at('"')) {
+      string();
+    } else if (at('{') || at('[')) {
+      size_t depth = 0;
+      while (i < text.size()) {
+        char c = text[i];
+        if (c == '"') {
+          string();
+          continue;
+        }
+        ++i;
+        if (c == '{' || c == '[') ++depth;
+        else if ((c == '}' || c == ']') && --depth == 0) return;
+      }
+    } else {
+      while (i < text.size() && !at(',') && !at('}') && !at(']') && !at(' ') && !at('\n') && !at('\t') && !at('\r')) ++i;
+    }
+  }
+  // The offset of the key of the member at path[depth...] of the object at i; of the last
+  // one when a key repeats, as the parser keeps the last.
+  std::optional<size_t> find(const std::vector<std::string>& path, size_t depth = 0) {
+    ws();
+    if (depth == path.size() || !at('{')) return std::nullopt;
+    ++i;
+    std::optional<size_t> found;
+    while (true) {
+      ws();
+      if (!at('"')) return found;
+      size_t keyAt = i;
+      std::string key = string();
+      ws();
+      if (at(':')) ++i;
+      ws();
+      if (key == path[depth]) {
+        size_t valueAt = i;
+        auto inner = depth + 1 == path.size() ? std::optional(keyAt) : find(path, depth + 1);
+        if (inner) found = inner;
+        i = valueAt;
+      }
+      value();
+      ws();
+      if (!at(',')) return found;
+      ++i;
+    }
+  }
+};
+
+// What nlohmann says after its "parse error at ...: " prefix.
+std::string parseErrorMessage(const json::parse_error& e) {
+  std::string what = e.what();
+  size_t at = what.find("parse error");
+  size_t colon = at == std::string::npos ? std::string::npos : what.find(": ", at);
+  return colon == std::string::npos ? what : what.substr(colon + 2);
+}
+
+}  // namespace
 
 Result<Config> loadConfig(const std::string& path) {
   // Read one byte past the bound, so that a larger file is refused, not cut to a prefix.
   constexpr size_t kMaxBytes = 16u << 20;
   auto text = readFile(path, kMaxBytes + 1);
-  if (!text) return std::unexpected(text.error());
+  if (!text) return std::unexpected(Error{path + ": " + (text.error().err ? std::strerror(text.error().err) : text.error().what)});
   if (text->size() > kMaxBytes) return std::unexpected(Error{path + ": larger than 16 MiB"});
-  json doc = json::parse(*text, nullptr, false);
-  if (doc.is_discarded()) return std::unexpected(Error{path + ": not valid JSON"});
-  auto config = parseConfig(doc);
-  if (!config) return std::unexpected(Error{path + ": " + config.error().what});
+  json doc;
+  try {
+    doc = json::parse(*text);
+  } catch (const json::parse_error& e) {
+    // e.byte counts from 1: the last character read, the one at fault.
+    return std::unexpected(Error{path + ":" + lineColumn(*text, e.byte > 0 ? e.byte - 1 : 0) +
+                                 ": not valid JSON: " + parseErrorMessage(e)});
+  }
+  std::vector<std::string> where;
+  auto config = parseConfigAt(doc, where);
+  if (!config) {
+    auto at = where.empty() ? std::nullopt : MemberFinder{*text}.find(where);
+    return std::unexpected(Error{path + (at ? ":" + lineColumn(*text, *at) : std::string()) + ": " + config.error().what});
+  }
   return config;
 }
 

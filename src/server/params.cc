@@ -21,7 +21,11 @@ Decoded<void> optionalString(const json& params, const char* key, std::string& o
 
 Decoded<const Profile*> findProfile(const Config& config, const std::string& name) {
   auto it = config.profiles.find(name);
-  if (it == config.profiles.end()) return refuse("unknown profile '" + name + "'");
+  if (it == config.profiles.end()) {
+    std::string names;
+    for (const auto& [known, profile] : config.profiles) names += (names.empty() ? "" : ", ") + known;
+    return refuse("unknown profile '" + name + "' (available: " + names + ")");
+  }
   return &it->second;
 }
 

@@ -118,7 +118,7 @@ int Server::run() {
     notify("window/logMessage", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}});
   }
   loop_.run();
-  scheduler_.shutdown();
+  scheduler_.shutdown(inputClosed_ ? exec::StopReason::InputClosed : exec::StopReason::Shutdown);
   transport_.finalFlush();
   return exitCode_;
 }
@@ -138,6 +138,7 @@ void Server::onInputClosed() {
     return;
   }
   log::debug("end of input; stopping every sandbox");
+  inputClosed_ = true;
   quit(0);
 }
 

@@ -181,3 +181,34 @@ TEST_CASE("a report is cut to the server's caps", "[channel]") {
   CHECK(report["files"][1]["path"] == "c");
   CHECK(notes.filesDropped == 2);
 }
+
+TEST_CASE("a report's valueWarnings are bounded and made well-formed", "[channel]") {
+  ReportCaps caps;
+  caps.maxValueWarnings = 3;
+  caps.maxWarningPathBytes = 4;
+  caps.maxWarningReasonBytes = 5;
+  json warnings = {{{"path", "$.abcdef"}, {"reason", "a long reason"}},
+                   {{"path", 5}, {"reason", "not a string path"}},
+                   "not an object",
+                   {{"path", "$[1]"}, {"reason", "r"}, {"extra", std::string(1000, 'x')}},
+                   {{"path", "$\xc3\xa9\xc3\xa9"}, {"reason", "r"}},
+                   {{"path", "$[9]"}, {"reason", "past the count"}}};
+  json report = {{"status", "ok"}, {"value", {1, 2}}, {"valueWarnings", warnings}};
+  sanitizeReport(report, caps);
+  CHECK(report["valueWarnings"] == json::parse(R"([{"path": "$.ab", "reason": "a lon"},
+                                                   {"path": "$[1]", "reason": "r"},
+                                                   {"path": "$\u00e9", "reason": "r"}])"));
+  // Anything but an array, or nothing well-formed in it, is no warnings at all.
+  report = {{"status", "ok"}, {"value", 1}, {"valueWarnings", "bogus"}};
+  sanitizeReport(report, caps);
+  CHECK_FALSE(report.contains("valueWarnings"));
+  report = {{"status", "ok"}, {"value", 1}, {"valueWarnings", {1, 2, 3}}};
+  sanitizeReport(report, caps);
+  CHECK_FALSE(report.contains("valueWarnings"));
+  // A value cut for its size takes its warnings with it.
+  caps.maxValueBytes = 10;
+  report = {{"status", "ok"}, {"value", std::string(50, 'v')}, {"valueWarnings", {{{"path", "$"}, {"reason", "r"}}}}};
+  sanitizeReport(report, caps);
+  CHECK(report["value"].is_null());
+  CHECK_FALSE(report.contains("valueWarnings"));
+}

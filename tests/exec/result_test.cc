@@ -173,6 +173,13 @@ TEST_CASE("result: killed by the client, cancelled, or the server stopping", "[r
     CHECK(r["error"]["type"] == "Killed");
     CHECK(r["error"]["message"] == "the run was killed on request");
   }
+  // The server's input ended while it ran (EOF without shutdown).
+  RunOutcome closed = killedBySignal(SIGKILL, 5, kOkReport);
+  closed.stopReason = StopReason::InputClosed;
+  json c = buildResult(closed);
+  CHECK(c["status"] == "killed");
+  CHECK(c["error"]["type"] == "Killed");
+  CHECK(c["error"]["message"] == "input closed before the run finished");
   // Killed while queued: never ran, the kernel has nothing to say.
   RunOutcome queued;
   queued.executionId = "q";
@@ -256,6 +263,23 @@ TEST_CASE("result: only well-formed displays and files are taken from the report
   CHECK(r["files"] == json{{{"path", "a"}, {"base64", "YQ=="}, {"size", 1u}}});
   CHECK(r["skippedFiles"] == json{{{"path", "big"}, {"reason", "too large"}}});
   CHECK(r["valueTruncated"] == true);
+}
+
+TEST_CASE("result: the value's warnings are taken when well-formed, and not beside a truncated value", "[result]") {
+  json report = {{"status", "ok"},
+                 {"value", {1, "<object>"}},
+                 {"valueRepr", "[1, <object>]"},
+                 {"valueWarnings", {{{"path", "$[1]"}, {"reason", "object: no JSON form, replaced by its repr"}},
+                                    {{"path", 1}, {"reason", "x"}},
+                                    {{"path", "$"}, {"reason", "x"}, {"more", 1}}}}};
+  json r = buildResult(exitedWith(0, report));
+  CHECK(r["value"] == json({1, "<object>"}));
+  CHECK(r["valueWarnings"] == json{{{"path", "$[1]"}, {"reason", "object: no JSON form, replaced by its repr"}}});
+  report["valueWarnings"] = {{{"path", 1}}};
+  CHECK_FALSE(buildResult(exitedWith(0, report)).contains("valueWarnings"));
+  report["valueWarnings"] = {{{"path", "$[1]"}, {"reason", "r"}}};
+  report["valueTruncated"] = true;
+  CHECK_FALSE(buildResult(exitedWith(0, report)).contains("valueWarnings"));
 }
 
 TEST_CASE("result: a run in a session", "[result]") {

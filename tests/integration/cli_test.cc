@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <sstream>
 
 #include "server_process.h"
 
@@ -95,6 +96,59 @@ TEST_CASE("pycell check exits 0 and reports each isolation item", "[cli]") {
     INFO("item: " << item);
     CHECK(text.find(item) != std::string::npos);
   }
+}
+
+TEST_CASE("pycell check reports the built-in profiles' preloads as their zygotes did, and every warning's reason",
+          "[cli]") {
+  CommandResult r = runPycell({"check"});
+  INFO(describe(r));
+  REQUIRE(r.exitCode.has_value());
+  std::istringstream lines(r.out);
+  std::string line;
+  int preloadRows = 0;
+  while (std::getline(lines, line)) {
+    INFO("line: " << line);
+    if (line.starts_with("warn  ")) {
+      // A machine's missing capability (cgroups, the network stack) may warn, with its reason.
+      auto colon = line.find(": ");
+      REQUIRE(colon != std::string::npos);
+      CHECK(line.find_first_not_of(' ', colon + 2) != std::string::npos);
+    }
+    if (line.find(" preload: ") == std::string::npos) continue;
+    ++preloadRows;
+    // The built-in datascience profile preloads numpy, pandas and matplotlib (installed on
+    // the machines these tests run on); its zygote imports them all.
+    CHECK(line.starts_with("ok    profile datascience preload: the zygote imported numpy, pandas, matplotlib"));
+  }
+  CHECK(preloadRows == 1);
+}
+
+TEST_CASE("a refused config is reported as pycell: config FILE:LINE:COL: message, exit 2", "[cli]") {
+  TempFile badJson("bad-json", "{\n  \"profiles\": {\n    \"p\": {\"description\": \"x\",}\n  }\n}\n");
+  CommandResult r = runPycell({"check", "--config", badJson.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err.starts_with("pycell: config " + badJson.path() + ":3:30: not valid JSON: syntax error"));
+
+  TempFile mistyped("mistyped", "{\"profiles\": {\n  \"p\": {\"description\": 5}}}\n");
+  r = runPycell({"run", "--config", mistyped.path(), "-"}, "print(1)\n");
+  INFO(describe(r));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err == "pycell: config " + mistyped.path() + ":2:9: profile 'p': field 'description' must be a string, not an integer\n");
+
+  TempFile notObject("not-object", "[1, 2]\n");
+  r = runPycell({"check", "--config", notObject.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err == "pycell: config " + notObject.path() + ": config must be a JSON object, not an array\n");
+}
+
+TEST_CASE("pycell run --profile with an unknown name lists the profiles there are", "[cli]") {
+  CommandResult r = runPycell({"run", "--profile", "nope", "-"}, "print(1)\n");
+  INFO(describe(r));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err.find("pycell run: unknown profile 'nope' (available: datascience, default)") != std::string::npos);
+  CHECK(r.out.empty());
 }
 
 TEST_CASE("pycell --version and --help answer and exit 0", "[cli]") {

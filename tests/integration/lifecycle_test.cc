@@ -111,6 +111,29 @@ TEST_CASE("EOF on stdin ends the server with exit code 0", "[lifecycle]") {
   CHECK(server->waitExit(5000ms) == 0);
 }
 
+TEST_CASE("EOF without shutdown ends the runs in flight as killed: input closed before the run finished",
+          "[lifecycle]") {
+  auto server = startServer(Framing::kNdjson);
+  auto id = server->request("execute", {{"code", "import sys, time\nsys.stdout.write('running\\n')\nsys.stdout.flush()\ntime.sleep(600)"},
+                                        {"executionId", "in-flight"},
+                                        {"stream", true}});
+  // Running, and has printed: it is in flight when the input ends.
+  REQUIRE(server->waitMessage([](const Json& m) {
+    return m.value("method", "") == "execute/output" && m["params"].value("executionId", "") == "in-flight" &&
+           m["params"].value("text", "").ends_with("\n");
+  }, kExecutionTimeout));
+  server->closeStdin();
+  auto response = server->waitResponse(id, 10000ms);
+  INFO(server->describe());
+  REQUIRE(response.has_value());
+  const Json& result = (*response)["result"];
+  CHECK(result["status"] == "killed");
+  CHECK(result["error"]["type"] == "Killed");
+  CHECK(result["error"]["message"] == "input closed before the run finished");
+  CHECK(result["stdout"] == "running\n");
+  CHECK(server->waitExit(5000ms) == 0);
+}
+
 TEST_CASE("the server exits when the client process dies", "[lifecycle]") {
   StandInClient client;
   std::unique_ptr<ServerProcess> server;

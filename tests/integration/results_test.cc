@@ -132,6 +132,37 @@ TEST_CASE("a value over the size cap is null and marked valueTruncated", "[resul
   CHECK_FALSE(result.contains("valueTruncated"));
 }
 
+TEST_CASE("integers beyond 64 bits come back exactly", "[results]") {
+  auto server = startServer(Framing::kNdjson);
+  Json result = runOk(*server, {{"code", "[2 ** 100, -2 ** 100, 2 ** 64 - 1, -2 ** 63, {'n': 10 ** 40}]"}});
+  CHECK(result["value"] == Json::parse(R"([{"$int": "1267650600228229401496703205376"},
+                                           {"$int": "-1267650600228229401496703205376"},
+                                           18446744073709551615, -9223372036854775808,
+                                           {"n": {"$int": "10000000000000000000000000000000000000000"}}])"));
+  CHECK(result["value"][2].is_number_unsigned());
+  CHECK(result["value"][3].is_number_integer());
+  CHECK_FALSE(result.contains("valueWarnings"));
+  result = runOk(*server, {{"code", "2 ** 100"}});
+  CHECK(result["value"] == Json{{"$int", "1267650600228229401496703205376"}});
+  CHECK(result["valueRepr"] == "1267650600228229401496703205376");
+}
+
+TEST_CASE("an item with no JSON form becomes its repr in place and is listed in valueWarnings", "[results]") {
+  auto server = startServer(Framing::kNdjson);
+  Json result = runOk(*server, {{"code", "class A:\n    def __repr__(self):\n        return 'an A'\n"
+                                         "{'a': [1, 2, A()], 'b': 3, 'c': {'d e': [A(), {'f': 1j}]}}"}});
+  CHECK(result["value"] == Json::parse(R"({"a": [1, 2, "an A"], "b": 3, "c": {"d e": ["an A", {"f": "1j"}]}})"));
+  REQUIRE(result["valueWarnings"].size() == 3);
+  CHECK(result["valueWarnings"][0] == Json{{"path", "$.a[2]"}, {"reason", "A: no JSON form, replaced by its repr"}});
+  CHECK(result["valueWarnings"][1]["path"] == "$.c[\"d e\"][0]");
+  CHECK(result["valueWarnings"][2]["path"] == "$.c[\"d e\"][1].f");
+  CHECK(result["valueWarnings"][2]["reason"] == "complex: no JSON form, replaced by its repr");
+  // No JSON form at all: null, and the warning says why.
+  result = runOk(*server, {{"code", "object()"}});
+  CHECK(result["value"].is_null());
+  CHECK(result["valueWarnings"] == Json::parse(R"([{"path": "$", "reason": "object: no JSON form, so value is null"}])"));
+}
+
 TEST_CASE("matplotlib figures come back as decodable PNG images", "[results]") {
   // datascience preloads pyplot in the zygote; default has the program import it.
   std::string profile = GENERATE(std::string("datascience"), std::string("default"));

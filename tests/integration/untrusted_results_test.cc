@@ -139,6 +139,48 @@ os._exit(3)
   requireHealthy(*server);
 }
 
+TEST_CASE("forged valueWarnings are bounded and made well-formed", "[security][channel]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  Json result = executeCode(*server, kChannel + R"py(
+import json
+warnings = [{"path": "$[%d]" % i + "x" * 2000, "reason": "r" * 2000} for i in range(60)]  # within the member's cap
+warnings[0] = {"path": 5, "reason": ["not", "a", "string"]}
+warnings[1] = "not an object"
+warnings[2] = {"path": "$.a", "reason": "ok", "extra": "x" * 1000}
+forge(b'"status":"ok","exitCode":0,"value":[1],"valueRepr":"[1]","error":null,"displays":[],"files":[],'
+      b'"valueWarnings":' + json.dumps(warnings).encode() + b'}\n')
+os._exit(0)
+)py");
+  INFO("result: " << brief(result));
+  CHECK(result["status"] == "ok");
+  CHECK(result["value"] == Json::array({1}));
+  REQUIRE(result["valueWarnings"].is_array());
+  CHECK(result["valueWarnings"].size() == 58);  // the two malformed entries dropped
+  CHECK(result["valueWarnings"][0] == Json{{"path", "$.a"}, {"reason", "ok"}});
+  for (const auto& w : result["valueWarnings"]) {
+    CHECK(w.size() == 2);
+    CHECK(w["path"].get<std::string>().size() <= 512);
+    CHECK(w["reason"].get<std::string>().size() <= 256);
+  }
+  // More entries than the count allows, and a member past its size cap.
+  for (const char* count : {"300", "2000"}) {
+    Json many = executeCode(*server, kChannel + std::string(R"py(
+import json
+n = )py") + count + R"py(
+warnings = [{"path": "$[%d]" % i, "reason": "r" * (5000 if n > 1000 else 10)} for i in range(n)]
+forge(b'"status":"ok","exitCode":0,"value":[1],"valueRepr":"[1]","error":null,"displays":[],"files":[],'
+      b'"valueWarnings":' + json.dumps(warnings).encode() + b'}\n')
+os._exit(0)
+)py");
+    INFO("result: " << brief(many));
+    CHECK(many["status"] == "ok");
+    CHECK(many["value"] == Json::array({1}));
+    if (std::string(count) == "300") CHECK(many["valueWarnings"].size() == 100);
+    else CHECK_FALSE(many.contains("valueWarnings"));  // over the member's cap: dropped unparsed
+  }
+  requireHealthy(*server);
+}
+
 TEST_CASE("deep, huge and broken reports end as their own run's result while others are answered",
           "[security][channel]") {
   // Kernel layer only (the channel helper imports ctypes), and room for a slow machine: the

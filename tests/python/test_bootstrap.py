@@ -116,7 +116,7 @@ def _read_all(fd):
 
 class BootstrapTest(unittest.TestCase):
     def assertShape(self, result):
-        self.assertEqual(set(result) - {"valueTruncated", "skippedFiles"},
+        self.assertEqual(set(result) - {"valueTruncated", "valueWarnings", "skippedFiles"},
                          {"status", "exitCode", "value", "valueRepr", "error", "usage", "displays", "files"})
         self.assertEqual((result["displays"], result["files"]), ([], []))
         self.assertEqual(set(result["usage"]), {"cpuUserMs", "cpuSysMs", "maxRssKb"})
@@ -151,9 +151,14 @@ class BootstrapTest(unittest.TestCase):
     def test_value_not_json(self):
         result, _, _, _ = run("class A:\n    def __repr__(self):\n        return 'an A'\n[1, A()]")
         self.assertEqual(result["status"], "ok")
-        self.assertIsNone(result["value"])
+        self.assertEqual(result["value"], [1, "an A"])  # the item as its repr, in place
         self.assertEqual(result["valueRepr"], "[1, an A]")
+        self.assertEqual(result["valueWarnings"], [{"path": "$[1]", "reason": "A: no JSON form, replaced by its repr"}])
         self.assertNotIn("valueTruncated", result)
+        # With no JSON form at all, the value is null and the warning says why.
+        result, _, _, _ = run("class A:\n    pass\nA()")
+        self.assertIsNone(result["value"])
+        self.assertEqual(result["valueWarnings"], [{"path": "$", "reason": "A: no JSON form, so value is null"}])
 
     def test_nan_value_is_strict_json(self):
         result, _, _, _ = run("float('nan')")  # run() parses with strict constants
@@ -370,6 +375,32 @@ class ValueTest(unittest.TestCase):
         self.assertEqual(result["status"], "ok", err)
         return result
 
+    def test_unconvertible_items_keep_the_rest(self):
+        code = ("class Bad:\n    def __repr__(self):\n        return 'bad'\n"
+                "class Raises:\n    def __iter__(self):\n        raise RuntimeError('no')\n"
+                "    def __repr__(self):\n        return 'raises'\n"
+                "{'a': [1, 2, object], 'b': 3, 'c': {'d e': (Bad(), 1j)}, 'f': {1: Bad()}}")
+        result = self.value_of(code)
+        self.assertEqual(result["value"], {"a": [1, 2, "<class 'object'>"], "b": 3,
+                                           "c": {"d e": ["bad", "1j"]}, "f": {"1": "bad"}})
+        self.assertEqual([w["path"] for w in result["valueWarnings"]], ["$.a[2]", '$.c["d e"][0]', '$.c["d e"][1]', '$.f["1"]'])
+        self.assertTrue(all(w["reason"].endswith("replaced by its repr") for w in result["valueWarnings"]))
+        self.assertTrue(result["valueWarnings"][2]["reason"].startswith("complex"))
+
+    def test_value_warnings_are_capped(self):
+        result = self.value_of("[object] * 500")
+        self.assertEqual(result["value"], ["<class 'object'>"] * 500)
+        self.assertEqual(len(result["valueWarnings"]), 100)
+        self.assertEqual(result["valueWarnings"][99]["path"], "$[99]")
+
+    def test_big_integers_are_exact(self):
+        result = self.value_of("[2 ** 100, -2 ** 100, 2 ** 64 - 1, -2 ** 63, 2 ** 64, -2 ** 63 - 1, {'n': 10 ** 30}]")
+        self.assertEqual(result["value"], [{"$int": str(2 ** 100)}, {"$int": str(-2 ** 100)}, 2 ** 64 - 1, -2 ** 63,
+                                           {"$int": str(2 ** 64)}, {"$int": str(-2 ** 63 - 1)},
+                                           {"n": {"$int": "1" + "0" * 30}}])
+        self.assertNotIn("valueWarnings", result)
+        self.assertEqual(self.value_of("2 ** 100")["value"], {"$int": "1267650600228229401496703205376"})
+
     def test_containers_and_scalars(self):
         result = self.value_of("[1, 2.5, 'x', None, True, (1, (2,)), {'a': [1]}, float('inf'), -float('inf')]")
         self.assertEqual(result["value"], [1, 2.5, "x", None, True, [1, [2]], {"a": [1]}, None, None])
@@ -423,13 +454,21 @@ class ValueTest(unittest.TestCase):
         result = self.value_of("{'\\udc80': 'a\\ud800b'}")
         self.assertEqual(result["value"], {"\ufffd": "a\ufffdb"})
 
-    def test_cycles_and_depth_give_null(self):
+    def test_cycles_and_depth_are_replaced_in_place(self):
         result = self.value_of("a = [1]\na.append(a)\na")
-        self.assertIsNone(result["value"])
+        self.assertEqual(result["value"], [1, "[1, [...]]"])
         self.assertEqual(result["valueRepr"], "[1, [...]]")
+        self.assertEqual(result["valueWarnings"][0]["path"], "$[1]")
+        self.assertIn("circular reference", result["valueWarnings"][0]["reason"])
         result = self.value_of("a = []\nfor _ in range(5000):\n    a = [a]\na")
-        self.assertIsNone(result["value"])
         self.assertNotIn("valueTruncated", result)
+        depth, inner = 0, result["value"]
+        while isinstance(inner, list):
+            depth, inner = depth + 1, inner[0]
+        self.assertLessEqual(depth, 101)  # within the server's nesting limit for the value
+        self.assertEqual(inner, "<repr failed: RecursionError>")
+        self.assertIn("nested too deeply", result["valueWarnings"][0]["reason"])
+        self.assertEqual(result["valueWarnings"][0]["path"], "$" + "[0]" * 101)
 
     def test_unsupported_values(self):
         for code, text in (("1j", "1j"), ("object", "<class 'object'>"), ("len", "<built-in function len>")):
@@ -448,13 +487,14 @@ class ValueTest(unittest.TestCase):
         self.assertEqual(result["value"], "y" * 40)
         self.assertNotIn("valueTruncated", result)
 
-    def test_failing_conversion_methods_give_null(self):
+    def test_failing_conversion_methods_are_warned(self):
         code = ("class Weird(dict):\n    pass\n"
                 "class K:\n    def __hash__(self):\n        return 1\n"
                 "    def __str__(self):\n        raise RuntimeError('no')\n"
                 "{K(): 1}")
         result = self.value_of(code)
-        self.assertIsNone(result["value"])
+        self.assertEqual(result["value"], {"<str failed: RuntimeError>": 1})
+        self.assertEqual(result["valueWarnings"][0]["path"], '$["<str failed: RuntimeError>"]')
 
     @unittest.skipUnless(SCIENCE, "numpy, pandas and matplotlib not installed")
     def test_numpy_arrays_and_scalars(self):

@@ -215,29 +215,48 @@ TEST_CASE("the policy document follows the profile", "[config]") {
 // ---- refusals: the document and its fields ------------------------------------------------
 
 TEST_CASE("a config that is not an object, or has an unknown or mistyped field, is refused", "[config]") {
-  CHECK(refusal(json::array()) == "config must be a JSON object");
-  CHECK(refusal("profiles") == "config must be a JSON object");
-  CHECK(refusal(nullptr) == "config must be a JSON object");
-  CHECK(refusal({{"profile", json::object()}}) == "unknown or mistyped config field 'profile'");
-  CHECK(refusal({{"profiles", json::array()}}) == "unknown or mistyped config field 'profiles'");
-  CHECK(refusal({{"profiles", "default"}}) == "unknown or mistyped config field 'profiles'");
-  CHECK(profileRefusal(json::array()) == "profile 'p': must be an object");
-  CHECK(profileRefusal("default") == "profile 'p': must be an object");
+  CHECK(refusal(json::array()) == "config must be a JSON object, not an array");
+  CHECK(refusal("profiles") == "config must be a JSON object, not a string");
+  CHECK(refusal(nullptr) == "config must be a JSON object, not null");
+  CHECK(refusal({{"profile", json::object()}}) == "unknown config field 'profile' (the fields: profiles, $schema)");
+  CHECK(refusal({{"profiles", json::array()}}) == "config field 'profiles' must be an object, not an array");
+  CHECK(refusal({{"profiles", "default"}}) == "config field 'profiles' must be an object, not a string");
+  CHECK(profileRefusal(json::array()) == "profile 'p': must be an object, not an array");
+  CHECK(profileRefusal("default") == "profile 'p': must be an object, not a string");
 }
 
-TEST_CASE("a profile field that is unknown or of the wrong type is refused, by name", "[config]") {
-  const json cases[] = {
-      {{"descripton", "typo"}},          {{"description", 1}},     {{"python", false}},
-      {{"allowRaisingLimits", "yes"}},   {{"networkAllowed", 1}},  {{"preload", "numpy"}},
-      {{"childWarmup", json::array()}},  {{"pool", 2}},            {{"imports", {"socket"}}},
-      {{"imports", "deny"}},             {{"builtins", {"eval"}}}, {{"activity", "true"}},
-      {{"samples", nullptr}},            {{"samplePeriodMs", 50.5}}, {{"samplePeriodMs", "50"}},
-      {{"sessionIdleMs", true}},         {{"sessionCpuMs", 1e4}},  {{"allowRead", "/srv"}},
-      {{"allowWrite", {{"path", "/srv"}}}}, {{"name", "other"}},
+TEST_CASE("a profile field that is unknown or of the wrong type is refused, by name and type", "[config]") {
+  const std::pair<json, std::string> cases[] = {
+      {{{"description", 1}}, "field 'description' must be a string, not an integer"},
+      {{{"description", 5}}, "field 'description' must be a string, not an integer"},
+      {{{"python", false}}, "field 'python' must be a string, not a boolean"},
+      {{{"allowRaisingLimits", "yes"}}, "field 'allowRaisingLimits' must be a boolean, not a string"},
+      {{{"networkAllowed", 1}}, "field 'networkAllowed' must be a boolean, not an integer"},
+      {{{"preload", "numpy"}}, "field 'preload' must be an array, not a string"},
+      {{{"childWarmup", json::array()}}, "field 'childWarmup' must be a string, not an array"},
+      {{{"pool", 2}}, "field 'pool' must be an object, not an integer"},
+      {{{"imports", {"socket"}}}, "field 'imports' must be an object or null, not an array"},
+      {{{"imports", "deny"}}, "field 'imports' must be an object or null, not a string"},
+      {{{"builtins", {"eval"}}}, "field 'builtins' must be an object, not an array"},
+      {{{"activity", "true"}}, "field 'activity' must be a boolean, not a string"},
+      {{{"samples", nullptr}}, "field 'samples' must be a boolean, not null"},
+      {{{"samplePeriodMs", 50.5}}, "field 'samplePeriodMs' must be an integer, not a number with a fraction or exponent"},
+      {{{"samplePeriodMs", "50"}}, "field 'samplePeriodMs' must be an integer, not a string"},
+      {{{"sessionIdleMs", true}}, "field 'sessionIdleMs' must be an integer, not a boolean"},
+      {{{"sessionCpuMs", 1e4}}, "field 'sessionCpuMs' must be an integer, not a number with a fraction or exponent"},
+      {{{"allowRead", "/srv"}}, "field 'allowRead' must be an array, not a string"},
+      {{{"allowWrite", {{"path", "/srv"}}}}, "field 'allowWrite' must be an array, not an object"},
   };
-  for (const auto& body : cases) {
+  for (const auto& [body, why] : cases) {
     INFO(body.dump());
-    CHECK(profileRefusal(body) == "profile 'p': unknown or mistyped field '" + body.begin().key() + "'");
+    CHECK(profileRefusal(body) == "profile 'p': " + why);
+  }
+  // An unknown field is named, with the fields there are.
+  for (const char* name : {"descripton", "name"}) {
+    std::string refused = profileRefusal({{name, "x"}});
+    CHECK(refused.starts_with("profile 'p': unknown field '" + std::string(name) + "' (a profile's fields: "));
+    for (const char* field : {"description", "limits", "preload", "pool", "allowRead"})
+      CHECK(refused.find(field, refused.find("fields")) != std::string::npos);
   }
 }
 
@@ -380,16 +399,33 @@ TEST_CASE("loadConfig: a good file, and what it says when a file is missing, not
   std::string missing = (dir.path / "missing.json").string();
   auto none = loadConfig(missing);
   REQUIRE_FALSE(none.has_value());
-  CHECK(none.error().message() == "open " + missing + ": No such file or directory");
+  CHECK(none.error().message() == missing + ": No such file or directory");
 
+  // Bad JSON: FILE:LINE:COL of the character at fault, and what the parser says.
   std::string broken = dir.write("broken.json", R"({"profiles": {)");
-  CHECK(loadConfig(broken).error().message() == broken + ": not valid JSON");
+  CHECK(loadConfig(broken).error().message().starts_with(broken + ":1:15: not valid JSON: syntax error"));
   std::string empty = dir.write("empty.json", "");
-  CHECK(loadConfig(empty).error().message() == empty + ": not valid JSON");
+  CHECK(loadConfig(empty).error().message().starts_with(empty + ":1:1: not valid JSON: "));
+  std::string comma = dir.write("comma.json", "{\n  \"profiles\": {\n    \"a\": {},\n  }\n}\n");
+  CHECK(loadConfig(comma).error().message().starts_with(comma + ":4:3: not valid JSON: syntax error"));
 
+  // A refused member: FILE:LINE:COL of its key.
   std::string refused = dir.write("refused.json", R"({"profiles": {"default": {"limits": {"memoryMb": 8}}}})");
   CHECK(loadConfig(refused).error().message() ==
-        refused + ": profile 'default': limits.memoryMb must be between 16 and 1048576");
+        refused + ":1:27: profile 'default': limits.memoryMb must be between 16 and 1048576");
+  std::string typed = dir.write("typed.json", "{\"profiles\": {\n  \"p\": {\"python\": \"python3\",\n"
+                                              "        \"description\": 5}}}\n");
+  CHECK(loadConfig(typed).error().message() ==
+        typed + ":3:9: profile 'p': field 'description' must be a string, not an integer");
+  // The last of a repeated key is the one the parser kept, and the one named.
+  std::string twice = dir.write("twice.json", R"({"profiles": {"p": {"pool": 1}, "p": {"pool": 2}}})");
+  CHECK(loadConfig(twice).error().message() == twice + ":1:39: profile 'p': field 'pool' must be an object, not an integer");
+  // A key spelled with escapes is found by what it says.
+  std::string escaped = dir.write("escaped.json", R"({"profiles": {"\u0070": {"x\"y": 1}}})");
+  CHECK(loadConfig(escaped).error().message().starts_with(escaped + ":1:26: profile 'p': unknown field 'x\"y'"));
+  // No member at fault: FILE: message.
+  std::string array = dir.write("array.json", "[]");
+  CHECK(loadConfig(array).error().message() == array + ": config must be a JSON object, not an array");
 
   // A directory is not a config file.
   REQUIRE_FALSE(loadConfig(dir.path.string()).has_value());
@@ -411,7 +447,7 @@ TEST_CASE("loadConfig: input is bounded; a file past 16 MiB is refused, not cut 
   // Deep nesting is parsed without recursion and refused by shape, not by a crash.
   std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
   std::string deepPath = dir.write("deep.json", deep);
-  CHECK(loadConfig(deepPath).error().message() == deepPath + ": config must be a JSON object");
+  CHECK(loadConfig(deepPath).error().message() == deepPath + ": config must be a JSON object, not an array");
   std::string deepFieldPath = dir.write("deep-field.json", R"({"profiles": {"p": {"limits": )" + deep + "}}}");
-  CHECK(loadConfig(deepFieldPath).error().message() == deepFieldPath + ": profile 'p': limits must be an object");
+  CHECK(loadConfig(deepFieldPath).error().message() == deepFieldPath + ":1:21: profile 'p': limits must be an object");
 }

@@ -23,6 +23,9 @@ Config testConfig() {
   return config;
 }
 
+// An unknown profile's refusal lists these (testConfig's, by name).
+const std::string profileNames = "datascience, default, net, small";
+
 template <class T>
 std::string refusal(const Decoded<T>& decoded) {
   REQUIRE_FALSE(decoded.has_value());
@@ -116,8 +119,8 @@ TEST_CASE("execute: wrong params get the exact messages", "[params]") {
   CHECK(refused({{"code", "1"}, {"profile", 1}}) == "'profile' must be a string");
   CHECK(refused({{"code", "1"}, {"executionId", 7}}) == "'executionId' must be a string");
   CHECK(refused({{"code", "1"}, {"stdin", false}}) == "'stdin' must be a string");
-  CHECK(refused({{"code", "1"}, {"profile", "nope"}}) == "unknown profile 'nope'");
-  CHECK(refused({{"code", "1"}, {"profile", ""}}) == "unknown profile ''");
+  CHECK(refused({{"code", "1"}, {"profile", "nope"}}) == "unknown profile 'nope' (available: " + profileNames + ")");
+  CHECK(refused({{"code", "1"}, {"profile", ""}}) == "unknown profile '' (available: " + profileNames + ")");
   CHECK(refused({{"code", "1"}, {"session", 7}}) == "'session' must be a string");
   CHECK(refused({{"code", "1"}, {"network", "yes"}}) == "'network' must be a boolean");
   CHECK(refused({{"code", "1"}, {"network", true}}) == "profile 'default' does not allow network access");
@@ -196,7 +199,7 @@ TEST_CASE("typed runs are checked as execute params are", "[params]") {
   REQUIRE(inSession.has_value());
   CHECK(inSession->profile == "small");
   CHECK(inSession->session == "s");
-  CHECK(refusal(runRequest({.code = "1", .profile = "nope"}, config)) == "unknown profile 'nope'");
+  CHECK(refusal(runRequest({.code = "1", .profile = "nope"}, config)) == "unknown profile 'nope' (available: " + profileNames + ")");
   CHECK(refusal(runRequest({.code = "1", .network = true}, config)) == "profile 'default' does not allow network access");
   CHECK(refusal(runRequest({.code = "1", .limits = {{"timeoutMs", "soon"}}}, config)) == "limits.timeoutMs must be an integer");
 }
@@ -230,11 +233,11 @@ TEST_CASE("session/create: wrong params get the exact messages", "[params]") {
   CHECK(refused({{"profile", 5}}) == "'profile' must be a string");
   CHECK(refused({{"session", ""}}) == "'session' must be a non-empty string of at most 200 bytes");
   CHECK(refused({{"session", std::string(201, 's')}}) == "'session' must be a non-empty string of at most 200 bytes");
-  CHECK(refused({{"profile", "nope"}}) == "unknown profile 'nope'");
+  CHECK(refused({{"profile", "nope"}}) == "unknown profile 'nope' (available: " + profileNames + ")");
   CHECK(refused({{"limits", {{"memoryMb", "lots"}}}}) == "limits.memoryMb must be an integer");
   CHECK(refused({{"network", 1}}) == "'network' must be a boolean");
   CHECK(refused({{"network", true}}) == "profile 'default' does not allow network access");
-  CHECK(refusal(sessionSettings({.profile = "nope"}, config)) == "unknown profile 'nope'");
+  CHECK(refusal(sessionSettings({.profile = "nope"}, config)) == "unknown profile 'nope' (available: " + profileNames + ")");
   CHECK(refusal(sessionSettings({.network = true}, config)) == "profile 'default' does not allow network access");
 }
 
@@ -268,7 +271,7 @@ TEST_CASE("status, kill, session/close, analyze decode and refuse", "[params]") 
   CHECK(decodeAnalyze({{"code", "1"}, {"profile", nullptr}}, config)->profile == "default");
   CHECK(refusal(decodeAnalyze({{"code", 5}}, config)) == "analyze takes {code: string, profile?: string}");
   CHECK(refusal(decodeAnalyze({{"code", "1"}, {"profile", 5}}, config)) == "'profile' must be a string");
-  CHECK(refusal(decodeAnalyze({{"code", "1"}, {"profile", "nope"}}, config)) == "unknown profile 'nope'");
+  CHECK(refusal(decodeAnalyze({{"code", "1"}, {"profile", "nope"}}, config)) == "unknown profile 'nope' (available: " + profileNames + ")");
 
   CHECK(unknownExecution().message == "unknown executionId");
   CHECK(unknownSession("gone").message == "unknown session 'gone'");

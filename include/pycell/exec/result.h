@@ -21,7 +21,8 @@
 namespace pycell::exec {
 
 // Why the server ended a run (None: it ended by itself).
-enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown, Internal };
+// InputClosed: the server's input ended (EOF, without shutdown) while the run was in flight.
+enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown, InputClosed, Internal };
 
 // CPU and memory as the kernel accounted them.
 struct KernelUsage {

@@ -45,6 +45,9 @@ struct ReportCaps {
   size_t maxFileBytes = 16u << 20;       // one returned file, before base64
   size_t maxTotalFileBytes = 32u << 20;  // all returned files, before base64
   size_t maxFiles = 1000;
+  size_t maxValueWarnings = 100;         // valueWarnings entries kept
+  size_t maxWarningPathBytes = 512;      // a warning's path
+  size_t maxWarningReasonBytes = 256;    // a warning's reason
 };
 
 // What the channel hands on. A sink is told nothing that lacks the current token.

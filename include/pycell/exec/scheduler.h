@@ -53,7 +53,7 @@ class Scheduler {
   // Drops what is remembered of a finished execution: its result and its status.
   Forget forget(const std::string& executionId);
   // Kills everything and waits (bounded) until the kernel has let go of every cgroup.
-  void shutdown();
+  void shutdown(StopReason reason = StopReason::Shutdown);
 
   // Calls `fn` once nothing is queued or running (now, if that is already so).
   void whenIdle(std::function<void()> fn);

@@ -92,6 +92,7 @@ class Server : private MessageHandler {
   int exitCode_ = 0;
   bool draining_ = false;        // shutdown received; its reply waits for the executions in flight
   bool exitRequested_ = false;   // exit (or EOF) arrived while draining
+  bool inputClosed_ = false;     // the loop stopped at end of input (runs in flight: InputClosed)
   UniqueFd signalFd_;
   UniqueFd clientPidFd_;
   std::map<std::string, std::string> executionByRequest_;  // request id (dumped) -> executionId
