@@ -166,7 +166,7 @@ void Execution::runExited(const RunEnd& end) {
   if (state_ != ExecState::Running) return;
   // (Not when the zygote died: its executions are answered, and the pool restarts it.)
   constexpr int kMaxRetries = 3;
-  if (run_->retryable() && retry_ && retries_ < kMaxRetries && stopReason_ == StopReason::None && !end.zygoteDied &&
+  if (run_->retryable(end) && retry_ && retries_ < kMaxRetries && stopReason_ == StopReason::None && !end.zygoteDied &&
       stdoutBuf_.totalBytes() == 0 && stderrBuf_.totalBytes() == 0) {
     retryOnAnotherChild();
     return;

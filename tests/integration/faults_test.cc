@@ -124,7 +124,8 @@ const std::string kSleeper = "import time\nprint('started', flush=True)\ntime.sl
 // Each of `prefix`0..count-1 (streamed) has printed "started": it is running the program.
 void awaitPrinted(ServerProcess& server, const std::string& prefix, int count, size_t from = 0) {
   for (int i = 0; i < count; ++i) {
-    auto printed = awaitOutput(server, prefix + std::to_string(i), "started", from);
+    // The whole line: print() may write the text and its newline as two pieces.
+    auto printed = awaitOutput(server, prefix + std::to_string(i), "started\n", from);
     INFO(server.describe());
     REQUIRE(printed.has_value());
   }

@@ -678,10 +678,14 @@ Json waitResult(ServerProcess& server, int64_t id, Millis timeout) {
 
 std::optional<Json> awaitOutput(ServerProcess& server, const std::string& executionId, const std::string& needle,
                                 size_t from, Millis timeout) {
+  // waitMessage visits each message once, in order: the text streamed so far is joined, so
+  // a needle cut across two notifications is found too.
+  std::string streamed;
   return server.waitMessage(
       [&](const Json& m) {
-        return m.value("method", "") == "execute/output" && m["params"]["executionId"] == executionId &&
-               m["params"]["text"].get<std::string>().find(needle) != std::string::npos;
+        if (m.value("method", "") != "execute/output" || m["params"]["executionId"] != executionId) return false;
+        streamed += m["params"]["text"].get<std::string>();
+        return streamed.find(needle) != std::string::npos;
       },
       timeout, from);
 }

@@ -281,8 +281,8 @@ std::string brief(const Json& value, size_t max = 3000);
 // The `result` of the response to request `id`; throws when it is an error or does not come.
 Json waitResult(ServerProcess& server, int64_t id, Millis timeout = kExecutionTimeout);
 
-// The first execute/output notification of a streamed execution whose text contains
-// `needle`, among the messages from index `from` on (nullopt if none came in time).
+// The execute/output notification of a streamed execution with which its text (joined
+// from index `from` on) first contains `needle` (nullopt if it did not come in time).
 std::optional<Json> awaitOutput(ServerProcess& server, const std::string& executionId, const std::string& needle,
                                 size_t from = 0, Millis timeout = kExecutionTimeout);
 

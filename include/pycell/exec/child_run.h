@@ -3,7 +3,9 @@
 // this run) or a pooled child (forked by a zygote). Both feed the request and stdin, read
 // stdout, stderr and the result channel, and end the same way; they differ in how they
 // start, who reaps the process, and what happens to it afterwards.
+#include <signal.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <memory>
@@ -117,11 +119,15 @@ class PooledChildRun final : public ChildRun {
                  std::string requestLine, std::string stdinData, const std::string& token);
   ~PooledChildRun() override;
   void stopNow() override;
-  // Only a child that died without having read any of its request, with no memory kill in
-  // its cgroup (kernel facts, not what the child wrote): one that took the request ran it as
-  // far as it got, and one killed by its own memory limit is answered memory_limit once.
-  [[nodiscard]] bool retryable() const override {
-    return !programStarted() && !requestReceived() && cgroup_.usage().oomKills == 0;
+  // Only a child that never started the program and saw no memory kill in its cgroup
+  // (kernel facts, not what the child wrote), and that either read none of its request or
+  // was SIGKILLed from outside (a ready child killed while the request reached it reads it
+  // on its way out). One killed by its own memory limit is answered memory_limit once; a
+  // program that meets its other limits while compiling dies of another signal or reports.
+  [[nodiscard]] bool retryable(const RunEnd& end) const override {
+    if (programStarted() || cgroup_.usage().oomKills != 0) return false;
+    bool killed = WIFSIGNALED(end.waitStatus) && WTERMSIG(end.waitStatus) == SIGKILL;
+    return killed || !requestReceived();
   }
 
  private:

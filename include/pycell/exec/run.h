@@ -57,9 +57,13 @@ class Run {
   [[nodiscard]] virtual sandbox::ExecutionCgroup takeCgroup() { return {}; }
   [[nodiscard]] virtual std::string channelProblem() const { return {}; }
   [[nodiscard]] virtual bool inSession() const { return false; }
-  // A pooled child that died before it read its request ran nothing: another may. A run's own
-  // failure (its memory limit while compiling, say) is never retried.
-  [[nodiscard]] virtual bool retryable() const { return false; }
+  // A pooled child that died before it started the program, killed from outside, ran
+  // nothing of it: another may (`end`: how it ended). A run's own failure (its memory limit
+  // while compiling, say) is never retried.
+  [[nodiscard]] virtual bool retryable(const RunEnd& end) const {
+    (void)end;
+    return false;
+  }
 };
 
 // The kill sequence for a sandbox the server holds by pidfd (-1: already reaped): its init (whose death ends its
