@@ -12,7 +12,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import os
 from types import TracebackType
 from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Generator, List, Mapping, Optional,
                     Sequence, Tuple, Type, cast)
@@ -20,7 +19,7 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Genera
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
                       ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
-                      session_params)
+                      session_params, streamed_id)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
 log = logging.getLogger("pycell")
@@ -134,10 +133,7 @@ class AsyncPycell:
         message = execute_params(code, self.profile, params)
         execution_id = None
         if on_output is not None:
-            message["stream"] = True
-            if not message.get("executionId"):
-                message["executionId"] = "py-async-%d-%d" % (os.getpid(), next(self._execution_ids))
-            execution_id = message["executionId"]
+            execution_id = streamed_id(message, "py-async", next(self._execution_ids))
             if execution_id in self._streams:
                 raise ValueError("executionId %r is already streaming" % execution_id)
             self._streams[execution_id] = on_output

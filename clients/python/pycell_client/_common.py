@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union, cast
 
 # A JSON value as the json module returns it, and a JSON object.
 JSON = Any
@@ -158,3 +158,12 @@ def deliver_notification(method: str, params: Any, stream_for: Callable[[Any], O
             logging.getLogger("pycell").warning("pycell: %s", params.get("message"))
     except Exception:
         logging.getLogger("pycell").exception("pycell: a notification callback for %s failed", method)
+
+
+def streamed_id(message: JSONObject, prefix: str, serial: int) -> str:
+    """Marks an execute message as streamed and returns its executionId (one is made up from
+    `prefix`, the pid and `serial` when the caller gave none)."""
+    message["stream"] = True
+    if not message.get("executionId"):
+        message["executionId"] = "%s-%d-%d" % (prefix, os.getpid(), serial)
+    return cast(str, message["executionId"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import os
 import subprocess
 import threading
 from types import TracebackType
@@ -20,7 +19,7 @@ from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
                       ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
-                      session_params)
+                      session_params, streamed_id)
 
 log = logging.getLogger("pycell")
 
@@ -123,10 +122,7 @@ class Pycell:
         message = execute_params(code, self.profile, params)
         execution_id = None
         if on_output is not None:
-            message["stream"] = True
-            if not message.get("executionId"):
-                message["executionId"] = "py-%d-%d" % (os.getpid(), next(self._execution_ids))
-            execution_id = message["executionId"]
+            execution_id = streamed_id(message, "py", next(self._execution_ids))
             with self._lock:
                 if execution_id in self._streams:
                     raise ValueError("executionId %r is already streaming" % execution_id)
