@@ -48,10 +48,14 @@ struct Dispatcher::Batch {
   std::vector<json> responses;
   std::vector<std::string> ids;
   void add(json response) {
-    responses.push_back(std::move(response));
+    if (response.is_discarded()) {
+      --expected;  // withdrawn: no answer in the array
+    } else {
+      responses.push_back(std::move(response));
+    }
     if (responses.size() != expected) return;
     for (const auto& id : ids) inFlight->erase(id);  // as the array goes: reusable once it is read
-    send(json(std::move(responses)));
+    if (!responses.empty()) send(json(std::move(responses)));
   }
 };
 
@@ -174,7 +178,7 @@ void Dispatcher::handleMessage(const json& m, const Reply::Sink& sink, const std
   } else {
     tracked = [inFlight = inFlight_, key, sink](json response) {
       inFlight->erase(key);  // first: the client may reuse the id as soon as it reads the answer
-      sink(std::move(response));
+      if (!response.is_discarded()) sink(std::move(response));  // discarded: withdrawn
     };
   }
   Reply reply(id, std::move(tracked));

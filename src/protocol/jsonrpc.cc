@@ -121,7 +121,9 @@ Reply::~Reply() {
 void Reply::result(json value) { state_->send(makeResult(state_->id, std::move(value))); }
 void Reply::error(const RpcError& err) { state_->send(makeError(state_->id, err.code, err.message, err.data)); }
 void Reply::withdraw() {
-  if (state_) state_->answered = true;
+  // The sink hears of it (a discarded value: nothing to send), so the dispatcher frees the id
+  // and a batch stops waiting for this answer.
+  if (state_) state_->send(json(json::value_t::discarded));
 }
 bool Reply::answered() const { return !state_ || state_->answered; }
 const json& Reply::id() const { return state_->id; }

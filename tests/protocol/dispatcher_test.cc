@@ -123,6 +123,32 @@ TEST_CASE("a withdrawn reply sends nothing: not a later answer, not the destruct
   h.parked[0].result("too late");
   h.parked.clear();
   CHECK(h.sent.empty());
+  // The id is free again: a new request with it is taken, not refused as a duplicate.
+  h.d.handleBody(R"({"jsonrpc":"2.0","id":5,"method":"later"})");
+  REQUIRE(h.parked.size() == 1);
+  h.parked[0].result("ok");
+  REQUIRE(h.sent.size() == 1);
+  CHECK(h.sent[0]["result"] == "ok");
+}
+
+TEST_CASE("a batch with a withdrawn request answers the others and frees every id", "[dispatch]") {
+  Harness h;
+  h.d.handleBody(R"([{"jsonrpc":"2.0","id":1,"method":"later"},{"jsonrpc":"2.0","id":2,"method":"later"}])");
+  REQUIRE(h.parked.size() == 2);
+  h.parked[0].withdraw();
+  CHECK(h.sent.empty());
+  h.parked[1].result("two");
+  REQUIRE(h.sent.size() == 1);
+  REQUIRE(h.sent[0].is_array());
+  REQUIRE(h.sent[0].size() == 1);
+  CHECK(h.sent[0][0]["id"] == 2);
+  h.parked.clear();
+  // Withdrawn alone: nothing at all is sent for the batch.
+  h.d.handleBody(R"([{"jsonrpc":"2.0","id":1,"method":"later"}])");
+  REQUIRE(h.parked.size() == 1);
+  h.parked[0].withdraw();
+  h.parked.clear();
+  CHECK(h.sent.size() == 1);
 }
 
 TEST_CASE("oversize and bad-header frames are answered and recover the id where they can", "[dispatch]") {

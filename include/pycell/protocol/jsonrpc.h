@@ -59,7 +59,8 @@ class Reply {
   void error(const RpcError& err);
   void error(int code, const std::string& message, const json& data = nullptr) { error(RpcError{code, message, data}); }
   // Ends the request without a response (MCP: a cancelled request gets none), so that
-  // neither a later answer nor the destructor sends one.
+  // neither a later answer nor the destructor sends one. The sink gets a discarded json
+  // value: it sends nothing, and may free what it held for the request.
   void withdraw();
   [[nodiscard]] bool answered() const;
   [[nodiscard]] const json& id() const;
