@@ -19,7 +19,7 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Genera
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
                       ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
-                      session_params, streamed_id)
+                      session_params, streamed_id, unreadable)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
 log = logging.getLogger("pycell")
@@ -341,8 +341,7 @@ class AsyncPycell:
                 answer.set_result({"exited": why})
 
     def _dispatch(self, message: JSONObject) -> None:
-        if "unreadable" in message:
-            log.warning("pycell: unreadable message from the server: %r", message["unreadable"])
+        if unreadable(message):
             return
         method = message.get("method")
         if method is None:  # a response

@@ -167,3 +167,11 @@ def streamed_id(message: JSONObject, prefix: str, serial: int) -> str:
     if not message.get("executionId"):
         message["executionId"] = "%s-%d-%d" % (prefix, os.getpid(), serial)
     return cast(str, message["executionId"])
+
+
+def unreadable(message: JSONObject) -> bool:
+    """True (and logged) for what decode_lines could not read as a message: the reader skips it."""
+    if "unreadable" not in message:
+        return False
+    logging.getLogger("pycell").warning("pycell: unreadable message from the server: %r", message["unreadable"])
+    return True

@@ -19,7 +19,7 @@ from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
                       ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
-                      session_params, streamed_id)
+                      session_params, streamed_id, unreadable)
 
 log = logging.getLogger("pycell")
 
@@ -298,8 +298,7 @@ class Pycell:
                 p.event.set()
 
     def _dispatch(self, message: JSONObject) -> None:
-        if "unreadable" in message:
-            log.warning("pycell: unreadable message from the server: %r", message["unreadable"])
+        if unreadable(message):
             return
         method = message.get("method")
         if method is None:  # a response
