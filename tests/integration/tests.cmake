@@ -26,18 +26,26 @@ else()
   set(PYCELL_INTEGRATION_COST 260)
 endif()
 
-add_test(NAME integration_root COMMAND pycell_integration_tests)
-set_tests_properties(integration_root PROPERTIES TIMEOUT 900 ENVIRONMENT "${PYCELL_INTEGRATION_ENV}"
-                     COST ${PYCELL_INTEGRATION_COST})
+# The suite runs in shards (every Nth test case, support/catch_shard.sh), so that `ctest -j`
+# spreads it over every core instead of one process holding one core for minutes:
+# integration_root_1 .. _N, and the same for integration_unprivileged.
+set(PYCELL_INTEGRATION_SHARDS 2 CACHE STRING "shards of the integration suite under ctest")
+function(pycell_integration_shards name env)
+  math(EXPR cost "${PYCELL_INTEGRATION_COST} / ${PYCELL_INTEGRATION_SHARDS}")
+  foreach(index RANGE 1 ${PYCELL_INTEGRATION_SHARDS})
+    add_test(NAME ${name}_${index}
+             COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/support/catch_shard.sh
+                     $<TARGET_FILE:pycell_integration_tests> ${index} ${PYCELL_INTEGRATION_SHARDS})
+    set_tests_properties(${name}_${index} PROPERTIES TIMEOUT 900 COST ${cost} ENVIRONMENT "${env}")
+  endforeach()
+endfunction()
+
+pycell_integration_shards(integration_root "${PYCELL_INTEGRATION_ENV}")
 
 # The same suite with the server started as nobody (the test process stays root so it can
 # inspect /proc and the cgroup tree). Only possible when the tests run as root.
 execute_process(COMMAND id -u OUTPUT_VARIABLE PYCELL_TEST_UID OUTPUT_STRIP_TRAILING_WHITESPACE)
 find_program(PYCELL_SETPRIV setpriv)
 if(PYCELL_TEST_UID STREQUAL "0" AND PYCELL_SETPRIV)
-  add_test(NAME integration_unprivileged COMMAND pycell_integration_tests)
-  set_tests_properties(integration_unprivileged PROPERTIES
-    TIMEOUT 900
-    COST ${PYCELL_INTEGRATION_COST}
-    ENVIRONMENT "PYCELL_TEST_RUN_AS=65534;${PYCELL_INTEGRATION_ENV}")
+  pycell_integration_shards(integration_unprivileged "PYCELL_TEST_RUN_AS=65534;${PYCELL_INTEGRATION_ENV}")
 endif()
