@@ -63,6 +63,9 @@ class AsyncTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(r["value"], [[1, 2], "in"])
         r = await self.cell.execute("a = 1\nraise ValueError('bad')")
         self.assertEqual((r["status"], r["error"]["type"], r["error"]["line"]), ("error", "ValueError", 2))
+        # Integers beyond 64 bits ({"$int": "..."} on the wire) come back as ints, nested too.
+        r = await self.cell.execute("[2**100, {'n': -(3**50)}]")
+        self.assertEqual(r["value"], [2**100, {"n": -(3**50)}])
 
     async def test_many_executions_at_once(self) -> None:
         results = await asyncio.gather(*(self.cell.execute("import time\ntime.sleep(0.1)\ninputs * 2", inputs=n)

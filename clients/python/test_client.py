@@ -83,6 +83,26 @@ class ClientTest(unittest.TestCase):
         self.assertIsNone(r["error"])
         self.assertTrue(r["executionId"])
 
+    def test_integers_beyond_64_bits_come_back_as_ints(self):
+        # The server sends them as {"$int": "digits"} (docs/PROTOCOL.md); the client decodes
+        # them at any depth, for execute and for result alike.
+        r = self.cell.execute("{'big': [2**100, -(2**70)], 'small': 7, 'nested': {'n': 3**50}}",
+                              executionId="big-ints-1")
+        self.assertEqual(r["status"], "ok", r)
+        expected = {"big": [2**100, -(2**70)], "small": 7, "nested": {"n": 3**50}}
+        self.assertEqual(r["value"], expected)
+        self.assertIsInstance(r["value"]["big"][0], int)
+        self.assertEqual(self.cell.execute("2**100")["value"], 2**100)
+        self.assertEqual(self.cell.result("big-ints-1")["value"], expected)
+        self.cell.forget("big-ints-1")
+
+    def test_decode_value_leaves_other_dicts_alone(self):
+        decode = pycell_client._common.decode_value
+        self.assertEqual(decode({"$int": "-12345678901234567890123"}), -12345678901234567890123)
+        for kept in ({"$int": "12", "other": 1}, {"$int": 12}, {"$int": "1e5"}, {"$int": ""}, {"$int": "--1"}):
+            self.assertEqual(decode(kept), kept)
+        self.assertEqual(decode([{"a": {"$int": "5"}}, "$int"]), [{"a": 5}, "$int"])
+
     def test_execute_params(self):
         r = self.cell.execute("import sys\nprint(open('data.txt').read())\n"
                               "result = {'sum': sum(inputs['xs']), 'line': sys.stdin.read()}",

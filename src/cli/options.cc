@@ -114,6 +114,7 @@ std::map<std::string, Flag> runFlags(RunOptions& o) {
   flags["--timeout"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.timeoutSeconds); }};
   flags["--cpu"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.cpuSeconds); }};
   flags["--verbose"] = {false, [&o](const std::string&) { o.verbose = true; return true; }};
+  flags["--analyze"] = {false, [&o](const std::string&) { o.analyze = true; return true; }};
   flags["--memory"] = {true, [&o](const std::string& v) {
                          int64_t mb = 0;
                          if (!parseNumber(v, mb) || mb <= 0) return false;

@@ -18,6 +18,7 @@
 #include "pycell/exec/scheduler.h"
 #include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/mounts.h"
 #include "pycell/server/params.h"
 
 namespace pycell::cli {
@@ -52,8 +53,22 @@ std::optional<std::string> absolutePath(const std::string& path) {
   return std::string(real);
 }
 
+// What `pycell run FILE` shows of the host besides the flags' paths, as `python3 FILE` sees it:
+// FILE's directory, read-only at the same path (sibling modules, data files). A directory the
+// sandbox keeps for itself (/tmp, its working directory, /dev, ...) is not covered by the
+// host's: then only FILE itself is shown. Nothing when a flag's path already shows it.
+std::optional<std::string> scriptBind(const std::string& script, const std::vector<std::string>& flagPaths) {
+  std::string dir = script.substr(0, std::max<size_t>(script.rfind('/'), 1));
+  for (const char* own : {"/", "/tmp", "/dev", "/dev/shm", "/proc", "/etc", sandbox::kWorkDir, "/.pycell"})
+    if (dir == own) return script;
+  for (const auto& p : flagPaths)
+    if (dir == p || dir.starts_with(p + "/")) return std::nullopt;
+  return dir;
+}
+
 // The person at the shell is the administrator: their flags widen the profile itself.
-bool widenProfile(const RunOptions& options, Config& config) {
+// `script` (the program's real path, empty for stdin) adds scriptBind's path.
+bool widenProfile(const RunOptions& options, const std::string& script, Config& config) {
   auto profileIt = config.profiles.find(options.profile);
   if (profileIt == config.profiles.end()) {
     std::string names;
@@ -64,6 +79,7 @@ bool widenProfile(const RunOptions& options, Config& config) {
   Profile& profile = profileIt->second;
   profile.allowRaisingLimits = true;
   if (options.allowNetwork) profile.networkAllowed = true;
+  std::vector<BindMount> binds;
   for (const auto& [paths, writable] : {std::pair{&options.allowRead, false}, {&options.allowWrite, true}}) {
     for (const auto& p : *paths) {
       auto abs = absolutePath(p);
@@ -74,18 +90,26 @@ bool widenProfile(const RunOptions& options, Config& config) {
                   << ": the host's root would cover the sandbox's own; name a directory below it\n";
         return false;
       }
-      profile.binds.push_back({*abs, writable});
+      binds.push_back({*abs, writable});
     }
   }
+  std::vector<std::string> flagPaths;
+  for (const auto& bind : binds) flagPaths.push_back(bind.path);
+  // The script's first: a flag's bind of the same place, mounted after it, is the one seen.
+  if (auto path = script.empty() ? std::nullopt : scriptBind(script, flagPaths)) profile.binds.push_back({*path, false});
+  profile.binds.insert(profile.binds.end(), binds.begin(), binds.end());
   return true;
 }
 
 // The flags as a request, checked as execute params are (params.h).
 std::optional<exec::ExecutionRequest> requestFor(const RunOptions& options, Config& config) {
-  if (!widenProfile(options, config)) return std::nullopt;
+  // The program's real path: its name in tracebacks and its __file__ (execute.filename).
+  std::optional<std::string> script = options.file == "-" ? std::string() : absolutePath(options.file);
+  if (!script || !widenProfile(options, *script, config)) return std::nullopt;
   auto code = readSource(options.file);
   if (!code) return std::nullopt;
   server::RunArgs args{.code = std::move(*code), .profile = options.profile, .network = options.allowNetwork};
+  args.filename = *script;
   auto ms = [](double seconds) { return static_cast<int64_t>(std::ceil(seconds * 1000)); };
   if (options.timeoutSeconds) args.limits["timeoutMs"] = ms(*options.timeoutSeconds);
   if (auto cpu = options.cpuSeconds ? options.cpuSeconds : options.timeoutSeconds) args.limits["cpuMs"] = ms(*cpu);
@@ -254,6 +278,44 @@ std::string verboseSummary(const nlohmann::json& result, bool isolated) {
   return text;
 }
 
+// --analyze: the static analysis of `code` (the `analyze` method's), its diagnostics on
+// stderr as a compiler prints them: FILE:LINE:COL: code: message, LINE and COL from 1 (COL in
+// characters, as the diagnostics count them). False when the analysis did not complete.
+bool printAnalysis(const RunOptions& options, const std::string& code, EventLoop& loop, exec::Scheduler& scheduler,
+                   const sandbox::SandboxContext& ctx) {
+  std::optional<Result<nlohmann::json>> outcome;
+  auto submitted = scheduler.submit(server::analyzeRequest({.code = code, .profile = options.profile}, ctx),
+                                    [&](Result<nlohmann::json> r) {
+                                      outcome = std::move(r);
+                                      loop.stop();
+                                    });
+  if (!submitted) {
+    std::cerr << "pycell run: --analyze: " << submitted.error().message << "\n";
+    return false;
+  }
+  if (!outcome) loop.run();
+  auto diagnostics = outcome && *outcome ? server::analyzeDiagnostics(**outcome) : std::nullopt;
+  if (!diagnostics) {
+    std::cerr << "pycell run: --analyze: the analysis did not complete"
+              << (outcome && !*outcome ? ": " + outcome->error().message() : std::string()) << "\n";
+    return false;
+  }
+  // The diagnostics come out of a sandbox: each member is checked before it is printed.
+  auto member = [](const nlohmann::json& object, const char* key) {
+    return object.is_object() && object.contains(key) ? object[key] : nlohmann::json();
+  };
+  auto count = [](const nlohmann::json& n) { return n.is_number_unsigned() ? n.get<uint64_t>() + 1 : 1; };
+  auto text = [](const nlohmann::json& s) { return s.is_string() ? s.get<std::string>().substr(0, 2000) : std::string("?"); };
+  std::string name = options.file == "-" ? "<stdin>" : options.file, out;
+  for (const auto& d : *diagnostics) {
+    auto start = member(member(d, "range"), "start");
+    out += name + ":" + std::to_string(count(member(start, "line"))) + ":" + std::to_string(count(member(start, "character"))) +
+           ": " + text(member(d, "code")) + ": " + text(member(d, "message")) + "\n";
+  }
+  (void)writeAll(STDERR_FILENO, out);
+  return true;
+}
+
 }  // namespace
 
 int runMain(const RunOptions& options) {
@@ -270,6 +332,7 @@ int runMain(const RunOptions& options) {
   }
   EventLoop loop;
   exec::Scheduler scheduler(loop, **ctx);
+  if (options.analyze) (void)printAnalysis(options, request->code, loop, scheduler, **ctx);  // the run goes on
   std::optional<Result<nlohmann::json>> outcome;
   exec::Execution::OutputSink sink;
   if (!options.json) {

@@ -89,6 +89,7 @@ std::string Execution::requestLine(const json& rlimits, bool inSession) const {
   if (!request_.returnFiles.is_null()) doc["returnFiles"] = request_.returnFiles;
   if (!rlimits.empty()) doc["rlimits"] = rlimits;
   if (!request_.env.empty()) doc["env"] = request_.env;
+  if (!request_.filename.empty()) doc["filename"] = request_.filename;
   if (inSession) {
     doc["stdin"] = request_.stdinData;  // the session's fd 0 is shared by every run
     doc["cpuMs"] = request_.limits.cpuMs;

@@ -244,6 +244,10 @@ def _prepare_main(request, main):
     if main is None:
         main = _fresh_main()
     main.__dict__["inputs"] = request.get("inputs")
+    if _cell[:1] != "<":  # execute.filename: what python3 FILE would set
+        main.__dict__["__file__"], sys.argv[:1] = _cell, [_cell]
+        if os.path.isabs(_cell) and os.path.dirname(_cell) not in sys.path:
+            sys.path.insert(0, os.path.dirname(_cell))
     sys.modules["__main__"] = main
     if "stdin" in request:  # a session's stdin comes with each request
         sys.stdin = io.TextIOWrapper(_BytesIO(request["stdin"].encode("utf-8", "replace")), encoding="utf-8")
@@ -354,6 +358,8 @@ def _run(line, main=None, cell="<pycell>"):
         request = _start_request(line)
     except Exception as e:
         return _bootstrap_error(report, "cannot read the request: %s" % _safe_str(e))
+    if type(request.get("filename")) is str and request["filename"]:
+        _cell = request["filename"]  # execute.filename: the program's own file, as python3 FILE
     _reset_displays()
     try:
         globs = _compile_globs(request.get("returnFiles"))
@@ -368,7 +374,7 @@ def _run(line, main=None, cell="<pycell>"):
     guard = None
     if request.get("policy") is not None:
         try:
-            guard = _load_policy().activate(request["policy"], _emit_event)
+            guard = _load_policy().activate(request["policy"], _emit_event, _cell)
         except BaseException as e:
             return _bootstrap_error(report, "cannot apply the profile's policy: %s" % _safe_str(e))
         main.__dict__["__builtins__"] = guard.builtins_module

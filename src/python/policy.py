@@ -246,6 +246,7 @@ class Guard(_events._Recorder, _attribution._Attribution, _imports._ImportChecks
             "/etc/timezone"] + [os.path.realpath(p) for p in _names(files.get("allowRead"))]
         self._user_files = user_files or _default_user_files(workdir, self._system_roots)
         self._frame_kind = {"<pycell>": True}
+        self._program_dirs = set()  # set_program's directories, whose files are user files
         # builtins
         self.removed = frozenset(_names(_section(policy, "builtins").get("remove")))
         self._block_dunder_import = "__import__" in self.removed
@@ -297,12 +298,16 @@ def prepare(policy):
     _prepared[0].close()
 
 
-def activate(policy, emit):
+def activate(policy, emit, program=None):
     """A run's guard: the zygote's, rearmed, when the run's policy is the one it was made
-    for; a new one otherwise."""
+    for; a new one otherwise. `program`: the file name the program's code is compiled under
+    (execute.filename, else "<pycell>"); see Guard.set_program."""
     if _prepared[0] is not None and _prepared[0].policy == policy:
-        return rearm(_prepared[0], emit)
-    return install(policy, emit)
+        guard = rearm(_prepared[0], emit)
+    else:
+        guard = install(policy, emit)
+    guard.set_program(program)
+    return guard
 
 
 def settle(guard, status, rc, error, make_error):

@@ -66,6 +66,24 @@ class _Attribution:
             frame = frame.f_back
         return False
 
+    def set_program(self, program):
+        """The program's code is compiled under `program` (execute.filename): its frames are
+        the user's, and when it is an absolute path, the files of its directory are user files
+        as the working directory's are (its sibling modules are checked as the program is).
+        This only ever adds user files: what was the user's stays so."""
+        if not isinstance(program, str) or program.startswith("<"):
+            return
+        self._frame_kind[program] = True
+        directory = os.path.dirname(os.path.normpath(program)) if os.path.isabs(program) else None
+        if not directory or directory in self._program_dirs:
+            return
+        self._program_dirs.add(directory)
+        extra, before = _default_user_files(os.path.realpath(directory), self._system_roots), self._user_files
+        self._user_files = lambda filename: bool(before(filename)) or (os.path.isabs(filename) and extra(filename))
+        # What was classified as not the user's before may be now.
+        self._frame_kind = {name: kind for name, kind in self._frame_kind.items() if kind is not False}
+        self._user_modules = {}
+
     def _user_file(self, path):
         try:
             return bool(path) and bool(self._user_files(path))

@@ -11,6 +11,7 @@
 
 #include "pycell/error.h"
 #include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/context.h"
 
 namespace pycell {
 
@@ -462,6 +463,17 @@ Result<Config> loadConfig(const std::string& path) {
   }
   std::vector<std::string> where;
   auto config = parseConfigAt(doc, where);
+  // A profile's `python` is looked at now, so that a bad one is reported as the other
+  // refusals are (FILE:LINE:COL of its key), not later by the pool.
+  const json& profiles = config && doc.contains("profiles") ? doc["profiles"] : json::object();
+  for (const auto& [name, body] : profiles.items()) {
+    if (!body.is_object() || !body.contains("python")) continue;
+    if (auto interp = sandbox::resolveInterpreter(config->profiles.at(name).python); !interp) {
+      where = {"profiles", name, "python"};
+      config = std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
+      break;
+    }
+  }
   if (!config) {
     auto at = where.empty() ? std::nullopt : MemberFinder{*text}.find(where);
     return std::unexpected(Error{path + (at ? ":" + lineColumn(*text, *at) : std::string()) + ": " + config.error().what});

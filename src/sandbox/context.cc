@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pycell/analyze_py.h"
@@ -44,8 +45,12 @@ Result<Interpreter> resolveInterpreter(const std::string& python) {
     return std::unexpected(Error{"python '" + python + "' must be an absolute path"});
   char real[PATH_MAX];
   if (!::realpath(python.c_str(), real)) return std::unexpected(sysError("python " + python));
+  struct stat st{};
+  if (::stat(real, &st) != 0) return std::unexpected(sysError("python " + python));
+  if (!S_ISREG(st.st_mode) || ::access(real, X_OK) != 0)
+    return std::unexpected(Error{"python " + python + " is not an executable file"});
   auto head = readFile(real, 4);
-  if (!head) return std::unexpected(head.error());
+  if (!head) return std::unexpected(Error{"python " + python + ": " + head.error().message()});
   if (*head != "\x7f" "ELF")
     return std::unexpected(Error{"python " + python + " resolves to " + real +
                                  ", which is not an interpreter binary (a version-manager shim?); name the real one"});

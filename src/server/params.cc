@@ -118,6 +118,19 @@ Decoded<json> decodeReturnFiles(const json& globs) {
   return globs;
 }
 
+// `filename`: what the program's code is called in tracebacks (and its `__file__`): a
+// non-empty string of at most 4096 bytes without NUL or line breaks. Nothing else is taken
+// from it: no file is read or bound by that name.
+Decoded<void> decodeFilename(const json& params, std::string& out) {
+  if (!present(params, "filename")) return {};
+  const json& name = params["filename"];
+  const std::string* text = name.is_string() ? &name.get_ref<const std::string&>() : nullptr;
+  if (!text || text->empty() || text->size() > 4096 || text->find_first_of(std::string("\0\n\r", 3)) != std::string::npos)
+    return refuse("'filename' must be a non-empty string of at most 4096 bytes, without NUL or line breaks");
+  out = *text;
+  return {};
+}
+
 // What execute adds to a RunArgs request, in the order the fields are checked.
 Decoded<void> decodeExecuteRest(const json& params, const Profile& profile, ExecuteParams& out) {
   exec::ExecutionRequest& req = out.request;
@@ -160,13 +173,15 @@ Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, c
   if (!params.contains("code") || !params["code"].is_string()) return refuse("'code' must be a string");
   // A field the server does not know is refused: a limit a client believes in must hold.
   static const std::set<std::string> known = {"code", "profile", "session", "executionId", "inputs", "stdin", "files",
-                                              "limits", "network", "stream", "workDoneToken", "returnFiles", "env"};
+                                              "limits", "network", "stream", "workDoneToken", "returnFiles", "env",
+                                              "filename"};
   for (const auto& [key, value] : params.items()) {
     if (!known.contains(key))
       return refuse("unknown field '" + key.substr(0, 100) + "' (execute takes code, profile, session, executionId, inputs, "
-                    "stdin, files, limits, network, stream, workDoneToken, returnFiles, env)");
+                    "stdin, files, limits, network, stream, workDoneToken, returnFiles, env, filename)");
   }
   req.code = params["code"].get<std::string>();
+  if (auto ok = decodeFilename(params, req.filename); !ok) return std::unexpected(ok.error());
   std::string profile;
   for (auto [key, field] : {std::pair{"profile", &profile}, {"executionId", &req.executionId}, {"stdin", &req.stdinData}}) {
     if (auto ok = optionalString(params, key, *field); !ok) return std::unexpected(ok.error());
@@ -189,6 +204,9 @@ Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, c
 Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config, const SessionProfileLookup& sessionProfile) {
   exec::ExecutionRequest req;
   req.code = std::move(args.code);
+  if (!args.filename.empty()) {
+    if (auto ok = decodeFilename(json{{"filename", args.filename}}, req.filename); !ok) return std::unexpected(ok.error());
+  }
   req.profile = profileName(args.profile.empty() ? std::nullopt : std::optional(args.profile), args.session, sessionProfile);
   auto profile = findProfile(config, req.profile);
   if (!profile) return std::unexpected(profile.error());
@@ -288,6 +306,25 @@ Decoded<AnalyzeParams> decodeAnalyze(const json& params, const Config& config) {
   if (auto ok = optionalString(params, "profile", out.profile); !ok) return std::unexpected(ok.error());
   if (auto found = findProfile(config, out.profile); !found) return std::unexpected(found.error());
   return out;
+}
+
+exec::ExecutionRequest analyzeRequest(AnalyzeParams params, const sandbox::SandboxContext& ctx) {
+  const Profile& profile = ctx.config.profiles.at(params.profile);
+  const json& policy = ctx.policy(params.profile, profile.networkAllowed);
+  exec::ExecutionRequest request;
+  request.profile = params.profile;
+  request.code = ctx.analyzeProgram;
+  request.inputs = {{"code", std::move(params.code)}, {"policy", policy.is_null() ? json::object() : policy}};
+  request.hasInputs = true;
+  request.limits = profile.limits;
+  request.limits.timeoutMs = std::min<int64_t>(request.limits.timeoutMs, 20000);
+  request.internal = true;
+  return request;
+}
+
+std::optional<json> analyzeDiagnostics(json& result) {
+  if (result.value("status", "") != "ok" || !result.contains("value") || !result["value"].is_array()) return std::nullopt;
+  return std::move(result["value"]);
 }
 
 InitializeParams decodeInitialize(const json& params) {

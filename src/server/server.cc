@@ -324,24 +324,16 @@ void Server::createSession(const json& params, Reply reply) {
 void Server::analyze(const json& params, Reply reply) {
   auto decoded = decodeAnalyze(params, ctx_.config);
   if (!decoded) throw InvalidParams(decoded.error().message);
-  const Profile& profile = ctx_.config.profiles.at(decoded->profile);
-  const json& policy = ctx_.policy(decoded->profile, profile.networkAllowed);
-  exec::ExecutionRequest request;
-  request.profile = decoded->profile;
-  request.code = ctx_.analyzeProgram;
-  request.inputs = {{"code", std::move(decoded->code)}, {"policy", policy.is_null() ? json::object() : policy}};
-  request.hasInputs = true;
-  request.limits = profile.limits;
-  request.limits.timeoutMs = std::min<int64_t>(request.limits.timeoutMs, 20000);
-  request.internal = true;
+  exec::ExecutionRequest request = analyzeRequest(std::move(*decoded), ctx_);
   submitTracked(
       std::move(request), std::move(reply), {},
       [](Reply& r, Result<json>&& result) {
         if (!result) return r.error(code::kSandboxFailed, "the sandbox could not be created", sandboxFailureData(result.error()));
-        if (result->value("status", "") != "ok" || !(*result)["value"].is_array())
+        auto diagnostics = analyzeDiagnostics(*result);
+        if (!diagnostics)
           return r.error(code::kInternalError, "the analysis did not complete",
                          json{{"status", (*result)["status"]}, {"error", (*result)["error"]}, {"stderr", (*result)["stderr"]}});
-        r.result({{"diagnostics", std::move((*result)["value"])}});
+        r.result({{"diagnostics", std::move(*diagnostics)}});
       },
       [](Reply& r, const exec::SubmitError& e) {
         r.error(e.kind == exec::SubmitError::Kind::QueueFull ? code::kQueueFull : code::kInvalidParams, e.message);

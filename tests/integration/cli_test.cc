@@ -271,3 +271,132 @@ TEST_CASE("pycell run --figures writes each figure as a PNG; --out with --return
   CHECK(runPycell({"run", program.path(), "--out", out.path.string()}).exitCode == 2);
   CHECK(runPycell({"run", program.path(), "--return", "*.csv"}).exitCode == 2);
 }
+
+namespace {
+
+// Writes `contents` to `dir`/`name`, readable by everyone (the server may run as another uid).
+std::string writeIn(const std::filesystem::path& dir, const std::string& name, const std::string& contents) {
+  std::filesystem::path path = dir / name;
+  std::ofstream(path, std::ios::binary) << contents;
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                                         std::filesystem::perms::group_read | std::filesystem::perms::others_read);
+  return path.string();
+}
+
+}  // namespace
+
+TEST_CASE("pycell run FILE sees FILE's directory as python3 FILE does: sibling modules, data files, sys.path[0]",
+          "[cli]") {
+  SharedDir dir("script");
+  std::string real = std::filesystem::canonical(dir.path).string();
+  writeIn(dir.path, "helper.py", "def greet(name):\n    return 'hello ' + name\n");
+  writeIn(dir.path, "data.txt", "from the data file\n");
+  std::string script = writeIn(dir.path, "main.py",
+                               "import os, sys\n"
+                               "import helper\n"
+                               "print(helper.greet('bob'))\n"
+                               "print(open(os.path.join(os.path.dirname(__file__), 'data.txt')).read().strip())\n"
+                               "print(sys.path[0] == os.path.dirname(__file__), sys.argv[0] == __file__)\n"
+                               "print(os.getcwd())\n"
+                               "print(__file__)\n"
+                               "try:\n"
+                               "    open(os.path.join(os.path.dirname(__file__), 'new.txt'), 'w')\n"
+                               "    print('written')\n"
+                               "except OSError as e:\n"
+                               "    print('read-only', e.errno)\n");
+  CommandResult r = runPycell({"run", script});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "hello bob\nfrom the data file\nTrue True\n/sandbox\n" + real + "/main.py\nread-only 30\n");
+  // Under an allow list (datascience, without os) the program's own modules import as well.
+  std::string allowList = writeIn(dir.path, "allowed.py",
+                                  "import helper\n"
+                                  "print(helper.greet('ann'))\n"
+                                  "print(open(__file__.rsplit('/', 1)[0] + '/data.txt').read().strip())\n");
+  CommandResult ds = runPycell({"run", "--profile", "datascience", allowList}, {}, 60000ms);
+  INFO(describe(ds));
+  CHECK(ds.exitCode == 0);
+  CHECK(ds.out == "hello ann\nfrom the data file\n");
+  CHECK_FALSE(std::filesystem::exists(dir.path / "new.txt"));
+
+  // A sibling module is the program's own code for the policy: its imports are checked too.
+  writeIn(dir.path, "netting.py", "import socket\n");
+  std::string importer = writeIn(dir.path, "importer.py", "import netting\nprint('not reached')\n");
+  CommandResult blocked = runPycell({"run", importer, "--verbose"});
+  INFO(describe(blocked));
+  CHECK(blocked.exitCode == 1);
+  CHECK(blocked.out.empty());
+  CHECK(blocked.err.find("pycell: blocked import: socket") != std::string::npos);
+
+  // From standard input there is no file: no directory is shown, the name is <pycell>.
+  CommandResult piped = runPycell({"run", "-"}, "import sys\nprint(sys.argv[0], '" + real + "' in sys.path)\n");
+  INFO(describe(piped));
+  CHECK(piped.exitCode == 0);
+  CHECK(piped.out == "<pycell> False\n");
+}
+
+TEST_CASE("pycell run FILE names FILE and the line in tracebacks, and error.line is the program's", "[cli]") {
+  SharedDir dir("traceback");
+  std::string real = std::filesystem::canonical(dir.path).string();
+  writeIn(dir.path, "lib.py", "def fail():\n    raise ValueError('bad value')\n");
+  std::string script = writeIn(dir.path, "prog.py", "import lib\nx = 1\nlib.fail()\n");
+  CommandResult r = runPycell({"run", script});
+  INFO(describe(r));
+  CHECK(r.exitCode == 1);
+  CHECK(r.err.find("File \"" + real + "/prog.py\", line 3") != std::string::npos);
+  CHECK(r.err.find("File \"" + real + "/lib.py\", line 2") != std::string::npos);
+  CHECK(r.err.find("ValueError: bad value") != std::string::npos);
+  CHECK(r.err.find("<pycell>") == std::string::npos);
+
+  CommandResult json = runPycell({"run", script, "--json"});
+  INFO(describe(json));
+  Json result = Json::parse(json.out, nullptr, false);
+  REQUIRE(result.is_object());
+  CHECK(result["status"] == "error");
+  CHECK(result["error"]["line"] == 3);
+  CHECK(result["error"]["type"] == "ValueError");
+
+  // From standard input, the name stays <pycell>.
+  CommandResult piped = runPycell({"run", "-"}, "x = 1\nraise KeyError('k')\n");
+  INFO(describe(piped));
+  CHECK(piped.err.find("File \"<pycell>\", line 2") != std::string::npos);
+}
+
+TEST_CASE("pycell run --analyze prints the analysis as FILE:LINE:COL: code: message, then runs the program", "[cli]") {
+  SharedDir dir("analyze");
+  std::string script = writeIn(dir.path, "lint.py", "print('ran')\nif False:\n    import socket\n");
+  CommandResult r = runPycell({"run", "--analyze", script});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  CHECK(r.out == "ran\n");
+  CHECK(r.err.find(script + ":3:12: forbidden-import: ") != std::string::npos);
+  // Without the flag, no analysis.
+  CommandResult plain = runPycell({"run", script});
+  INFO(describe(plain));
+  CHECK(plain.exitCode == 0);
+  CHECK(plain.err.find("forbidden-import") == std::string::npos);
+  // From standard input, the file is <stdin>.
+  CommandResult piped = runPycell({"run", "--analyze", "-"}, "x = 1\nimport socket\n");
+  INFO(describe(piped));
+  CHECK(piped.err.find("<stdin>:2:8: forbidden-import: ") != std::string::npos);
+}
+
+TEST_CASE("a profile whose python is missing or not executable is a config error at load time, exit 2", "[cli]") {
+  TempFile missing("no-python", "{\"profiles\": {\n  \"p\": {\"python\": \"/nonexistent/bin/python3\"}}}\n");
+  for (std::vector<std::string> args : {std::vector<std::string>{"check"}, {"run", "-"}}) {
+    args.insert(args.begin() + 1, {"--config", missing.path()});
+    CommandResult r = runPycell(args, "print(1)\n");
+    INFO(args[0] << ": " << describe(r));
+    CHECK(r.exitCode == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err == "pycell: config " + missing.path() +
+                       ":2:9: profile 'p': python /nonexistent/bin/python3: No such file or directory\n");
+  }
+  TempFile notExecutable("not-exec", "");  // 0644
+  TempFile config("plain-file-python", "{\"profiles\": {\"q\": {\n    \"python\": \"" + notExecutable.path() + "\"}}}\n");
+  CommandResult r = runPycell({"run", "--config", config.path(), "-"}, "print(1)\n");
+  INFO(describe(r));
+  CHECK(r.exitCode == 2);
+  CHECK(r.err == "pycell: config " + config.path() + ":2:5: profile 'q': python " + notExecutable.path() +
+                     " is not an executable file\n");
+}

@@ -547,3 +547,39 @@ TEST_CASE("execute refuses unknown fields and bad env names with -32602", "[exec
   refused({{"code", "1"}, {"env", "A=1"}}, "must be an object");
   CHECK(executeCode(*server, "'still here'")["value"] == "still here");
 }
+
+TEST_CASE("execute.filename names the code in tracebacks, pooled and in a session, and is only a name", "[execute]") {
+  auto server = startServer(Framing::kNdjson);
+  const std::string name = "/opt/example/prog.py";
+  auto check = [&](Json params) {
+    params["filename"] = name;
+    params["code"] = "import sys\nx = 1\nraise ValueError(__file__ + ' ' + sys.argv[0] + ' ' + sys.path[0])\n";
+    Json r = execute(*server, params);
+    INFO(brief(r));
+    CHECK(r["status"] == "error");
+    CHECK(r["error"]["line"] == 3);
+    CHECK(r["error"]["message"] == name + " " + name + " /opt/example");
+    CHECK(r["stderr"].get<std::string>().find("File \"" + name + "\", line 3") != std::string::npos);
+    // Whatever the name, the program's code is the user's for the policy: a name inside the
+    // interpreter's own trees does not let it import what the profile blocks.
+    for (const std::string& disguise : {name, std::string("/usr/lib/python3/dist-packages/x.py"), std::string("x.py")}) {
+      params["filename"] = disguise;
+      params["code"] = "import socket\n";
+      Json blocked = execute(*server, params);
+      INFO(disguise << ": " << brief(blocked));
+      CHECK(blocked["status"] == "policy_violation");
+    }
+  };
+  check(Json::object());  // a pooled child
+  std::string session = server->callResult("session/create", Json::object())["session"];
+  check({{"session", session}});
+  // Nothing is read by that name: the file is not there.
+  Json r = execute(*server, {{"code", "import os\nos.path.exists(__file__)"}, {"filename", name}});
+  CHECK(r["value"] == false);
+  for (Json bad : {Json(""), Json("a\nb"), Json(5)}) {
+    Json response = server->call("execute", {{"code", "1"}, {"filename", bad}});
+    INFO(brief(response));
+    REQUIRE(response.contains("error"));
+    CHECK(response["error"]["code"] == -32602);
+  }
+}

@@ -125,6 +125,23 @@ TEST_CASE("execute: wrong params get the exact messages", "[params]") {
   CHECK(refused({{"code", "1"}, {"network", "yes"}}) == "'network' must be a boolean");
   CHECK(refused({{"code", "1"}, {"network", true}}) == "profile 'default' does not allow network access");
   CHECK(refused({{"code", "1"}, {"stream", "yes"}}) == "'stream' must be a boolean");
+  const std::string badName = "'filename' must be a non-empty string of at most 4096 bytes, without NUL or line breaks";
+  for (json name : {json(7), json(""), json(std::string(4097, 'a')), json(std::string("a\0b", 3)), json("a\nb")})
+    CHECK(refused({{"code", "1"}, {"filename", name}}) == badName);
+}
+
+TEST_CASE("execute: filename is taken as a name, and null is no name", "[params]") {
+  Config config = testConfig();
+  auto named = decodeExecute({{"code", "1"}, {"filename", "/home/u/prog.py"}}, config);
+  REQUIRE(named.has_value());
+  CHECK(named->request.filename == "/home/u/prog.py");
+  auto none = decodeExecute({{"code", "1"}, {"filename", nullptr}}, config);
+  REQUIRE(none.has_value());
+  CHECK(none->request.filename.empty());
+  auto typed = runRequest({.code = "1", .filename = std::string(4096, 'x')}, config);
+  REQUIRE(typed.has_value());
+  CHECK(typed->filename.size() == 4096);
+  CHECK(refusal(runRequest({.code = "1", .filename = "a\nb"}, config)).starts_with("'filename' must be"));
 }
 
 TEST_CASE("execute: limits out of range or above the profile's are refused", "[params]") {

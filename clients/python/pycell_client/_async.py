@@ -17,7 +17,8 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Genera
                     Sequence, Tuple, Type, cast)
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
-                      ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
+                      ServerExited, decode_lines, decode_result, deliver_notification, encode, execute_params,
+                      initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
                       session_params, streamed_id, unreadable)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
@@ -138,7 +139,7 @@ class AsyncPycell:
                 raise ValueError("executionId %r is already streaming" % execution_id)
             self._streams[execution_id] = on_output
         try:
-            return cast(ExecuteResult, await self.request("execute", message, timeout))
+            return cast(ExecuteResult, decode_result(await self.request("execute", message, timeout)))
         finally:
             if execution_id is not None:
                 self._streams.pop(execution_id, None)
@@ -164,7 +165,7 @@ class AsyncPycell:
 
     async def result(self, execution_id: str) -> JSONObject:
         """A finished execution's result again, while the server keeps it (see Pycell.result)."""
-        return cast(JSONObject, await self.request("result", {"executionId": execution_id}))
+        return cast(JSONObject, decode_result(await self.request("result", {"executionId": execution_id})))
 
     async def forget(self, execution_id: str) -> bool:
         """Drop what the server remembers of a finished execution; True if it remembered it."""

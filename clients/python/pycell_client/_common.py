@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union, cast
 
@@ -115,6 +116,30 @@ def result_of(response: Mapping[str, Any], stderr_tail: Callable[[], str]) -> JS
         error = response["error"] if isinstance(response["error"], dict) else {}
         raise PycellError(error.get("code"), error.get("message", "unknown error"), error.get("data"))
     return response.get("result")
+
+
+def decode_value(value: JSON) -> JSON:
+    """A result's `value` with each {"$int": "<decimal digits>"} (an integer beyond 64 bits,
+    docs/PROTOCOL.md) as a Python int, at any depth of lists and dicts. One that Python will
+    not convert (past sys.get_int_max_str_digits()) stays as it came."""
+    if isinstance(value, list):
+        return [decode_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    digits = value.get("$int")
+    if len(value) == 1 and isinstance(digits, str) and re.fullmatch(r"-?[0-9]+", digits):
+        try:
+            return int(digits)
+        except ValueError:
+            return value
+    return {key: decode_value(item) for key, item in value.items()}
+
+
+def decode_result(result: JSON) -> JSON:
+    """An execute (or `result`) answer with its value decoded by decode_value."""
+    if isinstance(result, dict) and "value" in result:
+        result["value"] = decode_value(result["value"])
+    return result
 
 
 def execute_params(code: Any, default_profile: Optional[str], params: Mapping[str, Any]) -> JSONObject:

@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type, cast
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
-                      ServerExited, decode_lines, deliver_notification, encode, execute_params, initialize_params, method_not_found,
+                      ServerExited, decode_lines, decode_result, deliver_notification, encode, execute_params,
+                      initialize_params, method_not_found,
                       notification_message, request_message, result_of, server_command,
                       session_params, streamed_id, unreadable)
 
@@ -128,7 +129,7 @@ class Pycell:
                     raise ValueError("executionId %r is already streaming" % execution_id)
                 self._streams[execution_id] = on_output
         try:
-            return cast(ExecuteResult, self.request("execute", message, timeout))
+            return cast(ExecuteResult, decode_result(self.request("execute", message, timeout)))
         finally:
             if execution_id is not None:
                 with self._lock:
@@ -171,7 +172,7 @@ class Pycell:
     def result(self, execution_id: str) -> JSONObject:
         """A finished execution's result again, as execute answered it, while the server keeps
         it (the last 256). Raises PycellError (-32602) when unknown, unfinished or dropped."""
-        return cast(JSONObject, self.request("result", {"executionId": execution_id}))
+        return cast(JSONObject, decode_result(self.request("result", {"executionId": execution_id})))
 
     def forget(self, execution_id: str) -> bool:
         """Drop what the server remembers of a finished execution; True if it remembered it."""

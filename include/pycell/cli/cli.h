@@ -37,6 +37,7 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> env;  // --env NAME=VALUE, in order
   bool json = false;
   bool verbose = false;        // a summary on stderr at the end
+  bool analyze = false;        // --analyze: the static analysis's diagnostics first, on stderr
   std::string reportFile;      // --report: the whole result (activity included) as JSON
   std::string usageChartFile;  // --usage-chart: CPU and memory over time as SVG
   std::string figuresDir;      // --figures: each figure as figure-N.png

@@ -47,6 +47,7 @@ struct ExecutionRequest {
   bool samples = false;   // sample CPU and memory into `samples` (stream, or the profile says so)
   bool internal = false;  // pycell's own code (analyze): no policy, no activity
   std::map<std::string, std::string> env;  // the profile's env, then execute.env over it
+  std::string filename;  // execute.filename: the code's name in tracebacks (empty: "<pycell>")
 };
 
 // What the run is doing: waiting in the server's queue, waiting for a pooled child, running

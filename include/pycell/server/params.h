@@ -13,6 +13,7 @@
 #include "pycell/exec/execution.h"
 #include "pycell/exec/session.h"
 #include "pycell/sandbox/config.h"
+#include "pycell/sandbox/context.h"
 
 namespace pycell::server {
 
@@ -52,6 +53,7 @@ struct RunArgs {
   bool lowerToProfile = false;
   std::map<std::string, std::string> env{};  // over the profile's env (checked by decodeEnv)
   json returnFiles = nullptr;                // null, or glob patterns (checked as execute's)
+  std::string filename{};                    // empty, or execute's `filename` (checked as it is)
 };
 [[nodiscard]] Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config,
                                                          const SessionProfileLookup& sessionProfile = {});
@@ -92,6 +94,13 @@ struct AnalyzeParams {
   std::string profile = "default";  // a configured profile
 };
 [[nodiscard]] Decoded<AnalyzeParams> decodeAnalyze(const json& params, const Config& config);
+// The run that answers `analyze` (and `pycell run --analyze`): src/python/analyze.py in a
+// sandbox of the profile, the code and the profile's policy its inputs, the diagnostics its
+// value; pycell's own code (no policy, no activity), at most 20 s.
+[[nodiscard]] exec::ExecutionRequest analyzeRequest(AnalyzeParams params, const sandbox::SandboxContext& ctx);
+// The diagnostics of the run analyzeRequest made, from its result; nullopt when it did not
+// complete.
+[[nodiscard]] std::optional<json> analyzeDiagnostics(json& result);
 
 struct InitializeParams {
   std::optional<int> processId;  // the client process to watch
