@@ -77,8 +77,11 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
   for (auto [file, contents] : kBesideBootstrap)
     ctx->sandboxFiles.emplace_back("/.pycell/" + std::string(file), std::string(contents));
   // The analyzer's parts, then analyze.py, as one program (analyze.py ANALYZE_PARTS).
-  ctx->analyzeProgram = std::string(kAnalyzeSourcePy) + "\n" + std::string(kAnalyzeSyntaxPy) + "\n" +
-                        std::string(kAnalyzePy) + "\n_analyze_main(inputs)\n";
+  for (std::string_view part : {kAnalyzeSourcePy, kAnalyzeSyntaxPy, kAnalyzePy}) {
+    ctx->analyzeProgram += part;
+    ctx->analyzeProgram += '\n';
+  }
+  ctx->analyzeProgram += "_analyze_main(inputs)\n";
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python);
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});

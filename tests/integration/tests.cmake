@@ -12,6 +12,7 @@ target_link_libraries(pycell_integration_tests PRIVATE nlohmann_json::nlohmann_j
 target_compile_definitions(pycell_integration_tests PRIVATE PYCELL_BINARY="$<TARGET_FILE:pycell>"
   PYCELL_TYPICAL_PROGRAMS="${CMAKE_CURRENT_SOURCE_DIR}/sandbox/typical_programs.py")
 add_dependencies(pycell_integration_tests pycell)
+target_precompile_headers(pycell_integration_tests PRIVATE ${PYCELL_PCH_HEADERS} <catch2/catch.hpp>)
 
 # The sanitizer build runs 2-3 times slower and keeps freed memory in a quarantine: its
 # runs get a smaller quarantine (so memory figures mean something) and time bounds scaled
