@@ -345,8 +345,8 @@ CgroupUsage ExecutionCgroup::usage() const {
 }
 
 // The total is the scheduler's exact count (what the CPU limit is checked against); the
-// user/system split is tick-based (v1 since Linux 5.x, and v2 before scaling), so it only
-// apportions the total.
+// user/system split may come from tick counters (v1 on recent kernels), which need not add up
+// to it, so it only apportions the total.
 std::optional<CgroupCpu> ExecutionCgroup::cpu() const {
   auto total = cpuTotalUs();
   if (!total) return std::nullopt;
