@@ -258,7 +258,8 @@ void Execution::finishNow(StopReason reason) {
 }
 
 // CPU and memory of the sandbox's interpreter at the profile's period (the process the
-// server knows by pid: PID 1 of the sandbox, which runs the program).
+// server knows by pid: PID 1 of the sandbox, which runs the program); CPU of all the run's
+// processes where its cgroup accounts it.
 void Execution::startSampling() {
   if (!request_.samples || run_->samplePid() <= 0) return;
   takeSample();
@@ -283,8 +284,11 @@ void Execution::takeSample() {
   if (!stat || stat->state == 'Z' || stat->state == 'X' || stat->rssBytes == 0) return;
   int64_t cpuMs = stat->userMs + stat->sysMs;
   if (!cpuAtStart_) cpuAtStart_ = cpuMs;  // a session's interpreter has a past
+  cpuMs = std::max<int64_t>(0, cpuMs - *cpuAtStart_);
+  // Where a cgroup accounts CPU, all of the run's processes so far (as in its usage).
+  if (auto all = run_->cgroupCpuUs()) cpuMs = *all / 1000;
   auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();
-  json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", stat->rssBytes}};
+  json sample = {{"tMs", tMs}, {"cpuMs", cpuMs}, {"rssBytes", stat->rssBytes}};
   if (usageSink_) {
     json notice = sample;
     notice["executionId"] = request_.executionId;

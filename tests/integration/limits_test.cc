@@ -230,13 +230,15 @@ TEST_CASE("a run whose processes stay under cpuMs together is ok, and a CPU cgro
   INFO("isolation: " << brief(isolation));
   // Two workers of 300 ms of CPU each (under 1000 together); the parent waits for the first
   // only, and leaves once the second says it is done (it is killed with the sandbox).
-  Json result = executeCode(*server, R"py(
+  // Streamed, so that the run is sampled.
+  Json result = execute(*server, {{"stream", true}, {"limits", {{"cpuMs", 1000}, {"timeoutMs", 10000}}}, {"code", R"py(
 import os, time
 def spin(seconds):
     start = time.process_time()
     while time.process_time() - start < seconds:
         pass
 done_r, done_w = os.pipe()
+hold_r, hold_w = os.pipe()  # never written: the second worker blocks on it
 first = os.fork()
 if first == 0:
     spin(0.3)
@@ -245,20 +247,29 @@ second = os.fork()
 if second == 0:
     spin(0.3)
     os.write(done_w, b'+')
-    os.read(done_r, 1)  # never comes: blocked until the sandbox ends
+    os.read(hold_r, 1)  # never comes: blocked until the sandbox ends
     os._exit(0)
 os.waitpid(first, 0)
 os.read(done_r, 1)
 'both done'
-)py",
-                            {{"cpuMs", 1000}, {"timeoutMs", 10000}});
+)py"}});
   INFO("result: " << brief(result));
   CHECK(result["status"] == "ok");
   CHECK(result["value"] == "both done");
   int64_t cpuMs = cpuMsOf(result);
   CHECK(cpuMs < 1000);
+  // The samples count the same CPU as the usage: never more, never less as time goes on.
+  REQUIRE(result.contains("samples"));
+  int64_t sampled = 0;
+  for (const auto& sample : result["samples"]) {
+    CHECK(sample["cpuMs"].get<int64_t>() >= sampled);
+    sampled = sample["cpuMs"].get<int64_t>();
+  }
+  CHECK(sampled <= cpuMs + 5);
   if (isolation["cpuLimit"] == "cgroup") {
     CHECK(cpuMs >= 600);  // both workers, the one never waited for included
+    // Sampled every 50 ms while the workers spin (the parent only waits): theirs is in it.
+    CHECK(sampled >= 300);
   } else {
     REQUIRE(isolation["cpuLimit"] == "per-process");
     WARN("no CPU cgroup here (cgroup: " << isolation["cgroup"]
