@@ -135,6 +135,15 @@ int checkMain(const CommonOptions& options) {
                  "memoryMb; its files in /sandbox, /tmp and /dev/shm hold at most diskMb together)\n"
               << "      fix: " << sandbox::cgroupFix() << "\n";
   }
+  // Without CPU accounting in a cgroup each process has its own RLIMIT_CPU: a run that forks
+  // N busy workers may use N times cpuMs (the wall-clock timeoutMs still ends it).
+  if (iso.cgroup.cpu) {
+    std::cout << "ok    cpuLimit: cgroup (all of a run's processes together; RLIMIT_CPU on each as well)\n";
+  } else {
+    std::cout << "warn  cpuLimit: per-process (RLIMIT_CPU on each process; a run of N busy processes may use N "
+                 "times cpuMs, within its timeoutMs)\n"
+              << "      fix: " << sandbox::cgroupFix() << "\n";
+  }
   std::string pids = iso.pidsLimit();
   if (pids == "cgroup") {
     std::cout << "ok    pidsLimit: cgroup\n";

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "pycell/process/log.h"
@@ -160,6 +161,21 @@ bool ChildRun::requestReceived() const {
   return request_.sent > static_cast<size_t>(unread);
 }
 
+sandbox::CgroupUsage ChildRun::cgroupUsage() const {
+  sandbox::CgroupUsage u = cgroup_.usage();
+  if (u.cpu) {
+    u.cpu->userUs = std::max<int64_t>(0, u.cpu->userUs - cpuAtStart_.userUs);
+    u.cpu->sysUs = std::max<int64_t>(0, u.cpu->sysUs - cpuAtStart_.sysUs);
+  }
+  return u;
+}
+
+std::optional<int64_t> ChildRun::cgroupCpuUs() const {
+  auto total = cgroup_.cpuTotalUs();
+  if (!total) return std::nullopt;
+  return std::max<int64_t>(0, *total - cpuTotalAtStartUs_);
+}
+
 void ChildRun::stop() {
   if (pid_ <= 0) return;
   // Own sandbox: its init. Pooled: the zygote's child above it, whose death takes the
@@ -242,6 +258,10 @@ PooledChildRun::PooledChildRun(EventLoop& loop, RunEvents& events, bool pidNames
       exited(end);
     });
   });
+  // The child's past (set-up, warm-up, waiting in the pool) is not this run's: read before
+  // the request goes out.
+  cpuAtStart_ = child.cgroup.cpu().value_or(sandbox::CgroupCpu{});
+  cpuTotalAtStartUs_ = child.cgroup.cpuTotalUs().value_or(0);
   begin(child, std::move(requestLine), std::move(stdinData), token);
 }
 

@@ -1,5 +1,8 @@
 #include "pycell/exec/execution.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <utility>
 
 #include "pycell/error.h"
@@ -33,7 +36,7 @@ Execution::Execution(EventLoop& loop, const SandboxContext& ctx, ExecutionReques
 
 Execution::~Execution() {
   // A session finishes its run before it goes; a child run kills and reaps its process.
-  for (auto* t : {&timeoutTimer_, &sampleTimer_})
+  for (auto* t : {&timeoutTimer_, &sampleTimer_, &cpuTimer_})
     if (*t) loop_.cancelTimer(**t);
   cancelClaim();
 }
@@ -106,7 +109,30 @@ void Execution::begin(std::unique_ptr<Run> run) {
     timeoutTimer_.reset();
     guarded([this] { stop(StopReason::Timeout); });
   });
+  armCpuCheck(std::chrono::milliseconds(0));
   startSampling();
+}
+
+// cpuMs for the whole run: the run's cgroup counts every process in it, so workers that fork
+// and share the budget (each within its own RLIMIT_CPU) cannot use it several times over.
+// Checked while the run lives, more often as the budget runs out: one pread a check.
+void Execution::armCpuCheck(std::chrono::milliseconds delay) {
+  cpuTimer_ = loop_.addTimer(delay, [this] {
+    cpuTimer_.reset();
+    if (state_ != ExecState::Running || end_ || stopReason_ != StopReason::None) return;
+    guarded([this] {
+      auto used = run_->cgroupCpuUs();
+      if (!used) return;  // no CPU cgroup: RLIMIT_CPU holds, per process
+      const int64_t limitUs = request_.limits.cpuMs * 1000;
+      if (*used > limitUs) {
+        stop(StopReason::CpuLimit);
+        return;
+      }
+      // The budget left, spread over every CPU that could be spending it, bounded to 10..100 ms.
+      static const int64_t cpus = std::max<long>(1, ::sysconf(_SC_NPROCESSORS_ONLN));
+      armCpuCheck(std::chrono::milliseconds(std::clamp<int64_t>((limitUs - *used) / 1000 / cpus, 10, 100)));
+    });
+  });
 }
 
 template <class F>
@@ -174,8 +200,10 @@ void Execution::runExited(const RunEnd& end) {
   }
   end_ = end;
   exitedAt_ = std::chrono::steady_clock::now();
-  if (timeoutTimer_) loop_.cancelTimer(*timeoutTimer_);
-  timeoutTimer_.reset();
+  for (auto* t : {&timeoutTimer_, &cpuTimer_}) {
+    if (*t) loop_.cancelTimer(**t);
+    t->reset();
+  }
 }
 
 void Execution::runDrained() {
@@ -195,7 +223,7 @@ void Execution::retryOnAnotherChild() {
   ++retries_;
   log::warn("execution " + request_.executionId + ": its pooled child died before reading its request; retrying on another (" +
             std::to_string(retries_) + "/3)");
-  for (auto* t : {&timeoutTimer_, &sampleTimer_}) {
+  for (auto* t : {&timeoutTimer_, &sampleTimer_, &cpuTimer_}) {
     if (*t) loop_.cancelTimer(**t);
     t->reset();
   }
@@ -231,7 +259,8 @@ void Execution::finishNow(StopReason reason) {
 }
 
 // CPU and memory of the sandbox's interpreter at the profile's period (the process the
-// server knows by pid: PID 1 of the sandbox, which runs the program).
+// server knows by pid: PID 1 of the sandbox, which runs the program); CPU of all the run's
+// processes where its cgroup accounts it.
 void Execution::startSampling() {
   if (!request_.samples || run_->samplePid() <= 0) return;
   takeSample();
@@ -256,8 +285,11 @@ void Execution::takeSample() {
   if (!stat || stat->state == 'Z' || stat->state == 'X' || stat->rssBytes == 0) return;
   int64_t cpuMs = stat->userMs + stat->sysMs;
   if (!cpuAtStart_) cpuAtStart_ = cpuMs;  // a session's interpreter has a past
+  cpuMs = std::max<int64_t>(0, cpuMs - *cpuAtStart_);
+  // Where a cgroup accounts CPU, all of the run's processes so far (as in its usage).
+  if (auto all = run_->cgroupCpuUs()) cpuMs = *all / 1000;
   auto tMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_).count();
-  json sample = {{"tMs", tMs}, {"cpuMs", std::max<int64_t>(0, cpuMs - *cpuAtStart_)}, {"rssBytes", stat->rssBytes}};
+  json sample = {{"tMs", tMs}, {"cpuMs", cpuMs}, {"rssBytes", stat->rssBytes}};
   if (usageSink_) {
     json notice = sample;
     notice["executionId"] = request_.executionId;
@@ -270,7 +302,7 @@ void Execution::finish() {
   if (state_ == ExecState::Finished) return;
   bool ran = state_ == ExecState::Running;
   state_ = ExecState::Finished;
-  for (auto* t : {&timeoutTimer_, &sampleTimer_}) {
+  for (auto* t : {&timeoutTimer_, &sampleTimer_, &cpuTimer_}) {
     if (*t) loop_.cancelTimer(**t);
     t->reset();
   }

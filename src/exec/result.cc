@@ -41,7 +41,9 @@ std::optional<std::string> signalStatus(const RunOutcome& o) {
 std::string errorMessage(const RunOutcome& o, const std::string& status, const json& exitCode) {
   const auto& l = o.limits;
   std::string message;
-  if (status == "timeout")
+  if (status == "timeout" && o.stopReason == StopReason::CpuLimit)
+    message = "the run exceeded its CPU limit (" + std::to_string(l.cpuMs) + " ms CPU, all of its processes together)";
+  else if (status == "timeout")
     message = "the run exceeded its time limit (" + std::to_string(l.timeoutMs) + " ms wall, " + std::to_string(l.cpuMs) + " ms CPU)";
   else if (status == "memory_limit") message = "the run exceeded its memory limit of " + std::to_string(l.memoryMb) + " MiB";
   else if (status == "output_limit") message = "the output exceeded " + std::to_string(l.maxOutputBytes) + " bytes";
@@ -136,8 +138,8 @@ json usageWithSamples(const RunOutcome& o) {
 }  // namespace
 
 KernelUsage kernelUsage(const rusage& usage, const sandbox::CgroupUsage& cgroup) {
-  return {.cpuUserMs = toMs(usage.ru_utime),
-          .cpuSysMs = toMs(usage.ru_stime),
+  return {.cpuUserMs = cgroup.cpu ? cgroup.cpu->userUs / 1000 : toMs(usage.ru_utime),
+          .cpuSysMs = cgroup.cpu ? cgroup.cpu->sysUs / 1000 : toMs(usage.ru_stime),
           .peakMemoryBytes = cgroup.peakMemoryBytes ? cgroup.peakMemoryBytes : static_cast<uint64_t>(usage.ru_maxrss) * 1024,
           .oomKills = cgroup.oomKills};
 }
@@ -155,7 +157,8 @@ std::string decideStatus(const RunOutcome& o, const json& reported) {
     case StopReason::Cancelled:
     case StopReason::Shutdown:
     case StopReason::InputClosed: return "killed";
-    case StopReason::Timeout: return "timeout";
+    case StopReason::Timeout:
+    case StopReason::CpuLimit: return "timeout";
     case StopReason::OutputLimit: return "output_limit";
     case StopReason::Internal: return "crashed";
     case StopReason::None: break;

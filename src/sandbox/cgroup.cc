@@ -1,5 +1,6 @@
 #include "pycell/sandbox/cgroup.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -110,6 +111,13 @@ CgroupSupport tryV2(const Mount& mount) {
   s.version = CgroupVersion::V2;
   s.memory = s.pids = true;
   s.memoryBase = s.pidsBase = base;
+  // cpu.stat's usage is there in every v2 cgroup, whether or not the cpu controller is enabled.
+  if (auto stat = readFile(base + "/cpu.stat", 4096); stat && stat->find("usage_usec") != std::string::npos) {
+    s.cpu = true;
+    s.cpuBase = base;
+  } else {
+    s.reason = "cgroup v2: no cpu.stat in " + base + "; ";
+  }
   return s;
 }
 
@@ -168,9 +176,11 @@ CgroupSupport setUpCgroups() {
   CgroupSupport s;
   s.memoryBase = tryV1Controller(mounts, "memory", reasons);
   s.pidsBase = tryV1Controller(mounts, "pids", reasons);
+  s.cpuBase = tryV1Controller(mounts, "cpuacct", reasons);
   s.memory = !s.memoryBase.empty();
   s.pids = !s.pidsBase.empty();
-  if (s.memory || s.pids) s.version = CgroupVersion::V1;
+  s.cpu = !s.cpuBase.empty();
+  if (s.memory || s.pids || s.cpu) s.version = CgroupVersion::V1;
   s.reason = reasons;
   return s;
 }
@@ -178,16 +188,21 @@ CgroupSupport setUpCgroups() {
 void removeCgroupBase(const CgroupSupport& support) {
   if (!support.memoryBase.empty()) ::rmdir(support.memoryBase.c_str());
   if (!support.pidsBase.empty() && support.pidsBase != support.memoryBase) ::rmdir(support.pidsBase.c_str());
+  if (!support.cpuBase.empty() && support.cpuBase != support.memoryBase && support.cpuBase != support.pidsBase)
+    ::rmdir(support.cpuBase.c_str());
 }
 
 ExecutionCgroup::ExecutionCgroup(ExecutionCgroup&& o) noexcept
     : version_(o.version_),
       memoryDir_(std::move(o.memoryDir_)),
       pidsDir_(std::move(o.pidsDir_)),
+      cpuDir_(std::move(o.cpuDir_)),
+      cpuFd_(std::move(o.cpuFd_)),
       memoryBytes_(o.memoryBytes_),
       maxProcesses_(o.maxProcesses_) {
   o.memoryDir_.clear();
   o.pidsDir_.clear();
+  o.cpuDir_.clear();
 }
 
 ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
@@ -196,10 +211,13 @@ ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
     version_ = o.version_;
     memoryDir_ = std::move(o.memoryDir_);
     pidsDir_ = std::move(o.pidsDir_);
+    cpuDir_ = std::move(o.cpuDir_);
+    cpuFd_ = std::move(o.cpuFd_);
     memoryBytes_ = o.memoryBytes_;
     maxProcesses_ = o.maxProcesses_;
     o.memoryDir_.clear();
     o.pidsDir_.clear();
+    o.cpuDir_.clear();
   }
   return *this;
 }
@@ -223,6 +241,18 @@ Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, co
     if (auto st = make(support.pidsBase, cg.pidsDir_); !st) return std::unexpected(st.error());
   } else if (support.pids) {
     cg.pidsDir_ = cg.memoryDir_;
+  }
+  if (support.cpu) {
+    if (support.cpuBase == support.memoryBase && support.memory) {
+      cg.cpuDir_ = cg.memoryDir_;
+    } else if (support.cpuBase == support.pidsBase && support.pids) {
+      cg.cpuDir_ = cg.pidsDir_;
+    } else if (auto st = make(support.cpuBase, cg.cpuDir_); !st) {
+      return std::unexpected(st.error());
+    }
+    std::string file = cg.cpuDir_ + (support.version == CgroupVersion::V2 ? "/cpu.stat" : "/cpuacct.usage");
+    cg.cpuFd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!cg.cpuFd_) return std::unexpected(sysError("open " + file));
   }
   std::string mem = std::to_string(memoryBytes);
   std::vector<std::pair<std::string, std::string>> writes;
@@ -253,6 +283,9 @@ Status ExecutionCgroup::addProcess(pid_t pid) const {
   }
   if (!pidsDir_.empty() && pidsDir_ != memoryDir_) {
     if (auto st = writeFile(pidsDir_ + "/cgroup.procs", p); !st) return st;
+  }
+  if (!cpuDir_.empty() && cpuDir_ != memoryDir_ && cpuDir_ != pidsDir_) {
+    if (auto st = writeFile(cpuDir_ + "/cgroup.procs", p); !st) return st;
   }
   return {};
 }
@@ -299,6 +332,7 @@ static uint64_t readKey(const std::string& path, const std::string& key) {
 
 CgroupUsage ExecutionCgroup::usage() const {
   CgroupUsage u;
+  u.cpu = cpu();
   if (memoryDir_.empty()) return u;
   if (version_ == CgroupVersion::V2) {
     u.peakMemoryBytes = readNumber(memoryDir_ + "/memory.peak");
@@ -310,21 +344,59 @@ CgroupUsage ExecutionCgroup::usage() const {
   return u;
 }
 
+// The total is the scheduler's exact count (what the CPU limit is checked against); the
+// user/system split may come from tick counters (v1 on recent kernels), which need not add up
+// to it, so it only apportions the total.
+std::optional<CgroupCpu> ExecutionCgroup::cpu() const {
+  auto total = cpuTotalUs();
+  if (!total) return std::nullopt;
+  uint64_t user = 0, sys = 0;
+  if (version_ == CgroupVersion::V2) {
+    user = readKey(cpuDir_ + "/cpu.stat", "user_usec");
+    sys = readKey(cpuDir_ + "/cpu.stat", "system_usec");
+  } else {
+    user = readNumber(cpuDir_ + "/cpuacct.usage_user");  // Linux 4.7 and later
+    sys = readNumber(cpuDir_ + "/cpuacct.usage_sys");
+  }
+  if (user + sys == 0) return CgroupCpu{.userUs = *total, .sysUs = 0};
+  auto sysUs = static_cast<int64_t>(static_cast<double>(*total) * static_cast<double>(sys) / static_cast<double>(user + sys));
+  return CgroupCpu{.userUs = *total - sysUs, .sysUs = sysUs};
+}
+
+std::optional<int64_t> ExecutionCgroup::cpuTotalUs() const {
+  if (!cpuFd_) return std::nullopt;
+  char buf[512];
+  ssize_t n;
+  do {
+    n = ::pread(cpuFd_.get(), buf, sizeof buf - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return std::nullopt;
+  buf[n] = 0;
+  if (version_ == CgroupVersion::V1) return static_cast<int64_t>(std::strtoull(buf, nullptr, 10) / 1000);
+  // v2: "usage_usec N" is cpu.stat's first line.
+  const char* at = std::strstr(buf, "usage_usec ");
+  if (!at) return std::nullopt;
+  return static_cast<int64_t>(std::strtoull(at + std::strlen("usage_usec "), nullptr, 10));
+}
+
 void ExecutionCgroup::killAll() const {
   if (version_ == CgroupVersion::V2 && !memoryDir_.empty()) (void)writeFile(memoryDir_ + "/cgroup.kill", "1");
 }
 
 bool ExecutionCgroup::tryRemove() {
   bool gone = true;
-  for (auto* dir : {&memoryDir_, &pidsDir_}) {
+  std::string* dirs[] = {&memoryDir_, &pidsDir_, &cpuDir_};
+  for (auto* dir : dirs) {
     if (dir->empty()) continue;
     if (::rmdir(dir->c_str()) == 0 || errno == ENOENT) {
-      if (dir == &memoryDir_ && pidsDir_ == memoryDir_) pidsDir_.clear();
-      dir->clear();
+      std::string removed = *dir;
+      for (auto* same : dirs)
+        if (*same == removed) same->clear();  // one directory for several controllers (v2)
     } else {
       gone = false;
     }
   }
+  if (cpuDir_.empty()) cpuFd_.reset();
   return gone;
 }
 

@@ -76,6 +76,7 @@ nlohmann::json Isolation::toJson(bool /*degradedAllowed*/) const {
           {"seccomp", seccomp},
           {"cgroup", cgroupVersionName(cgroup.version)},
           {"memoryLimit", memoryLimit()},
+          {"cpuLimit", cpuLimit()},
           {"pidsLimit", pidsLimit()},
           {"network", netStack.mode()},
           {"level", complete() ? "isolated" : "degraded"}};
@@ -130,7 +131,8 @@ Isolation probeIsolation(const CgroupSupport& cgroup) {
   bool cg = cgroup.version != CgroupVersion::None;
   iso.items.push_back({"cgroup", cg,
                        cg ? std::string("cgroup ") + cgroupVersionName(cgroup.version) + " (memory: " +
-                                (cgroup.memory ? "yes" : "no") + ", pids: " + (cgroup.pids ? "yes" : "no") + ")"
+                                (cgroup.memory ? "yes" : "no") + ", pids: " + (cgroup.pids ? "yes" : "no") +
+                                ", cpu: " + (cgroup.cpu ? "yes" : "no") + ")"
                           : cgroup.reason + " limits fall back to rlimits (per process, not per sandbox)",
                        cg ? "" : cgroupFix()});
   return iso;

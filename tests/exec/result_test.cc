@@ -337,6 +337,24 @@ TEST_CASE("result: kernel usage prefers the cgroup's peak over the largest resid
   CHECK(c.oomKills == 1);
 }
 
+TEST_CASE("result: kernel usage takes the cgroup's CPU (every process of the run) over wait4's", "[result]") {
+  rusage ru{};
+  ru.ru_utime = {.tv_sec = 0, .tv_usec = 400'000};  // the init and what it waited for
+  auto k = pycell::exec::kernelUsage(ru, {.cpu = pycell::sandbox::CgroupCpu{.userUs = 1'800'999, .sysUs = 20'500}});
+  CHECK(k.cpuUserMs == 1800);
+  CHECK(k.cpuSysMs == 20);
+}
+
+TEST_CASE("result: the whole run's CPU limit (its cgroup) is timeout, with a message that names it", "[result]") {
+  RunOutcome o = killedBySignal(SIGKILL, 2100, kOkReport);
+  o.stopReason = StopReason::CpuLimit;
+  json r = buildResult(o);
+  CHECK(r["status"] == "timeout");
+  CHECK(r["value"].is_null());
+  CHECK(r["error"]["type"] == "Timeout");
+  CHECK(r["error"]["message"] == "the run exceeded its CPU limit (2000 ms CPU, all of its processes together)");
+}
+
 TEST_CASE("result: the activity summary comes from the events the server took", "[result]") {
   RunOutcome o = exitedWith(0, kOkReport);
   o.activity = true;

@@ -246,6 +246,63 @@ TEST_CASE("SIGKILL of the sandboxed process of a running execution: it ends cras
   requireNothingLeft(w);
 }
 
+TEST_CASE("busy workers that meet the whole run's CPU limit are killed with the run, and the others go on",
+          "[faults]") {
+  Watched w;
+  Json isolation = w->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  // Two workers name themselves and spin; the parent only waits for them.
+  const std::string burners =
+      "import ctypes, os\n"
+      "libc = ctypes.CDLL(None)\n"
+      "pids = []\n"
+      "for i in range(2):\n"
+      "    pid = os.fork()\n"
+      "    if pid == 0:\n"
+      "        libc.prctl(15, b'pycell-burner', 0, 0, 0)\n"
+      "        while True:\n"
+      "            pass\n"
+      "    pids.append(pid)\n"
+      "print('forked', flush=True)\n"
+      "[os.waitpid(pid, 0)[1] & 0x7f for pid in pids]\n";
+  int64_t run = w->request("execute", {{"code", burners}, {"executionId", "burners"},
+                                       {"limits", {{"cpuMs", 1000}, {"timeoutMs", 10000}}}});
+  int64_t bystander = w->request("execute", {{"code", "import time\ntime.sleep(0.5)\nprint('bystander')"},
+                                             {"executionId", "bystander"}});
+  auto worker = findByName(w->pid(), "pycell-burner");
+  INFO("server descendants:" << describeProcesses(descendants(w->pid())) << "\n" << w->describe());
+  REQUIRE(worker.has_value());
+  std::vector<ProcStat> workers;
+  for (const auto& p : descendants(w->pid()))
+    if (p.comm == "pycell-burner") workers.push_back(p);
+  w.tracker->sampleNow();
+
+  Json result = waitResult(*w, run, 15000ms);
+  INFO("burners: " << brief(result));
+  if (isolation["cpuLimit"] == "cgroup") {
+    CHECK(result["status"] == "timeout");
+    CHECK(result["error"]["message"].get<std::string>().find("CPU limit") != std::string::npos);
+  } else {
+    REQUIRE(isolation["cpuLimit"] == "per-process");
+    WARN("no CPU cgroup here (cgroup: " << isolation["cgroup"]
+         << "): each worker meets its own RLIMIT_CPU, and the run goes on (cpuLimit: per-process)");
+    CHECK(result["status"] == "ok");
+    REQUIRE(result["value"].size() == 2);
+    for (const auto& signal : result["value"]) CHECK((signal == SIGKILL || signal == SIGXCPU));
+  }
+  auto alive = awaitGone(workers);
+  INFO("still running:" << describeProcesses(alive));
+  CHECK(alive.empty());
+
+  Json other = waitResult(*w, bystander, 15000ms);
+  INFO("bystander: " << brief(other));
+  CHECK(other["status"] == "ok");
+  CHECK(other["stdout"] == "bystander\n");
+  requireHealthy(*w);
+  checkAnsweredOnce(*w, {run, bystander});
+  requireNothingLeft(w);
+}
+
 // A ready child killed from outside (the OOM killer, an administrator) may be handed out
 // before the zygote has reported its death: the execution notices that the child never read
 // its request, and claims another.

@@ -131,6 +131,166 @@ TEST_CASE("a huge program that meets memoryMb while compiling in a pooled child 
   CHECK(forksAfter - forksBefore <= 2);
 }
 
+// ---- CPU -----------------------------------------------------------------------------------
+
+namespace {
+
+int64_t cpuMsOf(const Json& result) {
+  return result["usage"]["cpuUserMs"].get<int64_t>() + result["usage"]["cpuSysMs"].get<int64_t>();
+}
+
+// Two workers spin until something kills them; the parent only waits for them, and answers
+// how each ended (the signal, or minus its exit code).
+const char* kTwoBusyWorkers = R"py(
+import os
+pids = []
+for i in range(2):
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            pass
+    pids.append(pid)
+ends = []
+for pid in pids:
+    _, status = os.waitpid(pid, 0)
+    ends.append(os.WTERMSIG(status) if os.WIFSIGNALED(status) else -os.WEXITSTATUS(status))
+ends
+)py";
+
+}  // namespace
+
+TEST_CASE("two forked busy workers under cpuMs 1000: timeout for the whole run with a CPU cgroup, "
+          "and without one the server says the limit is per process",
+          "[limits]") {
+  constexpr int64_t kCpuMs = 1000, kTimeoutMs = 10000;  // the profile's most
+  auto server = startKernelServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  REQUIRE((isolation["cpuLimit"] == "cgroup" || isolation["cpuLimit"] == "per-process"));
+  if (isolation["cgroup"] == "none") CHECK(isolation["cpuLimit"] == "per-process");
+  // Policy layer off (os.fork is the kernel's matter here), in a pooled child and in a
+  // sandbox of its own (a profile without a pool).
+  TempFile noPool("limits-cpu-nopool.json", R"({"profiles": {
+      "default": {"pool": {"size": 0}, "imports": null, "builtins": {"remove": []}},
+      "datascience": {"pool": {"size": 0}}}})");
+  for (bool pooled : {true, false}) {
+    DYNAMIC_SECTION((pooled ? "a pooled child" : "a sandbox of its own")) {
+      std::unique_ptr<ServerProcess> own;
+      if (!pooled) {
+        own = startServer(Framing::kNdjson, {"--config", noPool.path()});
+        own->initialize();
+      }
+      Json result = executeCode(pooled ? *server : *own, kTwoBusyWorkers, {{"cpuMs", kCpuMs}, {"timeoutMs", kTimeoutMs}});
+      INFO("result: " << brief(result));
+      int64_t cpuMs = cpuMsOf(result);
+      if (isolation["cpuLimit"] == "cgroup") {
+        CHECK(result["status"] == "timeout");
+        CHECK(result["error"]["message"].get<std::string>().find("CPU limit") != std::string::npos);
+        // The cgroup counts both workers (the parent never reaped them): at least the limit,
+        // and not much beyond it (checked at most 100 ms apart, more often near the end).
+        CHECK(cpuMs >= kCpuMs - 10);
+        CHECK(cpuMs < kCpuMs + 600);
+        // Ended by the CPU check, before the wall limit (two workers spend 1000 ms of CPU in
+        // about half a second of wall time on two idle cores).
+        CHECK(result["usage"]["wallMs"].get<int64_t>() < kTimeoutMs);
+      } else {
+        REQUIRE(isolation["cpuLimit"] == "per-process");
+        WARN("no CPU cgroup here (cgroup: " << isolation["cgroup"]
+             << "): cpuMs holds per process, and the server says so (cpuLimit: per-process)");
+        // What the server reported is what holds: each worker met its own RLIMIT_CPU, and the
+        // run (whose parent waited, spending nothing) used about twice the limit.
+        CHECK(result["status"] == "ok");
+        for (const auto& end : result["value"]) CHECK((end == SIGKILL || end == SIGXCPU));
+        CHECK(cpuMs >= 2 * kCpuMs - 200);
+      }
+    }
+  }
+}
+
+TEST_CASE("a single busy loop under cpuMs 1000 still ends with timeout at its CPU limit", "[limits]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  Json result = executeCode(*server, "while True: pass", {{"cpuMs", 1000}, {"timeoutMs", 10000}});
+  INFO("result: " << brief(result));
+  CHECK(result["status"] == "timeout");
+  // Its RLIMIT_CPU or the cgroup's check, whichever comes first: both name the CPU.
+  CHECK(result["error"]["message"].get<std::string>().find("CPU") != std::string::npos);
+  int64_t cpuMs = cpuMsOf(result);
+  // RLIMIT_CPU counts a pooled child's warm-up too, the reported usage only the run's.
+  CHECK(cpuMs >= 500);
+  CHECK(cpuMs < 1800);
+  CHECK(result["usage"]["wallMs"].get<int64_t>() < 10000);
+}
+
+TEST_CASE("a run whose processes stay under cpuMs together is ok, and a CPU cgroup counts the one never waited for",
+          "[limits]") {
+  auto server = startKernelServer(Framing::kNdjson);
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  // Two workers of 300 ms of CPU each (under 1000 together); the parent waits for the first
+  // only, and leaves once the second says it is done (it is killed with the sandbox).
+  // Streamed, so that the run is sampled.
+  Json result = execute(*server, {{"stream", true}, {"limits", {{"cpuMs", 1000}, {"timeoutMs", 10000}}}, {"code", R"py(
+import os, time
+def spin(seconds):
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+done_r, done_w = os.pipe()
+hold_r, hold_w = os.pipe()  # never written: the second worker blocks on it
+first = os.fork()
+if first == 0:
+    spin(0.3)
+    os._exit(0)
+second = os.fork()
+if second == 0:
+    spin(0.3)
+    os.write(done_w, b'+')
+    os.read(hold_r, 1)  # never comes: blocked until the sandbox ends
+    os._exit(0)
+os.waitpid(first, 0)
+os.read(done_r, 1)
+'both done'
+)py"}});
+  INFO("result: " << brief(result));
+  CHECK(result["status"] == "ok");
+  CHECK(result["value"] == "both done");
+  int64_t cpuMs = cpuMsOf(result);
+  CHECK(cpuMs < 1000);
+  // The samples count the same CPU as the usage: never more, never less as time goes on.
+  REQUIRE(result.contains("samples"));
+  int64_t sampled = 0;
+  for (const auto& sample : result["samples"]) {
+    CHECK(sample["cpuMs"].get<int64_t>() >= sampled);
+    sampled = sample["cpuMs"].get<int64_t>();
+  }
+  CHECK(sampled <= cpuMs + 5);
+  if (isolation["cpuLimit"] == "cgroup") {
+    CHECK(cpuMs >= 600);  // both workers, the one never waited for included
+    // Sampled every 50 ms while the workers spin (the parent only waits): theirs is in it.
+    CHECK(sampled >= 300);
+  } else {
+    REQUIRE(isolation["cpuLimit"] == "per-process");
+    WARN("no CPU cgroup here (cgroup: " << isolation["cgroup"]
+         << "): the reported CPU is wait4's, without the worker never waited for (cpuLimit: per-process)");
+    CHECK(cpuMs >= 300);
+  }
+}
+
+TEST_CASE("pycell check says what holds cpuMs, as initialize does", "[limits]") {
+  auto server = startServer(Framing::kNdjson);
+  std::string cpuLimit = server->initialize()["isolation"]["cpuLimit"].get<std::string>();
+  CommandResult r = runPycell({"check"});
+  INFO(r.out << r.err);
+  if (cpuLimit == "cgroup") {
+    CHECK(r.out.find("ok    cpuLimit: cgroup") != std::string::npos);
+  } else {
+    WARN("no CPU cgroup here: pycell check warns that cpuMs holds per process");
+    CHECK(r.out.find("warn  cpuLimit: per-process") != std::string::npos);
+  }
+}
+
 // ---- tmpfs ---------------------------------------------------------------------------------
 
 namespace {

@@ -55,6 +55,7 @@ export interface Isolation {
   seccomp?: boolean;
   cgroup?: "v2" | "v1" | "none";
   memoryLimit?: "cgroup" | "per-process";
+  cpuLimit?: "cgroup" | "per-process";
   pidsLimit?: "cgroup" | "per-sandbox" | "per-user";
   [key: string]: unknown;
 }

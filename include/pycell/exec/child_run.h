@@ -30,7 +30,8 @@ class ChildRun : public Run, private ChannelSink {
   void stop() override;
   void release() override;
   [[nodiscard]] pid_t samplePid() const override { return pid_; }
-  [[nodiscard]] sandbox::CgroupUsage cgroupUsage() const override { return cgroup_.usage(); }
+  [[nodiscard]] sandbox::CgroupUsage cgroupUsage() const override;
+  [[nodiscard]] std::optional<int64_t> cgroupCpuUs() const override;
   [[nodiscard]] sandbox::ExecutionCgroup takeCgroup() override { return std::move(cgroup_); }
   [[nodiscard]] std::string channelProblem() const override { return channel_.problem(); }
 
@@ -53,6 +54,10 @@ class ChildRun : public Run, private ChannelSink {
   UniqueFd pidfd_;
   sandbox::ExecutionCgroup cgroup_;
   bool exited_ = false;
+  // The cgroup's CPU when the run started (a pooled child's set-up and warm-up; zero for a
+  // sandbox of its own, whose set-up is the run's, as RLIMIT_CPU counts it).
+  sandbox::CgroupCpu cpuAtStart_;
+  int64_t cpuTotalAtStartUs_ = 0;
 
  private:
   struct Incoming {

@@ -117,6 +117,7 @@ class Execution : private RunEvents {
   void guarded(F&& f) noexcept;
   void crash(const std::string& why) noexcept;
   void cancelClaim();
+  void armCpuCheck(std::chrono::milliseconds delay);
   void startSampling();
   void armSampleTimer();
   void takeSample();
@@ -159,6 +160,7 @@ class Execution : private RunEvents {
   std::optional<RunEnd> end_;  // the kernel's facts, once the run has exited
   std::optional<json> finalUsage_;  // the result's usage, once it is built
   std::optional<EventLoop::TimerId> timeoutTimer_;
+  std::optional<EventLoop::TimerId> cpuTimer_;  // the whole run's cpuMs, where a cgroup counts it
 };
 
 }  // namespace pycell::exec

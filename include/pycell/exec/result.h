@@ -22,9 +22,12 @@ namespace pycell::exec {
 
 // Why the server ended a run (None: it ended by itself).
 // InputClosed: the server's input ended (EOF, without shutdown) while the run was in flight.
-enum class StopReason { None, Timeout, OutputLimit, Killed, Cancelled, Shutdown, InputClosed, Internal };
+// CpuLimit: the run's cgroup (all its processes together) used more than limits.cpuMs.
+enum class StopReason { None, Timeout, CpuLimit, OutputLimit, Killed, Cancelled, Shutdown, InputClosed, Internal };
 
-// CPU and memory as the kernel accounted them.
+// CPU and memory as the kernel accounted them. CPU is the run's cgroup's (every process of
+// the run, waited for or not) where there is CPU accounting, else wait4's (the sandbox's
+// init and the children it waited for).
 struct KernelUsage {
   int64_t cpuUserMs = 0;
   int64_t cpuSysMs = 0;
@@ -32,7 +35,7 @@ struct KernelUsage {
   uint64_t oomKills = 0;         // the cgroup's OOM kills
 };
 
-// From wait4's (or the zygote's) rusage and the run's cgroup.
+// From wait4's (or the zygote's) rusage and the run's cgroup (whose CPU, when it has it, wins).
 [[nodiscard]] KernelUsage kernelUsage(const rusage& usage, const sandbox::CgroupUsage& cgroup);
 // The result's `usage`: {wallMs, cpuUserMs, cpuSysMs, peakMemoryBytes}.
 [[nodiscard]] nlohmann::json usageDocument(int64_t wallMs, const KernelUsage& usage);

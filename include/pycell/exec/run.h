@@ -52,7 +52,13 @@ class Run {
   virtual void release() = 0;
   // The process whose CPU and memory are sampled.
   [[nodiscard]] virtual pid_t samplePid() const = 0;
+  // The run's cgroup's usage; its CPU counts from the run's start (a pooled child's warm-up
+  // is not the run's).
   [[nodiscard]] virtual sandbox::CgroupUsage cgroupUsage() const { return {}; }
+  // The CPU time of all the run's processes together since it started, in microseconds,
+  // cheaply (for the server's periodic check of cpuMs); none where it is not accounted
+  // (no CPU cgroup; a session's run, whose interpreter checks its own cpuMs).
+  [[nodiscard]] virtual std::optional<int64_t> cgroupCpuUs() const { return std::nullopt; }
   // The cgroup outlives the run until the kernel lets it be removed (a session keeps its own).
   [[nodiscard]] virtual sandbox::ExecutionCgroup takeCgroup() { return {}; }
   [[nodiscard]] virtual std::string channelProblem() const { return {}; }

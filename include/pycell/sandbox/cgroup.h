@@ -1,7 +1,8 @@
 #pragma once
-// Memory and process limits through cgroups: v2 where the server's cgroup is delegated,
-// v1 where only that hierarchy is writable, none otherwise (rlimits then carry the limits).
-// Cgroups are only ever created below the server's own, and removed again.
+// Memory and process limits, and CPU accounting, through cgroups: v2 where the server's
+// cgroup is delegated, v1 where only those hierarchies are writable, none otherwise (rlimits
+// then carry the limits, per process). Cgroups are only ever created below the server's own,
+// and removed again.
 #include <sys/types.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "pycell/error.h"
+#include "pycell/process/unique_fd.h"
 
 namespace pycell::sandbox {
 
@@ -22,8 +24,13 @@ struct CgroupSupport {
   CgroupVersion version = CgroupVersion::None;
   bool memory = false;
   bool pids = false;
+  // The CPU time of all of a run's processes together (v2 cpu.stat, which every cgroup has;
+  // v1 the cpuacct hierarchy): what holds cpuMs for the whole run. Without it, only each
+  // process's RLIMIT_CPU does.
+  bool cpu = false;
   std::string memoryBase;  // our own directory below which executions get theirs (v1: memory hierarchy)
   std::string pidsBase;    // v1: pids hierarchy (v2: same as memoryBase)
+  std::string cpuBase;     // v1: cpuacct hierarchy (v2: same as memoryBase)
   std::string reason;      // why not (for `pycell check`)
 };
 
@@ -34,9 +41,18 @@ void removeCgroupBase(const CgroupSupport& support);
 // (and their empty subdirectories) of servers that no longer run. setUpCgroups calls it.
 void removeStaleCgroups(const std::string& parent);
 
+// CPU time, in microseconds, as the cgroup accounted it (every process that was ever in it,
+// whether or not anyone waited for it).
+struct CgroupCpu {
+  int64_t userUs = 0;
+  int64_t sysUs = 0;
+  [[nodiscard]] int64_t totalUs() const { return userUs + sysUs; }
+};
+
 struct CgroupUsage {
   uint64_t peakMemoryBytes = 0;
   uint64_t oomKills = 0;
+  std::optional<CgroupCpu> cpu = std::nullopt;  // none without CPU accounting
 };
 
 // One execution's cgroup. The destructor removes it (retrying later is the owner's job:
@@ -57,17 +73,25 @@ class ExecutionCgroup {
   // nothing when they are the ones it has.
   [[nodiscard]] Status setLimits(int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] CgroupUsage usage() const;
+  // The CPU time of all its processes so far, split into user and system (a few files read);
+  // none without CPU accounting.
+  [[nodiscard]] std::optional<CgroupCpu> cpu() const;
+  // The same total, cheaply (one pread of a descriptor opened with the cgroup), for checks
+  // while a run lives; none without CPU accounting.
+  [[nodiscard]] std::optional<int64_t> cpuTotalUs() const;
   // Kills every process in it (v2 cgroup.kill; v1 has no such file, and the pid namespace's
   // init dying takes the rest with it).
   void killAll() const;
   // rmdir; false while processes still linger (they are being torn down by the kernel).
   bool tryRemove();
-  [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty(); }
+  [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty() || !cpuDir_.empty(); }
 
  private:
   CgroupVersion version_ = CgroupVersion::None;
   std::string memoryDir_;
   std::string pidsDir_;
+  std::string cpuDir_;  // may be memoryDir_ (v2)
+  UniqueFd cpuFd_;      // v2 cpu.stat, v1 cpuacct.usage
   int64_t memoryBytes_ = -1;  // the limits written last
   int64_t maxProcesses_ = -1;
 };

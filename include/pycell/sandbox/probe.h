@@ -35,6 +35,10 @@ struct Isolation {
   // What holds a run's memory: "cgroup" (all its processes together, tmpfs pages included)
   // or "per-process" (RLIMIT_AS on each process: N processes may hold N times memoryMb).
   [[nodiscard]] std::string memoryLimit() const { return cgroup.memory ? "cgroup" : "per-process"; }
+  // What holds a run's CPU time: "cgroup" (all its processes together, checked by the server
+  // while the run lives, RLIMIT_CPU on each process besides) or "per-process" (RLIMIT_CPU
+  // alone: N busy processes may use N times cpuMs).
+  [[nodiscard]] std::string cpuLimit() const { return cgroup.cpu ? "cgroup" : "per-process"; }
   // What holds a run's process count: "cgroup", "per-sandbox" (RLIMIT_NPROC counted in the
   // sandbox's own user namespace) or "per-user" (RLIMIT_NPROC counts every process of the
   // uid on the machine: older kernels, or no user namespace).
