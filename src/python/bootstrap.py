@@ -491,17 +491,52 @@ def _warm_up(policy=None, code=None):
     path. Nothing reaches the server: there is no result fd yet. Returns the stand-in run's
     error, or None."""
     path, error = list(sys.path), None
-    with _suppress(BaseException):
-        request = {"code": code or "x = [1, 2.5]\nx", "files": {}, "inputs": None}
-        if policy is not None:
-            request["policy"] = policy
-        report = _run(_json_dumps(request).encode())
-        _document(report)
-        error = report["error"]
+    streams = sys.stdout, sys.stderr
+    stand_ins = _stand_in_streams()
+    sys.stdout, sys.stderr = stand_ins or streams
+    try:
+        with _suppress(BaseException):
+            # It prints only where the stand-ins took its output.
+            stand_in_code = "print(1)\nx = [1, 2.5]\nx" if stand_ins else "x = [1, 2.5]\nx"
+            # A request as the server writes them: a token, and rlimit rows (the child's own
+            # core limit again: lowering to the same values changes nothing).
+            request = {"token": "0" * 32, "code": code or stand_in_code, "files": {}, "inputs": None,
+                       "rlimits": [[resource.RLIMIT_CORE, *_getrlimit(resource.RLIMIT_CORE)]]}
+            if policy is not None:
+                request["policy"] = policy
+            report = _run(_json_dumps(request).encode())
+            _document(report)
+            error = report["error"]
+    finally:
+        sys.stdout, sys.stderr = streams
+        for stream in stand_ins:
+            with _suppress(BaseException):
+                stream.close()
     sys.path[:] = path
     linecache.cache.pop(_cell, None)
     _reset_displays()
+    _set_token({})  # the stand-in's token is no request's
     return error  # the warm-up code's own failure (a real run reports it the same way)
+
+
+def _stand_in_streams():
+    """sys.stdout and sys.stderr for the warm-up: built as the real ones are (an unbuffered
+    FileIO under a write-through text layer, with -u), on /dev/null. The stand-in run prints
+    through the same code as a program does, so that path is warm too; and nothing it writes
+    reaches the pipes the server reads as the coming run's output. () when one cannot be made."""
+    made = []
+    try:
+        for real in (sys.stdout, sys.stderr):
+            raw = io.FileIO(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC), "w", closefd=True)
+            binary = raw if isinstance(getattr(real, "buffer", None), io.FileIO) else io.BufferedWriter(raw)
+            made.append(io.TextIOWrapper(binary, encoding=real.encoding, errors=real.errors,
+                                         line_buffering=real.line_buffering, write_through=real.write_through))
+        return tuple(made)
+    except Exception:  # noqa: BLE001 - the warm-up then prints nothing
+        for stream in made:
+            with _suppress(Exception):
+                stream.close()
+        return ()
 
 
 def _begin_session(settings):

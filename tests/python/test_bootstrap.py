@@ -829,6 +829,38 @@ class ReturnFilesTest(unittest.TestCase):
         self.assertEqual(result["value"], "eHk=")
 
 
+class WarmUpTest(unittest.TestCase):
+    """A pooled child's warm-up (bootstrap._warm_up): its stand-in run prints through the
+    same code a program does, onto stand-in streams, so nothing it writes reaches the fds the
+    server reads as the coming run's output, and the real streams are back afterwards."""
+
+    DRIVER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("pycell_bootstrap", sys.argv[1])
+b = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(b)
+real = sys.stdout, sys.stderr
+errors = [b._warm_up(None, None),
+          b._warm_up(None, "print('leak-out')\\nimport sys\\nprint('leak-err', file=sys.stderr)\\n1"),
+          b._warm_up(None, "raise ValueError('warm-up failed')")]
+print(json.dumps({"restored": (sys.stdout, sys.stderr) == real,
+                  "errors": [e and e["type"] for e in errors]}))
+"""
+
+    def test_warm_up_output_goes_nowhere_and_the_streams_come_back(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run([sys.executable, "-I", "-B", "-u", "-X", "utf8", "-c", self.DRIVER, BOOTSTRAP],
+                                  cwd=tmp, capture_output=True, timeout=60)
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertNotIn("leak", out + err)
+        self.assertNotIn("warm-up failed", out)  # a failed warm-up's traceback is not the run's
+        report = json.loads(out.strip().splitlines()[-1])
+        self.assertTrue(report["restored"])
+        self.assertEqual(report["errors"], [None, None, "ValueError"])
+        self.assertEqual(out.strip().splitlines(), [out.strip().splitlines()[-1]])  # nothing else on stdout
+
+
 class SessionModeTest(unittest.TestCase):
     """The bootstrap as a session: a header line, then request lines on fd 3 and result
     lines on fd 4, with one interpreter and one __main__ throughout."""
