@@ -180,7 +180,9 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
     finishedOrder_.pop_front();
   }
   if (result) results_.keep(id, *result);
-  reaper_.add(entry.execution->takeCgroup());
+  // Its cgroup goes on the next turn too (scheduleReap), after the answer: its usage has
+  // been read, and the rmdirs need not delay the client.
+  reaper_.addLater(entry.execution->takeCgroup());
   // We may be inside one of the execution's own callbacks: destroy it on the next turn.
   graveyard_.push_back(std::move(entry.execution));
   scheduleReap();

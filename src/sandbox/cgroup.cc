@@ -404,6 +404,10 @@ void CgroupReaper::add(ExecutionCgroup cgroup) {
   if (cgroup.active() && !cgroup.tryRemove()) lingering_.push_back(std::move(cgroup));
 }
 
+void CgroupReaper::addLater(ExecutionCgroup cgroup) {
+  if (cgroup.active()) lingering_.push_back(std::move(cgroup));
+}
+
 bool CgroupReaper::tryAll() {
   std::erase_if(lingering_, [](ExecutionCgroup& cg) { return cg.tryRemove(); });
   return lingering_.empty();

@@ -100,6 +100,8 @@ class ExecutionCgroup {
 class CgroupReaper {
  public:
   void add(ExecutionCgroup cgroup);
+  // Removed at the next tryAll, not now: an execution's answer goes out first.
+  void addLater(ExecutionCgroup cgroup);
   // One pass; true when nothing is left.
   bool tryAll();
   // Blocking passes for at most `timeout` (at shutdown, when no event loop turns any more).
