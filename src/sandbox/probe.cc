@@ -78,6 +78,7 @@ nlohmann::json Isolation::toJson(bool /*degradedAllowed*/) const {
           {"memoryLimit", memoryLimit()},
           {"pidsLimit", pidsLimit()},
           {"network", netStack.mode()},
+          {"writableBinds", writableBinds},
           {"level", complete() ? "isolated" : "degraded"}};
 }
 
