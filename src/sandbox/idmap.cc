@@ -61,6 +61,11 @@ Result<int> mappingNamespace(unsigned ownerUid, unsigned ownerGid, unsigned uid,
   return fd;
 }
 
+// fchmodat2 (Linux 6.6) has the same number on every architecture; older headers lack it.
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+
 #if defined(__x86_64__)
 constexpr uint32_t kNativeArch = AUDIT_ARCH_X86_64;
 #elif defined(__aarch64__)
@@ -130,10 +135,7 @@ const std::vector<sock_filter>& setIdBitsFilter() {
 #ifdef SYS_mknod
         {SYS_mknod, 1},
 #endif
-#ifdef SYS_fchmodat2
-        {SYS_fchmodat2, 2},
-#endif
-        {SYS_fchmod, 1},    {SYS_fchmodat, 2}, {SYS_openat, 3}, {SYS_mknodat, 2},
+        {SYS_fchmod, 1}, {SYS_fchmodat, 2}, {SYS_fchmodat2, 2}, {SYS_openat, 3}, {SYS_mknodat, 2},
     };
     for (auto [nr, arg] : calls) {
       p.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 4));
