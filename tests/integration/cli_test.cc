@@ -537,3 +537,34 @@ TEST_CASE("pycell run --allow-write DIR writes as DIR's owner: new files belong 
     CHECK(mountsBefore.count(line) == 1);
   }
 }
+
+TEST_CASE("pycell run --allow-write on a file system without id-mapped mounts is a plain bind as before, and says so",
+          "[cli][security]") {
+  if (runAsUid()) {
+    // An unprivileged server makes no id-mapped mounts: its sandboxes write as its own uid.
+    CHECK(writableBindsReport() == "server");
+    WARN("unprivileged server: no id-mapped mount to fall back from (writableBinds: server)");
+    return;
+  }
+  // ramfs cannot be id-mapped: mounted, in a mount namespace of the command's own, on DIR.
+  SharedDir dir("allow-write-ramfs");
+  std::string d = std::filesystem::canonical(dir.path).string();
+  TempFile script("allow-write-ramfs",
+                  "import os\n"
+                  "with open(" + pyString(d + "/made.txt") + ", 'w') as f:\n"
+                  "    f.write('x')\n"
+                  "print(os.getuid(), os.stat(" + pyString(d + "/made.txt") + ").st_uid)\n"
+                  "print(os.stat(" + pyString(d + "/made.txt") + ").st_uid == os.getuid())\n");
+  std::string shell = "mount -t ramfs pycell-it-ramfs \"$1\" && chmod 0777 \"$1\" && \"$2\" run --allow-write \"$1\" \"$3\" && "
+                      "stat -c %u \"$1/made.txt\"";
+  CommandResult r = runCommand({findInPath("unshare"), "--mount", "--propagation", "private", "sh", "-c", shell, "sh", d,
+                                pycellBinary(), script.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  // Inside, the file is the sandbox's (1000); outside, nobody's, as without id-mapped mounts.
+  CHECK(r.out == "1000 1000\nTrue\n65534\n");
+  CHECK(r.err.find("id-mapped mount of " + d) != std::string::npos);
+  CHECK(r.err.find("belong to its host uid 65534") != std::string::npos);
+  // The ramfs was only in the command's own mount namespace.
+  CHECK(std::filesystem::is_empty(dir.path));
+}
