@@ -126,6 +126,9 @@ int checkMain(const CommonOptions& options) {
   std::cout << (iso.netStack.available ? "ok    " : "warn  ") << "network: " << iso.netStack.mode() << " ("
             << iso.netStack.detail << ")\n";
   if (!iso.netStack.available && !iso.netStack.fix.empty()) std::cout << "      fix: " << iso.netStack.fix << "\n";
+  // Who owns what a sandbox writes in an allowWrite directory (idmap.h).
+  std::cout << (iso.writableBinds == "owner" || iso.writableBinds == "server" ? "ok    " : "warn  ")
+            << "writableBinds: " << iso.writableBinds << " (" << iso.writableBindsDetail << ")\n";
   // Without a memory cgroup each process has its own RLIMIT_AS: a run of N processes may
   // hold N times memoryMb. A warning, not a failure: the namespaces still isolate.
   if (iso.cgroup.memory) {

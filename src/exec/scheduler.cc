@@ -4,6 +4,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "pycell/error.h"
 #include "pycell/process/log.h"
 #include "pycell/protocol/untrusted_json.h"
@@ -46,6 +48,13 @@ Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools)
   if (!usePools || !ns.user || !ns.mount || !ns.pid) return;
   for (const auto& [name, profile] : ctx.config.profiles) {
     if (profile.pool.size <= 0) continue;
+    // Id-mapped writable binds are made by the server for each sandbox it clones (idmap.h); a
+    // zygote's children could not attach them, so such a profile runs one-shot, every run alike.
+    if (ctx.isolation.idmappedBinds &&
+        std::any_of(profile.binds.begin(), profile.binds.end(), [](const auto& b) { return b.writable; })) {
+      log::info("profile " + name + ": no pool (its allowWrite directories are id-mapped for each one-shot sandbox)");
+      continue;
+    }
     auto pool = std::make_unique<pool::Pool>(loop, ctx, profile, reaper_);
     pool->start();
     pools_[name] = std::move(pool);

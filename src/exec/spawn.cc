@@ -14,6 +14,7 @@
 #include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
 #include "pycell/sandbox/enter.h"
+#include "pycell/sandbox/idmap.h"
 #include "pycell/sandbox/rlimits.h"
 
 namespace pycell::exec {
@@ -91,6 +92,11 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
     return std::unexpected(std::move(e));
   };
   auto plan = sandbox::makePlan(inputs);
+  // A root server's writable binds: id-mapped copies, held until the child has attached them.
+  std::vector<UniqueFd> idmapped;
+  if (iso.idmappedBinds && iso.namespaces.mount &&
+      sandbox::attachIdmappedBinds(plan.isolation.mounts, ctx.sandboxUid, ctx.sandboxGid, idmapped))
+    plan.isolation.seccompSetIdBits = sandbox::setIdBitsFilter();
   if (iso.cgroup.version != sandbox::CgroupVersion::None) {
     auto cg = sandbox::ExecutionCgroup::create(iso.cgroup, s.cgroupName, s.limits.memoryMb << 20, s.limits.maxProcesses);
     if (!cg) return fail(cg.error());

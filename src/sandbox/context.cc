@@ -15,7 +15,9 @@
 #include "pycell/beside_bootstrap.h"
 #include "pycell/bootstrap_py.h"
 #include "pycell/error.h"
+#include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
+#include "pycell/sandbox/idmap.h"
 
 namespace pycell::sandbox {
 
@@ -116,6 +118,17 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
                                     "uid 65534 is not mapped in the server's user namespace; sandboxes keep its uid 0",
                                     "map more ids into the server's user namespace (e.g. newuidmap with /etc/subuid)"});
   }
+  // allowWrite directories: id-mapped for a root server, where the kernel and the file
+  // systems allow it (idmap.h); tried on every profile's writable binds.
+  std::vector<std::string> writable;
+  for (const auto& [name, profile] : config.profiles)
+    for (const auto& bind : profile.binds)
+      if (bind.writable) writable.push_back(bind.path);
+  auto binds = probeWritableBinds(writable, ctx->sandboxUid, ctx->sandboxGid, ctx->isolation.seccomp);
+  ctx->isolation.writableBinds = binds.mode;
+  ctx->isolation.writableBindsDetail = binds.detail;
+  ctx->isolation.idmappedBinds = binds.idmapped;
+  if (!writable.empty() && (binds.mode == "nobody" || binds.mode == "mixed")) log::warn("allowWrite directories: " + binds.detail);
   ctx->config = std::move(config);
   ctx->options = options;
   return ctx;

@@ -126,7 +126,10 @@ std::expected<void, StepFailure> isolate(const IsolationSpec& spec, int (&fds)[5
   if (auto st = rlimits(spec); !st) return st;
   if (auto st = capabilities(spec); !st) return st;
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return failed("no_new_privs");
-  // seccomp last: every step above makes system calls the filter refuses.
+  // seccomp last: every step above makes system calls the filter refuses. The set-id filter
+  // first, since the main one may refuse the call that installs a filter.
+  if (!spec.seccompSetIdBits.empty() && installSeccompFilter(spec.seccompSetIdBits) != 0)
+    return failed("seccomp", "set-id bits filter");
   if (!spec.seccomp.empty() && installSeccompFilter(spec.seccomp) != 0) return failed("seccomp");
   return {};
 }

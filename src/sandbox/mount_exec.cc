@@ -161,6 +161,17 @@ bool bindSource(int sourceFd, const char* target, const MountOp& op, StepFailure
   return true;
 }
 
+// An id-mapped copy of the source the server made (idmap.h): attached where the bind would go.
+bool attachTree(int treeFd, const char* target, const MountOp& op, StepFailure& f) {
+  struct stat st{};
+  if (::fstat(treeFd, &st) != 0) return fail(f, "stat id-mapped bind source", op.source);
+  if (S_ISDIR(st.st_mode) ? !makeDirs(target, 0755) : !(makeParent(target) && touch(target)))
+    return fail(f, "create bind target", op.target);
+  if (::syscall(SYS_move_mount, treeFd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return fail(f, "attach id-mapped bind", op.target);
+  return true;
+}
+
 bool executeOp(const MountOp& op, const char* staging, const char* target, int sourceFd, StepFailure& f) {
   using K = MountOp::Kind;
   switch (op.kind) {
@@ -173,7 +184,11 @@ bool executeOp(const MountOp& op, const char* staging, const char* target, int s
       if (!bindSource(sourceFd, target, op, f)) return false;
       return restrictBind(target, false) || fail(f, "remount bind read-only", op.target);
     case K::BindWritable:
-      if (!bindSource(sourceFd, target, op, f)) return false;
+      if (op.fd >= 0) {
+        if (!attachTree(sourceFd, target, op, f)) return false;
+      } else if (!bindSource(sourceFd, target, op, f)) {
+        return false;
+      }
       return restrictBind(target, true) || fail(f, "remount bind nosuid,nodev", op.target);
     case K::BindDevice:
       return bindSource(sourceFd, target, op, f);
@@ -247,7 +262,7 @@ bool openSources(const std::vector<MountOp>& plan, Part part, Sources& s, StepFa
       errno = E2BIG;
       return fail(f, "too many bind mounts");
     }
-    s.fds[s.count] = ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
+    s.fds[s.count] = op.fd >= 0 ? ::fcntl(op.fd, F_DUPFD_CLOEXEC, 0) : ::open(op.source.c_str(), O_PATH | O_CLOEXEC);
     if (s.fds[s.count] < 0) return fail(f, "open bind source", op.source);
     ++s.count;
   }

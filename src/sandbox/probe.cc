@@ -79,6 +79,7 @@ nlohmann::json Isolation::toJson(bool /*degradedAllowed*/) const {
           {"cpuLimit", cpuLimit()},
           {"pidsLimit", pidsLimit()},
           {"network", netStack.mode()},
+          {"writableBinds", writableBinds},
           {"level", complete() ? "isolated" : "degraded"}};
 }
 

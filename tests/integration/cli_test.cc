@@ -1,4 +1,7 @@
 // The command line as a shell script uses it: `pycell run`, `pycell check`, --version, --help.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -6,8 +9,10 @@
 
 #include <algorithm>
 #include <regex>
+#include <set>
 #include <sstream>
 
+#include "host_view.h"
 #include "server_process.h"
 
 using namespace pycell::testing;
@@ -399,4 +404,167 @@ TEST_CASE("a profile whose python is missing or not executable is a config error
   CHECK(r.exitCode == 2);
   CHECK(r.err == "pycell: config " + config.path() + ":2:5: profile 'q': python " + notExecutable.path() +
                      " is not an executable file\n");
+}
+
+// ---- --allow-write: the directory's owner writes ------------------------------------------
+
+namespace {
+
+struct Owner {
+  uid_t uid;
+  gid_t gid;
+};
+
+Owner ownerOf(const std::filesystem::path& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return {static_cast<uid_t>(-1), static_cast<gid_t>(-1)};
+  return {st.st_uid, st.st_gid};
+}
+
+// The row `pycell check` prints for writableBinds: "owner", "server", "nobody" or "mixed".
+std::string writableBindsReport() {
+  CommandResult check = runPycell({"check"});
+  std::smatch m;
+  static const std::regex row(R"((?:ok|warn)\s+writableBinds: (\w+) )");
+  return std::regex_search(check.out, m, row) ? m[1].str() : "(no writableBinds row in: " + check.out + ")";
+}
+
+}  // namespace
+
+TEST_CASE("pycell run --allow-write DIR writes as DIR's owner: new files belong to the owner, set-id bits refused, "
+          "nothing else writable",
+          "[cli][security]") {
+  // DIR belongs to the caller (root, or the uid the server runs as) and only it may write
+  // there (0755): as python3 run by that caller would, the program writes into it.
+  auto runAs = runAsUid();
+  Owner caller{runAs ? *runAs : ::geteuid(), runAs ? static_cast<gid_t>(*runAs) : ::getegid()};
+  SharedDir dir("allow-write"), other("allow-write-other");
+  std::string d = std::filesystem::canonical(dir.path).string(), o = std::filesystem::canonical(other.path).string();
+  writeIn(dir.path, "existing.txt", "there before");
+  for (const auto& p : {dir.path, dir.path / "existing.txt", other.path})
+    REQUIRE(::chown(p.c_str(), caller.uid, caller.gid) == 0);
+  REQUIRE(::chmod(d.c_str(), 0755) == 0);
+  REQUIRE(::chmod(o.c_str(), 0755) == 0);
+  std::string report = writableBindsReport();
+  INFO("isolation writableBinds: " << report);
+  // Who the files are expected to belong to: the caller, through an id-mapped mount as root.
+  bool idmapped = report == "owner";
+  if (runAs) {
+    CHECK(report == "server");
+  } else if (!idmapped) {
+    WARN("id-mapped mounts do not work here (writableBinds: " << report
+                                                               << "): a root server's sandbox writes as nobody");
+    CHECK(report == "nobody");
+  }
+
+  std::string program =
+      "import errno, json, os, stat\n"
+      "d, o = " + pyString(d) + ", " + pyString(o) + "\n"
+      "def attempt(fn):\n"
+      "    try:\n"
+      "        fn()\n"
+      "        return 'ok'\n"
+      "    except OSError as e:\n"
+      "        return errno.errorcode.get(e.errno, str(e.errno))\n"
+      "out = {'uid': os.getuid(), 'gid': os.getgid(), 'dirUid': os.stat(d).st_uid, 'dirWritable': os.access(d, os.W_OK)}\n"
+      "def create():\n"
+      "    with open(d + '/new.txt', 'w') as f:\n"
+      "        f.write('from the sandbox')\n"
+      "    os.mkdir(d + '/sub')\n"
+      "    with open(d + '/sub/inner.txt', 'w') as f:\n"
+      "        f.write('inner')\n"
+      "out['create'] = attempt(create)\n"
+      "def append():\n"
+      "    with open(d + '/existing.txt', 'a') as f:\n"
+      "        f.write(', and after')\n"
+      "out['existing'] = attempt(append)\n"
+      "out['newUid'] = os.stat(d + '/new.txt').st_uid if os.path.exists(d + '/new.txt') else None\n"
+      "out['suidChmod'] = attempt(lambda: os.chmod(d + '/new.txt', 0o4755))\n"
+      "out['sgidChmod'] = attempt(lambda: os.chmod(d + '/new.txt', 0o2755))\n"
+      "out['suidCreate'] = attempt(lambda: os.close(os.open(d + '/suid.bin', os.O_CREAT | os.O_WRONLY, 0o4755)))\n"
+      "out['readOnlyBind'] = attempt(lambda: open(o + '/x', 'w').close())\n"
+      "out['root'] = attempt(lambda: open('/usr/pycell-allow-write', 'w').close())\n"
+      "out['uidMap'] = open('/proc/self/uid_map').read().split()\n"
+      "print(json.dumps(out))\n";
+  TempFile script("allow-write", program);
+  std::set<std::string> mountsBefore = pycellMounts();
+  CommandResult r = runPycell({"run", script.path(), "--allow-write", d, "--allow-read", o});
+  INFO(describe(r));
+  REQUIRE(r.exitCode == 0);
+  Json out = Json::parse(r.out);
+  // Inside: the sandbox's own ids, its user namespace still mapping 1000 to nobody (65534)
+  // when the server is root, to the server's uid otherwise.
+  CHECK(out["uid"] == 1000);
+  CHECK(out["gid"] == 1000);
+  CHECK(out["uidMap"] == Json::array({"1000", std::to_string(runAs ? *runAs : 65534), "1"}));
+  CHECK(out["readOnlyBind"] == "EROFS");
+  CHECK(out["root"] == "EROFS");
+  CHECK_FALSE(std::filesystem::exists(other.path / "x"));
+  if (runAs || idmapped) {
+    // The directory is the sandbox's own inside, and what it writes is the caller's outside.
+    CHECK(out["dirUid"] == 1000);
+    CHECK(out["dirWritable"] == true);
+    CHECK(out["create"] == "ok");
+    CHECK(out["existing"] == "ok");
+    CHECK(out["newUid"] == 1000);
+    CHECK(readWholeFile(dir.path / "new.txt") == "from the sandbox");
+    CHECK(readWholeFile(dir.path / "sub" / "inner.txt") == "inner");
+    CHECK(readWholeFile(dir.path / "existing.txt") == "there before, and after");
+    for (const auto& p : {dir.path / "new.txt", dir.path / "sub", dir.path / "sub" / "inner.txt", dir.path / "existing.txt"}) {
+      INFO(p.string());
+      CHECK(ownerOf(p).uid == caller.uid);
+      CHECK(ownerOf(p).gid == caller.gid);
+    }
+    CHECK(std::filesystem::is_directory(dir.path / "sub"));
+  } else {
+    // Today's fallback: nobody may not write into the caller's 0755 directory.
+    CHECK(out["create"] == "EACCES");
+  }
+  if (idmapped) {
+    // The files belong to root on the host: the sandbox may not make a set-id program of them.
+    CHECK(out["suidChmod"] == "EPERM");
+    CHECK(out["sgidChmod"] == "EPERM");
+    CHECK(out["suidCreate"] == "EPERM");
+    CHECK((std::filesystem::status(dir.path / "new.txt").permissions() & (std::filesystem::perms::set_uid |
+                                                                           std::filesystem::perms::set_gid)) ==
+          std::filesystem::perms::none);
+    CHECK_FALSE(std::filesystem::exists(dir.path / "suid.bin"));
+  }
+  // Nothing stays mounted on the host (the id-mapped copies were never attached here).
+  std::set<std::string> mountsAfter = pycellMounts();
+  for (const auto& line : mountsAfter) {
+    INFO("mount left: " << line);
+    CHECK(mountsBefore.count(line) == 1);
+  }
+}
+
+TEST_CASE("pycell run --allow-write on a file system without id-mapped mounts is a plain bind as before, and says so",
+          "[cli][security]") {
+  if (runAsUid()) {
+    // An unprivileged server makes no id-mapped mounts: its sandboxes write as its own uid.
+    CHECK(writableBindsReport() == "server");
+    WARN("unprivileged server: no id-mapped mount to fall back from (writableBinds: server)");
+    return;
+  }
+  // ramfs cannot be id-mapped: mounted, in a mount namespace of the command's own, on DIR.
+  SharedDir dir("allow-write-ramfs");
+  std::string d = std::filesystem::canonical(dir.path).string();
+  TempFile script("allow-write-ramfs",
+                  "import os\n"
+                  "with open(" + pyString(d + "/made.txt") + ", 'w') as f:\n"
+                  "    f.write('x')\n"
+                  "print(os.getuid(), os.stat(" + pyString(d + "/made.txt") + ").st_uid)\n"
+                  "print(os.stat(" + pyString(d + "/made.txt") + ").st_uid == os.getuid())\n");
+  std::string shell = "mount -t ramfs pycell-it-ramfs \"$1\" && chmod 0777 \"$1\" && \"$2\" run --allow-write \"$1\" \"$3\" && "
+                      "stat -c %u \"$1/made.txt\"";
+  CommandResult r = runCommand({findInPath("unshare"), "--mount", "--propagation", "private", "sh", "-c", shell, "sh", d,
+                                pycellBinary(), script.path()});
+  INFO(describe(r));
+  CHECK(r.exitCode == 0);
+  // Inside, the file is the sandbox's (1000); outside, nobody's, as without id-mapped mounts.
+  CHECK(r.out == "1000 1000\nTrue\n65534\n");
+  CHECK(r.err.find("id-mapped mount of " + d) != std::string::npos);
+  CHECK(r.err.find("belong to its host uid 65534") != std::string::npos);
+  // The ramfs was only in the command's own mount namespace.
+  CHECK(std::filesystem::is_empty(dir.path));
 }

@@ -69,6 +69,9 @@ struct IsolationSpec {
   std::string hostWorkDir;            // working directory when there is no mount namespace
   std::vector<RlimitSetting> rlimits;
   std::vector<sock_filter> seccomp;   // empty: no filter (a zygote, or degraded mode)
+  // A sandbox with an id-mapped writable bind: the filter that refuses set-id bits (idmap.h),
+  // installed before `seccomp`. Never sent to a zygote.
+  std::vector<sock_filter> seccompSetIdBits;
   // Whether an execve follows: then fds above 4 are marked close-on-exec (the parent's
   // exec-wait pipe must stay open until then), else they are closed now.
   bool execFollows = true;

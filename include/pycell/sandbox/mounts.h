@@ -37,6 +37,9 @@ struct MountOp {
   std::string target;  // path inside the sandbox
   std::string source;  // host path (binds), link target (Symlink), contents (File)
   std::string data;    // tmpfs options
+  // BindWritable: a detached id-mapped copy of `source` (idmap.h) the child inherits and
+  // attaches in its place; -1: a plain bind. Never sent to a zygote.
+  int fd = -1;
 };
 
 struct RootfsOptions {

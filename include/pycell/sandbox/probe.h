@@ -25,6 +25,14 @@ struct Isolation {
   CgroupSupport cgroup;
   NetStackSupport netStack;  // for runs with network: true; not part of complete()
   std::vector<ProbeItem> items;
+  // Who owns what a sandbox creates in an allowWrite directory (idmap.h): "owner" (the
+  // directory's owner, through id-mapped mounts: a root server), "server" (the server's own
+  // uid: an unprivileged server), "nobody" (a root server where id-mapped mounts do not work:
+  // the sandbox's host uid), "mixed" (some configured directories one way, some the other).
+  // Not part of complete(). Set by makeContext.
+  std::string writableBinds = "server";
+  std::string writableBindsDetail;
+  bool idmappedBinds = false;  // spawns try an id-mapped mount for each writable bind
 
   // Every namespace and seccomp: anything less is "degraded".
   [[nodiscard]] bool complete() const;
