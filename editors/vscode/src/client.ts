@@ -56,6 +56,7 @@ export interface Isolation {
   cgroup?: "v2" | "v1" | "none";
   memoryLimit?: "cgroup" | "per-process";
   cpuLimit?: "cgroup" | "per-process";
+  writableBinds?: "owner" | "server" | "nobody" | "mixed";
   pidsLimit?: "cgroup" | "per-sandbox" | "per-user";
   [key: string]: unknown;
 }
