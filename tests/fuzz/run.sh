@@ -14,7 +14,7 @@ nlohmann_include=$(dirname "$(dirname "$(find /usr/include -path '*nlohmann/json
 common_sources=(src/protocol/untrusted_json.cc src/process/log.cc)
 protocol_sources=(src/protocol/framing.cc src/protocol/jsonrpc.cc src/protocol/dispatcher.cc "${common_sources[@]}")
 channel_sources=(src/exec/result_channel.cc src/exec/activity.cc "${common_sources[@]}")
-flags=(-std=c++2b -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+flags=(-std=c++2b -O1 -gline-tables-only -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src/include" -I"$nlohmann_include")
 object() { local o=${1//\//_}; echo "$work/obj/${o%.cc}.o"; }
 

@@ -218,8 +218,9 @@ std::vector<Report> probeEveryPath() {
     reports.push_back(std::move(inSession));
   }
   {
-    TempFile program("isolation-probe", kProbe);
-    CommandResult run = runPycell({"run", program.path()});
+    // The program on stdin: `pycell run FILE` adds one mount on purpose, the script's
+    // directory (or the file alone, in /tmp) read-only at its own path (tested in cli_test).
+    CommandResult run = runPycell({"run", "-"}, kProbe);
     INFO("pycell run: exit " << (run.exitCode ? std::to_string(*run.exitCode) : "none (killed at timeout)")
                              << ", stderr: " << run.err.substr(0, 3000));
     REQUIRE(run.exitCode == 0);
