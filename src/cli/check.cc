@@ -105,6 +105,12 @@ std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
             : "status " + (*r).value("status", "?") + ": " + reasonOf(*r);
 }
 
+// A row that is `ok`, or a warning with its fix on the next line.
+void warnRow(bool ok, const std::string& text, const std::string& fix = "") {
+  std::cout << (ok ? "ok    " : "warn  ") << text << "\n";
+  if (!ok && !fix.empty()) std::cout << "      fix: " << fix << "\n";
+}
+
 }  // namespace
 
 int checkMain(const CommonOptions& options) {
@@ -123,39 +129,31 @@ int checkMain(const CommonOptions& options) {
     if (!item.ok && !item.fix.empty()) std::cout << "      fix: " << item.fix << "\n";
   }
   // Not part of the isolation level: without it, runs asking for network are refused.
-  std::cout << (iso.netStack.available ? "ok    " : "warn  ") << "network: " << iso.netStack.mode() << " ("
-            << iso.netStack.detail << ")\n";
-  if (!iso.netStack.available && !iso.netStack.fix.empty()) std::cout << "      fix: " << iso.netStack.fix << "\n";
+  warnRow(iso.netStack.available, std::string("network: ") + iso.netStack.mode() + " (" + iso.netStack.detail + ")",
+          iso.netStack.fix);
   // Who owns what a sandbox writes in an allowWrite directory (idmap.h).
-  std::cout << (iso.writableBinds == "owner" || iso.writableBinds == "server" ? "ok    " : "warn  ")
-            << "writableBinds: " << iso.writableBinds << " (" << iso.writableBindsDetail << ")\n";
+  warnRow(iso.writableBinds == "owner" || iso.writableBinds == "server",
+          "writableBinds: " + iso.writableBinds + " (" + iso.writableBindsDetail + ")");
   // Without a memory cgroup each process has its own RLIMIT_AS: a run of N processes may
   // hold N times memoryMb. A warning, not a failure: the namespaces still isolate.
-  if (iso.cgroup.memory) {
-    std::cout << "ok    memoryLimit: cgroup (all of a run's processes together, its tmpfs pages included)\n";
-  } else {
-    std::cout << "warn  memoryLimit: per-process (RLIMIT_AS on each process; a run of N processes may hold N times "
-                 "memoryMb; its files in /sandbox, /tmp and /dev/shm hold at most diskMb together)\n"
-              << "      fix: " << sandbox::cgroupFix() << "\n";
-  }
+  warnRow(iso.cgroup.memory,
+          iso.cgroup.memory ? "memoryLimit: cgroup (all of a run's processes together, its tmpfs pages included)"
+                            : "memoryLimit: per-process (RLIMIT_AS on each process; a run of N processes may hold N "
+                              "times memoryMb; its files in /sandbox, /tmp and /dev/shm hold at most diskMb together)",
+          sandbox::cgroupFix());
   // Without CPU accounting in a cgroup each process has its own RLIMIT_CPU: a run that forks
   // N busy workers may use N times cpuMs (the wall-clock timeoutMs still ends it).
-  if (iso.cgroup.cpu) {
-    std::cout << "ok    cpuLimit: cgroup (all of a run's processes together; RLIMIT_CPU on each as well)\n";
-  } else {
-    std::cout << "warn  cpuLimit: per-process (RLIMIT_CPU on each process; a run of N busy processes may use N "
-                 "times cpuMs, within its timeoutMs)\n"
-              << "      fix: " << sandbox::cgroupFix() << "\n";
-  }
+  warnRow(iso.cgroup.cpu,
+          iso.cgroup.cpu ? "cpuLimit: cgroup (all of a run's processes together; RLIMIT_CPU on each as well)"
+                         : "cpuLimit: per-process (RLIMIT_CPU on each process; a run of N busy processes may use N "
+                           "times cpuMs, within its timeoutMs)",
+          sandbox::cgroupFix());
   std::string pids = iso.pidsLimit();
-  if (pids == "cgroup") {
-    std::cout << "ok    pidsLimit: cgroup\n";
-  } else if (pids == "per-sandbox") {
-    std::cout << "ok    pidsLimit: per-sandbox (RLIMIT_NPROC, counted in each sandbox's own user namespace)\n";
-  } else {
-    std::cout << "warn  pidsLimit: per-user (RLIMIT_NPROC counts every process of the uid: sandboxes share it)\n"
-              << "      fix: a kernel >= 5.14 with user namespaces, or " << sandbox::cgroupFix() << "\n";
-  }
+  warnRow(pids != "per-user",
+          pids == "cgroup"        ? "pidsLimit: cgroup"
+          : pids == "per-sandbox" ? "pidsLimit: per-sandbox (RLIMIT_NPROC, counted in each sandbox's own user namespace)"
+                                  : "pidsLimit: per-user (RLIMIT_NPROC counts every process of the uid: sandboxes share it)",
+          std::string("a kernel >= 5.14 with user namespaces, or ") + sandbox::cgroupFix());
   auto preloads = preloadRows(**ctx);
   for (const auto& [name, interp] : (*ctx)->interpreters) {
     std::cout << "ok    profile " << name << ": python " << interp.path << " (" << interp.realPath << ")\n";
