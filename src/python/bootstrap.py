@@ -488,20 +488,18 @@ def _warm_up(policy=None, code=None):
     request (the profile's policy and warm-up code, or a small program) through the same
     path a real one takes, its result encoded and dropped. The pages that path writes
     (reference counts, allocator state) are copied from the zygote now, not on the request
-    path. Nothing reaches the server: there is no result fd yet. Returns the stand-in run's
-    error, or None."""
+    path. Nothing reaches the server: there is no result fd yet, and what the warm-up code
+    prints goes to stand-in streams. Returns the stand-in run's error, or None."""
     path, error = list(sys.path), None
     streams = sys.stdout, sys.stderr
-    stand_ins = _stand_in_streams()
+    # A profile's own warm-up code may print: onto stand-ins, never onto the pipes the server
+    # reads as the coming run's output. (The default stand-in program prints nothing; making
+    # stand-ins for it was measured to cost each child pages and CPU for no faster run.)
+    stand_ins = _stand_in_streams() if code else ()
     sys.stdout, sys.stderr = stand_ins or streams
     try:
         with _suppress(BaseException):
-            # It prints only where the stand-ins took its output.
-            stand_in_code = "print(1)\nx = [1, 2.5]\nx" if stand_ins else "x = [1, 2.5]\nx"
-            # A request as the server writes them: a token, and rlimit rows (the child's own
-            # core limit again: lowering to the same values changes nothing).
-            request = {"token": "0" * 32, "code": code or stand_in_code, "files": {}, "inputs": None,
-                       "rlimits": [[resource.RLIMIT_CORE, *_getrlimit(resource.RLIMIT_CORE)]]}
+            request = {"code": code or "x = [1, 2.5]\nx", "files": {}, "inputs": None}
             if policy is not None:
                 request["policy"] = policy
             report = _run(_json_dumps(request).encode())
@@ -515,15 +513,14 @@ def _warm_up(policy=None, code=None):
     sys.path[:] = path
     linecache.cache.pop(_cell, None)
     _reset_displays()
-    _set_token({})  # the stand-in's token is no request's
     return error  # the warm-up code's own failure (a real run reports it the same way)
 
 
 def _stand_in_streams():
-    """sys.stdout and sys.stderr for the warm-up: built as the real ones are (an unbuffered
-    FileIO under a write-through text layer, with -u), on /dev/null. The stand-in run prints
-    through the same code as a program does, so that path is warm too; and nothing it writes
-    reaches the pipes the server reads as the coming run's output. () when one cannot be made."""
+    """sys.stdout and sys.stderr for a profile's warm-up code: built as the real ones are (an
+    unbuffered FileIO under a write-through text layer, with -u), on /dev/null, so what it
+    prints goes through the same code as a program's output and reaches no pipe the server
+    reads. () when one cannot be made."""
     made = []
     try:
         for real in (sys.stdout, sys.stderr):
