@@ -173,7 +173,7 @@ sandbox::CgroupUsage ChildRun::cgroupUsage() const {
 std::optional<int64_t> ChildRun::cgroupCpuUs() const {
   auto total = cgroup_.cpuTotalUs();
   if (!total) return std::nullopt;
-  return std::max<int64_t>(0, *total - cpuTotalAtStartUs_);
+  return std::max<int64_t>(0, *total - cpuAtStart_.totalUs());
 }
 
 void ChildRun::stop() {
@@ -258,10 +258,8 @@ PooledChildRun::PooledChildRun(EventLoop& loop, RunEvents& events, bool pidNames
       exited(end);
     });
   });
-  // The child's past (set-up, warm-up, waiting in the pool) is not this run's: read before
-  // the request goes out.
-  cpuAtStart_ = child.cgroup.cpu().value_or(sandbox::CgroupCpu{});
-  cpuTotalAtStartUs_ = child.cgroup.cpuTotalUs().value_or(0);
+  // The child's past (set-up, warm-up) is not this run's: its pool read it when it was ready.
+  cpuAtStart_ = child.cpuWhenReady;
   begin(child, std::move(requestLine), std::move(stdinData), token);
 }
 

@@ -255,6 +255,7 @@ void Pool::onResult(uint64_t id, int fd) {
 
 void Pool::childWarm(uint64_t id) {
   consecutiveFailures_ = 0;
+  if (PooledChild* child = children_.child(id)) child->cpuWhenReady = child->cgroup.cpu().value_or(sandbox::CgroupCpu{});
   (void)children_.warm(id);
   serveWaiters();
   refill();

@@ -5,6 +5,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -319,16 +320,23 @@ static uint64_t readNumber(const std::string& path) {
   }
 }
 
-static uint64_t readKey(const std::string& path, const std::string& key) {
+// The values of `keys` in a "key value" file (cpu.stat, memory.events), from one read: 0
+// for a key that is not there.
+template <size_t N>
+static std::array<uint64_t, N> readKeys(const std::string& path, const std::array<const char*, N>& keys) {
+  std::array<uint64_t, N> values{};
   auto text = readFile(path, 65536);
-  if (!text) return 0;
+  if (!text) return values;
   std::istringstream in(*text);
   std::string k;
   uint64_t v;
   while (in >> k >> v)
-    if (k == key) return v;
-  return 0;
+    for (size_t i = 0; i < N; ++i)
+      if (k == keys[i]) values[i] = v;
+  return values;
 }
+
+static uint64_t readKey(const std::string& path, const char* key) { return readKeys<1>(path, {key})[0]; }
 
 CgroupUsage ExecutionCgroup::usage() const {
   CgroupUsage u;
@@ -352,8 +360,9 @@ std::optional<CgroupCpu> ExecutionCgroup::cpu() const {
   if (!total) return std::nullopt;
   uint64_t user = 0, sys = 0;
   if (version_ == CgroupVersion::V2) {
-    user = readKey(cpuDir_ + "/cpu.stat", "user_usec");
-    sys = readKey(cpuDir_ + "/cpu.stat", "system_usec");
+    auto [u, s] = readKeys<2>(cpuDir_ + "/cpu.stat", {"user_usec", "system_usec"});
+    user = u;
+    sys = s;
   } else {
     user = readNumber(cpuDir_ + "/cpuacct.usage_user");  // Linux 4.7 and later
     sys = readNumber(cpuDir_ + "/cpuacct.usage_sys");

@@ -57,7 +57,6 @@ class ChildRun : public Run, private ChannelSink {
   // The cgroup's CPU when the run started (a pooled child's set-up and warm-up; zero for a
   // sandbox of its own, whose set-up is the run's, as RLIMIT_CPU counts it).
   sandbox::CgroupCpu cpuAtStart_;
-  int64_t cpuTotalAtStartUs_ = 0;
 
  private:
   struct Incoming {

@@ -40,6 +40,9 @@ using ExitHandler = std::function<void(ExitInfo)>;
 struct PooledChild : sandbox::SandboxProcess {
   uint64_t id = 0;
   std::optional<Error> setupFailure;  // its own report, when its set-up failed (isolate.h)
+  // Its cgroup's CPU when it said it was ready (its set-up and warm-up): not a run's. Read by
+  // the pool then, so that a claim reads nothing.
+  sandbox::CgroupCpu cpuWhenReady;
 };
 
 enum class ChildState {
