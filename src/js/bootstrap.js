@@ -104,9 +104,11 @@ const _direntIsDirectory = uncurry(fs.Dirent.prototype.isDirectory);
 const _direntIsSymlink = uncurry(fs.Dirent.prototype.isSymbolicLink);
 const _direntIsFile = uncurry(fs.Dirent.prototype.isFile);
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
-const _join = pathModule.join, _resolve = pathModule.resolve, _dirname = pathModule.dirname;
+const _resolve = pathModule.resolve, _dirname = pathModule.dirname;
 const _createRequire = Module.createRequire;
 const _Script = vm.Script;
+const _runInThisContext = uncurry(vm.Script.prototype.runInThisContext);
+const _SyntaxError = SyntaxError;
 const _process = process;
 const _processOn = uncurry(process.on);
 const _removeListener = uncurry(process.removeListener);
@@ -176,6 +178,13 @@ function safeString(value) {
   } catch (e) {
     return '<String() failed>';
   }
+}
+
+/** a/b without path.join (whose code uses Array.prototype.push, which a program may
+ * have replaced): `name` is one component or a relative path without "..". */
+function joinPath(dir, name) {
+  if (_startsWith(name, '/')) return name;
+  return dir === '' || dir === '.' ? name : (dir[dir.length - 1] === '/' ? dir + name : dir + '/' + name);
 }
 
 function splitLines(text) {
@@ -334,10 +343,17 @@ class PolicyViolation extends _Error {
   }
 }
 
+/** The strings of a policy entry (a string or an array), ignoring anything else. */
 function nameList(value) {
-  const out = new _Set();
-  if (typeof value === 'string') _setAdd(out, value);
-  else if (_isArray(value)) for (let i = 0; i < value.length; i++) if (typeof value[i] === 'string' && value[i]) _setAdd(out, value[i]);
+  const out = [];
+  if (typeof value === 'string') append(out, value);
+  else if (_isArray(value)) for (let i = 0; i < value.length; i++) if (typeof value[i] === 'string' && value[i]) append(out, value[i]);
+  return out;
+}
+
+function nameSet(value) {
+  const names = nameList(value), out = new _Set();
+  for (let i = 0; i < names.length; i++) _setAdd(out, names[i]);
   return out;
 }
 
@@ -351,7 +367,7 @@ function realPath(p) {
     return _fsRealpathSync(p);
   } catch (e) {
     try {  // a file about to be created: its directory's real path
-      return _join(_fsRealpathSync(_dirname(p)), pathModule.basename(p));
+      return joinPath(_fsRealpathSync(_dirname(p)), pathModule.basename(p));
     } catch (e2) {
       return p;
     }
@@ -363,20 +379,24 @@ function makeGuard(policy, cell) {
   const files = section(policy, 'files');
   const workdir = realPath(typeof policy.workdir === 'string' && policy.workdir ? policy.workdir : _apply(_cwd, _process, []));
   const writeRoots = [workdir, realPath('/tmp'), '/dev/null'];
-  for (const p of nameList(files.allowWrite)) append(writeRoots, realPath(p));
-  const readRoots = [...writeRoots, '/dev/urandom', '/dev/random', '/dev/zero', '/proc/self',
-    '/etc/localtime', '/etc/timezone', '/usr/lib/node_modules', '/usr/share/nodejs',
-    '/usr/local/lib/node_modules', _dirname(SELF), _dirname(_dirname(realPath(_process.execPath)))];
-  for (const p of nameList(files.allowRead)) append(readRoots, realPath(p));
+  const extraWrite = nameList(files.allowWrite), extraRead = nameList(files.allowRead);
+  for (let i = 0; i < extraWrite.length; i++) append(writeRoots, realPath(extraWrite[i]));
+  const readRoots = [];
+  for (let i = 0; i < writeRoots.length; i++) append(readRoots, writeRoots[i]);
+  const systemRoots = ['/dev/urandom', '/dev/random', '/dev/zero', '/proc/self', '/etc/localtime',
+    '/etc/timezone', '/usr/lib/node_modules', '/usr/share/nodejs', '/usr/local/lib/node_modules',
+    _dirname(SELF), _dirname(_dirname(realPath(_process.execPath)))];
+  for (let i = 0; i < systemRoots.length; i++) append(readRoots, systemRoots[i]);
+  for (let i = 0; i < extraRead.length; i++) append(readRoots, realPath(extraRead[i]));
   return {
     __proto__: null,
     cell,
-    deny: nameList(imports.deny),
-    allow: imports.allow === undefined || imports.allow === null ? null : nameList(imports.allow),
+    deny: nameSet(imports.deny),
+    allow: imports.allow === undefined || imports.allow === null ? null : nameSet(imports.allow),
     network: policy.network === true,
     enforceFiles: policy.enforceFiles === true,
     maxEvents: _isInteger(policy.maxEvents) && policy.maxEvents >= 0 ? Math.min(policy.maxEvents, MAX_EVENTS) : MAX_EVENTS,
-    removed: nameList(section(policy, 'builtins').remove),
+    removed: nameList(section(policy, 'builtins').remove),  // an array
     writeRoots, readRoots,
     closed: false,
     t0: now(),
@@ -388,8 +408,8 @@ function makeGuard(policy, cell) {
 }
 
 function now() {
-  const [s, ns] = _hrtime();
-  return s * 1000 + ns / 1e6;
+  const t = _hrtime();
+  return t[0] * 1000 + t[1] / 1e6;
 }
 
 function emit(g, kind, fields, afterClose) {
@@ -623,7 +643,8 @@ function installHooks() {
 /** builtins.remove: each named global becomes a function that raises (and records) a
  * violation; the run's end puts the originals back (a session's next run has its own). */
 function removeBuiltins(g) {
-  for (const name of g.removed) {
+  for (let i = 0; i < g.removed.length; i++) {
+    const name = g.removed[i];
     const descriptor = _getOwnDesc(_globalThis, name);
     if (descriptor === undefined) continue;
     append(g.savedGlobals, [name, descriptor]);
@@ -638,8 +659,7 @@ function removeBuiltins(g) {
 
 function restoreBuiltins(g) {
   for (let i = 0; i < g.savedGlobals.length; i++) {
-    const [name, descriptor] = g.savedGlobals[i];
-    _defineProperty(_globalThis, name, descriptor);
+    _defineProperty(_globalThis, g.savedGlobals[i][0], g.savedGlobals[i][1]);
   }
   g.savedGlobals = [];
 }
@@ -989,9 +1009,8 @@ function checkFile(rel, spec) {
   if (typeof rel !== 'string' || _startsWith(rel, '/') || _strIncludes(rel, '\0')) {
     throw new FileError('invalid file path: ' + encodeString(safeString(rel)));
   }
-  const parts = [];
-  for (const part of splitPath(rel)) if (part !== '' && part !== '.') append(parts, part);
-  if (!parts.length || parts.includes('..')) {
+  const parts = pathParts(rel);
+  if (!parts.length || hasDotDot(parts)) {
     throw new FileError('file path must stay inside the working directory: ' + encodeString(rel));
   }
   const keys = spec !== null && typeof spec === 'object' ? _keys(spec) : [];
@@ -1001,6 +1020,18 @@ function checkFile(rel, spec) {
     return [parts, _bufferFrom(spec.base64, 'base64')];
   }
   throw new FileError(rel + ': content must be {"text": str} or {"base64": str}');
+}
+
+/** The components of a relative path, without empty ones and ".". */
+function pathParts(text) {
+  const all = splitPath(text), parts = [];
+  for (let i = 0; i < all.length; i++) if (all[i] !== '' && all[i] !== '.') append(parts, all[i]);
+  return parts;
+}
+
+function hasDotDot(parts) {
+  for (let i = 0; i < parts.length; i++) if (parts[i] === '..') return true;
+  return false;
 }
 
 function splitPath(text) {
@@ -1021,13 +1052,14 @@ function splitPath(text) {
 function writeFiles(files) {
   if (files === null || files === undefined) return;
   if (typeof files !== 'object' || _isArray(files)) throw new FileError('files must be an object');
-  const todo = [];
-  for (const rel of _keys(files)) append(todo, [rel, ...checkFile(rel, files[rel])]);
-  for (const [rel, parts, data] of todo) {
+  const todo = [], names = _keys(files);
+  for (let i = 0; i < names.length; i++) append(todo, [names[i], checkFile(names[i], files[names[i]])]);
+  for (let n = 0; n < todo.length; n++) {  // only once all entries proved valid
+    const rel = todo[n][0], parts = todo[n][1][0], data = todo[n][1][1];
     let where = '.';
     try {
       for (let i = 0; i < parts.length - 1; i++) {
-        where = _join(where, parts[i]);
+        where = joinPath(where, parts[i]);
         try {
           _fsMkdirSync(where, 0o755);
         } catch (e) {
@@ -1037,7 +1069,7 @@ function writeFiles(files) {
           throw new FileError(rel + ': path goes through a symlink or non-directory');
         }
       }
-      const fd = _fsOpenSync(_join(where, parts[parts.length - 1]), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o644);
+      const fd = _fsOpenSync(joinPath(where, parts[parts.length - 1]), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o644);
       try {
         writeAll(fd, data);
       } finally {
@@ -1080,41 +1112,51 @@ function compileGlobs(patterns) {
   if (patterns === null || patterns === undefined) return [];
   if (!_isArray(patterns) || patterns.length > 100) throw new FileError('returnFiles must be an array of at most 100 glob strings');
   const compiled = [];
-  for (const pattern of patterns) {
+  for (let n = 0; n < patterns.length; n++) {
+    const pattern = patterns[n];
     if (typeof pattern !== 'string' || !pattern || _strIncludes(pattern, '\0') || _startsWith(pattern, '/')) {
       throw new FileError('returnFiles: invalid pattern ' + encodeString(safeString(pattern)) + ' (a relative glob)');
     }
-    const segments = [];
-    for (const s of splitPath(pattern)) if (s !== '' && s !== '.') append(segments, s);
-    if (segments.includes('..')) throw new FileError('returnFiles: pattern must stay inside the working directory: ' + encodeString(pattern));
+    const segments = pathParts(pattern);
+    if (hasDotDot(segments)) throw new FileError('returnFiles: pattern must stay inside the working directory: ' + encodeString(pattern));
     if (!segments.length) continue;
-    append(compiled, segments.map((s) => (s === ANY_DEPTH || !/[*?[]/.test(s) ? s : { __proto__: null, re: segmentRegExp(s), dotted: _startsWith(s, '.') })));
+    const glob = [];
+    for (let i = 0; i < segments.length; i++) {
+      const s = segments[i];
+      append(glob, s === ANY_DEPTH || _reExec(/[*?[]/, s) === null ? s : { __proto__: null, re: segmentRegExp(s), dotted: _startsWith(s, '.') });
+    }
+    append(compiled, glob);
   }
   return compiled;
 }
 
-// Glob matching states are [glob index, segment index] pairs, keyed as numbers.
-function stateKey(g, i) { return g * 4096 + i; }
-
-function closure(globs, states) {
-  const out = new Map();
-  const todo = [];
-  for (const [g, i] of states) { out.set(stateKey(g, i), [g, i]); append(todo, [g, i]); }
-  while (todo.length) {
-    const [g, i] = todo[todo.length - 1];
-    todo.length--;
-    if (i < globs[g].length && globs[g][i] === ANY_DEPTH && !out.has(stateKey(g, i + 1))) {
-      out.set(stateKey(g, i + 1), [g, i + 1]);
-      append(todo, [g, i + 1]);
-    }
-  }
-  return [...out.values()];
+// A glob matching state is a pair [glob index, segment index]; a list of states holds no
+// pair twice.
+function addState(out, seen, g, i) {
+  const key = g * 4096 + i;
+  if (seen[key] === true) return false;
+  seen[key] = true;
+  append(out, [g, i]);
+  return true;
 }
 
+/** Adds the states reached by letting each "**" match no directory at all. */
+function closure(globs, states) {
+  const out = [], seen = _create(null);
+  for (let n = 0; n < states.length; n++) addState(out, seen, states[n][0], states[n][1]);
+  for (let n = 0; n < out.length; n++) {  // out grows while it is walked
+    const g = out[n][0], i = out[n][1];
+    if (i < globs[g].length && globs[g][i] === ANY_DEPTH) addState(out, seen, g, i + 1);
+  }
+  return out;
+}
+
+/** The states after matching one more path component. */
 function step(globs, states, name) {
   const out = [];
   const hidden = _startsWith(name, '.');
-  for (const [g, i] of states) {
+  for (let n = 0; n < states.length; n++) {
+    const g = states[n][0], i = states[n][1];
     if (i >= globs[g].length) continue;
     const segment = globs[g][i];
     if (segment === ANY_DEPTH) {
@@ -1156,7 +1198,7 @@ class FileCollector {
   }
 
   complete(after) {
-    for (const [g, i] of after) if (i === this.globs[g].length) return true;
+    for (let n = 0; n < after.length; n++) if (after[n][1] === this.globs[after[n][0]].length) return true;
     return false;
   }
 
@@ -1168,7 +1210,8 @@ class FileCollector {
       this.skip(prefix || '.', 'cannot list the directory: ' + safeString(e && e.code));
       return;
     }
-    for (const entry of entries) {
+    for (let n = 0; n < entries.length; n++) {
+      const entry = entries[n];
       if (this.scanned >= this.caps.maxScanEntries) { this.scanStopped = true; return; }
       this.scanned++;
       const name = entry.name;
@@ -1181,11 +1224,11 @@ class FileCollector {
       }
       if (_direntIsDirectory(entry)) {
         let more = false;
-        for (const [g, i] of after) if (i < this.globs[g].length) more = true;
-        if (depth < 64 && more) this.walk(_join(dir, name), path + '/', after, depth + 1);
+        for (let k = 0; k < after.length; k++) if (after[k][1] < this.globs[after[k][0]].length) more = true;
+        if (depth < 64 && more) this.walk(joinPath(dir, name), path + '/', after, depth + 1);
         continue;
       }
-      if (this.complete(after)) this.read(_join(dir, name), path, _direntIsFile(entry));
+      if (this.complete(after)) this.read(joinPath(dir, name), path, _direntIsFile(entry));
     }
   }
 
@@ -1277,7 +1320,9 @@ function bootstrapError(run, message) {
 
 function applyEnv(run, env) {
   if (env === null || typeof env !== 'object') return;
-  for (const name of _keys(env)) {
+  const names = _keys(env);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
     const value = env[name];
     if (typeof value !== 'string' || !name || _strIncludes(name, '=')) continue;
     append(run.savedEnv, [name, _getOwnDesc(_env, name) === undefined ? undefined : _env[name]]);
@@ -1287,7 +1332,7 @@ function applyEnv(run, env) {
 
 function restoreEnv(run) {
   for (let i = run.savedEnv.length - 1; i >= 0; i--) {
-    const [name, value] = run.savedEnv[i];
+    const name = run.savedEnv[i][0], value = run.savedEnv[i][1];
     if (value === undefined) delete _env[name];
     else _env[name] = value;
   }
@@ -1299,7 +1344,7 @@ function restoreEnv(run) {
 function setGlobals(run, request) {
   const root = run.root;
   const named = typeof request.filename === 'string' && request.filename !== '';
-  const file = named ? _resolve(root, request.filename) : _join(root, '/');
+  const file = named ? _resolve(root, request.filename) : (root === '/' ? '/' : root + '/');
   const define = (name, value) => _defineProperty(_globalThis, name, { value, writable: true, configurable: true, enumerable: false });
   define('inputs', request.inputs === undefined ? null : request.inputs);
   run.require = _createRequire(file);
@@ -1344,7 +1389,7 @@ function compile(run, code) {
   try {
     return [new _Script(code, scriptOptions(run, false)), false];
   } catch (e) {
-    if (!(e instanceof SyntaxError) || !_strIncludes(code, 'await')) throw e;
+    if (!(e instanceof _SyntaxError) || !_strIncludes(code, 'await')) throw e;
     try {
       return [new _Script(ASYNC_HEAD + code + '\n})()', scriptOptions(run, true)), true];
     } catch (e2) {
@@ -1355,7 +1400,7 @@ function compile(run, code) {
 
 function globalResult() {
   try {
-    return new _Script('typeof result === "undefined" ? undefined : result', { filename: '<pycell-result>' }).runInThisContext();
+    return _runInThisContext(new _Script('typeof result === "undefined" ? undefined : result', { filename: '<pycell-result>' }));
   } catch (e) {
     return undefined;
   }
@@ -1427,7 +1472,8 @@ function startRun(line, cell) {
   }
   setToken(request);
   run.request = request;
-  for (const name of _keys(DEFAULT_CAPS)) run.caps[name] = capSetting(request, name);
+  const capNames = _keys(DEFAULT_CAPS);
+  for (let i = 0; i < capNames.length; i++) run.caps[capNames[i]] = capSetting(request, capNames[i]);
   if (typeof request.filename === 'string' && request.filename) run.cell = request.filename;
   run.root = _apply(_cwd, _process, []);
   try {
@@ -1460,11 +1506,13 @@ function startRun(line, cell) {
 function execute(run, code) {
   let script, wrapped;
   try {
-    [script, wrapped] = compile(run, code);
+    const compiled = compile(run, code);
+    script = compiled[0];
+    wrapped = compiled[1];
   } catch (e) {
     run.status = 'error';
     run.exitCode = 1;
-    run.error = describeError(e, run.cell, e instanceof SyntaxError);
+    run.error = describeError(e, run.cell, e instanceof _SyntaxError);
     return;
   }
   run.started = true;
@@ -1472,7 +1520,7 @@ function execute(run, code) {
   sendLine('"started":true}\n');
   let value;
   try {
-    value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
+    value = _runInThisContext(script, { breakOnSigint: true, displayErrors: false });
   } catch (e) {
     if (current !== run || run.finished) return;  // process.exit() reported it already
     if (e !== null && typeof e === 'object' && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED' && !(e instanceof PolicyViolation)) {
@@ -1510,13 +1558,19 @@ function usage() {
 function reportBody(run) {
   let value = null, repr = null, truncated = false, warnings = [];
   if (run.error === null && run.hasValue) {
-    [value, repr, truncated, warnings] = describeValue(run.value, run.caps.maxValueBytes, run.caps.maxReprBytes);
+    const described = describeValue(run.value, run.caps.maxValueBytes, run.caps.maxReprBytes);
+    value = described[0];
+    repr = described[1];
+    truncated = described[2];
+    warnings = described[3];
   }
   run.value = undefined;
   let files = [], skipped = [];
   if (run.root !== null && run.globs.length) {
     try {
-      [files, skipped] = collectFiles(run.globs, run.root, run.caps);
+      const collected = collectFiles(run.globs, run.root, run.caps);
+      files = collected[0];
+      skipped = collected[1];
     } catch (e) {
       _stderrWrite('pycell: returnFiles not collected: ' + errorType(e) + '\n');
     }
@@ -1531,7 +1585,7 @@ function reportBody(run) {
   }
   body += ',"displays":[],"files":[';
   for (let i = 0; i < files.length; i++) {
-    const [path, size, data] = files[i];
+    const path = files[i][0], size = files[i][1], data = files[i][2];
     body += (i ? ',' : '') + '{"path":' + encodeString(path) + ',"size":' + size + ',"base64":"' + _bufBase64(data, 0, data.length) + '"}';
   }
   return body + ']}\n';
@@ -1551,11 +1605,12 @@ function finishRun(run) {
     settlePolicy(run);
     body = reportBody(run);
   } catch (e) {
+    _stderrWrite('pycell bootstrap: cannot build the report: ' + messageOf(e) + '\n' + (stackOf(e) || '') + '\n');
     run.exitCode = 70;
     body = FALLBACK;
   }
   if (!session) {
-    for (const fd of [0, 1, 2]) {
+    for (let fd = 0; fd <= 2; fd++) {
       try { _fsCloseSync(fd); } catch (e) { /* already closed */ }
     }
   }
