@@ -29,6 +29,7 @@ const util = require('util');
 const pathModule = require('path');
 const Module = require('module');
 const { pathToFileURL, fileURLToPath } = require('url');
+const { Readable } = require('stream');
 
 // --- private references -------------------------------------------------------------------
 // A method taken off its prototype and called as a plain function: uncurry(f)(obj, ...args)
@@ -45,6 +46,7 @@ const _create = Object.create;
 const _String = String;
 const _Number = Number;
 const _isFinite = Number.isFinite;
+const _Math = { __proto__: null, min: Math.min, max: Math.max, round: Math.round, floor: Math.floor };
 const _isInteger = Number.isInteger;
 const _Error = Error;
 const _Set = Set;
@@ -119,6 +121,7 @@ const _hrtime = process.hrtime;
 const _cwd = process.cwd;
 const _env = process.env;
 const _setImmediate = setImmediate;
+const _readableFrom = Readable.from;
 const _stderrWrite = (text) => { try { writeAll(2, _bufferFrom(text, 'utf8')); } catch (e) { /* stderr gone */ } };
 const _sleepCell = new Int32Array(new SharedArrayBuffer(4));
 const _atomicsWait = Atomics.wait;
@@ -153,7 +156,7 @@ function append(array, item) {  // array.push, without Array.prototype or index 
 }
 
 function cap(text, limit) {
-  return cleanText(text.length <= limit ? text : _strSlice(text, 0, Math.max(limit - 1, 0)) + '\u2026');
+  return cleanText(text.length <= limit ? text : _strSlice(text, 0, _Math.max(limit - 1, 0)) + '\u2026');
 }
 
 function cleanText(text) {  // lone surrogates as U+FFFD: the server's JSON parser rejects them
@@ -395,7 +398,7 @@ function makeGuard(policy, cell) {
     allow: imports.allow === undefined || imports.allow === null ? null : nameSet(imports.allow),
     network: policy.network === true,
     enforceFiles: policy.enforceFiles === true,
-    maxEvents: _isInteger(policy.maxEvents) && policy.maxEvents >= 0 ? Math.min(policy.maxEvents, MAX_EVENTS) : MAX_EVENTS,
+    maxEvents: _isInteger(policy.maxEvents) && policy.maxEvents >= 0 ? _Math.min(policy.maxEvents, MAX_EVENTS) : MAX_EVENTS,
     removed: nameList(section(policy, 'builtins').remove),  // an array
     writeRoots, readRoots,
     closed: false,
@@ -425,7 +428,7 @@ function emit(g, kind, fields, afterClose) {
   } else {
     g.count++;
   }
-  const event = { __proto__: null, t: Math.round((now() - g.t0) * 10) / 10, kind };
+  const event = { __proto__: null, t: _Math.round((now() - g.t0) * 10) / 10, kind };
   const keys = _keys(fields);
   for (let i = 0; i < keys.length; i++) event[keys[i]] = fields[keys[i]];
   sendLine('"event":' + encode(event) + '}\n');
@@ -834,7 +837,7 @@ class ValueEncoder {
     switch (typeof x) {
       case 'string': this.spend(x.length + 2); return encodeString(x);
       case 'number':
-        if (!_isFinite(x)) return this.none(numberText(x) === 'null' ? safeString(x) + ' is not a JSON number, so it is null' : '');
+        if (!_isFinite(x)) return this.none(safeString(x) + ' is not a JSON number, so it is null');
         this.spend(24);
         return numberText(x);
       case 'boolean': this.spend(5); return x ? 'true' : 'false';
@@ -994,8 +997,8 @@ function describeValue(value, maxValue, maxRepr) {
   try {
     repr = _inspect(value, { depth: 6, maxArrayLength: 200, maxStringLength: maxRepr });
     repr = typeof repr === 'string' ? cap(repr, maxRepr) : '<inspect failed>';
-  } catch (e) {
-    repr = '<inspect failed: ' + errorType(e) + '>';
+  } catch (e) {  // util.inspect relies on what the program may have replaced
+    repr = json !== null ? cap(json, maxRepr) : '<inspect failed: ' + errorType(e) + '>';
   }
   return [json, repr, truncated, warnings];
 }
@@ -1253,13 +1256,13 @@ class FileCollector {
         this.skip(path, 'outside the working directory');
         return;
       }
-      const limit = Math.min(this.caps.maxFileBytes, this.caps.maxTotalFileBytes - this.total);
+      const limit = _Math.min(this.caps.maxFileBytes, this.caps.maxTotalFileBytes - this.total);
       if (st.size > this.caps.maxFileBytes) { this.skip(path, 'larger than ' + this.caps.maxFileBytes + ' bytes'); return; }
       if (st.size > limit) { this.skip(path, 'returned files would exceed ' + this.caps.maxTotalFileBytes + ' bytes in total'); return; }
       const chunks = [];
       let size = 0;
       while (size <= limit) {
-        const chunk = _bufferAlloc(Math.min(1 << 20, limit + 1 - size));
+        const chunk = _bufferAlloc(_Math.min(1 << 20, limit + 1 - size));
         const n = _fsReadSync(fd, chunk, 0, chunk.length, null);
         if (n === 0) break;
         append(chunks, _bufSubarray(chunk, 0, n));
@@ -1339,6 +1342,20 @@ function restoreEnv(run) {
   run.savedEnv = [];
 }
 
+const _requires = new Map();
+const _mapGet = uncurry(Map.prototype.get), _mapSet = uncurry(Map.prototype.set);
+
+/** The program's require for a path, made once: node's createRequire uses methods a
+ * session's earlier run may have replaced (Array.prototype.push). */
+function requireFor(file) {
+  let made = _mapGet(_requires, file);
+  if (made === undefined) {
+    made = _createRequire(file);
+    _mapSet(_requires, file, made);
+  }
+  return made;
+}
+
 /** The program's globals: inputs, require (checked by the policy's Module._load hook),
  * and __filename/__dirname when the request names the program's file. */
 function setGlobals(run, request) {
@@ -1347,7 +1364,7 @@ function setGlobals(run, request) {
   const file = named ? _resolve(root, request.filename) : (root === '/' ? '/' : root + '/');
   const define = (name, value) => _defineProperty(_globalThis, name, { value, writable: true, configurable: true, enumerable: false });
   define('inputs', request.inputs === undefined ? null : request.inputs);
-  run.require = _createRequire(file);
+  run.require = requireFor(file);
   define('require', run.require);
   if (named) {
     define('__filename', file);
@@ -1458,6 +1475,16 @@ function startRun(line, cell) {
   const run = newRun(cell);
   current = run;
   _setImmediate(() => {});  // the loop turns at least once more, so onBeforeExit comes
+  try {
+    prepareRun(run, line);
+  } catch (e) {
+    // What node does for us failed (a session's earlier run broke what it relies on).
+    if (run.guard !== null && guard === run.guard) guard = null;
+    bootstrapError(run, 'cannot start the run: ' + messageOf(e));
+  }
+}
+
+function prepareRun(run, line) {
   let request;
   try {
     if (line === null) throw new _Error('no request arrived');
@@ -1490,7 +1517,6 @@ function startRun(line, cell) {
   setGlobals(run, request);
   if (request.policy !== null && request.policy !== undefined) {
     try {
-      installHooks();
       run.guard = makeGuard(typeof request.policy === 'object' ? request.policy : {}, run.cell);
       removeBuiltins(run.guard);
       guard = run.guard;
@@ -1500,7 +1526,19 @@ function startRun(line, cell) {
     }
   }
   applyEnv(run, request.env);
-  execute(run, request.code);
+  if (session && typeof request.stdin === 'string') sessionStdin(request.stdin);
+  if (run.status === 'ok') execute(run, request.code);
+}
+
+/** A session's run reads its request's stdin from process.stdin. (fs.readFileSync(0) and
+ * /dev/stdin still read the process's own fd 0: node cannot put another file there.) */
+function sessionStdin(text) {
+  try {
+    const stream = _readableFrom([_bufferFrom(text, 'utf8')], { objectMode: false });
+    _defineProperty(_process, 'stdin', { value: stream, configurable: true, writable: true, enumerable: true });
+  } catch (e) {  // node's streams rely on what an earlier run may have replaced
+    _stderrWrite('pycell: process.stdin not set for this run: ' + messageOf(e) + '\n');
+  }
 }
 
 function execute(run, code) {
@@ -1550,7 +1588,7 @@ function usage() {
   } catch (e) {
     return { __proto__: null, cpuUserMs: 0, cpuSysMs: 0, maxRssKb: 0 };
   }
-  return { __proto__: null, cpuUserMs: Math.floor(u.userCPUTime / 1000), cpuSysMs: Math.floor(u.systemCPUTime / 1000), maxRssKb: u.maxRSS };
+  return { __proto__: null, cpuUserMs: _Math.floor(u.userCPUTime / 1000), cpuSysMs: _Math.floor(u.systemCPUTime / 1000), maxRssKb: u.maxRSS };
 }
 
 /** The report's line (after the head): status, exitCode, value, valueRepr, error, usage,
@@ -1630,7 +1668,10 @@ function onBeforeExit() {
     _stderrWrite('Warning: the program\'s promise never settled\n');
   }
   if (!run.error && run.started) {
-    const code = _process.exitCode;
+    let code = 0;
+    try {
+      code = _process.exitCode;
+    } catch (e) { /* a program's getter */ }
     if (typeof code === 'number' && code !== 0) exitResult(run, code, null);
   }
   endRun(run);
@@ -1669,10 +1710,16 @@ function onExit(code) {
   if (run === null || run.finished) return;
   if (!run.exiting && run.error === null) {
     // process.exit() from the program (or an 'exit' after the loop ran dry).
-    exitResult(run, code, new _Error().stack || null);
+    let stack = null;
+    try {
+      stack = new _Error().stack;  // a program's Error.prepareStackTrace runs here
+    } catch (e) { /* no line then */ }
+    exitResult(run, code, typeof stack === 'string' ? stack : null);
   }
   finishRun(run);
-  _process.exitCode = run.exitCode;
+  try {
+    _process.exitCode = run.exitCode;  // what process.exit() passes on to reallyExit
+  } catch (e) { /* a program's setter */ }
 }
 
 function onUncaught(e) {
@@ -1711,6 +1758,7 @@ function nextRequest() {
 }
 
 function main() {
+  installHooks();  // now, while nothing of a program has touched what they use
   _processOn(_process, 'beforeExit', onBeforeExit);
   _processOn(_process, 'exit', onExit);
   _processOn(_process, 'uncaughtException', onUncaught);

@@ -345,10 +345,13 @@ test('a session: ready, state kept between runs, SIGINT stops a run', async () =
     box.send({ token: 'four', code: 'x + 2', files: {}, stdin: '', cpuMs: 1000 });
     await box.waitFor((b) => b.report('four'), 'report four');
     assert.equal(box.report('four').value, 3);
+    box.send({ token: 'stdin', code: 'return await new Promise((r) => { let d = ""; process.stdin.on("data", (c) => { d += c; }).on("end", () => r(d)); })', files: {}, stdin: 'from the request', cpuMs: 1000 });
+    await box.waitFor((b) => b.report('stdin'), 'report stdin');
+    assert.equal(box.report('stdin').value, 'from the request');
     box.send({ token: 'five', code: 'null.y', files: {}, stdin: '', cpuMs: 1000 });
     await box.waitFor((b) => b.report('five'), 'report five');
     assert.equal(box.report('five').error.line, 1);
-    assert.ok(box.report('five').error.traceback.some((l) => l.includes('<pycell-5>:1')));
+    assert.ok(box.report('five').error.traceback.some((l) => l.includes('<pycell-6>:1')), JSON.stringify(box.report('five')));
     box.end();
     const exit = await box.closed;
     assert.equal(exit.code, 0);
@@ -394,6 +397,54 @@ value`,
   assert.deepEqual(r.report.files, [{ path: 'in.txt', size: 4, base64: Buffer.from('kept').toString('base64') }]);
   const e = await run({ code: 'JSON.stringify = () => "x"; Error.prototype.toString = () => "x"; throw new Error("real")' });
   assert.equal(e.report.error.message, 'real');
+});
+
+test('a session run after one that broke globals still runs and reports right', async () => {
+  const box = new Sandbox();
+  try {
+    box.send({ session: { id: 's2', token: 'sess2' } });
+    await box.waitFor((b) => b.lines('sess2').some((l) => l.ready), 'ready');
+    box.send({
+      token: 'breaker', files: {}, stdin: '', code: `
+Array.prototype.push = function () { throw new Error("push"); };
+Array.prototype[Symbol.iterator] = function* () { yield "hijacked"; };
+Object.keys = () => ["hijacked"];
+Array.isArray = () => false;
+Math.max = Math.min = () => NaN;
+JSON.parse = () => ({ code: "1" });
+String.prototype.startsWith = () => true;
+String.prototype.indexOf = () => -1;
+Set.prototype.has = () => true;
+Error.prepareStackTrace = () => { throw new Error("no stacks"); };
+Reflect.apply = () => { throw new Error("apply"); };
+Function.prototype.call = function () { throw new Error("call"); };
+require("vm").Script.prototype.runInThisContext = () => "hijacked";
+"broken"`,
+    });
+    await box.waitFor((b) => b.report('breaker'), 'report breaker');
+    assert.equal(box.report('breaker').value, 'broken');
+    box.send({
+      token: 'after', stdin: '',
+      code: 'try { process.binding("fs"); } catch (e) {}\n[inputs.n, [1, 2]]',
+      inputs: { n: 3 },
+      files: { 'in.txt': { text: 'kept' } },
+      returnFiles: ['*.txt'],
+      policy: { imports: { deny: ['process.binding'] } },
+    });
+    await box.waitFor((b) => b.report('after'), 'report after');
+    const r = box.report('after');
+    assert.equal(r.status, 'policy_violation', JSON.stringify(r));
+    assert.equal(r.error.type, 'PolicyViolation');
+    assert.deepEqual(r.files.map((f) => f.path), ['in.txt']);
+    assert.ok(box.events('after').some((e) => e.kind === 'blocked' && e.detail === 'process.binding'));
+    box.send({ token: 'value', stdin: '', files: {}, code: '[inputs.n, {a: [1, 2]}]', inputs: { n: 3 } });
+    await box.waitFor((b) => b.report('value'), 'report value');
+    assert.deepEqual(box.report('value').value, [3, { a: [1, 2] }]);
+    box.end();
+    assert.equal((await box.closed).code, 0);
+  } finally {
+    box.cleanup();
+  }
 });
 
 // --- analyze.js ---------------------------------------------------------------------------
