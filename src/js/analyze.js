@@ -305,16 +305,23 @@ var _Analyzer = class _Analyzer {
       }
     };
     let error = compile(code, 0);
-    if (error !== null && /\bawait\b/.test(code)) {
+    // As the bootstrap does: when V8's error is on a line with `await`, the program runs
+    // in an async function (whose own error, if any, is the one past the await).
+    if (error !== null && this.awaitAtError(error)) {
       const head = '(async () => {';
       const wrapped = compile(head + code + '\n})()', -head.length);
       if (wrapped === null) return;
-      if (/await|reserved word/.test(String(error.message))) error = wrapped;  // the error past the await
+      error = wrapped;
     }
     if (error === null) return;
     const where = this.syntaxPosition(error);
     this.out.push(_analyzeDiagnostic(this.src.lineRange(where.line, where.character, where.length), 1,
       'syntax-error', String(error.message || error)));
+  }
+
+  awaitAtError(error) {
+    const where = this.syntaxPosition(error);
+    return /(^|[^\w$])await([^\w$]|$)/.test(this.src.lineText(where.line));
   }
 
   /** V8 puts a syntax error's place in the stack node decorates: "<pycell>:LINE", the

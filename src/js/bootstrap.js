@@ -1406,13 +1406,24 @@ function compile(run, code) {
   try {
     return [new _Script(code, scriptOptions(run, false)), false];
   } catch (e) {
-    if (!(e instanceof _SyntaxError) || !_strIncludes(code, 'await')) throw e;
+    if (!(e instanceof _SyntaxError) || !awaitAtError(e, run.cell, code)) throw e;
     try {
       return [new _Script(ASYNC_HEAD + code + '\n})()', scriptOptions(run, true)), true];
     } catch (e2) {
       throw e;  // the script's own syntax error
     }
   }
+}
+
+/** Whether the line V8 puts a syntax error on holds `await`: V8's messages for a
+ * top-level await vary ("await is only valid...", "Unexpected reserved word",
+ * "Unexpected identifier"), its line does not. */
+function awaitAtError(e, cell, code) {
+  const stack = stackOf(e);
+  if (stack === null || !_startsWith(stack, cell + ':')) return false;
+  const line = digitsAt(stack, cell.length + 1);
+  const lines = splitLines(code);
+  return line !== null && line >= 1 && line <= lines.length && _reExec(/(^|[^\w$])await([^\w$]|$)/, lines[line - 1]) !== null;
 }
 
 function globalResult() {
@@ -1647,7 +1658,9 @@ function finishRun(run) {
     run.exitCode = 70;
     body = FALLBACK;
   }
-  if (!session) {
+  if (!session && run.exiting) {
+    // Only when our 'exit' listener is the last one: after a process.exit() from the
+    // program, its own later listeners may still print (the process ends right after).
     for (let fd = 0; fd <= 2; fd++) {
       try { _fsCloseSync(fd); } catch (e) { /* already closed */ }
     }
