@@ -638,9 +638,9 @@ function installHooks() {
   if (dns.promises) wrapMethod(dns.promises, 'lookup', (a) => networkEvent('getaddrinfo', a[0]));
 
   for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) {
-    wrapMethod(childProcess, name, (a) => processEvent(name, _isArray(a[1]) ? [a[0], ...a[1]].join(' ') : a[0]));
+    wrapMethod(childProcess, name, (a) => processEvent('child_process.' + name, _isArray(a[1]) ? [a[0], ...a[1]].join(' ') : a[0]));
   }
-  wrapMethod(_process, 'kill', (a) => processEvent('kill', a[0] + ' ' + (a[1] === undefined ? 'SIGTERM' : a[1])));
+  wrapMethod(_process, 'kill', (a) => processEvent('process.kill', a[0] + ' ' + (a[1] === undefined ? 'SIGTERM' : a[1])));
 }
 
 /** builtins.remove: each named global becomes a function that raises (and records) a

@@ -322,7 +322,9 @@ try { process.kill(999999, 0); } catch (e) {}`,
     policy: { network: false },
   });
   assert.ok(r.events.some((e) => e.kind === 'network' && e.operation === 'connect' && e.address === '127.0.0.1:9' && e.allowed === false), JSON.stringify(r.events));
-  assert.ok(r.events.some((e) => e.kind === 'process' && e.operation === 'kill'), JSON.stringify(r.events));
+  assert.ok(r.events.some((e) => e.kind === 'process' && e.operation === 'process.kill' && e.detail === '999999 0'), JSON.stringify(r.events));
+  const spawned = await run({ code: 'require("child_process").execFileSync("true", ["x"]); 1', policy: {} });
+  assert.deepEqual(spawned.events.filter((e) => e.kind === 'process').map((e) => [e.operation, e.detail]), [['child_process.execFileSync', 'true x']]);
 });
 
 test('a session: ready, state kept between runs, SIGINT stops a run', async () => {
@@ -482,6 +484,9 @@ test('analyze.js: forbidden modules and eval warnings', async () => {
   assert.match(forbidden[0][4], /'child_process' is blocked/);
   const evals = rows.filter((r) => r[0] === 'dynamic-code');
   assert.deepEqual(evals.map((r) => [r[1], r[2], r[3]]), [[2, 4, 0], [2, 4, 11], [2, 4, 47]], JSON.stringify(rows));
+  const removed = await analyze('function own() {}\nfetch("x"); const g = fetch;\nprocess.binding("fs")', { builtins: { remove: ['fetch'] }, imports: { deny: ['process.binding'] } });
+  assert.deepEqual(removed.map((x) => [x.code, x.severity, x.range.start.line, x.range.start.character]),
+    [['blocked-builtin', 1, 1, 0], ['blocked-builtin', 2, 1, 22], ['forbidden-import', 1, 2, 0]], JSON.stringify(removed));
   const allow = await analyze('require("fs"); require("./mine"); require("os")', { imports: { allow: ['fs'] } });
   assert.deepEqual(allow.map((x) => x.message), ["import of 'os' is blocked by this profile"]);
 });
