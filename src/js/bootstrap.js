@@ -110,7 +110,7 @@ const _resolve = pathModule.resolve, _dirname = pathModule.dirname;
 const _createRequire = Module.createRequire;
 const _Script = vm.Script;
 const _runInThisContext = uncurry(vm.Script.prototype.runInThisContext);
-const _SyntaxError = SyntaxError;
+const _SyntaxErrorPrototype = SyntaxError.prototype;
 const _process = process;
 const _processOn = uncurry(process.on);
 const _removeListener = uncurry(process.removeListener);
@@ -1406,13 +1406,18 @@ function compile(run, code) {
   try {
     return [new _Script(code, scriptOptions(run, false)), false];
   } catch (e) {
-    if (!(e instanceof _SyntaxError) || !awaitAtError(e, run.cell, code)) throw e;
+    if (!isSyntaxError(e) || !awaitAtError(e, run.cell, code)) throw e;
     try {
       return [new _Script(ASYNC_HEAD + code + '\n})()', scriptOptions(run, true)), true];
     } catch (e2) {
       throw e;  // the script's own syntax error
     }
   }
+}
+
+/** V8's own SyntaxError (not `instanceof`, which a session's program could redefine). */
+function isSyntaxError(e) {
+  return _isNativeError(e) && _getPrototypeOf(e) === _SyntaxErrorPrototype;
 }
 
 /** Whether the line V8 puts a syntax error on holds `await`: V8's messages for a
@@ -1561,7 +1566,7 @@ function execute(run, code) {
   } catch (e) {
     run.status = 'error';
     run.exitCode = 1;
-    run.error = describeError(e, run.cell, e instanceof _SyntaxError);
+    run.error = describeError(e, run.cell, isSyntaxError(e));
     return;
   }
   run.started = true;
@@ -1602,16 +1607,32 @@ function usage() {
   return { __proto__: null, cpuUserMs: _Math.floor(u.userCPUTime / 1000), cpuSysMs: _Math.floor(u.systemCPUTime / 1000), maxRssKb: u.maxRSS };
 }
 
+let reporting = false;  // the value is being converted (the program's getters may run)
+
+function exitWhileReporting() {
+  throw new _Error('process.exit() while the value was being reported');
+}
+
 /** The report's line (after the head): status, exitCode, value, valueRepr, error, usage,
  * displays, files, and when set valueTruncated, valueWarnings, skippedFiles. */
 function reportBody(run) {
   let value = null, repr = null, truncated = false, warnings = [];
   if (run.error === null && run.hasValue) {
-    const described = describeValue(run.value, run.caps.maxValueBytes, run.caps.maxReprBytes);
-    value = described[0];
-    repr = described[1];
-    truncated = described[2];
-    warnings = described[3];
+    // The value's getters and inspect hooks are the program's code: an exit from them
+    // becomes an error of that item, not an exit without a report.
+    const exit = _getOwnDesc(_process, 'exit');
+    _defineProperty(_process, 'exit', { value: exitWhileReporting, writable: true, configurable: true });
+    reporting = true;
+    try {
+      const described = describeValue(run.value, run.caps.maxValueBytes, run.caps.maxReprBytes);
+      value = described[0];
+      repr = described[1];
+      truncated = described[2];
+      warnings = described[3];
+    } finally {
+      reporting = false;
+      if (exit !== undefined) _defineProperty(_process, 'exit', exit);
+    }
   }
   run.value = undefined;
   let files = [], skipped = [];
@@ -1778,6 +1799,7 @@ function main() {
   _processOn(_process, 'SIGINT', onSigint);
   // process.reallyExit skips 'exit': the program's run still reports first.
   _process.reallyExit = function reallyExit(code) {
+    if (reporting) exitWhileReporting();
     const run = current;
     if (run !== null && !run.finished) onExit(code === undefined ? 0 : code);
     return _apply(_reallyExit, _process, [code === undefined ? _process.exitCode || 0 : code]);

@@ -401,6 +401,22 @@ value`,
   assert.equal(e.report.error.message, 'real');
 });
 
+test('the value\'s own code cannot end the run unreported; odd errors still report', async () => {
+  const exits = await run({ code: '({a: 1, get b() { process.exit(5); }, get c() { process.reallyExit(6); }})' });
+  assert.equal(exits.report.status, 'ok');
+  assert.deepEqual(exits.report.value, { a: 1, b: null, c: null });
+  assert.deepEqual(exits.report.valueWarnings.map((w) => w.path), ['$.b', '$.c']);
+  assert.equal(exits.exit.code, 0);
+  const revoked = await run({ code: 'const p = Proxy.revocable({}, {}); p.revoke(); [p.proxy, 1]' });
+  assert.deepEqual(revoked.report.value, [null, 1]);
+  const noStack = await run({ code: 'Error.prepareStackTrace = () => { throw new Error("x"); };\nthrow new TypeError("t")' });
+  assert.equal(noStack.report.error.type, 'TypeError');
+  assert.equal(noStack.report.error.message, 't');
+  const bare = await run({ code: 'process.reallyExit(4)' });
+  assert.equal(bare.report.exitCode, 4);
+  assert.equal(bare.report.error.type, 'SystemExit');
+});
+
 test('a session run after one that broke globals still runs and reports right', async () => {
   const box = new Sandbox();
   try {
