@@ -18,10 +18,42 @@
  * the report is encoded by our own code (JSON.stringify would call a program's toJSON),
  * and the records we build have no prototype (a setter on Object.prototype sees nothing).
  *
- * Dynamic import() from the program is checked against the policy only when node runs
- * with --experimental-vm-modules (without it node never calls a vm.Script's import
- * callback); without that flag import() uses node's default loader when node has one
- * (20.12+), unchecked.
+ * When a run ends: when the event loop has nothing left (timers, promises and I/O the
+ * program scheduled have run, as `node file.js` waits for them), with a promise value
+ * settled; or at once on an uncaught exception or unhandled rejection (exit code 1), on
+ * process.exit(n) (SystemExit, as bootstrap.py reports it; its 'exit' listener reports),
+ * or on SIGINT (KeyboardInterrupt, after a "stopped" line). A promise value still
+ * pending when nothing is left to run is an error with node's exit code 13.
+ *
+ * The value (the script's completion value, else a global `result`), as plain JSON within
+ * 1 MiB: numbers (NaN and infinities: null, with a valueWarnings entry), strings (lone
+ * surrogates as U+FFFD), booleans, null; undefined: null; arrays; typed arrays: arrays of
+ * numbers; Buffer and ArrayBuffer: a base64 string (as bytes are in Python); Map: an
+ * object when all keys are strings, else an array of [key, value] pairs; Set: an array;
+ * Date: ISO 8601 (invalid: null); boxed primitives: their primitive; BigInt: the number
+ * within 64 bits, else {"$int": "<decimal digits>"} (the schema's rule for Python's int);
+ * other objects: their own enumerable string-keyed properties (as JSON.stringify takes
+ * them, without calling toJSON); functions, symbols, promises, cycles, nesting past 100
+ * levels and members whose getters throw: null, each with a valueWarnings entry
+ * {path, reason}. valueRepr: util.inspect, at most 4096 characters.
+ *
+ * Known limits (the kernel, not this file, is the boundary):
+ *  - import() from the program is checked against the policy only when node runs with
+ *    --experimental-vm-modules (without it node never calls a vm.Script's import
+ *    callback); without that flag import() uses node's default loader when node has one
+ *    (20.12+), unchecked. Static imports inside ES modules the program loads are not
+ *    checked (node's ESM loader does not go through Module._load).
+ *  - SIGINT stops synchronous code (runInThisContext's breakOnSigint) and ends a run that
+ *    waits on callbacks; a callback that never returns is not interrupted (the server's
+ *    SIGKILL follows).
+ *  - In a session, process.exit() reports the run and ends the process (node cannot undo
+ *    an exit); a session's runs read their request's stdin from process.stdin, while
+ *    fs.readFileSync(0) still reads the process's own fd 0. Timers a run left behind keep
+ *    running in later runs, and the next run starts when the loop is empty.
+ *  - fds 3 and 4 stay open in the process (node cannot make them close-on-exec or move
+ *    them); child processes inherit them. The token still tells our lines from theirs.
+ *  - A program that replaces process.emit keeps node from telling us that the loop is
+ *    empty or that the process exits: such a run ends without a report.
  */
 const fs = require('fs');
 const vm = require('vm');
