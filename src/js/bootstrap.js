@@ -1820,7 +1820,10 @@ function nextRequest() {
     return;
   }
   runs++;
-  startRun(line, '<pycell-' + runs + '>');
+  const cell = '<pycell-' + runs + '>';
+  // Started on the loop's next turn: a SIGINT that came while we waited for this request
+  // is handled first, with no run current, and ignored (as session.py ignores it).
+  _setImmediate(() => startRun(line, cell));
 }
 
 function main() {

@@ -344,9 +344,11 @@ test('a session: ready, state kept between runs, SIGINT stops a run', async () =
     await box.waitFor((b) => b.report('three'), 'report three');
     assert.ok(box.lines('three').some((l) => l.stopped), box.results);
     assert.equal(box.report('three').error.type, 'KeyboardInterrupt');
-    box.send({ token: 'four', code: 'x + 2', files: {}, stdin: '', cpuMs: 1000 });
+    box.child.kill('SIGINT');  // while the session waits for its next request: ignored
+    box.send({ token: 'four', code: 'await new Promise((r) => setTimeout(r, 20));\nresult = x + 2;', files: {}, stdin: '', cpuMs: 1000 });
     await box.waitFor((b) => b.report('four'), 'report four');
-    assert.equal(box.report('four').value, 3);
+    assert.equal(box.report('four').value, 3, JSON.stringify(box.report('four')));
+    assert.ok(!box.lines('four').some((l) => l.stopped));
     box.send({ token: 'stdin', code: 'return await new Promise((r) => { let d = ""; process.stdin.on("data", (c) => { d += c; }).on("end", () => r(d)); })', files: {}, stdin: 'from the request', cpuMs: 1000 });
     await box.waitFor((b) => b.report('stdin'), 'report stdin');
     assert.equal(box.report('stdin').value, 'from the request');
