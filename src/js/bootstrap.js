@@ -563,6 +563,7 @@ function fileEvent(p, mode) {
   if (g === null || g.closed || loadDepth > 0) return;
   const path = pathText(p);
   if (path === null) return;
+  if (_setHas(g.seen, 'file\0' + path + '\0' + mode) && !g.enforceFiles) return;  // reported already
   const real = realPath(_resolve(path));
   const write = mode !== 'r';
   const allowed = under(real, write ? g.writeRoots : g.readRoots);
