@@ -309,6 +309,10 @@ test('policy: import() is checked; allow lists; process.binding', async () => {
   const removed = await run({ code: 'eval("1")', policy: { builtins: { remove: ['eval'] } } });
   assert.equal(removed.report.status, 'policy_violation');
   assert.match(removed.report.error.message, /builtin 'eval'/);
+  const enforced = await run({ code: 'try { require("fs").readFileSync("/etc/hostname"); } catch (e) {}\n1', policy: { enforceFiles: true } });
+  assert.equal(enforced.report.status, 'policy_violation');
+  assert.ok(enforced.events.some((e) => e.kind === 'file' && e.path === '/etc/hostname' && e.allowed === false));
+  assert.ok(enforced.events.some((e) => e.kind === 'blocked' && e.what === 'file'));
   const none = await run({ code: 'require("child_process"); 1' });
   assert.equal(none.report.status, 'ok');
   assert.deepEqual(none.events, []);
