@@ -40,9 +40,13 @@
  * Known limits (the kernel, not this file, is the boundary):
  *  - import() from the program is checked against the policy only when node runs with
  *    --experimental-vm-modules (without it node never calls a vm.Script's import
- *    callback); without that flag import() uses node's default loader when node has one
- *    (20.12+), unchecked. Static imports inside ES modules the program loads are not
- *    checked (node's ESM loader does not go through Module._load).
+ *    callback). Without that flag, a run with a policy has no import() (node rejects it),
+ *    and a run without one uses node's default loader when node has one (20.12+). Static
+ *    imports inside ES modules the program loads are not checked (node's ESM loader does
+ *    not go through Module._load). Loads by packages under node_modules are the
+ *    package's own, not checked (as policy.py leaves a library's imports alone).
+ *  - A session's run that declares again a top-level let, const or class of an earlier
+ *    run fails, as V8 says ("has already been declared"); var and function may be.
  *  - SIGINT stops synchronous code (runInThisContext's breakOnSigint) and ends a run that
  *    waits on callbacks; a callback that never returns is not interrupted (the server's
  *    SIGKILL follows).
