@@ -1831,7 +1831,21 @@ function nextRequest() {
   _setImmediate(() => startRun(line, cell));
 }
 
+// On Linux, node queues what a program writes to a pipe in memory once the pipe is full,
+// and the program goes on: one that prints in a loop would grow without bound and never
+// reach its output limit. Blocking writes make it wait for the server to read, as a Python
+// program does. (A terminal or a file is synchronous already.)
+function blockingStdio() {
+  for (const name of ['stdout', 'stderr']) {
+    try {
+      const handle = _process[name]._handle;
+      if (handle && typeof handle.setBlocking === 'function') handle.setBlocking(true);
+    } catch (e) { /* no such stream: nothing to make blocking */ }
+  }
+}
+
 function main() {
+  blockingStdio();
   installHooks();  // now, while nothing of a program has touched what they use
   _processOn(_process, 'beforeExit', onBeforeExit);
   _processOn(_process, 'exit', onExit);

@@ -152,7 +152,7 @@ TEST_CASE("pycell run --profile with an unknown name lists the profiles there ar
   CommandResult r = runPycell({"run", "--profile", "nope", "-"}, "print(1)\n");
   INFO(describe(r));
   CHECK(r.exitCode == 2);
-  CHECK(r.err.find("pycell run: unknown profile 'nope' (available: datascience, default)") != std::string::npos);
+  CHECK(r.err.find("pycell run: unknown profile 'nope' (available: datascience, default, javascript)") != std::string::npos);
   CHECK(r.out.empty());
 }
 
@@ -567,4 +567,40 @@ TEST_CASE("pycell run --allow-write on a file system without id-mapped mounts is
   CHECK(r.err.find("belong to its host uid 65534") != std::string::npos);
   // The ramfs was only in the command's own mount namespace.
   CHECK(std::filesystem::is_empty(dir.path));
+}
+
+TEST_CASE("pycell run x.js runs JavaScript, with the same flags: sibling modules, limits, exit codes, --analyze",
+          "[cli][javascript]") {
+  SharedDir dir("jsscript");
+  std::string real = std::filesystem::canonical(dir.path).string();
+  writeIn(dir.path, "lib.js", "exports.greet = name => 'hello ' + name;\n");
+  std::string script = writeIn(dir.path, "main.js",
+                               "const lib = require('./lib.js');\n"
+                               "console.log(lib.greet('bob'));\n"
+                               "console.log(__filename, process.cwd());\n"
+                               "process.exitCode = 4;\n");
+  CommandResult r = runPycell({"run", script});
+  INFO(describe(r));
+  CHECK(r.exitCode == 4);
+  CHECK(r.out == "hello bob\n" + real + "/main.js /sandbox\n");
+  // The same flags as for Python: a wall-clock limit is exit 124.
+  std::string spin = writeIn(dir.path, "spin.mjs", "for (;;) {}\n");
+  CommandResult timedOut = runPycell({"run", spin, "--timeout", "1"});
+  INFO(describe(timedOut));
+  CHECK(timedOut.exitCode == 124);
+  // From standard input, the language named.
+  CommandResult piped = runPycell({"run", "--language", "javascript", "--json", "-"}, "[1, 2].map(x => x * 21)\n");
+  INFO(describe(piped));
+  REQUIRE(piped.exitCode == 0);
+  CHECK(Json::parse(piped.out)["value"] == Json::parse("[21, 42]"));
+  // --analyze: file:line:col: code: message, then the run.
+  std::string bad = writeIn(dir.path, "bad.js", "const cp = require('child_process');\n");
+  CommandResult analyzed = runPycell({"run", "--analyze", bad});
+  INFO(describe(analyzed));
+  CHECK_THAT(analyzed.err, Catch::Contains(real + "/bad.js:1:") && Catch::Contains("forbidden-import"));
+  CHECK(analyzed.exitCode != 0);  // the policy stops the run: policy_violation
+  // A language the profile does not run is refused before anything starts.
+  CommandResult mismatch = runPycell({"run", "--profile", "default", script});
+  CHECK(mismatch.exitCode == 2);
+  CHECK_THAT(mismatch.err, Catch::Contains("runs python, not javascript"));
 }

@@ -135,7 +135,8 @@ TEST_CASE("JavaScript: the policy refuses child_process, net, process.binding; t
   auto server = startServer(Framing::kNdjson);
   for (const char* code : {"require('child_process').execSync('id')", "require('node:net')",
                            "try { require('child_process') } catch (e) {}\n'caught'", "process.binding('spawn_sync')",
-                           "await import('net')"}) {
+                           "await import('net')", "process.dlopen({exports: {}}, '/usr/lib/x86_64-linux-gnu/libc.so.6')",
+                           "require('module').createRequire('/sandbox/')('child_process')"}) {
     Json result = js(*server, code);
     INFO("code: " << code);
     REQUIRE_STATUS(result, "policy_violation");
