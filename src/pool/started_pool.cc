@@ -42,7 +42,7 @@ bool StartedPool::fits(const Limits& want, bool network) const {
 std::optional<StartedSandbox> StartedPool::take() {
   auto it = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.ready; });
   if (it == slots_.end()) {
-    refill();  // a claim after failures tries again
+    refillAfterClaim();  // a claim after failures tries again
     return std::nullopt;
   }
   loop_.unwatch(it->proc.pidfd.get());
@@ -50,10 +50,23 @@ std::optional<StartedSandbox> StartedPool::take() {
   StartedSandbox out{std::move(it->proc), it->cpuWhenReady};
   slots_.erase(it);
   ++served_;
-  // Started at once: a start costs the server little (a clone and an exec); node's own
-  // start-up runs in the sandbox, which the kernel schedules like any other process.
-  refill();
+  refillAfterClaim();
   return out;
+}
+
+// Not now: a start holds the server's loop until the new sandbox has isolated itself and
+// exec'd node (milliseconds), which would delay the run that was just handed its sandbox,
+// and node's start-up would compete with it for the CPUs. With fewer than half the pool
+// ready, on the loop's next turn; else after pool.refillDelayMs, by when a short run has
+// been answered.
+void StartedPool::refillAfterClaim() {
+  if (refillTimer_ || shuttingDown_) return;
+  auto ready = std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.ready; });
+  bool urgent = ready * 2 < profile_.pool.size;
+  refillTimer_ = loop_.addTimer(std::chrono::milliseconds(urgent ? 0 : profile_.pool.refillDelayMs), [this] {
+    refillTimer_.reset();
+    refill();
+  });
 }
 
 void StartedPool::refill() {
@@ -182,8 +195,10 @@ nlohmann::json StartedPool::status() const {
 
 void StartedPool::shutdown() {
   shuttingDown_ = true;
-  if (retryTimer_) loop_.cancelTimer(*retryTimer_);
+  for (auto* t : {&retryTimer_, &refillTimer_})
+    if (*t) loop_.cancelTimer(**t);
   retryTimer_.reset();
+  refillTimer_.reset();
   while (!slots_.empty()) discard(slots_.begin());
 }
 

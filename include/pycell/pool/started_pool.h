@@ -56,6 +56,7 @@ class StartedPool {
     sandbox::CgroupCpu cpuWhenReady;
   };
   void refill();
+  void refillAfterClaim();
   void startOne();
   void onResult(uint64_t id);
   void onExit(uint64_t id);
@@ -75,6 +76,7 @@ class StartedPool {
   std::string lastError_;
   bool shuttingDown_ = false;
   std::optional<EventLoop::TimerId> retryTimer_;
+  std::optional<EventLoop::TimerId> refillTimer_;
 };
 
 }  // namespace pycell::pool
