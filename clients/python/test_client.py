@@ -299,6 +299,69 @@ class ClientTest(unittest.TestCase):
         self.assertIn("callback", str(box.get("error")))
 
 
+class JavaScriptTest(unittest.TestCase):
+    """language="javascript": Node.js in the same sandboxes, results of the same shape."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cell = Pycell(BINARY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cell.close()
+
+    def test_a_profile_serves_javascript(self):
+        languages = {p["name"]: p.get("language") for p in self.cell.info["profiles"]}
+        self.assertEqual(languages.get("javascript"), "javascript", languages)
+        self.assertEqual(languages.get("default"), "python", languages)
+
+    def test_execute_output_and_value(self):
+        r = self.cell.execute("console.log(1+1); 6*7", language="javascript")
+        self.assertEqual(r["status"], "ok", r)
+        self.assertEqual(r["stdout"], "2\n")
+        self.assertEqual(r["value"], 42)
+        self.assertEqual(r["valueRepr"], "42")
+
+    def test_streamed_output_and_inputs(self):
+        seen = []
+        r = self.cell.execute_stream("console.log(inputs.xs.length); inputs.xs.reduce((a, b) => a + b)",
+                                     on_output=lambda stream, text: seen.append((stream, text)),
+                                     language="javascript", inputs={"xs": [1, 2, 3]})
+        self.assertEqual((r["status"], r["value"]), ("ok", 6), r)
+        self.assertEqual("".join(t for s, t in seen if s == "stdout"), "3\n")
+
+    def test_error_has_its_type_and_line(self):
+        r = self.cell.execute("const a = 1;\nnull.x;\n", language="javascript")
+        self.assertEqual(r["status"], "error")
+        self.assertEqual(r["error"]["type"], "TypeError")
+        self.assertEqual(r["error"]["line"], 2)
+
+    def test_session_keeps_let_between_runs(self):
+        with self.cell.session(language="javascript") as s:
+            self.assertEqual(s.execute("let x = 41")["status"], "ok")
+            self.assertEqual(s.execute("x + 1")["value"], 42)
+
+    def test_analyze_reports_a_syntax_error(self):
+        found = self.cell.analyze("let a = 1;\nlet = = 2;\n", language="javascript")["diagnostics"]
+        self.assertTrue(any(d["severity"] == 1 for d in found), found)
+        self.assertEqual(self.cell.analyze("const a = 1;\na + 1\n", language="javascript")["diagnostics"], [])
+
+    def test_a_profile_that_serves_python_refuses_javascript(self):
+        with self.assertRaises(PycellError) as cm:
+            self.cell.execute("1", profile="default", language="javascript")
+        self.assertEqual(cm.exception.code, -32602)
+        self.assertIn("javascript", cm.exception.message.lower())
+
+    def test_the_clients_python_profile_is_not_sent_with_javascript(self):
+        # Pycell(profile="default") names a Python profile: a JavaScript request goes without
+        # it (the server's "javascript" profile runs it), a Python one still with it.
+        with Pycell(BINARY, profile="default") as cell:
+            self.assertEqual(cell.execute("6*7", language="javascript")["value"], 42)
+            self.assertEqual(cell.execute("6*7")["value"], 42)
+            with cell.session(language="javascript") as s:
+                self.assertEqual(s.execute("typeof process")["value"], "object")
+
+
 class LifecycleTest(unittest.TestCase):
     def test_close_exits_with_0(self):
         cell = Pycell(BINARY)
