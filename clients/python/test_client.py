@@ -636,9 +636,24 @@ class ToolSchemaTest(unittest.TestCase):
         # The MCP server's run_python takes the same arguments (PROTOCOL.md section 5).
         self.assertEqual(set(self.anthropic["input_schema"]["properties"]), {"code", "inputs", "timeoutMs"})
 
+    def test_the_javascript_tool_files(self):
+        # run_javascript (schemas/tools/run_javascript.*.json) follows the same rules, with
+        # run_python's arguments in both formats.
+        openai = load_json(os.path.join(TOOLS_DIR, "run_javascript.openai.json"))
+        anthropic = load_json(os.path.join(TOOLS_DIR, "run_javascript.anthropic.json"))
+        self.assertEqual(openai_tool_problems(openai), [])
+        self.assertEqual(anthropic_tool_problems(anthropic), [])
+        self.assertEqual((openai["function"]["name"], anthropic["name"]), ("run_javascript", "run_javascript"))
+        self.assertEqual(openai["function"]["description"], anthropic["description"])
+        self.assertEqual(set(anthropic["input_schema"]["properties"]), set(self.anthropic["input_schema"]["properties"]))
+        self.assertEqual(set(openai["function"]["parameters"]["properties"]),
+                         set(self.openai["function"]["parameters"]["properties"]))
+        for word in ("Node.js", "top-level await", "last expression"):
+            self.assertIn(word, anthropic["description"] + anthropic["input_schema"]["properties"]["code"]["description"])
+
     def test_mcp_lists_the_same_tool(self):
-        # `pycell mcp` compiles run_python.anthropic.json in: the same name, description and
-        # arguments, with the session argument only MCP has.
+        # `pycell mcp` compiles run_python.anthropic.json (and run_javascript.anthropic.json)
+        # in: the same name, description and arguments, with the session argument only MCP has.
         requests = [
             {"jsonrpc": "2.0", "id": 1, "method": "initialize",
              "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
@@ -649,12 +664,14 @@ class ToolSchemaTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=120)
         answers = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         listed = next(a for a in answers if a.get("id") == 2)["result"]["tools"]
-        tool = next(t for t in listed if t["name"] == "run_python")
-        self.assertEqual(tool["name"], self.anthropic["name"])
-        self.assertEqual(tool["description"], self.anthropic["description"])
-        schema = copy.deepcopy(tool["inputSchema"])
-        self.assertEqual(schema["properties"].pop("session")["type"], "string")
-        self.assertEqual(schema, self.anthropic["input_schema"])
+        javascript = load_json(os.path.join(TOOLS_DIR, "run_javascript.anthropic.json"))
+        for name, definition in (("run_python", self.anthropic), ("run_javascript", javascript)):
+            tool = next(t for t in listed if t["name"] == name)
+            self.assertEqual(tool["name"], definition["name"])
+            self.assertEqual(tool["description"], definition["description"])
+            schema = copy.deepcopy(tool["inputSchema"])
+            self.assertEqual(schema["properties"].pop("session")["type"], "string")
+            self.assertEqual(schema, definition["input_schema"])
 
     def test_accepted_calls_run_on_the_server(self):
         for anthropic_arguments, openai_arguments, status, value in ACCEPTED:

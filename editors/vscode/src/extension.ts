@@ -35,6 +35,15 @@ export function languageOfId(languageId: string): Language | undefined {
   return languageId === "python" || languageId === "javascript" ? languageId : undefined;
 }
 
+/**
+ * `language` as a request carries it: only JavaScript is named. Python is what a request
+ * without one runs, and a server older than JavaScript support refuses the unknown field,
+ * so Python runs keep working there.
+ */
+function wireLanguage(language: Language): { language?: Language } {
+  return language === "javascript" ? { language } : {};
+}
+
 /** The fields of `execute`'s limits, each its own setting `pycell.runLimits.<field>`. */
 export const LIMIT_KEYS = ["timeoutMs", "cpuMs", "memoryMb", "maxOutputBytes", "maxProcesses", "diskMb"] as const;
 
@@ -379,7 +388,7 @@ export class PycellExtension implements vscode.Disposable {
       let session = this.sessions.get(key);
       if (!session) {
         try {
-          session = (await client.createSession({ profile, limits: this.limits(), language })).session;
+          session = (await client.createSession({ profile, limits: this.limits(), ...wireLanguage(language) })).session;
         } catch (err) {
           const unsupported = !client.initializeResult.capabilities.sessions && isRpcError(err, RpcErrorCodes.MethodNotFound);
           const version = client.initializeResult.serverInfo.version ?? "";
@@ -437,9 +446,7 @@ export class PycellExtension implements vscode.Disposable {
     let lastChar = "\n";
     try {
       const r = await client.execute(
-        // A session runs its own profile and language; `language` is sent all the same, so
-        // that a mismatch is refused rather than run as the other language.
-        { code, profile, language, limits: this.limits(), executionId, session },
+        { code, profile, ...wireLanguage(language), limits: this.limits(), executionId, session },
         {
           onOutput: (n) => {
             if (!n.text) return;
@@ -544,7 +551,7 @@ export class PycellExtension implements vscode.Disposable {
     const profile = this.profile(language);
     this.checkProfile(client, language, profile);
     const version = doc.version;
-    const { diagnostics, via } = await client.analyze(doc.getText(), profile, language);
+    const { diagnostics, via } = await client.analyze(doc.getText(), profile, wireLanguage(language).language);
     if (doc.isClosed || (doc.version !== version && !explicit)) return diagnostics.length;
     this.diagnostics.set(doc.uri, diagnostics.map((d) => toVsDiagnostic(doc, d)));
     if (explicit) this.output.appendLine(`pycell: analyzed ${label(doc)} (${via}): ${diagnostics.length} problem(s)`);
