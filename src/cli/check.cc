@@ -95,13 +95,16 @@ std::map<std::string, PreloadRow> preloadRows(const sandbox::SandboxContext& ctx
   return rows;
 }
 
-std::string endToEnd(const sandbox::SandboxContext& ctx, bool& ok) {
+// One run of `language` in its own profile: what it printed as its version, or why not.
+std::string endToEnd(const sandbox::SandboxContext& ctx, const std::string& language, bool& ok) {
+  bool js = language == "javascript";
   auto started = std::chrono::steady_clock::now();
-  auto r = runInSandbox(ctx, {.code = "import sys\nsys.version.split()[0]"});
+  auto r = runInSandbox(ctx, {.code = js ? "process.version" : "import sys\nsys.version.split()[0]", .language = language});
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
   if (!r) return r.error().message();
-  ok = (*r).value("status", "") == "ok";
-  return ok ? "ran Python " + (*r)["value"].get<std::string>() + " in a sandbox in " + std::to_string(ms) + " ms"
+  ok = (*r).value("status", "") == "ok" && (*r)["value"].is_string();
+  return ok ? std::string("ran ") + (js ? "Node.js " : "Python ") + (*r)["value"].get<std::string>() + " in a sandbox in " +
+                  std::to_string(ms) + " ms"
             : "status " + (*r).value("status", "?") + ": " + reasonOf(*r);
 }
 
@@ -155,16 +158,28 @@ int checkMain(const CommonOptions& options) {
                                   : "pidsLimit: per-user (RLIMIT_NPROC counts every process of the uid: sandboxes share it)",
           std::string("a kernel >= 5.14 with user namespaces, or ") + sandbox::cgroupFix());
   auto preloads = preloadRows(**ctx);
+  bool anyJs = false;
   for (const auto& [name, interp] : (*ctx)->interpreters) {
-    std::cout << "ok    profile " << name << ": python " << interp.path << " (" << interp.realPath << ")\n";
+    bool js = (*ctx)->config.profiles.at(name).language == Language::JavaScript;
+    anyJs = anyJs || js;
+    std::cout << "ok    profile " << name << ": " << (js ? "node " : "python ") << interp.path << " (" << interp.realPath << ")\n";
     auto row = preloads.find(name);
     if (row == preloads.end()) continue;
     // A missing optional module is worth a line, not a failed check: the zygote logs it too.
     std::cout << (row->second.ok ? "ok    " : "warn  ") << "profile " << name << " preload: " << row->second.text << "\n";
   }
+  // JavaScript is optional: without Node.js the built-in javascript profile is left out.
+  for (const auto& [name, why] : (*ctx)->unavailableProfiles)
+    warnRow(false, "profile " + name + ": not available (" + why + ")", "install Node.js (apt-get install nodejs)");
   bool ran = false;
-  std::string detail = endToEnd(**ctx, ran);
+  std::string detail = endToEnd(**ctx, "python", ran);
   std::cout << (ran ? "ok    " : "FAIL  ") << "execution: " << detail << "\n";
+  if (anyJs) {
+    bool jsRan = false;
+    std::string jsDetail = endToEnd(**ctx, "javascript", jsRan);
+    std::cout << (jsRan ? "ok    " : "FAIL  ") << "execution javascript: " << jsDetail << "\n";
+    ran = ran && jsRan;
+  }
   std::cout << "level: " << (iso.complete() ? "isolated" : "degraded") << "\n";
   return iso.complete() && ran ? 0 : 1;
 }

@@ -111,6 +111,7 @@ std::map<std::string, Flag> runFlags(RunOptions& o) {
   std::map<std::string, Flag> flags;
   addCommon(flags, o.common);
   flags["--profile"] = {true, [&o](const std::string& v) { o.profile = v; return !v.empty(); }};
+  flags["--language"] = {true, [&o](const std::string& v) { o.language = v; return parseLanguage(v).has_value(); }};
   flags["--timeout"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.timeoutSeconds); }};
   flags["--cpu"] = {true, [&o](const std::string& v) { return parseSeconds(v, o.cpuSeconds); }};
   flags["--verbose"] = {false, [&o](const std::string&) { o.verbose = true; return true; }};

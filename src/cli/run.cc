@@ -284,7 +284,7 @@ std::string verboseSummary(const nlohmann::json& result, bool isolated) {
 bool printAnalysis(const RunOptions& options, const std::string& code, EventLoop& loop, exec::Scheduler& scheduler,
                    const sandbox::SandboxContext& ctx) {
   std::optional<Result<nlohmann::json>> outcome;
-  auto submitted = scheduler.submit(server::analyzeRequest({.code = code, .profile = options.profile}, ctx),
+  auto submitted = scheduler.submit(server::analyzeRequest({.code = code, .profile = options.profile, .language = options.language}, ctx),
                                     [&](Result<nlohmann::json> r) {
                                       outcome = std::move(r);
                                       loop.stop();
@@ -318,9 +318,28 @@ bool printAnalysis(const RunOptions& options, const std::string& code, EventLoop
 
 }  // namespace
 
-int runMain(const RunOptions& options) {
-  auto config = loadConfigOrReport(options.common);
+namespace {
+// The language of `file`: --language, else its extension (.js, .mjs, .cjs), else Python.
+std::string languageOf(const RunOptions& options) {
+  if (!options.language.empty()) return options.language;
+  for (const char* ext : {".js", ".mjs", ".cjs"})
+    if (options.file.ends_with(ext)) return "javascript";
+  return "python";
+}
+}  // namespace
+
+int runMain(const RunOptions& given) {
+  auto config = loadConfigOrReport(given.common);
   if (!config) return 2;
+  RunOptions options = given;
+  options.language = languageOf(given);
+  auto profile = server::profileForLanguage(*config, given.profile.empty() ? std::nullopt : std::optional(given.profile),
+                                            options.language);
+  if (!profile) {
+    std::cerr << "pycell run: " << profile.error().message << "\n";
+    return 2;
+  }
+  options.profile = *profile;
   auto request = requestFor(options, *config);
   if (!request) return 2;
   auto reports = openReports(options);
@@ -328,6 +347,10 @@ int runMain(const RunOptions& options) {
   auto ctx = sandbox::makeContext(std::move(*config), options.common.server);
   if (!ctx) {
     log::error(ctx.error().message());
+    return 3;
+  }
+  if (auto missing = (*ctx)->unavailableProfiles.find(options.profile); missing != (*ctx)->unavailableProfiles.end()) {
+    std::cerr << "pycell run: profile '" << options.profile << "' cannot run here: " << missing->second << "\n";
     return 3;
   }
   EventLoop loop;

@@ -205,10 +205,18 @@ Result<std::unique_ptr<OwnSandboxRun>> OwnSandboxRun::start(EventLoop& loop, Run
                                                             std::string stdinData, const std::string& token) {
   auto proc = spawnBootstrap(ctx, settings);
   if (!proc) return std::unexpected(proc.error());
+  return adopt(loop, events, ctx, std::move(*proc), {}, std::move(requestLine), std::move(stdinData), token);
+}
+
+std::unique_ptr<OwnSandboxRun> OwnSandboxRun::adopt(EventLoop& loop, RunEvents& events,
+                                                    const sandbox::SandboxContext& ctx, SandboxProcess proc,
+                                                    sandbox::CgroupCpu cpuWhenReady, std::string requestLine,
+                                                    std::string stdinData, const std::string& token) {
   std::unique_ptr<OwnSandboxRun> run(new OwnSandboxRun(loop, events, ctx.isolation.namespaces.pid));
-  run->hostWorkDir_ = std::move(proc->hostWorkDir);
-  run->net_ = std::move(proc->net);
-  run->begin(*proc, std::move(requestLine), std::move(stdinData), token);
+  run->hostWorkDir_ = std::move(proc.hostWorkDir);
+  run->net_ = std::move(proc.net);
+  run->cpuAtStart_ = cpuWhenReady;
+  run->begin(proc, std::move(requestLine), std::move(stdinData), token);
   OwnSandboxRun* self = run.get();
   (void)loop.watch(self->pidfd_.get(), EPOLLIN, [self](uint32_t) { self->guarded([self] { self->onExit(); }); });
   return run;

@@ -1,5 +1,7 @@
 #include "pycell/exec/execution.h"
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +55,16 @@ Status Execution::start() {
   if (!run) return std::unexpected(run.error());
   begin(std::move(*run));
   return {};
+}
+
+void Execution::startStarted(pool::StartedSandbox sandbox) {
+  startedAt_ = std::chrono::steady_clock::now();
+  token_ = ResultChannel::newToken();
+  // Started with the profile's limits; this execution's may be tighter (StartedPool::fits).
+  if (auto st = sandbox.proc.cgroup.setLimits(request_.limits.memoryMb << 20, request_.limits.maxProcesses); !st)
+    log::warn("cgroup limits for " + request_.executionId + ": " + st.error().message());
+  begin(OwnSandboxRun::adopt(loop_, *this, ctx_, std::move(sandbox.proc), sandbox.cpuWhenReady, requestLine({}, false),
+                             request_.stdinData, token_));
 }
 
 void Execution::waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket) {
@@ -332,6 +344,17 @@ json Execution::usageSoFar() const {
   return usageDocument(elapsedMs(), kernelUsage(end_ ? end_->usage : rusage{}, run_ ? run_->cgroupUsage() : sandbox::CgroupUsage{}));
 }
 
+// Node ends a run whose JavaScript heap reaches --max-old-space-size (memoryMb) with SIGABRT
+// (SIGTRAP where V8 crashes on purpose); without a memory cgroup that is how the memory limit
+// is met. Judged from kernel facts only: the signal, and a peak at the limit or above.
+bool Execution::heapLimitReached(const RunEnd& end, uint64_t peakBytes) const {
+  if (ctx_.config.profiles.at(request_.profile).language != Language::JavaScript || !WIFSIGNALED(end.waitStatus))
+    return false;
+  int sig = WTERMSIG(end.waitStatus);
+  uint64_t limit = static_cast<uint64_t>(request_.limits.memoryMb) << 20;
+  return (sig == SIGABRT || sig == SIGTRAP) && peakBytes >= limit / 10 * 9;
+}
+
 RunOutcome Execution::takeOutcome() {
   RunOutcome o;
   o.executionId = request_.executionId;
@@ -342,7 +365,7 @@ RunOutcome Execution::takeOutcome() {
   o.wallMs = elapsedMs();
   o.usage = kernelUsage(end.usage, run_ ? run_->cgroupUsage() : sandbox::CgroupUsage{});
   finalUsage_ = usageDocument(o.wallMs, o.usage);
-  o.memoryKilled = end.memoryKilled;
+  o.memoryKilled = end.memoryKilled || heapLimitReached(end, o.usage.peakMemoryBytes);
   o.stopReason = stopReason_;
   o.internalError = internalError_;
   o.zygoteDied = end.zygoteDied;

@@ -48,6 +48,12 @@ Scheduler::Scheduler(EventLoop& loop, const SandboxContext& ctx, bool usePools)
   if (!usePools || !ns.user || !ns.mount || !ns.pid) return;
   for (const auto& [name, profile] : ctx.config.profiles) {
     if (profile.pool.size <= 0) continue;
+    if (profile.language == Language::JavaScript) {
+      auto pool = std::make_unique<pool::StartedPool>(loop, ctx, profile, reaper_);
+      pool->start();
+      startedPools_[name] = std::move(pool);
+      continue;
+    }
     // Id-mapped writable binds are made by the server for each sandbox it clones (idmap.h); a
     // zygote's children could not attach them, so such a profile runs one-shot, every run alike.
     if (ctx.isolation.idmappedBinds &&
@@ -150,6 +156,13 @@ void Scheduler::launch(const std::string& id) {
       it->second.execution->waitForChild(*pool, ticket);
     return;
   }
+  // A JavaScript profile's sandboxes are started ahead of demand (started_pool.h): one that
+  // is ready, or a sandbox of its own.
+  if (auto it = startedPools_.find(req.profile); it != startedPools_.end() && it->second->fits(req.limits, req.network))
+    if (auto sandbox = it->second->take()) {
+      execution.startStarted(std::move(*sandbox));
+      return;
+    }
   if (auto started = execution.start(); !started) retire(id, std::unexpected(started.error()));
 }
 
@@ -278,6 +291,7 @@ json Scheduler::executionList() const {
 json Scheduler::summary() const {
   json pools = json::array();
   for (const auto& [name, pool] : pools_) pools.push_back(pool->status());
+  for (const auto& [name, pool] : startedPools_) pools.push_back(pool->status());
   auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - startedAt_);
   return {{"uptimeMs", uptime.count()},
           {"running", running()},
@@ -314,6 +328,7 @@ void Scheduler::shutdown(StopReason reason) {
   sessions_.clear();
   endedSessions_.clear();
   for (auto& [name, pool] : pools_) pool->shutdown();
+  for (auto& [name, pool] : startedPools_) pool->shutdown();
   reaper_.drain(std::chrono::seconds(2));
 }
 

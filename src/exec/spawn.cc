@@ -32,17 +32,18 @@ sandbox::PlanInputs planInputs(const sandbox::SandboxContext& ctx, const SpawnSe
   if (s.sessionCpuMs > 0)
     inputs.rlimits = sandbox::planRlimits(s.limits, {.memoryByRlimit = inputs.memoryByRlimit,
                                                      .processesByRlimit = true,
-                                                     .sessionCpuMs = s.sessionCpuMs});
+                                                     .sessionCpuMs = s.sessionCpuMs,
+                                                     .reservedMb = inputs.reservedMb});
   return inputs;
 }
 
 // Degraded mode (no mount namespace): the sandbox works in a fresh host directory, which
 // `proc` owns from then on, with the sandbox's files in it under flat names.
-Status makeHostWorkDir(const sandbox::SandboxContext& ctx, SandboxProcess& proc) {
+Status makeHostWorkDir(const sandbox::SandboxContext& ctx, Language language, SandboxProcess& proc) {
   char tmpl[] = "/tmp/pycell-work-XXXXXX";
   if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
   proc.hostWorkDir = tmpl;
-  for (const auto& [path, text] : ctx.sandboxFiles) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
+  for (const auto& [path, text] : ctx.filesFor(language)) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
     std::string name = "/.pycell-" + path.substr(path.rfind('/') + 1);
     auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
     if (!fd || !writeAll(fd.get(), text)) {
@@ -84,7 +85,7 @@ Result<SandboxProcess> spawnBootstrap(const sandbox::SandboxContext& ctx, const 
   SandboxProcess proc;
   sandbox::PlanInputs inputs = planInputs(ctx, s);
   if (!iso.namespaces.mount) {
-    if (auto made = makeHostWorkDir(ctx, proc); !made) return std::unexpected(made.error());
+    if (auto made = makeHostWorkDir(ctx, s.profile->language, proc); !made) return std::unexpected(made.error());
     inputs.hostWorkDir = proc.hostWorkDir;
   }
   auto fail = [&](Error e) -> Result<SandboxProcess> {

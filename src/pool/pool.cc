@@ -334,6 +334,7 @@ void Pool::failWaiters(const Error& why) {
 json Pool::status() const {
   ChildCounts counts = children_.counts();
   return {{"profile", profile_.name},
+          {"kind", "zygote"},
           {"ready", counts.ready},
           {"target", profile_.pool.size},
           {"starting", counts.starting()},

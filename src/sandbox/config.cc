@@ -58,6 +58,26 @@ const std::vector<std::string>& datascienceAllowList() {
   return names;
 }
 
+// Node's own names, without the `node:` prefix (the bootstrap normalizes it): processes
+// (child_process, cluster, worker_threads), the network (net, tls, dgram, dns, http, https,
+// http2), the engine and the runtime's internals (vm, v8, inspector, repl, wasi,
+// trace_events, module: it reaches the loader the policy hooks), and native code
+// (process.binding, process.dlopen). fs and os stay: the kernel decides what they reach.
+const std::vector<std::string>& javascriptDenyList() {
+  static const std::vector<std::string> names = {
+      "child_process", "cluster", "worker_threads", "net", "tls", "dgram", "dns", "http", "https", "http2",
+      "vm", "v8", "inspector", "repl", "wasi", "trace_events", "module", "process.binding", "process.dlopen"};
+  return names;
+}
+
+const char* languageName(Language language) { return language == Language::JavaScript ? "javascript" : "python"; }
+
+std::optional<Language> parseLanguage(std::string_view name) {
+  if (name == "python") return Language::Python;
+  if (name == "javascript") return Language::JavaScript;
+  return std::nullopt;
+}
+
 Config builtinConfig() {
   Config config;
   Profile def;
@@ -77,6 +97,14 @@ Config builtinConfig() {
   // each ready child pays it before it is offered (about 3 MiB more private memory each).
   ds.childWarmup = "import pandas as pd\npd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, 3.0]}).groupby('a').b.sum()";
   config.profiles[ds.name] = ds;
+  // Left out by the server when its node is not installed (makeContext).
+  Profile js;
+  js.name = "javascript";
+  js.description = "JavaScript on Node.js, no network, no host files";
+  js.language = Language::JavaScript;
+  js.python = kDefaultNode;
+  js.imports = {{"deny", javascriptDenyList()}};
+  config.profiles[js.name] = js;
   return config;
 }
 
@@ -243,6 +271,7 @@ Result<std::map<std::string, std::string>> decodeEnv(const json& value) {
 static const std::map<std::string, const char*>& profileFieldTypes() {
   static const std::map<std::string, const char*> types = {
       {"description", "a string"},         {"python", "a string"},           {"childWarmup", "a string"},
+      {"language", "\"python\" or \"javascript\""}, {"node", "a string"},
       {"allowRaisingLimits", "a boolean"}, {"networkAllowed", "a boolean"},  {"activity", "a boolean"},
       {"samples", "a boolean"},            {"limits", "an object"},          {"pool", "an object"},
       {"builtins", "an object"},           {"imports", "an object or null"}, {"preload", "an array"},
@@ -273,6 +302,24 @@ static std::string fieldRefusal(const std::string& key, const json& value) {
   return "unknown field '" + key + "' (a profile's fields: " + known + ")";
 }
 
+// A profile's fields agree with its language: the interpreter is `python` for Python and
+// `node` for JavaScript (its default, when the profile names none), and preloads and child
+// warm-up code are Python's (a JavaScript sandbox is started, not forked from a zygote).
+static Result<Profile> checkLanguage(Profile profile, const json& doc, std::vector<std::string>& where) {
+  bool js = profile.language == Language::JavaScript;
+  auto fail = [&](const std::string& key, const std::string& why) {
+    where = {key};
+    return std::unexpected(Error{"profile '" + profile.name + "': " + why});
+  };
+  if (js && doc.contains("python")) return fail("python", "a javascript profile names its interpreter with 'node', not 'python'");
+  if (!js && doc.contains("node")) return fail("node", "'node' is for a javascript profile (set \"language\": \"javascript\")");
+  if (js && !doc.contains("node") && profile.python == kDefaultPython) profile.python = kDefaultNode;
+  if (!js && profile.python == kDefaultNode) profile.python = kDefaultPython;  // a javascript profile made python
+  if (js && !profile.preload.empty()) return fail("preload", "preload is for Python profiles (zygote imports)");
+  if (js && !profile.childWarmup.empty()) return fail("childWarmup", "childWarmup is for Python profiles");
+  return profile;
+}
+
 // `where` is set to the path of the member at fault, from the profile down.
 static Result<Profile> parseProfile(const std::string& name, const json& doc, Profile base,
                                     std::vector<std::string>& where) {
@@ -283,7 +330,9 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
     where = {key};
     if (key == "description" && value.is_string()) {
       base.description = value.get<std::string>();
-    } else if (key == "python" && value.is_string()) {
+    } else if (key == "language" && value.is_string() && parseLanguage(value.get<std::string>())) {
+      base.language = *parseLanguage(value.get<std::string>());
+    } else if ((key == "python" || key == "node") && value.is_string()) {
       base.python = value.get<std::string>();
     } else if (key == "allowRaisingLimits" && value.is_boolean()) {
       base.allowRaisingLimits = value.get<bool>();
@@ -322,7 +371,7 @@ static Result<Profile> parseProfile(const std::string& name, const json& doc, Pr
     }
   }
   where.clear();
-  return base;
+  return checkLanguage(std::move(base), doc, where);
 }
 
 // parseConfig, with `where` set to the path of the member at fault (empty: the document).
@@ -467,9 +516,10 @@ Result<Config> loadConfig(const std::string& path) {
   // refusals are (FILE:LINE:COL of its key), not later by the pool.
   const json& profiles = config && doc.contains("profiles") ? doc["profiles"] : json::object();
   for (const auto& [name, body] : profiles.items()) {
-    if (!body.is_object() || !body.contains("python")) continue;
-    if (auto interp = sandbox::resolveInterpreter(config->profiles.at(name).python); !interp) {
-      where = {"profiles", name, "python"};
+    const char* key = body.is_object() && body.contains("node") ? "node" : "python";
+    if (!body.is_object() || !body.contains(key)) continue;
+    if (auto interp = sandbox::resolveInterpreter(config->profiles.at(name).python, key); !interp) {
+      where = {"profiles", name, key};
       config = std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
       break;
     }

@@ -14,6 +14,8 @@
 #include "pycell/analyze_syntax_py.h"
 #include "pycell/beside_bootstrap.h"
 #include "pycell/bootstrap_py.h"
+#include "pycell/analyze_js.h"
+#include "pycell/bootstrap_js.h"
 #include "pycell/error.h"
 #include "pycell/process/log.h"
 #include "pycell/process/unique_fd.h"
@@ -26,6 +28,9 @@ SandboxContext::~SandboxContext() { removeCgroupBase(isolation.cgroup); }
 PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
   PlanInputs in;
   in.namespaces = ctx.isolation.namespaces;
+  in.language = profile.language;
+  // V8 reserves address space it never touches (RlimitOptions::reservedMb).
+  if (profile.language == Language::JavaScript) in.reservedMb = 1024;
   const auto& python = ctx.interpreters.at(profile.name);
   in.python = python.path;
   in.pythonRealPath = python.realPath;
@@ -33,7 +38,7 @@ PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
   in.memoryByRlimit = !ctx.isolation.cgroup.memory;
   in.binds = profile.binds;
   in.seccomp = ctx.isolation.seccomp ? &ctx.seccompOffline : nullptr;
-  for (const auto& [path, source] : ctx.sandboxFiles) {
+  for (const auto& [path, source] : ctx.filesFor(profile.language)) {
     if (path == kBootstrapPath) in.bootstrapSource = source;  // the program a sandbox runs
     else in.extraFiles.push_back({path, source});
   }
@@ -42,19 +47,19 @@ PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile) {
   return in;
 }
 
-Result<Interpreter> resolveInterpreter(const std::string& python) {
+Result<Interpreter> resolveInterpreter(const std::string& python, const char* what) {
   if (python.empty() || python[0] != '/')
-    return std::unexpected(Error{"python '" + python + "' must be an absolute path"});
+    return std::unexpected(Error{std::string(what) + " '" + python + "' must be an absolute path"});
   char real[PATH_MAX];
-  if (!::realpath(python.c_str(), real)) return std::unexpected(sysError("python " + python));
+  if (!::realpath(python.c_str(), real)) return std::unexpected(sysError(std::string(what) + " " + python));
   struct stat st{};
-  if (::stat(real, &st) != 0) return std::unexpected(sysError("python " + python));
+  if (::stat(real, &st) != 0) return std::unexpected(sysError(std::string(what) + " " + python));
   if (!S_ISREG(st.st_mode) || ::access(real, X_OK) != 0)
-    return std::unexpected(Error{"python " + python + " is not an executable file"});
+    return std::unexpected(Error{std::string(what) + " " + python + " is not an executable file"});
   auto head = readFile(real, 4);
-  if (!head) return std::unexpected(Error{"python " + python + ": " + head.error().message()});
+  if (!head) return std::unexpected(Error{std::string(what) + " " + python + ": " + head.error().message()});
   if (*head != "\x7f" "ELF")
-    return std::unexpected(Error{"python " + python + " resolves to " + real +
+    return std::unexpected(Error{std::string(what) + " " + python + " resolves to " + real +
                                  ", which is not an interpreter binary (a version-manager shim?); name the real one"});
   return Interpreter{python, real};
 }
@@ -84,8 +89,18 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
     ctx->analyzeProgram += '\n';
   }
   ctx->analyzeProgram += "_analyze_main(inputs)\n";
+  ctx->jsSandboxFiles = {{kBootstrapJsPath, std::string(kBootstrapJs)}};
+  ctx->jsAnalyzeProgram = kAnalyzeJs;
+  ctx->jsAnalyzeProgram += "\n_analyzeMain(inputs)\n";
+  // The built-in javascript profile needs Node.js; without it the server serves Python only
+  // and says so (initialize's profiles, pycell check), rather than refusing to start.
+  if (auto js = config.profiles.find("javascript"); js != config.profiles.end() && js->second.python == kDefaultNode &&
+                                                    !resolveInterpreter(kDefaultNode, "node")) {
+    ctx->unavailableProfiles["javascript"] = resolveInterpreter(kDefaultNode, "node").error().message();
+    config.profiles.erase(js);
+  }
   for (const auto& [name, profile] : config.profiles) {
-    auto interp = resolveInterpreter(profile.python);
+    auto interp = resolveInterpreter(profile.python, profile.language == Language::JavaScript ? "node" : "python");
     if (!interp) return std::unexpected(Error{"profile '" + name + "': " + interp.error().message()});
     ctx->interpreters[name] = *interp;
     ctx->policies[name] = {policyDocument(profile, false), policyDocument(profile, true)};

@@ -32,18 +32,32 @@ SandboxPlan makePlan(const PlanInputs& in) {
   if (in.namespaces.mount) iso.mounts = planRootfs(rootfs);
   iso.hostWorkDir = in.hostWorkDir;
   iso.rlimits = in.rlimits ? *in.rlimits
-                           : planRlimits(in.limits, {.memoryByRlimit = in.memoryByRlimit, .processesByRlimit = true});
+                           : planRlimits(in.limits, {.memoryByRlimit = in.memoryByRlimit,
+                                                     .processesByRlimit = true,
+                                                     .reservedMb = in.reservedMb});
+  bool js = in.language == Language::JavaScript;
+  const char* bootstrapPath = js ? kBootstrapJsPath : kBootstrapPath;
   std::string bootstrap = !in.entry.empty()      ? in.entry
-                          : in.namespaces.mount ? kBootstrapPath
-                                                : in.hostWorkDir + "/.pycell-bootstrap.py";
+                          : in.namespaces.mount ? bootstrapPath
+                                                : in.hostWorkDir + (js ? "/.pycell-bootstrap.js" : "/.pycell-bootstrap.py");
+  std::string home = in.namespaces.mount ? kWorkDir : in.hostWorkDir;
+  plan.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "LANG=C.UTF-8", "TMPDIR=/tmp"};
+  if (js) {
+    // The JavaScript heap is held to the run's memory: with a memory cgroup the kernel's
+    // limit comes first (the heap is part of what it counts), without one this is the
+    // limit. --disable-proto=throw: the program cannot reach an object's prototype
+    // through __proto__ (the bootstrap's own objects included).
+    plan.argv = {in.python, "--max-old-space-size=" + std::to_string(std::max<int64_t>(in.limits.memoryMb, 16)),
+                 "--disable-proto=throw", bootstrap};
+    return plan;
+  }
   // -I: ignore PYTHON* variables and the user's site directory; -B: no .pyc writes;
   // -u: unbuffered, so output streams as it is produced; -X utf8: one encoding everywhere.
   plan.argv = {in.python, "-I", "-B", "-u", "-X", "utf8", bootstrap};
-  std::string home = in.namespaces.mount ? kWorkDir : in.hostWorkDir;
-  plan.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "LANG=C.UTF-8", "TMPDIR=/tmp",
-              // Fork safety and determinism: threaded BLAS/OpenMP in a forked child hangs.
-              "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMEXPR_NUM_THREADS=1",
-              "MPLBACKEND=Agg", "MPLCONFIGDIR=/tmp/matplotlib"};
+  // Fork safety and determinism: threaded BLAS/OpenMP in a forked child hangs.
+  for (const char* e : {"OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1", "NUMEXPR_NUM_THREADS=1",
+                        "MPLBACKEND=Agg", "MPLCONFIGDIR=/tmp/matplotlib"})
+    plan.env.push_back(e);
   return plan;
 }
 

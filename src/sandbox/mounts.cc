@@ -105,7 +105,7 @@ std::vector<MountOp> planRootfs(const RootfsOptions& o) {
   // After the tmpfs, so a bind under /tmp lands on it rather than under it.
   for (const auto& bind : o.extraBinds)
     plan.push_back({bind.writable ? K::BindWritable : K::BindReadOnly, bind.path, bind.path, {}});
-  plan.push_back({K::File, kBootstrapPath, o.bootstrapSource, {}});
+  if (!o.bootstrapSource.empty()) plan.push_back({K::File, kBootstrapPath, o.bootstrapSource, {}});
   for (const auto& [path, contents] : o.extraFiles) plan.push_back({K::File, path, contents, {}});
   return plan;
 }

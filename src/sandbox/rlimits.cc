@@ -29,7 +29,7 @@ std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions
     // Address space, not resident memory, and per process: a bare interpreter maps ~14 MiB,
     // so that much comes on top. (numpy and pandas reserve ~180 MiB more than they touch:
     // profiles that preload them need a larger memoryMb where no memory cgroup exists.)
-    rlim_t bytes = static_cast<rlim_t>(limits.memoryMb) * kMiB + 32 * kMiB;
+    rlim_t bytes = static_cast<rlim_t>(limits.memoryMb + options.reservedMb) * kMiB + 32 * kMiB;
     settings.push_back({RLIMIT_AS, bytes, bytes});
   }
   return settings;

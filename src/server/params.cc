@@ -61,12 +61,21 @@ Decoded<bool> decodeNetwork(const json& params, const Profile& profile, const st
   return network;
 }
 
-// The profile a request runs under: its own, else its session's, else "default".
-std::string profileName(const std::optional<std::string>& own, const std::string& session, const SessionProfileLookup& lookup) {
+// The profile a request names: its own, else its session's; none: the language decides.
+std::optional<std::string> namedProfile(const std::optional<std::string>& own, const std::string& session,
+                                        const SessionProfileLookup& lookup) {
   if (own) return *own;
   if (!session.empty() && lookup)
     if (auto profile = lookup(session)) return *profile;
-  return "default";
+  return std::nullopt;
+}
+
+// `language` as a request names it (absent: "").
+Decoded<std::string> decodeLanguage(const json& params) {
+  if (!present(params, "language")) return std::string();
+  if (!params["language"].is_string() || !parseLanguage(params["language"].get<std::string>()))
+    return refuse("'language' must be \"python\" or \"javascript\"");
+  return params["language"].get<std::string>();
 }
 
 // What a path in the working directory is called where a request names one.
@@ -166,6 +175,28 @@ Decoded<void> decodeExecuteRest(const json& params, const Profile& profile, Exec
 
 }  // namespace
 
+Decoded<std::string> profileForLanguage(const Config& config, std::optional<std::string> profile,
+                                        const std::string& language) {
+  std::optional<Language> wanted;
+  if (!language.empty()) {
+    wanted = parseLanguage(language);
+    if (!wanted) return refuse("unknown language '" + language.substr(0, 64) + "' (pycell runs python and javascript)");
+  }
+  if (!profile) {
+    if (!wanted || *wanted == Language::Python) return std::string("default");
+    if (config.profiles.contains("javascript") && config.profiles.at("javascript").language == Language::JavaScript)
+      return std::string("javascript");
+    for (const auto& [name, p] : config.profiles)
+      if (p.language == *wanted) return name;
+    return refuse("no profile runs javascript here (is Node.js installed? see `pycell check`)");
+  }
+  auto found = findProfile(config, *profile);
+  if (!found) return std::unexpected(found.error());
+  if (wanted && (*found)->language != *wanted)
+    return refuse("profile '" + *profile + "' runs " + languageName((*found)->language) + ", not " + language);
+  return *profile;
+}
+
 Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, const SessionProfileLookup& sessionProfile) {
   if (!params.is_object()) return refuse("params must be an object with a 'code' string");
   ExecuteParams out;
@@ -174,11 +205,11 @@ Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, c
   // A field the server does not know is refused: a limit a client believes in must hold.
   static const std::set<std::string> known = {"code", "profile", "session", "executionId", "inputs", "stdin", "files",
                                               "limits", "network", "stream", "workDoneToken", "returnFiles", "env",
-                                              "filename"};
+                                              "filename", "language"};
   for (const auto& [key, value] : params.items()) {
     if (!known.contains(key))
       return refuse("unknown field '" + key.substr(0, 100) + "' (execute takes code, profile, session, executionId, inputs, "
-                    "stdin, files, limits, network, stream, workDoneToken, returnFiles, env, filename)");
+                    "stdin, files, limits, network, stream, workDoneToken, returnFiles, env, filename, language)");
   }
   req.code = params["code"].get<std::string>();
   if (auto ok = decodeFilename(params, req.filename); !ok) return std::unexpected(ok.error());
@@ -189,7 +220,12 @@ Decoded<ExecuteParams> decodeExecute(const json& params, const Config& config, c
   std::optional<std::string> ownProfile;  // "" is a name (unknown), not an absent profile
   if (present(params, "profile")) ownProfile = profile;
   bool namedSession = params.contains("session") && params["session"].is_string();
-  req.profile = profileName(ownProfile, namedSession ? params["session"].get<std::string>() : "", sessionProfile);
+  auto language = decodeLanguage(params);
+  if (!language) return std::unexpected(language.error());
+  auto chosen = profileForLanguage(
+      config, namedProfile(ownProfile, namedSession ? params["session"].get<std::string>() : "", sessionProfile), *language);
+  if (!chosen) return std::unexpected(chosen.error());
+  req.profile = *chosen;
   auto found = findProfile(config, req.profile);
   if (!found) return std::unexpected(found.error());
   if (auto ok = optionalString(params, "session", req.session); !ok) return std::unexpected(ok.error());
@@ -207,7 +243,11 @@ Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config, c
   if (!args.filename.empty()) {
     if (auto ok = decodeFilename(json{{"filename", args.filename}}, req.filename); !ok) return std::unexpected(ok.error());
   }
-  req.profile = profileName(args.profile.empty() ? std::nullopt : std::optional(args.profile), args.session, sessionProfile);
+  auto chosen = profileForLanguage(
+      config, namedProfile(args.profile.empty() ? std::nullopt : std::optional(args.profile), args.session, sessionProfile),
+      args.language);
+  if (!chosen) return std::unexpected(chosen.error());
+  req.profile = *chosen;
   auto profile = findProfile(config, req.profile);
   if (!profile) return std::unexpected(profile.error());
   req.session = std::move(args.session);
@@ -235,13 +275,18 @@ Decoded<exec::SessionSettings> decodeSessionCreate(const json& params, const Con
   if (!params.is_null() && !params.is_object()) return refuse("params must be an object");
   json p = params.is_object() ? params : json::object();
   for (const auto& [key, value] : p.items()) {
-    if (key != "session" && key != "profile" && key != "limits" && key != "network")
-      return refuse("unknown field '" + key + "' (session/create takes session, profile, limits, network)");
+    if (key != "session" && key != "profile" && key != "limits" && key != "network" && key != "language")
+      return refuse("unknown field '" + key + "' (session/create takes session, profile, limits, network, language)");
   }
   exec::SessionSettings s;
   for (auto [key, field] : {std::pair{"session", &s.id}, {"profile", &s.profile}}) {
     if (auto ok = optionalString(p, key, *field); !ok) return std::unexpected(ok.error());
   }
+  auto language = decodeLanguage(p);
+  if (!language) return std::unexpected(language.error());
+  auto chosen = profileForLanguage(config, present(p, "profile") ? std::optional(s.profile) : std::nullopt, *language);
+  if (!chosen) return std::unexpected(chosen.error());
+  s.profile = *chosen;
   if (p.contains("session") && (s.id.empty() || s.id.size() > 200))
     return refuse("'session' must be a non-empty string of at most 200 bytes");
   auto profile = findProfile(config, s.profile);
@@ -258,7 +303,9 @@ Decoded<exec::SessionSettings> decodeSessionCreate(const json& params, const Con
 Decoded<exec::SessionSettings> sessionSettings(const SessionArgs& args, const Config& config) {
   exec::SessionSettings s;
   s.id = args.id;
-  s.profile = args.profile;
+  auto chosen = profileForLanguage(config, args.profile.empty() ? std::nullopt : std::optional(args.profile), args.language);
+  if (!chosen) return std::unexpected(chosen.error());
+  s.profile = *chosen;
   auto profile = findProfile(config, s.profile);
   if (!profile) return std::unexpected(profile.error());
   auto limits = limitsFor(**profile, args.limits);
@@ -301,19 +348,24 @@ Decoded<KillParams> decodeKill(const json& params) {
 
 Decoded<AnalyzeParams> decodeAnalyze(const json& params, const Config& config) {
   if (!params.is_object() || !params.contains("code") || !params["code"].is_string())
-    return refuse("analyze takes {code: string, profile?: string}");
+    return refuse("analyze takes {code: string, profile?: string, language?: string}");
   AnalyzeParams out{.code = params["code"].get<std::string>()};
   if (auto ok = optionalString(params, "profile", out.profile); !ok) return std::unexpected(ok.error());
-  if (auto found = findProfile(config, out.profile); !found) return std::unexpected(found.error());
+  auto language = decodeLanguage(params);
+  if (!language) return std::unexpected(language.error());
+  auto chosen = profileForLanguage(config, present(params, "profile") ? std::optional(out.profile) : std::nullopt, *language);
+  if (!chosen) return std::unexpected(chosen.error());
+  out.profile = *chosen;
   return out;
 }
 
 exec::ExecutionRequest analyzeRequest(AnalyzeParams params, const sandbox::SandboxContext& ctx) {
+  if (params.profile.empty()) params.profile = profileForLanguage(ctx.config, std::nullopt, params.language).value_or("default");
   const Profile& profile = ctx.config.profiles.at(params.profile);
   const json& policy = ctx.policy(params.profile, profile.networkAllowed);
   exec::ExecutionRequest request;
   request.profile = params.profile;
-  request.code = ctx.analyzeProgram;
+  request.code = ctx.analyzeProgramFor(profile.language);
   request.inputs = {{"code", std::move(params.code)}, {"policy", policy.is_null() ? json::object() : policy}};
   request.hasInputs = true;
   request.limits = profile.limits;

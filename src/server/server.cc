@@ -173,7 +173,8 @@ void Server::initialize(const json& params, Reply reply) {
   lifecycle_ = Lifecycle::Running;
   json profiles = json::array();
   for (const auto& [name, profile] : ctx_.config.profiles)
-    profiles.push_back({{"name", name}, {"description", profile.description}, {"limits", limitsToJson(profile.limits)}});
+    profiles.push_back({{"name", name}, {"description", profile.description}, {"language", languageName(profile.language)},
+                        {"limits", limitsToJson(profile.limits)}});
   reply.result({{"serverInfo", {{"name", "pycell"}, {"version", PYCELL_VERSION}}},
                 {"protocolVersion", 1},
                 {"capabilities",

@@ -59,9 +59,14 @@ struct ScratchDir {
 
 // ---- built-in profiles -------------------------------------------------------------------
 
-TEST_CASE("the built-in profiles: default and datascience", "[config]") {
+TEST_CASE("the built-in profiles: default, datascience and javascript", "[config]") {
   Config config = builtinConfig();
-  REQUIRE(config.profiles.size() == 2);
+  REQUIRE(config.profiles.size() == 3);
+  const Profile& js = config.profiles.at("javascript");
+  CHECK(js.language == Language::JavaScript);
+  CHECK(js.python == "/usr/bin/node");
+  CHECK(js.imports["deny"] == json(javascriptDenyList()));
+  CHECK(js.preload.empty());
   const Profile& def = config.profiles.at("default");
   CHECK(def.name == "default");
   CHECK(def.python == "/usr/bin/python3");
@@ -99,7 +104,7 @@ TEST_CASE("an empty config is the built-in one; $schema is ignored", "[config]")
   for (const json& doc : {json::object(), json{{"$schema", "https://example.invalid/x"}}, json{{"profiles", json::object()}}}) {
     auto config = parseConfig(doc);
     REQUIRE(config.has_value());
-    CHECK(config->profiles.size() == 2);
+    CHECK(config->profiles.size() == 3);
     CHECK(config->profiles.at("default").limits.timeoutMs == 10'000);
   }
 }
@@ -146,7 +151,7 @@ TEST_CASE("a new profile starts from the defaults and takes every field", "[conf
     REQUIRE(parsed.has_value());
     config = *parsed;
   }
-  CHECK(config.profiles.size() == 3);
+  CHECK(config.profiles.size() == 4);
   const Profile& p = config.profiles.at("full");
   CHECK(p.name == "full");
   CHECK(p.description == "everything");
@@ -450,4 +455,28 @@ TEST_CASE("loadConfig: input is bounded; a file past 16 MiB is refused, not cut 
   CHECK(loadConfig(deepPath).error().message() == deepPath + ": config must be a JSON object, not an array");
   std::string deepFieldPath = dir.write("deep-field.json", R"({"profiles": {"p": {"limits": )" + deep + "}}}");
   CHECK(loadConfig(deepFieldPath).error().message() == deepFieldPath + ":1:21: profile 'p': limits must be an object");
+}
+
+TEST_CASE("a profile's language: its interpreter key and the fields it takes", "[config]") {
+  auto js = parseConfig({{"profiles", {{"web", {{"language", "javascript"}, {"limits", {{"memoryMb", 256}}}}}}}});
+  REQUIRE(js.has_value());
+  CHECK(js->profiles.at("web").language == Language::JavaScript);
+  CHECK(js->profiles.at("web").python == "/usr/bin/node");  // node's default
+  auto named = parseConfig({{"profiles", {{"web", {{"language", "javascript"}, {"node", "/opt/node/bin/node"}}}}}});
+  REQUIRE(named.has_value());
+  CHECK(named->profiles.at("web").python == "/opt/node/bin/node");
+  auto refusal = [](const json& body) {
+    auto config = parseConfig({{"profiles", {{"p", body}}}});
+    return config ? std::string() : config.error().message();
+  };
+  CHECK(refusal({{"language", "ruby"}}).find("field 'language' must be \"python\" or \"javascript\"") != std::string::npos);
+  CHECK(refusal({{"language", "javascript"}, {"python", "/usr/bin/python3"}}) ==
+        "profile 'p': a javascript profile names its interpreter with 'node', not 'python'");
+  CHECK(refusal({{"node", "/usr/bin/node"}}) == "profile 'p': 'node' is for a javascript profile (set \"language\": \"javascript\")");
+  CHECK(refusal({{"language", "javascript"}, {"preload", {"fs"}}}) == "profile 'p': preload is for Python profiles (zygote imports)");
+  CHECK(refusal({{"language", "javascript"}, {"childWarmup", "1"}}) == "profile 'p': childWarmup is for Python profiles");
+  // The built-in javascript profile made Python by a config: python's interpreter again.
+  auto back = parseConfig({{"profiles", {{"javascript", {{"language", "python"}}}}}});
+  REQUIRE(back.has_value());
+  CHECK(back->profiles.at("javascript").python == "/usr/bin/python3");
 }

@@ -547,7 +547,7 @@ def ndjson_session(binary, schemas, report, config):
         check(init["capabilities"]["framing"] == "ndjson", "ndjson: initialize says framing %s" % init["capabilities"])
         s.notify("initialized", {})
         names = sorted(p["name"] for p in init["profiles"])
-        check(names == ["data", "datascience", "default", "open", "small", "teaching"], "ndjson: profiles from the config: %s" % names)
+        check(names == ["data", "datascience", "default", "javascript", "open", "small", "teaching"], "ndjson: profiles from the config: %s" % names)
 
         # ok, with a value, inputs, stdin and files
         r = s.result("execute", {

@@ -24,7 +24,7 @@ Config testConfig() {
 }
 
 // An unknown profile's refusal lists these (testConfig's, by name).
-const std::string profileNames = "datascience, default, net, small";
+const std::string profileNames = "datascience, default, javascript, net, small";
 
 template <class T>
 std::string refusal(const Decoded<T>& decoded) {
@@ -245,7 +245,7 @@ TEST_CASE("session/create: wrong params get the exact messages", "[params]") {
   Config config = testConfig();
   auto refused = [&](json params) { return refusal(decodeSessionCreate(params, config)); };
   CHECK(refused(json::array()) == "params must be an object");
-  CHECK(refused({{"colour", "blue"}}) == "unknown field 'colour' (session/create takes session, profile, limits, network)");
+  CHECK(refused({{"colour", "blue"}}) == "unknown field 'colour' (session/create takes session, profile, limits, network, language)");
   CHECK(refused({{"session", 5}}) == "'session' must be a string");
   CHECK(refused({{"profile", 5}}) == "'profile' must be a string");
   CHECK(refused({{"session", ""}}) == "'session' must be a non-empty string of at most 200 bytes");
@@ -286,7 +286,7 @@ TEST_CASE("status, kill, session/close, analyze decode and refuse", "[params]") 
   CHECK(analyze->code == "x = 1");
   CHECK(analyze->profile == "small");
   CHECK(decodeAnalyze({{"code", "1"}, {"profile", nullptr}}, config)->profile == "default");
-  CHECK(refusal(decodeAnalyze({{"code", 5}}, config)) == "analyze takes {code: string, profile?: string}");
+  CHECK(refusal(decodeAnalyze({{"code", 5}}, config)) == "analyze takes {code: string, profile?: string, language?: string}");
   CHECK(refusal(decodeAnalyze({{"code", "1"}, {"profile", 5}}, config)) == "'profile' must be a string");
   CHECK(refusal(decodeAnalyze({{"code", "1"}, {"profile", "nope"}}, config)) == "unknown profile 'nope' (available: " + profileNames + ")");
 
@@ -321,7 +321,7 @@ TEST_CASE("MCP tools/call and each tool's arguments", "[params]") {
   CHECK(unknownTool("nope").message == "unknown tool: nope");
   CHECK(refusal(decodeRunPythonArgs(json::object())) == "run_python needs a `code` string argument");
   CHECK(refusal(decodeRunPythonArgs({{"code", "1"}, {"session", 7}})) == "'session' must be a string");
-  CHECK(decodeCreateSessionArgs(json::object())->profile == "default");
+  CHECK(decodeCreateSessionArgs(json::object())->profile.empty());  // the language's own profile
   CHECK(decodeCreateSessionArgs({{"profile", "small"}})->profile == "small");
   CHECK(refusal(decodeCreateSessionArgs({{"profile", 1}})) == "'profile' must be a string");
   CHECK(decodeCloseSessionArgs({{"session", "s"}})->session == "s");

@@ -27,7 +27,8 @@ struct ServeOptions {
 struct RunOptions {
   CommonOptions common;
   std::string file;  // "-" for stdin
-  std::string profile = "default";
+  std::string profile;   // empty: the language's own profile ("default", "javascript")
+  std::string language;  // --language; empty: by the file's extension (.js, .mjs, .cjs: javascript)
   std::optional<double> timeoutSeconds;  // wall clock (and CPU too, unless --cpu)
   std::optional<double> cpuSeconds;
   std::optional<int64_t> memoryMb;

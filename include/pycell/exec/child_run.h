@@ -105,6 +105,11 @@ class OwnSandboxRun final : public ChildRun {
                                                                     const SpawnSettings& settings,
                                                                     std::string requestLine, std::string stdinData,
                                                                     const std::string& token);
+  // A sandbox started ahead of this run (a StartedPool's): `cpuWhenReady` is its start-up.
+  [[nodiscard]] static std::unique_ptr<OwnSandboxRun> adopt(EventLoop& loop, RunEvents& events,
+                                                            const sandbox::SandboxContext& ctx, SandboxProcess proc,
+                                                            sandbox::CgroupCpu cpuWhenReady, std::string requestLine,
+                                                            std::string stdinData, const std::string& token);
   ~OwnSandboxRun() override;
   void stopNow() override;
 

@@ -22,6 +22,7 @@
 #include "pycell/exec/result.h"
 #include "pycell/exec/run.h"
 #include "pycell/pool/pool.h"
+#include "pycell/pool/started_pool.h"
 #include "pycell/process/event_loop.h"
 #include "pycell/sandbox/cgroup.h"
 
@@ -80,6 +81,8 @@ class Execution : private RunEvents {
   // Pooled: the execution waits for a child of `pool` (the claim `ticket`), then runs in it.
   void waitForChild(pool::Pool& pool, pool::Pool::Ticket ticket);
   void startPooled(pool::Pool& pool, pool::PooledChild child);
+  // In a sandbox a StartedPool had ready (a JavaScript profile's): run as in one of its own.
+  void startStarted(pool::StartedSandbox sandbox);
   // In a session: the request goes to the session's interpreter, which keeps its state.
   void startInSession(Session& session);
   // Ends the run; the result (or the cancellation) follows through onDone.
@@ -126,6 +129,7 @@ class Execution : private RunEvents {
   void finish();
   // What the run came to, for buildResult; moves the report, events and samples out.
   [[nodiscard]] RunOutcome takeOutcome();
+  [[nodiscard]] bool heapLimitReached(const RunEnd& end, uint64_t peakBytes) const;
 
   EventLoop& loop_;
   const SandboxContext& ctx_;

@@ -11,6 +11,7 @@
 #include "pycell/exec/execution.h"
 #include "pycell/exec/result_store.h"
 #include "pycell/exec/session.h"
+#include "pycell/pool/started_pool.h"
 
 namespace pycell::exec {
 
@@ -105,6 +106,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Execution>> graveyard_;
   sandbox::CgroupReaper reaper_;
   std::map<std::string, std::unique_ptr<pool::Pool>> pools_;  // by profile
+  std::map<std::string, std::unique_ptr<pool::StartedPool>> startedPools_;  // JavaScript profiles
   std::map<std::string, std::unique_ptr<Session>> sessions_;
   std::map<std::string, std::deque<std::string>> sessionQueues_;  // session -> waiting executionIds
   std::vector<std::unique_ptr<Session>> endedSessions_;  // destroyed on the next turn

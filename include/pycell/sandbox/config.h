@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -45,10 +46,20 @@ struct PoolSettings {
                              // at most (or until a claimed child ends); 0: refill at once
 };
 
+// The language a profile runs. A profile serves one; a request names the language it wants
+// (execute.language) and is refused by a profile that serves another.
+enum class Language { Python, JavaScript };
+[[nodiscard]] const char* languageName(Language language);  // "python", "javascript"
+[[nodiscard]] std::optional<Language> parseLanguage(std::string_view name);
+inline constexpr const char* kDefaultNode = "/usr/bin/node";
+inline constexpr const char* kDefaultPython = "/usr/bin/python3";
+
 struct Profile {
   std::string name;
   std::string description;
-  std::string python = "/usr/bin/python3";
+  Language language = Language::Python;
+  // The interpreter: the config's `python` for a Python profile, `node` for a JavaScript one.
+  std::string python = kDefaultPython;
   Limits limits;
   bool allowRaisingLimits = false;  // may `execute.limits` exceed the profile's own?
   bool networkAllowed = false;      // may `execute.network` be true?
@@ -97,6 +108,9 @@ struct Config {
 [[nodiscard]] Config builtinConfig();
 [[nodiscard]] const std::vector<std::string>& defaultDenyList();
 [[nodiscard]] const std::vector<std::string>& datascienceAllowList();
+// The javascript profile's deny list: Node's built-in modules that start processes, talk to
+// the network, load native code or reach the engine's internals.
+[[nodiscard]] const std::vector<std::string>& javascriptDenyList();
 // Reads a config file (schemas/config.schema.json) over the built-in profiles.
 [[nodiscard]] Result<Config> loadConfig(const std::string& path);
 // Whether a host path may be bound at the same path inside (allowRead, allowWrite, and

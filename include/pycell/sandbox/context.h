@@ -36,6 +36,17 @@ struct SandboxContext {
   // (kBootstrapPath) and the modules it loads by path from beside it (policy.py and its parts,
   // values.py, ...; src/python/). Without a mount namespace they go into the host work dir instead.
   std::vector<std::pair<std::string, std::string>> sandboxFiles;
+  // A JavaScript sandbox's files: bootstrap.js (kBootstrapJsPath), from src/js/.
+  std::vector<std::pair<std::string, std::string>> jsSandboxFiles;
+  [[nodiscard]] const std::vector<std::pair<std::string, std::string>>& filesFor(Language language) const {
+    return language == Language::JavaScript ? jsSandboxFiles : sandboxFiles;
+  }
+  // Built-in profiles left out because their interpreter is not installed: name -> why.
+  std::map<std::string, std::string> unavailableProfiles;
+  std::string jsAnalyzeProgram;  // `analyze` of JavaScript (src/js/analyze.js + its entry call)
+  [[nodiscard]] const std::string& analyzeProgramFor(Language language) const {
+    return language == Language::JavaScript ? jsAnalyzeProgram : analyzeProgram;
+  }
   std::string analyzeProgram;  // `analyze` runs this in a sandbox (src/python/analyze.py after its parts, + its entry call)
   // The host-side identity of sandboxed code: nobody when the server is root (where nobody
   // exists in our user namespace), else the server's own user.
@@ -57,6 +68,7 @@ struct SandboxContext {
 [[nodiscard]] PlanInputs planInputsFor(const SandboxContext& ctx, const Profile& profile);
 
 // Resolves `python` to a real interpreter binary (a version-manager shim is a shell script).
-[[nodiscard]] Result<Interpreter> resolveInterpreter(const std::string& python);
+// `what` names it in errors ("python", "node").
+[[nodiscard]] Result<Interpreter> resolveInterpreter(const std::string& python, const char* what = "python");
 
 }  // namespace pycell::sandbox

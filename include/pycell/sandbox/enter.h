@@ -69,10 +69,12 @@ using BeforeStart = std::function<Status(pid_t)>;
 // Builds the standard plan for running the bootstrap with `python`.
 struct PlanInputs {
   Namespaces namespaces;
+  Language language = Language::Python;  // JavaScript: node runs bootstrap.js
   std::string python;
   std::string pythonRealPath;
   Limits limits;
   bool memoryByRlimit = false;
+  int64_t reservedMb = 0;  // RLIMIT_AS on top of memoryMb (RlimitOptions::reservedMb)
   bool network = false;  // the resolver files and CA certificates in the root
   std::vector<BindMount> binds;
   const SeccompProgram* seccomp = nullptr;

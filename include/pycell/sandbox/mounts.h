@@ -13,6 +13,7 @@ namespace pycell::sandbox {
 
 inline constexpr const char* kWorkDir = "/sandbox";
 inline constexpr const char* kBootstrapPath = "/.pycell/bootstrap.py";
+inline constexpr const char* kBootstrapJsPath = "/.pycell/bootstrap.js";  // a JavaScript sandbox's
 inline constexpr const char* kPolicyPath = "/.pycell/policy.py";  // next to the bootstrap, which loads it
 
 // /sandbox (the working directory), /tmp and /dev/shm are three directories of ONE tmpfs of

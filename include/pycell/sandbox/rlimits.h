@@ -22,6 +22,10 @@ struct RlimitOptions {
   // the soft limit (each run's) is moved by the session itself. A single run lowers the
   // hard limit to its own before the program starts.
   int64_t sessionCpuMs = 0;
+  // Address space reserved beyond what is used, added to RLIMIT_AS: V8 reserves about
+  // 750 MiB of virtual memory at start (code range, heap cages) that it never touches; its
+  // heap is held to memoryMb by --max-old-space-size instead.
+  int64_t reservedMb = 0;
 };
 
 [[nodiscard]] std::vector<RlimitSetting> planRlimits(const Limits& limits, const RlimitOptions& options);

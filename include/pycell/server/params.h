@@ -30,6 +30,13 @@ using Decoded = std::expected<T, ParamError>;
 // The profile of an open session, for a request that names the session but no profile.
 using SessionProfileLookup = std::function<std::optional<std::string>(const std::string& session)>;
 
+// The profile a request runs under. `profile` (its own, else its session's) must serve
+// `language` when both are named; with no profile, the language's own: "default" for Python
+// (and when no language is named), "javascript" (else the first profile serving it) for
+// JavaScript. Refused: an unknown language, an unknown profile, a mismatch.
+[[nodiscard]] Decoded<std::string> profileForLanguage(const Config& config, std::optional<std::string> profile,
+                                                      const std::string& language);
+
 // --- execute --------------------------------------------------------------------------
 struct ExecuteParams {
   exec::ExecutionRequest request;
@@ -54,6 +61,7 @@ struct RunArgs {
   std::map<std::string, std::string> env{};  // over the profile's env (checked by decodeEnv)
   json returnFiles = nullptr;                // null, or glob patterns (checked as execute's)
   std::string filename{};                    // empty, or execute's `filename` (checked as it is)
+  std::string language{};                    // empty, "python" or "javascript" (as execute's)
 };
 [[nodiscard]] Decoded<exec::ExecutionRequest> runRequest(RunArgs args, const Config& config,
                                                          const SessionProfileLookup& sessionProfile = {});
@@ -63,7 +71,8 @@ struct RunArgs {
 // Typed (MCP create_session): an id may be empty (the server picks one).
 struct SessionArgs {
   std::string id{};
-  std::string profile = "default";
+  std::string profile{};   // empty: the language's default profile
+  std::string language{};  // empty, "python" or "javascript"
   json limits = nullptr;
   bool network = false;
 };
@@ -91,7 +100,8 @@ struct KillParams {
 
 struct AnalyzeParams {
   std::string code{};
-  std::string profile = "default";  // a configured profile
+  std::string profile{};   // a configured profile; empty: the language's default
+  std::string language{};  // empty, "python" or "javascript"
 };
 [[nodiscard]] Decoded<AnalyzeParams> decodeAnalyze(const json& params, const Config& config);
 // The run that answers `analyze` (and `pycell run --analyze`): src/python/analyze.py in a
