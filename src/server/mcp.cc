@@ -175,7 +175,7 @@ json closeSessionTool() {
 // Whether some profile runs JavaScript: run_javascript is offered only then.
 bool servesJavaScript(const Config& config) {
   for (const auto& [name, profile] : config.profiles)
-    if (profile.language == "javascript") return true;
+    if (profile.language == Language::JavaScript) return true;
   return false;
 }
 

@@ -124,6 +124,7 @@ test("a session keeps state across run_python calls until close_session", async 
 // ---- JavaScript ------------------------------------------------------------------------------
 
 test("run_javascript is listed beside run_python, with the same arguments", async () => {
+  assert.match(client.getInstructions(), /run_javascript/);
   const { tools } = await client.listTools();
   const js = tools.find((t) => t.name === "run_javascript");
   const py = tools.find((t) => t.name === "run_python");
@@ -290,6 +291,27 @@ async function waitFor(what, probe, ms = 20000) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+// ---- JavaScript, where no profile serves it ---------------------------------------------------
+
+test("without a profile that serves JavaScript, run_javascript is neither listed nor callable", { timeout: 60000 }, async () => {
+  // The built-in javascript profile made a Python one: nothing here runs JavaScript.
+  const cfg = tempConfig({ profiles: { javascript: { language: "python" } } });
+  const raw = new RawClient(["--config", cfg.file]);
+  try {
+    const init = await raw.initialize("2025-06-18");
+    assert.doesNotMatch(init.instructions, /run_javascript/);
+    const { tools } = await raw.result("tools/list", {});
+    assert.deepEqual(tools.map((t) => t.name).sort(), ["close_session", "create_session", "run_python"]);
+    assert.equal(tools.find((t) => t.name === "create_session").inputSchema.properties.language, undefined);
+    const call = await raw.request("tools/call", { name: "run_javascript", arguments: { code: "1" } });
+    assert.equal(call.error?.code, -32602, JSON.stringify(call));
+    assert.match(call.error.message, /unknown tool: run_javascript/);
+    await raw.close();
+  } finally {
+    fs.rmSync(cfg.dir, { recursive: true, force: true });
+  }
+});
 
 // ---- cancellation ---------------------------------------------------------------------------
 
