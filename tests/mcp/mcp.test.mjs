@@ -390,7 +390,7 @@ for (const version of versions) {
       assert.match(init.instructions, /run_python/);
 
       const { tools } = await raw.result("tools/list", {});
-      assert.deepEqual(tools.map((t) => t.name), ["run_python", "create_session", "close_session"]);
+      assert.deepEqual(tools.map((t) => t.name), ["run_python", "run_javascript", "create_session", "close_session"]);
       for (const tool of tools) {
         assert.equal(tool.inputSchema.type, "object");
         const allowed = structured.has(version)
