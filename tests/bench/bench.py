@@ -39,6 +39,7 @@ PANDAS_CLI_CODE = (
     "df = pd.DataFrame({'a': [1, 2, 1], 'b': [1.0, 2.0, 3.0]})\n"
     "print(df.groupby('a').b.sum().to_dict())"
 )
+JS_CODE = "console.log(1)"
 PANDAS_EXPECTED_VALUE = {"1": 4.0, "2": 2.0}   # JSON object keys are strings
 PANDAS_EXPECTED_STDOUT = "{1: 4.0, 2: 2.0}\n"
 BWRAP_ARGS = ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
@@ -59,6 +60,7 @@ TARGETS = {
     "floor_throughput": 0.6,        # pycell executions/s with 8 in flight / the floor's >= 0.6x
     "floor_cpu": 1.7,               # pycell CPU per execution / the floor's <= 1.7x
     "child_uss_mib": 2.0,           # ready child USS <= 2 MiB
+    "cold_node_over_js_warm": 20.0,  # cold node -e p50 / pycell JavaScript warm claim p50 >= 20x
     "aim_trivial_p50_ms": 1.0,      # aims (informational, same PASS/MISS wording)
     "aim_pandas_p50_ms": 3.0,
     "aim_analyze_1000_ms": 50.0,    # the static analyzer on 1000 lines, in-process
@@ -209,7 +211,7 @@ class Server:
             st = self.status()
             pools = st.get("pools") or []
             if pools and st.get("running", 0) == 0 and st.get("queued", 0) == 0 and all(
-                    p.get("zygoteReady") and p.get("ready") == p.get("target")
+                    (p.get("zygoteReady") or p.get("kind") == "started") and p.get("ready") == p.get("target")
                     and p.get("starting", 0) == 0 for p in pools):
                 return st
             if time.monotonic() > deadline:
@@ -288,7 +290,7 @@ def wait_pool_full(server, profile, timeout=30.0, poll_s=0.002):
         pool = next((p for p in st.get("pools") or [] if p.get("profile") == profile), None)
         if pool is None:
             raise BenchError(f"status has no '{profile}' pool")
-        if (pool.get("zygoteReady") and pool.get("ready") == pool.get("target")
+        if ((pool.get("zygoteReady") or pool.get("kind") == "started") and pool.get("ready") == pool.get("target")
                 and pool.get("starting", 0) == 0 and st.get("running", 0) == 0
                 and st.get("queued", 0) == 0):
             return (time.perf_counter_ns() - t0) / 1e6
@@ -489,6 +491,8 @@ def memory_snapshot(server, status):
     ppids = read_ppids()
     uss_skip = None
     for pool in status.get("pools", []):
+        if pool.get("kind") == "started":
+            continue  # no zygote: a JavaScript profile's sandboxes are started, not forked
         zpid = pool.get("zygotePid")
         entry = {"profile": pool.get("profile"), "zygotePid": zpid,
                  "zygoteRssKiB": vm_rss_kib(zpid) if zpid else None,
@@ -667,6 +671,12 @@ def print_report(rep):
         ("pycell_pandas_session", "pycell pandas groupby [datascience], warm session"),
         ("python3_pandas", "cold python3 -c '<pandas groupby>'"),
         ("bwrap_pandas", "bwrap --unshare-all python3 -c '<pandas groupby>'"),
+        ("pycell_js", "pycell console.log(1) [javascript], back-to-back"),
+        ("pycell_js_server_wall", "  server-reported usage.wallMs"),
+        ("pycell_js_warm", "pycell console.log(1) [javascript], warm claim"),
+        ("pycell_js_warm_server_wall", "  server-reported usage.wallMs"),
+        ("node_trivial", "cold node -e 'console.log(1)'"),
+        ("bwrap_node", "bwrap --unshare-all node -e 'console.log(1)'"),
         ("analyze_1000_lines", "static analysis of 1000 lines (analyze.py, in-process)"),
     ]
     for key, label in rows:
@@ -674,7 +684,8 @@ def print_report(rep):
         ref = DESIGN_REF_MS.get(key)
         ref_s = f"{ref:.1f}" if ref else ""
         if s is None or s.get("n", 0) == 0:
-            why = rep["bwrap"]["reason"] if key.startswith("bwrap") else "not measured"
+            why = rep["bwrap"]["reason"] if key.startswith("bwrap") else (
+                rep.get("jsSkipped") or "not measured") if "js" in key or "node" in key else "not measured"
             w(f"  {label:<50} skipped: {why}")
             continue
         w(f"  {label:<50} {s['n']:>4} {fmt_ms(s['p50_ms']):>8} {fmt_ms(s['p99_ms']):>8} "
@@ -765,6 +776,11 @@ def compute_targets(rep):
     for fig, label, sfx in figures:
         ratio(f"cold python3+pandas p50 / pycell pandas p50 [{label}]", "python3_pandas",
               "pycell_pandas" + sfx, TARGETS["cold_pandas_over_pandas"], "not measured", fig)
+    for fig, label, sfx in (("backToBack", "back-to-back", ""), ("warmClaim", "warm claim", "_warm")):
+        ratio(f"cold node -e p50 / pycell JavaScript p50 [{label}]", "node_trivial", "pycell_js" + sfx,
+              TARGETS["cold_node_over_js_warm"], rep.get("jsSkipped") or "not measured", fig)
+        ratio(f"bwrap+node p50 / pycell JavaScript p50 [{label}]", "bwrap_node", "pycell_js" + sfx,
+              1.0, rep.get("jsSkipped") or rep["bwrap"]["reason"], fig)
     t8 = next((t for t in rep["throughput"] if t["clients"] == 8), None)
     if t8:
         tg.append({"name": "trivial executes/s with 8 clients", "value": t8["perSecond"],
@@ -898,6 +914,16 @@ def main():
         else:
             rep["latency"][key] = summarize(times)
         foreign_sample(seen)
+    node = shutil.which("node")
+    if node:
+        times, err = time_command([node, "-e", JS_CODE], bn, bw, "1\n")
+        if times is None:
+            rep["notes"].append(f"node_trivial baseline failed: {err}")
+            rep["latency"]["node_trivial"] = {"n": 0, "error": err}
+        else:
+            rep["latency"]["node_trivial"] = summarize(times)
+    else:
+        rep["jsSkipped"] = "node is not installed (apt-get install nodejs)"
     prefix, reason = bwrap_usable()
     rep["bwrap"] = {"available": prefix is not None, "reason": reason,
                     "argv": BWRAP_ARGS if prefix else None}
@@ -911,6 +937,9 @@ def main():
             else:
                 rep["latency"][key] = summarize(times)
             foreign_sample(seen)
+        if node:
+            times, err = time_command(prefix + [node, "-e", JS_CODE], bn, bw, "1\n")
+            rep["latency"]["bwrap_node"] = summarize(times) if times else {"n": 0, "error": err}
 
     foreign_sample(seen)
     server = None
@@ -968,6 +997,21 @@ def main():
         rep["warmClaim"]["waitBeforeEach"]["datascience"] = summarize(waits)
 
         foreign_sample(seen, {server.pid})
+        if "javascript" in profiles:
+            js_params = {"code": JS_CODE, "language": "javascript"}
+            print("bench: JavaScript latency (console.log(1)) ...", file=sys.stderr, flush=True)
+            rtt, wall = bench_sequential(server, js_params, cfg["warmTrivialN"], cfg["warmupPandas"],
+                                         "execute console.log(1)", expect_stdout="1\n")
+            rep["latency"]["pycell_js"] = summarize(rtt)
+            rep["latency"]["pycell_js_server_wall"] = summarize(wall)
+            rtt, wall, waits = bench_warm(server, js_params, "javascript", cfg["warmTrivialN"],
+                                          "execute console.log(1)", expect_stdout="1\n")
+            rep["latency"]["pycell_js_warm"] = summarize(rtt)
+            rep["latency"]["pycell_js_warm_server_wall"] = summarize(wall)
+            rep["warmClaim"]["waitBeforeEach"]["javascript"] = summarize(waits)
+            foreign_sample(seen, {server.pid})
+        else:
+            rep["jsSkipped"] = rep.get("jsSkipped") or "the server has no javascript pool"
         print("bench: session latency (print(1) in a warm session) ...", file=sys.stderr, flush=True)
         for sid, profile in (("bench", "default"), ("bench-ds", "datascience")):
             server.call("session/create", {"session": sid, "profile": profile})  # an error raises

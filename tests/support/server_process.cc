@@ -540,14 +540,15 @@ bool hasConfig(const std::vector<std::string>& args) {
 }
 
 const std::string& defaultPoolOnlyConfig() {
-  static TempFile config("default-pool-only.json", R"({"profiles": {"datascience": {"pool": {"size": 0}}}})");
+  static TempFile config("default-pool-only.json", R"({"profiles": {"datascience": {"pool": {"size": 0}}, "javascript": {"pool": {"size": 0}}}})");
   return config.path();
 }
 
 const std::string& kernelOnlyDefaultPoolConfig() {
   static TempFile config("kernel-only-default-pool.json", R"({"profiles": {
       "default": {"imports": null, "builtins": {"remove": []}},
-      "datascience": {"imports": null, "builtins": {"remove": []}, "pool": {"size": 0}}}})");
+      "datascience": {"imports": null, "builtins": {"remove": []}, "pool": {"size": 0}},
+      "javascript": {"imports": null, "pool": {"size": 0}}}})");
   return config.path();
 }
 
@@ -565,7 +566,8 @@ std::unique_ptr<ServerProcess> startServer(Framing framing, const std::vector<st
 const std::string& kernelOnlyConfig() {
   static TempFile config("kernel-only.json", R"({"profiles": {
       "default": {"imports": null, "builtins": {"remove": []}},
-      "datascience": {"imports": null, "builtins": {"remove": []}}}})");
+      "datascience": {"imports": null, "builtins": {"remove": []}},
+      "javascript": {"imports": null}}})");
   return config.path();
 }
 

@@ -196,9 +196,9 @@ class ServerProcess {
 };
 
 // Which zygote pools a test server keeps when the test gives no config of its own. The
-// built-in config has two; the datascience zygote imports numpy, pandas and matplotlib and
+// built-in config has three (default, datascience, and javascript's started sandboxes); the datascience zygote imports numpy, pandas and matplotlib and
 // warms its children with a group-by (about a second of CPU at every server start), so a
-// test server starts that pool only for the tests that use it (Pools::All). Without it the
+// test server starts that pool, and the javascript one, only for the tests that use it (Pools::All). Without it the
 // datascience profile still works, one-shot. A test that passes --config gets just that.
 enum class Pools { Default, All };
 
