@@ -211,7 +211,7 @@ test("Run File runs a JavaScript file with Node in the javascript profile", T, a
 });
 
 test("Run Selection in JavaScript reports an error at the file's line", T, async () => {
-  const doc = open("sel.js", "function f() {\n  const o = null;\n  return o.x;\n}\n", new Selection(new Position(1, 0), new Position(2, 13)));
+  const doc = open("sel.js", "function f() {\n  const o = null;\n  o.x;\n}\n", new Selection(new Position(1, 0), new Position(2, 6)));
   const r = await run("pycell.runSelection");
   assert.equal(r.status, "error");
   assert.equal(r.error.type, "TypeError");
