@@ -338,6 +338,8 @@ class AsyncJavaScriptTest(unittest.IsolatedAsyncioTestCase):
             self.assertEqual((await session.execute("n + 22"))["value"], 42)
         found = (await self.cell.analyze("let = = 2;", language="javascript"))["diagnostics"]
         self.assertTrue(any(d["severity"] == 1 for d in found), found)
+        self.assertEqual(await self.cell.tool_call({"code": "console.log('hi'); 6 * 7"}, language="javascript"),
+                         ("stdout:\nhi\nvalue: 42", False))
 
     async def test_a_python_profile_refuses_javascript(self) -> None:
         with self.assertRaises(PycellError) as cm:

@@ -734,6 +734,28 @@ class ToolSchemaTest(unittest.TestCase):
         self.assertLess(len(text), 1200)
         self.assertEqual(pycell_client.tool_call({"code": "x = 1"}, self.cell), ("(no output)", False))
 
+    def test_run_javascript_tool_call(self):
+        # The module's run_javascript definitions are the files', and a call runs in Node.
+        javascript = {fmt: load_json(os.path.join(TOOLS_DIR, "run_javascript.%s.json" % fmt))
+                      for fmt in ("openai", "anthropic")}
+        self.assertEqual(pycell_client.openai_tool("javascript"), javascript["openai"])
+        self.assertEqual(pycell_client.anthropic_tool("javascript"), javascript["anthropic"])
+        with self.assertRaises(ValueError):
+            pycell_client.openai_tool("ruby")
+        text, is_error = pycell_client.tool_call('{"code": "console.log(1+1); 6*7", "inputs_json": null, '
+                                                 '"timeoutMs": null}', self.cell, language="javascript")
+        self.assertEqual((text, is_error), ("stdout:\n2\nvalue: 42", False))
+        text, is_error = pycell_client.tool_call({"code": "const x = 1;\nx.nope.more"}, self.cell, language="javascript")
+        self.assertTrue(is_error)
+        self.assertTrue(text.endswith("(line 2)"), text)
+        self.assertIn("TypeError", text)
+        # Lowered to the javascript profile's limit, not the default one's.
+        text, _ = pycell_client.tool_call({"code": "'ok'", "timeoutMs": 999999}, self.cell, language="javascript")
+        limit = [p for p in self.cell.info["profiles"] if p["name"] == "javascript"][0]["limits"]["timeoutMs"]
+        self.assertTrue(text.startswith("note: timeoutMs lowered from 999999 to %d" % limit), text)
+        text, is_error = pycell_client.tool_call({"code": 5}, self.cell, language="javascript")
+        self.assertEqual((text, is_error), ("run_javascript needs a `code` string argument", True))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -195,23 +195,26 @@ class AsyncPycell:
         return cast(JSONObject, await self.request("analyze", analyze_params(code, profile, language)))
 
     async def tool_call(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
-                        on_output: Optional[OutputCallback] = None) -> Tuple[str, bool]:
-        """Run one run_python tool call: (text for the model, is_error); see tool_call()."""
-        text, is_error, _ = await self.run_tool(arguments, max_chars=max_chars, timeout=timeout, on_output=on_output)
+                        on_output: Optional[OutputCallback] = None, language: str = "python") -> Tuple[str, bool]:
+        """Run one run_python tool call (language="javascript": run_javascript): (text for the
+        model, is_error); see tool_call()."""
+        text, is_error, _ = await self.run_tool(arguments, max_chars=max_chars, timeout=timeout, on_output=on_output,
+                                                language=language)
         return text, is_error
 
     async def run_tool(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
-                       on_output: Optional[OutputCallback] = None) -> Tuple[str, bool, Optional[ExecuteResult]]:
+                       on_output: Optional[OutputCallback] = None,
+                       language: str = "python") -> Tuple[str, bool, Optional[ExecuteResult]]:
         """tool_call() that also returns the execute result (None when the call never ran)."""
         try:
-            params = tool_arguments_to_execute(arguments)
+            params = tool_arguments_to_execute(arguments, language)
         except ValueError as e:
             return str(e), True, None
         note = lower_timeout(params, self.info, self.profile)
         try:
             result = await self.execute(params.pop("code"), timeout=timeout, on_output=on_output, **params)
         except (PycellError, TimeoutError) as e:
-            return refused_text(e), True, None
+            return refused_text(e, language), True, None
         text, is_error = tool_text(result, note, max_chars)
         return text, is_error, result
 

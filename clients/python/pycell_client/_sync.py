@@ -191,7 +191,8 @@ class Pycell:
         return cast(JSONObject, self.request("analyze", analyze_params(code, profile, language)))
 
     def tool_call(self, arguments: Any, **kwargs: Any) -> Tuple[str, bool]:
-        """Run one `run_python` tool call; see the module function tool_call()."""
+        """Run one `run_python` (language="javascript": `run_javascript`) tool call; see the
+        module function tool_call()."""
         from ._tool import tool_call
         return tool_call(arguments, self, **kwargs)
 
