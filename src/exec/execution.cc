@@ -345,14 +345,15 @@ json Execution::usageSoFar() const {
 }
 
 // Node ends a run whose JavaScript heap reaches --max-old-space-size (memoryMb) with SIGABRT
-// (SIGTRAP where V8 crashes on purpose); without a memory cgroup that is how the memory limit
-// is met. Judged from kernel facts only: the signal, and a peak at the limit or above.
+// (SIGTRAP where V8 crashes on purpose, SIGSEGV where its out-of-memory handler cannot
+// allocate under RLIMIT_AS); without a memory cgroup that is how the memory limit is met.
+// Judged from kernel facts only: the signal, and a peak memory at 90% of the limit or more.
 bool Execution::heapLimitReached(const RunEnd& end, uint64_t peakBytes) const {
   if (ctx_.config.profiles.at(request_.profile).language != Language::JavaScript || !WIFSIGNALED(end.waitStatus))
     return false;
   int sig = WTERMSIG(end.waitStatus);
   uint64_t limit = static_cast<uint64_t>(request_.limits.memoryMb) << 20;
-  return (sig == SIGABRT || sig == SIGTRAP) && peakBytes >= limit / 10 * 9;
+  return (sig == SIGABRT || sig == SIGTRAP || sig == SIGSEGV) && peakBytes >= limit / 10 * 9;
 }
 
 RunOutcome Execution::takeOutcome() {

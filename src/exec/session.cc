@@ -54,7 +54,7 @@ Session::~Session() {
     if (p->open) loop_.unwatch(p->fd.get());
   if (outWatched_) loop_.unwatch(proc_.requestW.get());
   if (proc_.pidfd && !pool_) loop_.unwatch(proc_.pidfd.get());
-  for (auto* t : {&idleTimer_, &graceTimer_, &startTimer_})
+  for (auto* t : {&idleTimer_, &graceTimer_, &startTimer_, &resendTimer_})
     if (*t) loop_.cancelTimer(**t);
   if (pool_ && pooledId_) pool_->forgetExit(pooledId_);
   if (!pool_ && proc_.pidfd) ::waitpid(proc_.pid, nullptr, 0);  // killed by end(): prompt
@@ -221,8 +221,10 @@ void Session::channelReport(json report) {
   current_->runReport(std::move(report));
   channel_.idle();
   idleBytes_ = 0;
-  if (graceTimer_) loop_.cancelTimer(*graceTimer_);
+  for (auto* t : {&graceTimer_, &resendTimer_})
+    if (*t) loop_.cancelTimer(**t);
   graceTimer_.reset();
+  resendTimer_.reset();
   setState(State::Idle);
   endRun(end);
   if (state_ == State::Idle && free_) free_();
@@ -312,6 +314,15 @@ void Session::interrupt() {
 void Session::sendInterrupt() {
   interruptWanted_ = false;
   ::syscall(SYS_pidfd_send_signal, proc_.pidfd.get(), SIGINT, nullptr, 0);
+  // Node stops synchronous code on SIGINT only once the script runs (breakOnSigint): one that
+  // lands between the bootstrap's "started" line and that point finds only a handler the
+  // busy script never lets run. A JavaScript run is signalled again every 100 ms until it
+  // says it stopped (or the grace ends); the bootstrap ignores the extra ones.
+  if (ctx_.config.profiles.at(settings_.profile).language != Language::JavaScript) return;
+  resendTimer_ = loop_.addTimer(std::chrono::milliseconds(100), [this] {
+    resendTimer_.reset();
+    if (state_ == State::Busy && graceTimer_ && !reportGraceGiven_ && proc_.pidfd) sendInterrupt();
+  });
 }
 
 void Session::terminate(const std::string& why) {

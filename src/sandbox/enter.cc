@@ -46,9 +46,11 @@ SandboxPlan makePlan(const PlanInputs& in) {
     // The JavaScript heap is held to the run's memory: with a memory cgroup the kernel's
     // limit comes first (the heap is part of what it counts), without one this is the
     // limit. --disable-proto=throw: the program cannot reach an object's prototype
-    // through __proto__ (the bootstrap's own objects included).
+    // through __proto__ (the bootstrap's own objects included). --experimental-vm-modules:
+    // without it node never asks the bootstrap about a script's import(), which the policy
+    // must see (it prints nothing unless a program builds vm modules itself).
     plan.argv = {in.python, "--max-old-space-size=" + std::to_string(std::max<int64_t>(in.limits.memoryMb, 16)),
-                 "--disable-proto=throw", bootstrap};
+                 "--disable-proto=throw", "--experimental-vm-modules", bootstrap};
     return plan;
   }
   // -I: ignore PYTHON* variables and the user's site directory; -B: no .pyc writes;

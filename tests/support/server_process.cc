@@ -732,7 +732,7 @@ Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis tim
   Json pool;
   for (Stopwatch clock; clock.elapsed() < timeout; std::this_thread::sleep_for(Millis{50})) {
     pool = poolOf(server, profile);
-    if (pool["zygoteReady"] == true && pool["ready"] == pool["target"]) return pool;
+    if ((pool["zygoteReady"] == true || pool.value("kind", "") == "started") && pool["ready"] == pool["target"]) return pool;
   }
   throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
 }

@@ -133,6 +133,7 @@ class Session : private ChannelSink {
   std::string stderrHead_;  // what the interpreter said before it was ready
   std::string endReason_;
   std::optional<EventLoop::TimerId> idleTimer_, graceTimer_, startTimer_;
+  std::optional<EventLoop::TimerId> resendTimer_;  // a JavaScript session's repeated SIGINT
   std::chrono::steady_clock::time_point createdAt_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point lastUsed_ = createdAt_;
 };
