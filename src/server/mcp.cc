@@ -248,8 +248,9 @@ void Server::mcpInitialize(const json& params, Reply reply) {
   bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
   lifecycle_ = Lifecycle::Running;
   mcpVersion_ = known ? asked : kMcpVersions.front();
-  std::string tools = servesJavaScript(ctx_.config) ? "Run Python with the run_python tool, JavaScript (Node.js) with run_javascript."
-                                                     : "Run Python with the run_python tool.";
+  std::string tools = servesJavaScript(ctx_.config)
+                          ? "Run Python with the run_python tool, JavaScript (Node.js) with run_javascript."
+                          : "Run Python with the run_python tool.";
   std::string instructions = tools + " Sandbox isolation here: " +
                              std::string(ctx_.isolation.complete() ? "complete" : "DEGRADED (" + ctx_.isolation.missingSummary() + ")");
   reply.result({{"protocolVersion", mcpVersion_},
