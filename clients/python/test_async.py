@@ -314,5 +314,38 @@ class AsyncLifecycleTest(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual((await session.execute("2"))["value"], 2)
 
 
+class AsyncJavaScriptTest(unittest.IsolatedAsyncioTestCase):
+    """language="javascript" through AsyncPycell: execute, a stream, a session, analyze."""
+
+    async def asyncSetUp(self) -> None:
+        self.cell = await AsyncPycell(BINARY).start()
+
+    async def asyncTearDown(self) -> None:
+        await self.cell.close()
+
+    async def test_execute_stream_session_analyze(self) -> None:
+        r = await self.cell.execute("console.log(1+1); 6*7", language="javascript")
+        self.assertEqual((r["status"], r["stdout"], r["value"]), ("ok", "2\n", 42), r)
+        outputs = []
+        execution = self.cell.execute_stream("await new Promise(r => setTimeout(r, 10)); console.log('late')",
+                                             language="javascript")
+        async for out in execution:
+            outputs.append(out)
+        self.assertEqual((await execution)["status"], "ok")
+        self.assertEqual("".join(o.text for o in outputs if o.stream == "stdout"), "late\n")
+        async with self.cell.session(language="javascript") as session:
+            await session.execute("let n = 20")
+            self.assertEqual((await session.execute("n + 22"))["value"], 42)
+        found = (await self.cell.analyze("let = = 2;", language="javascript"))["diagnostics"]
+        self.assertTrue(any(d["severity"] == 1 for d in found), found)
+        self.assertEqual(await self.cell.tool_call({"code": "console.log('hi'); 6 * 7"}, language="javascript"),
+                         ("stdout:\nhi\nvalue: 42", False))
+
+    async def test_a_python_profile_refuses_javascript(self) -> None:
+        with self.assertRaises(PycellError) as cm:
+            await self.cell.execute("1", profile="default", language="javascript")
+        self.assertEqual(cm.exception.code, -32602)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -299,6 +299,69 @@ class ClientTest(unittest.TestCase):
         self.assertIn("callback", str(box.get("error")))
 
 
+class JavaScriptTest(unittest.TestCase):
+    """language="javascript": Node.js in the same sandboxes, results of the same shape."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cell = Pycell(BINARY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cell.close()
+
+    def test_a_profile_serves_javascript(self):
+        languages = {p["name"]: p.get("language") for p in self.cell.info["profiles"]}
+        self.assertEqual(languages.get("javascript"), "javascript", languages)
+        self.assertEqual(languages.get("default"), "python", languages)
+
+    def test_execute_output_and_value(self):
+        r = self.cell.execute("console.log(1+1); 6*7", language="javascript")
+        self.assertEqual(r["status"], "ok", r)
+        self.assertEqual(r["stdout"], "2\n")
+        self.assertEqual(r["value"], 42)
+        self.assertEqual(r["valueRepr"], "42")
+
+    def test_streamed_output_and_inputs(self):
+        seen = []
+        r = self.cell.execute_stream("console.log(inputs.xs.length); inputs.xs.reduce((a, b) => a + b)",
+                                     on_output=lambda stream, text: seen.append((stream, text)),
+                                     language="javascript", inputs={"xs": [1, 2, 3]})
+        self.assertEqual((r["status"], r["value"]), ("ok", 6), r)
+        self.assertEqual("".join(t for s, t in seen if s == "stdout"), "3\n")
+
+    def test_error_has_its_type_and_line(self):
+        r = self.cell.execute("const a = 1;\nnull.x;\n", language="javascript")
+        self.assertEqual(r["status"], "error")
+        self.assertEqual(r["error"]["type"], "TypeError")
+        self.assertEqual(r["error"]["line"], 2)
+
+    def test_session_keeps_let_between_runs(self):
+        with self.cell.session(language="javascript") as s:
+            self.assertEqual(s.execute("let x = 41")["status"], "ok")
+            self.assertEqual(s.execute("x + 1")["value"], 42)
+
+    def test_analyze_reports_a_syntax_error(self):
+        found = self.cell.analyze("let a = 1;\nlet = = 2;\n", language="javascript")["diagnostics"]
+        self.assertTrue(any(d["severity"] == 1 for d in found), found)
+        self.assertEqual(self.cell.analyze("const a = 1;\na + 1\n", language="javascript")["diagnostics"], [])
+
+    def test_a_profile_that_serves_python_refuses_javascript(self):
+        with self.assertRaises(PycellError) as cm:
+            self.cell.execute("1", profile="default", language="javascript")
+        self.assertEqual(cm.exception.code, -32602)
+        self.assertIn("javascript", cm.exception.message.lower())
+
+    def test_the_clients_python_profile_is_not_sent_with_javascript(self):
+        # Pycell(profile="default") names a Python profile: a JavaScript request goes without
+        # it (the server's "javascript" profile runs it), a Python one still with it.
+        with Pycell(BINARY, profile="default") as cell:
+            self.assertEqual(cell.execute("6*7", language="javascript")["value"], 42)
+            self.assertEqual(cell.execute("6*7")["value"], 42)
+            with cell.session(language="javascript") as s:
+                self.assertEqual(s.execute("typeof process")["value"], "object")
+
+
 class LifecycleTest(unittest.TestCase):
     def test_close_exits_with_0(self):
         cell = Pycell(BINARY)
@@ -573,9 +636,24 @@ class ToolSchemaTest(unittest.TestCase):
         # The MCP server's run_python takes the same arguments (PROTOCOL.md section 5).
         self.assertEqual(set(self.anthropic["input_schema"]["properties"]), {"code", "inputs", "timeoutMs"})
 
+    def test_the_javascript_tool_files(self):
+        # run_javascript (schemas/tools/run_javascript.*.json) follows the same rules, with
+        # run_python's arguments in both formats.
+        openai = load_json(os.path.join(TOOLS_DIR, "run_javascript.openai.json"))
+        anthropic = load_json(os.path.join(TOOLS_DIR, "run_javascript.anthropic.json"))
+        self.assertEqual(openai_tool_problems(openai), [])
+        self.assertEqual(anthropic_tool_problems(anthropic), [])
+        self.assertEqual((openai["function"]["name"], anthropic["name"]), ("run_javascript", "run_javascript"))
+        self.assertEqual(openai["function"]["description"], anthropic["description"])
+        self.assertEqual(set(anthropic["input_schema"]["properties"]), set(self.anthropic["input_schema"]["properties"]))
+        self.assertEqual(set(openai["function"]["parameters"]["properties"]),
+                         set(self.openai["function"]["parameters"]["properties"]))
+        for word in ("Node.js", "top-level await", "last expression"):
+            self.assertIn(word, anthropic["description"] + anthropic["input_schema"]["properties"]["code"]["description"])
+
     def test_mcp_lists_the_same_tool(self):
-        # `pycell mcp` compiles run_python.anthropic.json in: the same name, description and
-        # arguments, with the session argument only MCP has.
+        # `pycell mcp` compiles run_python.anthropic.json (and run_javascript.anthropic.json)
+        # in: the same name, description and arguments, with the session argument only MCP has.
         requests = [
             {"jsonrpc": "2.0", "id": 1, "method": "initialize",
              "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
@@ -586,12 +664,14 @@ class ToolSchemaTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=120)
         answers = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         listed = next(a for a in answers if a.get("id") == 2)["result"]["tools"]
-        tool = next(t for t in listed if t["name"] == "run_python")
-        self.assertEqual(tool["name"], self.anthropic["name"])
-        self.assertEqual(tool["description"], self.anthropic["description"])
-        schema = copy.deepcopy(tool["inputSchema"])
-        self.assertEqual(schema["properties"].pop("session")["type"], "string")
-        self.assertEqual(schema, self.anthropic["input_schema"])
+        javascript = load_json(os.path.join(TOOLS_DIR, "run_javascript.anthropic.json"))
+        for name, definition in (("run_python", self.anthropic), ("run_javascript", javascript)):
+            tool = next(t for t in listed if t["name"] == name)
+            self.assertEqual(tool["name"], definition["name"])
+            self.assertEqual(tool["description"], definition["description"])
+            schema = copy.deepcopy(tool["inputSchema"])
+            self.assertEqual(schema["properties"].pop("session")["type"], "string")
+            self.assertEqual(schema, definition["input_schema"])
 
     def test_accepted_calls_run_on_the_server(self):
         for anthropic_arguments, openai_arguments, status, value in ACCEPTED:
@@ -653,6 +733,28 @@ class ToolSchemaTest(unittest.TestCase):
         self.assertIn("characters cut", text)
         self.assertLess(len(text), 1200)
         self.assertEqual(pycell_client.tool_call({"code": "x = 1"}, self.cell), ("(no output)", False))
+
+    def test_run_javascript_tool_call(self):
+        # The module's run_javascript definitions are the files', and a call runs in Node.
+        javascript = {fmt: load_json(os.path.join(TOOLS_DIR, "run_javascript.%s.json" % fmt))
+                      for fmt in ("openai", "anthropic")}
+        self.assertEqual(pycell_client.openai_tool("javascript"), javascript["openai"])
+        self.assertEqual(pycell_client.anthropic_tool("javascript"), javascript["anthropic"])
+        with self.assertRaises(ValueError):
+            pycell_client.openai_tool("ruby")
+        text, is_error = pycell_client.tool_call('{"code": "console.log(1+1); 6*7", "inputs_json": null, '
+                                                 '"timeoutMs": null}', self.cell, language="javascript")
+        self.assertEqual((text, is_error), ("stdout:\n2\nvalue: 42", False))
+        text, is_error = pycell_client.tool_call({"code": "const x = 1;\nx.nope.more"}, self.cell, language="javascript")
+        self.assertTrue(is_error)
+        self.assertTrue(text.endswith("(line 2)"), text)
+        self.assertIn("TypeError", text)
+        # Lowered to the javascript profile's limit, not the default one's.
+        text, _ = pycell_client.tool_call({"code": "'ok'", "timeoutMs": 999999}, self.cell, language="javascript")
+        limit = [p for p in self.cell.info["profiles"] if p["name"] == "javascript"][0]["limits"]["timeoutMs"]
+        self.assertTrue(text.startswith("note: timeoutMs lowered from 999999 to %d" % limit), text)
+        text, is_error = pycell_client.tool_call({"code": 5}, self.cell, language="javascript")
+        self.assertEqual((text, is_error), ("run_javascript needs a `code` string argument", True))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,16 @@ class RunnerTest(unittest.TestCase):
         self.assertEqual(p.stdout, "42\nhi\n20\n")
         self.assertIn("NameError", p.stderr)
 
+    def test_a_javascript_file(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "prog.js")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("console.log('from node');\n6 * 7\n")
+            p = self.runner(path)
+            self.assertEqual((p.returncode, p.stdout), (0, "from node\n42\n"), p.stderr)
+        p = self.runner("--language", "javascript", stdin="let x = 20\nfunction f(y) {\n  return x + y\n}\nf(22)\n")
+        self.assertEqual((p.returncode, p.stdout), (0, "42\n"), p.stderr)
+
     def test_no_binary(self) -> None:
         p = run([sys.executable, "-m", "pycell_client", "--binary", os.path.join(HERE, "no-such-pycell"), "-c", "1"],
                 cwd=HERE, env=offline_env())

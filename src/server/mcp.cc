@@ -1,6 +1,7 @@
 // The Model Context Protocol face of the server (PROTOCOL.md section 5): `pycell mcp`.
 // Same transport, executions and sandboxes as `pycell serve`; only the method table and
-// the shape of answers differ. Tools: run_python, create_session, close_session.
+// the shape of answers differ. Tools: run_python, run_javascript (when a profile serves
+// JavaScript), create_session, close_session.
 #include <functional>
 #include <map>
 #include <set>
@@ -10,7 +11,8 @@
 #include "pycell/server/server.h"
 
 #include "pycell/process/log.h"
-#include "pycell/run_python_tool_json.h"  // generated from schemas/tools/run_python.anthropic.json
+#include "pycell/run_javascript_tool_json.h"  // generated from schemas/tools/run_javascript.anthropic.json
+#include "pycell/run_python_tool_json.h"      // generated from schemas/tools/run_python.anthropic.json
 #include "pycell/schema_config_schema_json.h"  // generated from schemas/*.json
 #include "pycell/schema_execute_result_json.h"
 #include "pycell/schema_session_close_result_json.h"
@@ -102,32 +104,59 @@ json listed(json tool, const std::string& version) {
   return tool;
 }
 
-// The tool as schemas/tools/run_python.anthropic.json defines it for function calling (one
-// text for every client), in MCP's spelling, with the `session` argument only MCP has.
-json runPythonTool() {
-  static const json shared = json::parse(kRunPythonToolJson);
+// A run tool as its file in schemas/tools/ defines it for function calling (one text for
+// every client), in MCP's spelling, with the `session` argument only MCP has.
+json runTool(std::string_view definition, const char* title, const char* sessionDescription) {
+  const json shared = json::parse(definition);
   json schema = shared.at("input_schema");
-  schema["properties"]["session"] = {
-      {"type", "string"},
-      {"description", "Run in this session (from create_session) instead of a fresh interpreter: its variables, "
-                      "imports and files persist between the calls that name it"}};
+  schema["properties"]["session"] = {{"type", "string"}, {"description", sessionDescription}};
   return {{"name", shared.at("name")},
-          {"title", "Run Python in a sandbox"},
+          {"title", title},
           {"description", shared.at("description")},
           {"inputSchema", std::move(schema)},
           {"outputSchema", outputSchema("execute.result.json")}};
 }
 
-json createSessionTool() {
+json runPythonTool() {
+  return runTool(kRunPythonToolJson, "Run Python in a sandbox",
+                 "Run in this session (from create_session) instead of a fresh interpreter: its variables, "
+                 "imports and files persist between the calls that name it");
+}
+
+// JavaScript has a tool of its own rather than a `language` argument on run_python: a model
+// picks a tool by its name and description, and "run_javascript" with a description about
+// Node says at a glance what a switch buried in run_python's schema would not (a model would
+// send JavaScript to run_python and read a SyntaxError); and a client built for run_python
+// (its name, its arguments, the function-calling files in schemas/tools/) stays unchanged.
+json runJavaScriptTool() {
+  return runTool(kRunJavaScriptToolJson, "Run JavaScript (Node.js) in a sandbox",
+                 "Run in this session (from create_session with language \"javascript\") instead of a fresh "
+                 "Node process: its globals, top-level let and const, and files persist between the calls "
+                 "that name it");
+}
+
+json createSessionTool(bool javascript) {
+  json properties = {{"profile", {{"type", "string"}, {"description", "Configured profile, default \"default\""}}}};
+  std::string description =
+      "Starts a sandboxed Python session whose variables, imports and working-directory files persist "
+      "across run_python calls that pass its id. Returns the session id.";
+  if (javascript) {
+    properties["profile"]["description"] =
+        "Configured profile; without one, \"default\" for Python and \"javascript\" for JavaScript";
+    properties["language"] = {
+        {"type", "string"},
+        {"enum", {"python", "javascript"}},
+        {"description", "The session's language: \"python\" (the default) for run_python calls, \"javascript\" "
+                        "for run_javascript calls"}};
+    description =
+        "Starts a sandboxed session whose variables, imports and working-directory files persist across the "
+        "calls that pass its id: run_python calls, or run_javascript calls for a session created with language "
+        "\"javascript\". Returns the session id.";
+  }
   return {{"name", "create_session"},
-          {"title", "Create a Python session"},
-          {"description",
-           "Starts a sandboxed Python session whose variables, imports and working-directory files persist "
-           "across run_python calls that pass its id. Returns the session id."},
-          {"inputSchema",
-           {{"type", "object"},
-            {"properties", {{"profile", {{"type", "string"}, {"description", "Configured profile, default \"default\""}}}}},
-            {"additionalProperties", false}}},
+          {"title", javascript ? "Create a Python or JavaScript session" : "Create a Python session"},
+          {"description", std::move(description)},
+          {"inputSchema", {{"type", "object"}, {"properties", std::move(properties)}, {"additionalProperties", false}}},
           {"outputSchema", outputSchema("session-create.result.json")}};
 }
 
@@ -141,6 +170,13 @@ json closeSessionTool() {
             {"required", {"session"}},
             {"additionalProperties", false}}},
           {"outputSchema", outputSchema("session-close.result.json")}};
+}
+
+// Whether some profile runs JavaScript: run_javascript is offered only then.
+bool servesJavaScript(const Config& config) {
+  for (const auto& [name, profile] : config.profiles)
+    if (profile.language == Language::JavaScript) return true;
+  return false;
 }
 
 json toolError(const std::string& text) {
@@ -189,7 +225,13 @@ void Server::bindMcpMethods() {
   dispatcher_.onRequest("initialize", [this](const json& params, Reply reply) { mcpInitialize(params, std::move(reply)); });
   dispatcher_.onRequest("ping", [](const json&, Reply reply) { reply.result(json::object()); });
   dispatcher_.onRequest("tools/list", [this](const json&, Reply reply) {
-    static const json tools = {runPythonTool(), createSessionTool(), closeSessionTool()};
+    // Made at each call, from this server's profiles (a process may hold servers of other
+    // configurations); a client lists the tools once or twice per connection.
+    bool javascript = servesJavaScript(ctx_.config);
+    json tools = {runPythonTool()};
+    if (javascript) tools.push_back(runJavaScriptTool());
+    tools.push_back(createSessionTool(javascript));
+    tools.push_back(closeSessionTool());
     json shown = json::array();
     for (const auto& tool : tools) shown.push_back(listed(tool, mcpVersion_));
     reply.result({{"tools", std::move(shown)}});
@@ -206,7 +248,10 @@ void Server::mcpInitialize(const json& params, Reply reply) {
   bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
   lifecycle_ = Lifecycle::Running;
   mcpVersion_ = known ? asked : kMcpVersions.front();
-  std::string instructions = "Run Python with the run_python tool. Sandbox isolation here: " +
+  std::string tools = servesJavaScript(ctx_.config)
+                          ? "Run Python with the run_python tool, JavaScript (Node.js) with run_javascript."
+                          : "Run Python with the run_python tool.";
+  std::string instructions = tools + " Sandbox isolation here: " +
                              std::string(ctx_.isolation.complete() ? "complete" : "DEGRADED (" + ctx_.isolation.missingSummary() + ")");
   reply.result({{"protocolVersion", mcpVersion_},
                 {"capabilities", {{"tools", {{"listChanged", false}}}}},
@@ -228,9 +273,13 @@ void Server::mcpCallTool(const json& params, Reply reply) {
     return reply.result(toolResult({{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}},
                                    {{"closed", closed}}, !closed, mcpVersion_));
   }
-  if (call->name != "run_python") throw InvalidParams(unknownTool(call->name).message);
-  auto run = decodeRunPythonArgs(*args);
+  bool javascript = call->name == "run_javascript" && servesJavaScript(ctx_.config);
+  if (call->name != "run_python" && !javascript) throw InvalidParams(unknownTool(call->name).message);
+  auto run = decodeRunToolArgs(*args, call->name);
   if (!run) return reply.result(toolError(run.error().message));
+  // Each tool names its language, so that a session of the other language is refused (a
+  // tool error the model reads) rather than handed code it cannot run.
+  run->language = javascript ? "javascript" : "python";
   auto request = runRequest(std::move(*run), ctx_.config, sessionProfiles());
   if (!request) return reply.result(toolError(request.error().message));
   submitTracked(

@@ -408,8 +408,10 @@ Decoded<json> decodeToolArguments(const ToolCall& call) {
   return call.arguments;
 }
 
-Decoded<RunArgs> decodeRunPythonArgs(const json& args) {
-  if (!args.contains("code") || !args["code"].is_string()) return refuse("run_python needs a `code` string argument");
+Decoded<RunArgs> decodeRunPythonArgs(const json& args) { return decodeRunToolArgs(args, "run_python"); }
+
+Decoded<RunArgs> decodeRunToolArgs(const json& args, const std::string& tool) {
+  if (!args.contains("code") || !args["code"].is_string()) return refuse(tool + " needs a `code` string argument");
   RunArgs out{.code = args["code"].get<std::string>(), .lowerToProfile = true};
   if (args.contains("inputs")) out.inputs = args["inputs"];
   if (auto ok = optionalString(args, "session", out.session); !ok) return std::unexpected(ok.error());
@@ -420,6 +422,7 @@ Decoded<RunArgs> decodeRunPythonArgs(const json& args) {
 Decoded<SessionArgs> decodeCreateSessionArgs(const json& args) {
   SessionArgs out;
   if (auto ok = optionalString(args, "profile", out.profile); !ok) return std::unexpected(ok.error());
+  if (auto ok = optionalString(args, "language", out.language); !ok) return std::unexpected(ok.error());
   return out;
 }
 

@@ -97,7 +97,7 @@ test("a call without code is a tool error the model can read, not a crash", asyn
 
 test("a session keeps state across run_python calls until close_session", async () => {
   const { tools } = await client.listTools();
-  assert.deepEqual(tools.map((t) => t.name).sort(), ["close_session", "create_session", "run_python"]);
+  assert.deepEqual(tools.map((t) => t.name).sort(), ["close_session", "create_session", "run_javascript", "run_python"]);
   const created = await client.callTool({ name: "create_session", arguments: {} });
   assert.equal(created.isError, false);
   const session = created.structuredContent.session;
@@ -119,6 +119,72 @@ test("a session keeps state across run_python calls until close_session", async 
   assert.match(after.content[0].text, /unknown session/);
   const again = await client.callTool({ name: "close_session", arguments: { session } });
   assert.equal(again.isError, true);
+});
+
+// ---- JavaScript ------------------------------------------------------------------------------
+
+test("run_javascript is listed beside run_python, with the same arguments", async () => {
+  assert.match(client.getInstructions(), /run_javascript/);
+  const { tools } = await client.listTools();
+  const js = tools.find((t) => t.name === "run_javascript");
+  const py = tools.find((t) => t.name === "run_python");
+  assert.ok(js, "run_javascript is listed");
+  assert.deepEqual(Object.keys(js.inputSchema.properties).sort(), Object.keys(py.inputSchema.properties).sort());
+  assert.deepEqual(js.inputSchema.required, ["code"]);
+  assert.match(js.description, /Node\.js/);
+  assert.match(js.description, /top-level await/);
+  assert.match(js.description, /last expression/);
+  assert.deepEqual(js.outputSchema, py.outputSchema);
+  const create = tools.find((t) => t.name === "create_session");
+  assert.deepEqual(create.inputSchema.properties.language.enum, ["python", "javascript"]);
+});
+
+test("run_javascript runs console.log(1+1); 6*7 through the real server", async () => {
+  const r = await client.callTool({ name: "run_javascript", arguments: { code: "console.log(1+1); 6*7" } });
+  assert.equal(r.isError, false, JSON.stringify(r));
+  assert.deepEqual(r.content, [{ type: "text", text: "2\n" }, { type: "text", text: "value: 42" }]);
+  assert.equal(r.structuredContent.status, "ok");
+  assert.equal(r.structuredContent.stdout, "2\n");
+  assert.equal(r.structuredContent.value, 42);
+});
+
+test("run_javascript: inputs, an error with its line, top-level await", async () => {
+  const sum = await client.callTool({ name: "run_javascript", arguments: { code: "inputs.xs.reduce((a, b) => a + b, 0)", inputs: { xs: [1, 2, 3] } } });
+  assert.equal(sum.structuredContent.value, 6);
+  const bad = await client.callTool({ name: "run_javascript", arguments: { code: "const a = 1;\nthrow new RangeError('too far');" } });
+  assert.equal(bad.isError, true);
+  assert.match(bad.content.map((c) => c.text ?? "").join("\n"), /RangeError: too far \(line 2\)/);
+  assert.equal(bad.structuredContent.error.line, 2);
+  const waited = await client.callTool({
+    name: "run_javascript",
+    arguments: { code: "await new Promise((r) => setTimeout(r, 10));\nconsole.log('after await');" },
+  });
+  assert.equal(waited.isError, false, JSON.stringify(waited));
+  assert.equal(waited.structuredContent.stdout, "after await\n");
+  const slow = await client.callTool({ name: "run_javascript", arguments: { code: "while (true) {}", timeoutMs: 500 } });
+  assert.equal(slow.structuredContent.status, "timeout");
+});
+
+test("a JavaScript session keeps let between run_javascript calls, and refuses run_python", async () => {
+  const created = await client.callTool({ name: "create_session", arguments: { language: "javascript" } });
+  assert.equal(created.isError, false, JSON.stringify(created));
+  const session = created.structuredContent.session;
+  const first = await client.callTool({ name: "run_javascript", arguments: { session, code: "let rows = [1, 2, 3];" } });
+  assert.equal(first.isError, false, JSON.stringify(first));
+  const second = await client.callTool({ name: "run_javascript", arguments: { session, code: "rows.push(4); rows.reduce((a, b) => a + b)" } });
+  assert.equal(second.structuredContent.value, 10);
+  // The other language's tool cannot use it: a tool error the model reads.
+  const python = await client.callTool({ name: "run_python", arguments: { session, code: "1" } });
+  assert.equal(python.isError, true);
+  assert.match(python.content[0].text, /javascript|language/i);
+  const closed = await client.callTool({ name: "close_session", arguments: { session } });
+  assert.equal(closed.isError, false);
+  // And a Python session refuses run_javascript.
+  const py = await client.callTool({ name: "create_session", arguments: {} });
+  const pySession = py.structuredContent.session;
+  const js = await client.callTool({ name: "run_javascript", arguments: { session: pySession, code: "1" } });
+  assert.equal(js.isError, true);
+  await client.callTool({ name: "close_session", arguments: { session: pySession } });
 });
 
 // ---- helpers for the tests below -----------------------------------------------------------
@@ -226,6 +292,27 @@ async function waitFor(what, probe, ms = 20000) {
   }
 }
 
+// ---- JavaScript, where no profile serves it ---------------------------------------------------
+
+test("without a profile that serves JavaScript, run_javascript is neither listed nor callable", { timeout: 60000 }, async () => {
+  // The built-in javascript profile made a Python one: nothing here runs JavaScript.
+  const cfg = tempConfig({ profiles: { javascript: { language: "python" } } });
+  const raw = new RawClient(["--config", cfg.file]);
+  try {
+    const init = await raw.initialize("2025-06-18");
+    assert.doesNotMatch(init.instructions, /run_javascript/);
+    const { tools } = await raw.result("tools/list", {});
+    assert.deepEqual(tools.map((t) => t.name).sort(), ["close_session", "create_session", "run_python"]);
+    assert.equal(tools.find((t) => t.name === "create_session").inputSchema.properties.language, undefined);
+    const call = await raw.request("tools/call", { name: "run_javascript", arguments: { code: "1" } });
+    assert.equal(call.error?.code, -32602, JSON.stringify(call));
+    assert.match(call.error.message, /unknown tool: run_javascript/);
+    await raw.close();
+  } finally {
+    fs.rmSync(cfg.dir, { recursive: true, force: true });
+  }
+});
+
 // ---- cancellation ---------------------------------------------------------------------------
 
 test("a cancelled run_python gets no response, and its run is killed", { timeout: 120000 }, async () => {
@@ -303,7 +390,7 @@ for (const version of versions) {
       assert.match(init.instructions, /run_python/);
 
       const { tools } = await raw.result("tools/list", {});
-      assert.deepEqual(tools.map((t) => t.name), ["run_python", "create_session", "close_session"]);
+      assert.deepEqual(tools.map((t) => t.name), ["run_python", "run_javascript", "create_session", "close_session"]);
       for (const tool of tools) {
         assert.equal(tool.inputSchema.type, "object");
         const allowed = structured.has(version)
@@ -389,10 +476,21 @@ test("each tool's structuredContent validates against its outputSchema", { timeo
     { code: "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])" },
   ];
   for (const args of runs) check("run_python", await client.callTool({ name: "run_python", arguments: args }));
+  const jsRuns = [
+    { code: "console.log('out'); 6 * 7" },
+    { code: "null.x" },
+    { code: "({ big: 2n ** 70n, when: new Date(0), nan: NaN })" },
+    { code: "require('child_process')" },
+    { code: "process.exit(3)" },
+  ];
+  for (const args of jsRuns) check("run_javascript", await client.callTool({ name: "run_javascript", arguments: args }));
   const created = await client.callTool({ name: "create_session", arguments: {} });
   check("create_session", created);
   const session = created.structuredContent.session;
   check("run_python", await client.callTool({ name: "run_python", arguments: { session, code: "x = 1\nx" } }));
+  const jsCreated = await client.callTool({ name: "create_session", arguments: { language: "javascript" } });
+  check("create_session", jsCreated);
+  await client.callTool({ name: "close_session", arguments: { session: jsCreated.structuredContent.session } });
   check("close_session", await client.callTool({ name: "close_session", arguments: { session } }));
   check("close_session", await client.callTool({ name: "close_session", arguments: { session } }));
   // A schema the validators refuse is one they read: a wrong result fails it.

@@ -339,3 +339,30 @@ TEST_CASE("MCP tools/call and each tool's arguments", "[params]") {
   REQUIRE(slow.has_value());
   CHECK(refusal(runRequest(std::move(*slow), testConfig())) == "limits.timeoutMs must be an integer");
 }
+
+TEST_CASE("MCP run_javascript and create_session's language", "[params]") {
+  // run_javascript takes run_python's arguments; refusals name the tool the model called.
+  auto run = decodeRunToolArgs({{"code", "6*7"}, {"inputs", 3}, {"timeoutMs", 500}}, "run_javascript");
+  REQUIRE(run.has_value());
+  CHECK(run->code == "6*7");
+  CHECK(run->limits == json{{"timeoutMs", 500}});
+  CHECK(refusal(decodeRunToolArgs(json::object(), "run_javascript")) == "run_javascript needs a `code` string argument");
+  // With its language, a run without a profile goes to the javascript profile; a Python
+  // session's profile refuses it.
+  run->language = "javascript";
+  auto request = runRequest(*run, testConfig());
+  REQUIRE(request.has_value());
+  CHECK(request->profile == "javascript");
+  RunArgs inSession{.code = "1", .session = "s1", .language = "javascript"};
+  auto lookup = [](const std::string&) { return std::optional<std::string>("default"); };
+  CHECK(refusal(runRequest(inSession, testConfig(), lookup)) == "profile 'default' runs python, not javascript");
+  auto js = decodeCreateSessionArgs({{"language", "javascript"}});
+  REQUIRE(js.has_value());
+  CHECK(js->language == "javascript");
+  auto settings = sessionSettings(*js, testConfig());
+  REQUIRE(settings.has_value());
+  CHECK(settings->profile == "javascript");
+  CHECK(refusal(decodeCreateSessionArgs({{"language", 1}})) == "'language' must be a string");
+  CHECK(refusal(sessionSettings(*decodeCreateSessionArgs({{"language", "ruby"}}), testConfig())) ==
+        "unknown language 'ruby' (pycell runs python and javascript)");
+}

@@ -20,7 +20,8 @@ over the child's stdin/stdout.
 
 For an LLM agent, `tool_call(arguments)` runs one call of the `run_python` tool (definitions
 in OpenAI and Anthropic formats: `openai_tool()`, `anthropic_tool()`) and returns the text
-to give back to the model and whether it is an error.
+to give back to the model and whether it is an error; with language="javascript", the same
+for the `run_javascript` tool (Node.js).
 
 `python3 -m pycell_client FILE.py` (or `-c CODE`) runs a program once; with no arguments it
 is a REPL whose state lives in a pycell session.

@@ -3,6 +3,7 @@
     python3 -m pycell_client FILE.py [--binary PATH] [--profile NAME] [--timeout-ms MS]
     python3 -m pycell_client -c CODE
     python3 -m pycell_client              # a REPL: state lives in a session until you leave
+    python3 -m pycell_client FILE.js      # JavaScript (Node.js); or --language javascript
 
 Output is shown as it comes; the value of a last expression is printed as the REPL does.
 Exit code (one-shot): 0 when the run is ok, the program's own when it exits with one, 124 on
@@ -56,9 +57,9 @@ def _limits(timeout_ms: Optional[int]) -> JSONObject:
     return {"limits": {"timeoutMs": timeout_ms}} if timeout_ms else {}
 
 
-def run_once(cell: Pycell, code: str, timeout_ms: Optional[int]) -> int:
+def run_once(cell: Pycell, code: str, timeout_ms: Optional[int], language: Optional[str] = None) -> int:
     try:
-        result = cell.execute(code, on_output=_show, **_limits(timeout_ms))
+        result = cell.execute(code, on_output=_show, language=language, **_limits(timeout_ms))
     except PycellError as e:
         print("pycell: %s" % e, file=sys.stderr)
         return 2
@@ -66,7 +67,15 @@ def run_once(cell: Pycell, code: str, timeout_ms: Optional[int]) -> int:
     return _exit_code(result)
 
 
-def _read_statement(prompt: bool) -> Optional[str]:
+def _javascript_complete(source: str) -> bool:
+    """Whether JavaScript source looks complete: its brackets are closed. A rough test (a
+    bracket inside a string counts), enough to let a block span lines; what is still wrong
+    the sandbox reports with its line."""
+    depth = sum(source.count(c) for c in "([{") - sum(source.count(c) for c in ")]}")
+    return depth <= 0
+
+
+def _read_statement(prompt: bool, language: Optional[str] = None) -> Optional[str]:
     """One complete statement from stdin (several lines for a block), None at EOF."""
     lines: List[str] = []
     while True:
@@ -78,6 +87,10 @@ def _read_statement(prompt: bool) -> Optional[str]:
             return "\n".join(lines) + "\n" if lines else None
         lines.append(line.rstrip("\n"))
         source = "\n".join(lines)
+        if language == "javascript":
+            if _javascript_complete(source):
+                return source + "\n"
+            continue
         try:
             if codeop.compile_command(source, "<pycell>", "single") is not None:
                 return source + "\n"
@@ -85,9 +98,9 @@ def _read_statement(prompt: bool) -> Optional[str]:
             return source + "\n"  # let the sandbox report it, with its line
 
 
-def repl(cell: Pycell, timeout_ms: Optional[int]) -> int:
+def repl(cell: Pycell, timeout_ms: Optional[int], language: Optional[str] = None) -> int:
     prompt = sys.stdin.isatty()
-    with cell.session() as session:
+    with cell.session(language=language) as session:
         if prompt:
             isolation = (cell.info or {}).get("isolation", {}).get("level", "?")
             print("pycell %s (isolation: %s), session %s; Ctrl-D leaves"
@@ -95,7 +108,7 @@ def repl(cell: Pycell, timeout_ms: Optional[int]) -> int:
                   file=sys.stderr)
         while True:
             try:
-                source = _read_statement(prompt)
+                source = _read_statement(prompt, language)
             except KeyboardInterrupt:
                 print(file=sys.stderr)
                 continue
@@ -122,13 +135,17 @@ def repl(cell: Pycell, timeout_ms: Optional[int]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m pycell_client",
-                                     description="Run Python in a pycell sandbox: a file, -c CODE, or a REPL.")
+                                     description="Run Python (or JavaScript) in a pycell sandbox: a file, -c CODE, "
+                                                 "or a REPL.")
     parser.add_argument("file", nargs="?", help="the program to run ('-' reads it from stdin)")
     parser.add_argument("-c", dest="code", metavar="CODE", help="run CODE instead of a file")
     parser.add_argument("--binary", default=None,
                         help="the pycell executable (default: $PYCELL_BINARY, else pycell on PATH)")
     parser.add_argument("--profile", default=None, help="the pycell profile to run under")
     parser.add_argument("--timeout-ms", type=int, default=None, help="the wall-clock limit of a run")
+    parser.add_argument("--language", choices=("python", "javascript"), default=None,
+                        help="the language of the code (default: javascript for a .js/.mjs/.cjs file, else the "
+                             "profile's, Python unless it serves JavaScript)")
     parser.add_argument("--version", action="version", version="pycell_client " + __version__)
     args = parser.parse_args(argv)
     if args.code is not None and args.file is not None:
@@ -142,6 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 code = f.read()
         except OSError as e:
             parser.error("cannot read %s: %s" % (args.file, e.strerror))
+    language: Optional[str] = args.language
+    if language is None and args.file is not None and args.file.endswith((".js", ".mjs", ".cjs")):
+        language = "javascript"
     try:
         cell = Pycell(args.binary or default_binary(), profile=args.profile)
     except FileNotFoundError:
@@ -151,8 +171,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     with cell:
         if code is not None:
-            return run_once(cell, code, args.timeout_ms)
-        return repl(cell, args.timeout_ms)
+            return run_once(cell, code, args.timeout_ms, language)
+        return repl(cell, args.timeout_ms, language)
 
 
 if __name__ == "__main__":

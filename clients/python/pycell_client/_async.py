@@ -17,9 +17,9 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Genera
                     Sequence, Tuple, Type, cast)
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
-                      ServerExited, decode_lines, decode_result, deliver_notification, encode, execute_params,
-                      initialize_params, method_not_found,
-                      notification_message, request_message, result_of, server_command,
+                      ServerExited, analyze_params, decode_lines, decode_result, deliver_notification, encode,
+                      execute_params, initialize_params, method_not_found,
+                      notification_message, profile_for, request_message, result_of, server_command,
                       session_params, streamed_id, unreadable)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
@@ -126,12 +126,12 @@ class AsyncPycell:
         await self._send(notification_message(method, params))
 
     async def execute(self, code: str, *, on_output: Optional[OutputCallback] = None,
-                      timeout: Optional[float] = None, **params: Any) -> ExecuteResult:
+                      timeout: Optional[float] = None, language: Optional[str] = None, **params: Any) -> ExecuteResult:
         """Run `code` in a fresh sandbox (or a session's) and return the execute result (a
-        dict); the same params as Pycell.execute(). on_output(stream, text) sees the output
-        as it comes, all of it before this returns. Cancelling the awaiting task cancels the
-        run: the server kills it."""
-        message = execute_params(code, self.profile, params)
+        dict); the same params as Pycell.execute(), language="javascript" included.
+        on_output(stream, text) sees the output as it comes, all of it before this returns.
+        Cancelling the awaiting task cancels the run: the server kills it."""
+        message = execute_params(code, self.profile, {**params, "language": language}, self.info)
         execution_id = None
         if on_output is not None:
             execution_id = streamed_id(message, "py-async", next(self._execution_ids))
@@ -154,9 +154,12 @@ class AsyncPycell:
         return cast(JSONObject, await self.request("kill", {"executionId": execution_id}))
 
     async def create_session(self, session: Optional[str] = None, profile: Optional[str] = None,
-                             limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None) -> str:
-        """Start a session; returns its id (execute(..., session=id)). See also session()."""
-        answer = await self.request("session/create", session_params(session, profile or self.profile, limits, network))
+                             limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None,
+                             language: Optional[str] = None) -> str:
+        """Start a session; returns its id (execute(..., session=id)). See also session().
+        language="javascript": a Node.js session."""
+        profile = profile or profile_for(self.profile, language, self.info)
+        answer = await self.request("session/create", session_params(session, profile, limits, network, language))
         return cast(str, answer["session"])
 
     async def close_session(self, session: str) -> bool:
@@ -176,40 +179,42 @@ class AsyncPycell:
         return cast(JSONObject, await self.request("kill", {"session": session}))
 
     def session(self, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None, *,
-                network: Optional[bool] = None) -> "AsyncSession":
+                network: Optional[bool] = None, language: Optional[str] = None) -> "AsyncSession":
         """A session as an object: `async with cell.session() as s:` (closed at the end) or
         `s = await cell.session()`."""
-        return AsyncSession(self, profile, limits, network)
+        return AsyncSession(self, profile, limits, network, language)
 
     async def status(self, execution_id: Optional[str] = None) -> JSONObject:
         """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
         return cast(JSONObject, await self.request("status", {"executionId": execution_id} if execution_id else None))
 
-    async def analyze(self, code: str, profile: Optional[str] = None) -> JSONObject:
-        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape)."""
-        params: JSONObject = {"code": code}
-        if profile or self.profile:
-            params["profile"] = profile or self.profile
-        return cast(JSONObject, await self.request("analyze", params))
+    async def analyze(self, code: str, profile: Optional[str] = None, *, language: Optional[str] = None) -> JSONObject:
+        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape);
+        language as for execute()."""
+        profile = profile or profile_for(self.profile, language, self.info)
+        return cast(JSONObject, await self.request("analyze", analyze_params(code, profile, language)))
 
     async def tool_call(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
-                        on_output: Optional[OutputCallback] = None) -> Tuple[str, bool]:
-        """Run one run_python tool call: (text for the model, is_error); see tool_call()."""
-        text, is_error, _ = await self.run_tool(arguments, max_chars=max_chars, timeout=timeout, on_output=on_output)
+                        on_output: Optional[OutputCallback] = None, language: str = "python") -> Tuple[str, bool]:
+        """Run one run_python tool call (language="javascript": run_javascript): (text for the
+        model, is_error); see tool_call()."""
+        text, is_error, _ = await self.run_tool(arguments, max_chars=max_chars, timeout=timeout, on_output=on_output,
+                                                language=language)
         return text, is_error
 
     async def run_tool(self, arguments: Any, *, max_chars: Optional[int] = 20000, timeout: Optional[float] = None,
-                       on_output: Optional[OutputCallback] = None) -> Tuple[str, bool, Optional[ExecuteResult]]:
+                       on_output: Optional[OutputCallback] = None,
+                       language: str = "python") -> Tuple[str, bool, Optional[ExecuteResult]]:
         """tool_call() that also returns the execute result (None when the call never ran)."""
         try:
-            params = tool_arguments_to_execute(arguments)
+            params = tool_arguments_to_execute(arguments, language)
         except ValueError as e:
             return str(e), True, None
         note = lower_timeout(params, self.info, self.profile)
         try:
             result = await self.execute(params.pop("code"), timeout=timeout, on_output=on_output, **params)
         except (PycellError, TimeoutError) as e:
-            return refused_text(e), True, None
+            return refused_text(e, language), True, None
         text, is_error = tool_text(result, note, max_chars)
         return text, is_error, result
 
@@ -429,16 +434,17 @@ class AsyncSession:
     """A session of an AsyncPycell (AsyncPycell.session()): runs in it keep their state."""
 
     def __init__(self, client: AsyncPycell, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None,
-                 network: Optional[bool] = None) -> None:
+                 network: Optional[bool] = None, language: Optional[str] = None) -> None:
         self.client = client
         self.id: Optional[str] = None
-        self._options = (profile, limits, network)
+        self._options = (profile, limits, network, language)
 
     async def open(self) -> "AsyncSession":
         """Create the session on the server (once). Returns self."""
         if self.id is None:
-            profile, limits, network = self._options
-            self.id = await self.client.create_session(profile=profile, limits=limits, network=network)
+            profile, limits, network, language = self._options
+            self.id = await self.client.create_session(profile=profile, limits=limits, network=network,
+                                                       language=language)
         return self
 
     def _session_id(self) -> str:

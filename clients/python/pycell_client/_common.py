@@ -142,19 +142,51 @@ def decode_result(result: JSON) -> JSON:
     return result
 
 
-def execute_params(code: Any, default_profile: Optional[str], params: Mapping[str, Any]) -> JSONObject:
-    """execute's params: code, the caller's members, and the client's profile unless one is
-    named or the run is in a session (which runs its own)."""
-    message: JSONObject = {"code": code, **params}
-    if default_profile is not None and message.get("profile") is None and not message.get("session"):
-        message["profile"] = default_profile
+LANGUAGES = ("python", "javascript")
+
+
+def profile_for(default_profile: Optional[str], language: Optional[str], info: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The client's profile for a request in `language` (None: the server's choice).
+
+    A client made with profile="x" would send "x" with every request; when the initialize
+    result says "x" serves another language, sending it would only be refused (-32602), so
+    the request goes without a profile and the server runs it in its built-in profile for
+    the language ("javascript" for JavaScript, "default" for Python). A profile the server
+    did not list (or a server that lists no languages, all Python then) is sent as it is.
+    """
+    if default_profile is None or language is None:
+        return default_profile
+    for p in (info or {}).get("profiles") or []:
+        if isinstance(p, dict) and p.get("name") == default_profile:
+            return default_profile if p.get("language", "python") == language else None
+    return default_profile
+
+
+def execute_params(code: Any, default_profile: Optional[str], params: Mapping[str, Any],
+                   info: Optional[Mapping[str, Any]] = None) -> JSONObject:
+    """execute's params: code, the caller's members (None ones left out, so language=None
+    means the server's default), and the client's profile unless one is named, the run is
+    in a session (which runs its own) or the profile serves another language."""
+    message: JSONObject = {"code": code, **{k: v for k, v in params.items() if k != "language" or v is not None}}
+    profile = profile_for(default_profile, message.get("language"), info)
+    if profile is not None and message.get("profile") is None and not message.get("session"):
+        message["profile"] = profile
     return message
 
 
 def session_params(session: Optional[str], profile: Optional[str], limits: Optional[Mapping[str, Any]],
-                   network: Optional[bool]) -> JSONObject:
+                   network: Optional[bool], language: Optional[str] = None) -> JSONObject:
     return {k: v for k, v in (("session", session), ("profile", profile), ("limits", limits),
-                              ("network", network)) if v is not None}
+                              ("network", network), ("language", language)) if v is not None}
+
+
+def analyze_params(code: str, profile: Optional[str], language: Optional[str]) -> JSONObject:
+    params: JSONObject = {"code": code}
+    if profile:
+        params["profile"] = profile
+    if language is not None:
+        params["language"] = language
+    return params
 
 
 def output_of(params: Mapping[str, Any]) -> Output:

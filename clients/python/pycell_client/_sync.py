@@ -17,9 +17,9 @@ from types import TracebackType
 from typing import IO, Any, Deque, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type, cast
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, OutputCallback, PycellError,
-                      ServerExited, decode_lines, decode_result, deliver_notification, encode, execute_params,
-                      initialize_params, method_not_found,
-                      notification_message, request_message, result_of, server_command,
+                      ServerExited, analyze_params, decode_lines, decode_result, deliver_notification, encode,
+                      execute_params, initialize_params, method_not_found,
+                      notification_message, profile_for, request_message, result_of, server_command,
                       session_params, streamed_id, unreadable)
 
 log = logging.getLogger("pycell")
@@ -109,18 +109,21 @@ class Pycell:
         self._send(notification_message(method, params))
 
     def execute(self, code: str, *, on_output: Optional[OutputCallback] = None, timeout: Optional[float] = None,
-                **params: Any) -> ExecuteResult:
+                language: Optional[str] = None, **params: Any) -> ExecuteResult:
         """Run `code` in a fresh sandbox (or a session's) and return the execute result (a dict).
 
+        language: "python" or "javascript" (Node.js); None is the profile's (Python unless
+        the profile serves JavaScript). Without a profile, JavaScript runs in the server's
+        built-in profile "javascript"; results have the same shape for both.
         params are execute's members as on the wire: profile, session, inputs, stdin, files,
         limits ({timeoutMs, cpuMs, memoryMb, maxOutputBytes, maxProcesses, diskMb}),
-        executionId, network, returnFiles, stream. A Python exception is a result with
-        status "error", not an exception here; a refused request (bad params, unknown
-        profile) raises PycellError.
+        executionId, network, returnFiles, stream. A Python (or JavaScript) exception is a
+        result with status "error", not an exception here; a refused request (bad params,
+        unknown profile, a language the profile does not serve) raises PycellError.
         on_output(stream, text): stream the output as it comes ("stdout" or "stderr"); every
         call is made before execute returns. timeout: see request().
         """
-        message = execute_params(code, self.profile, params)
+        message = execute_params(code, self.profile, {**params, "language": language}, self.info)
         execution_id = None
         if on_output is not None:
             execution_id = streamed_id(message, "py", next(self._execution_ids))
@@ -145,10 +148,13 @@ class Pycell:
         return cast(JSONObject, self.request("kill", {"executionId": execution_id}))
 
     def create_session(self, session: Optional[str] = None, profile: Optional[str] = None,
-                       limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None) -> str:
+                       limits: Optional[Mapping[str, Any]] = None, *, network: Optional[bool] = None,
+                       language: Optional[str] = None) -> str:
         """Start a session (a sandbox that keeps globals, imports and files between runs);
-        returns its id. Pass it as execute(..., session=id), or use session()."""
-        answer = self.request("session/create", session_params(session, profile or self.profile, limits, network))
+        returns its id. Pass it as execute(..., session=id), or use session().
+        language="javascript": a Node.js session (top-level let/const persist between runs)."""
+        profile = profile or profile_for(self.profile, language, self.info)
+        answer = self.request("session/create", session_params(session, profile, limits, network, language))
         return cast(str, answer["session"])
 
     def close_session(self, session: str) -> bool:
@@ -160,10 +166,10 @@ class Pycell:
         return cast(JSONObject, self.request("kill", {"session": session}))
 
     def session(self, profile: Optional[str] = None, limits: Optional[Mapping[str, Any]] = None, *,
-                network: Optional[bool] = None) -> "Session":
+                network: Optional[bool] = None, language: Optional[str] = None) -> "Session":
         """A new session as an object (`with cell.session() as s: s.execute(...)`); closed at
         the end of the with block."""
-        return Session(self, self.create_session(profile=profile, limits=limits, network=network))
+        return Session(self, self.create_session(profile=profile, limits=limits, network=network, language=language))
 
     def status(self, execution_id: Optional[str] = None) -> JSONObject:
         """One execution's state ({executionId, state, elapsedMs, ...}) or the server's."""
@@ -178,15 +184,15 @@ class Pycell:
         """Drop what the server remembers of a finished execution; True if it remembered it."""
         return bool(self.request("forget", {"executionId": execution_id})["forgotten"])
 
-    def analyze(self, code: str, profile: Optional[str] = None) -> JSONObject:
-        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape)."""
-        params: JSONObject = {"code": code}
-        if profile or self.profile:
-            params["profile"] = profile or self.profile
-        return cast(JSONObject, self.request("analyze", params))
+    def analyze(self, code: str, profile: Optional[str] = None, *, language: Optional[str] = None) -> JSONObject:
+        """Static diagnostics of `code` for a profile ({diagnostics: [...]}, LSP's shape);
+        language as for execute()."""
+        profile = profile or profile_for(self.profile, language, self.info)
+        return cast(JSONObject, self.request("analyze", analyze_params(code, profile, language)))
 
     def tool_call(self, arguments: Any, **kwargs: Any) -> Tuple[str, bool]:
-        """Run one `run_python` tool call; see the module function tool_call()."""
+        """Run one `run_python` (language="javascript": `run_javascript`) tool call; see the
+        module function tool_call()."""
         from ._tool import tool_call
         return tool_call(arguments, self, **kwargs)
 

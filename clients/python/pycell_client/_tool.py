@@ -1,5 +1,5 @@
-"""The run_python tool: its definitions for function-calling APIs, the mapping of a model's
-call to an execute request, and the text given back to the model."""
+"""The run_python and run_javascript tools: their definitions for function-calling APIs, the
+mapping of a model's call to an execute request, and the text given back to the model."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
 
-from ._common import ExecuteResult, JSONObject, OutputCallback, PycellError, ServerExited
+from ._common import ExecuteResult, JSONObject, OutputCallback, PycellError, ServerExited, profile_for
 
 if TYPE_CHECKING:
     from ._sync import Pycell
 
-# The same definitions as schemas/tools/run_python.{openai,anthropic}.json in the pycell
-# repository (the one source: `pycell mcp` compiles the Anthropic file in), copied here so
-# that this package is all you need; test_client.py keeps the copy equal to the files.
+# The same definitions as schemas/tools/run_{python,javascript}.{openai,anthropic}.json in
+# the pycell repository (the one source: `pycell mcp` compiles the Anthropic files in), copied
+# here so that this package is all you need; test_client.py keeps the copies equal to the files.
 
 _DESCRIPTION = (
     "Run Python 3 code in an isolated sandbox (no network, no host files, time and memory limits) "
@@ -28,89 +28,129 @@ _CODE = {
     "type": "string",
     "description": "Python source to run. End it with an expression (or assign a global named `result`) "
                    "to get that value back; print() anything else you want to see."}
+_JS_DESCRIPTION = (
+    "Run JavaScript (Node.js) code in an isolated sandbox (no network, no host files, time and memory limits) "
+    "and get back what it printed, the value of its last expression, and any error with its line number and "
+    "stack. The code runs as a script: Node's built-in modules through require() or import() (not import "
+    "statements), no npm packages; top-level await works. Every call starts from a fresh Node process: nothing "
+    "is kept between calls, so include definitions each time.")
+_JS_CODE = {
+    "type": "string",
+    "description": "JavaScript source to run. End it with an expression to get that value back (in code that uses "
+                   "top-level await, `return` the value instead; a global named `result` works in both); "
+                   "console.log() anything else you want to see."}
 _MAX_TIMEOUT_MS = 86400000
+LANGUAGES = ("python", "javascript")
 
-_OPENAI_TOOL: JSONObject = {
-    "type": "function",
-    "function": {
-        "name": "run_python",
-        "description": _DESCRIPTION,
-        "parameters": {
+
+def _openai(name: str, description: str, code: JSONObject) -> JSONObject:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "code": code,
+                    "inputs_json": {
+                        "type": ["string", "null"],
+                        "description": "Data for the code, as a string holding JSON text; the code sees the "
+                                       "decoded value as the global `inputs`. null when there is none."},
+                    "timeoutMs": {
+                        "type": ["integer", "null"], "minimum": 1, "maximum": _MAX_TIMEOUT_MS,
+                        "description": "Wall-clock limit in milliseconds; null for the server's default (10000). "
+                                       "A value above the server's limit is lowered to that limit."},
+                },
+                "required": ["code", "inputs_json", "timeoutMs"],
+                "additionalProperties": False,
+            },
+            "strict": True,
+        },
+    }
+
+
+def _anthropic(name: str, description: str, code: JSONObject) -> JSONObject:
+    return {
+        "name": name,
+        "description": description,
+        "input_schema": {
             "type": "object",
             "properties": {
-                "code": _CODE,
-                "inputs_json": {
-                    "type": ["string", "null"],
-                    "description": "Data for the code, as a string holding JSON text; the code sees the "
-                                   "decoded value as the global `inputs`. null when there is none."},
+                "code": code,
+                "inputs": {
+                    "description": "Data for the code, any JSON value (object, array, string, number, boolean, "
+                                   "null); the code sees it as the global `inputs`."},
                 "timeoutMs": {
-                    "type": ["integer", "null"], "minimum": 1, "maximum": _MAX_TIMEOUT_MS,
-                    "description": "Wall-clock limit in milliseconds; null for the server's default (10000). "
+                    "type": "integer", "minimum": 1, "maximum": _MAX_TIMEOUT_MS,
+                    "description": "Wall-clock limit in milliseconds; leave out for the server's default (10000). "
                                    "A value above the server's limit is lowered to that limit."},
             },
-            "required": ["code", "inputs_json", "timeoutMs"],
+            "required": ["code"],
             "additionalProperties": False,
         },
-        "strict": True,
-    },
-}
-
-_ANTHROPIC_TOOL: JSONObject = {
-    "name": "run_python",
-    "description": _DESCRIPTION,
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "code": _CODE,
-            "inputs": {
-                "description": "Data for the code, any JSON value (object, array, string, number, boolean, "
-                               "null); the code sees it as the global `inputs`."},
-            "timeoutMs": {
-                "type": "integer", "minimum": 1, "maximum": _MAX_TIMEOUT_MS,
-                "description": "Wall-clock limit in milliseconds; leave out for the server's default (10000). "
-                               "A value above the server's limit is lowered to that limit."},
-        },
-        "required": ["code"],
-        "additionalProperties": False,
-    },
-}
+    }
 
 
-def openai_tool() -> JSONObject:
-    """The run_python tool as an entry of OpenAI's `tools` list (strict function calling)."""
-    return copy.deepcopy(_OPENAI_TOOL)
+# One tool per language, each with the same arguments: a model picks a tool by its name and
+# description, and a run_python client stays as it was.
+_TOOL_NAMES = {"python": "run_python", "javascript": "run_javascript"}
+_OPENAI_TOOLS = {"python": _openai("run_python", _DESCRIPTION, _CODE),
+                 "javascript": _openai("run_javascript", _JS_DESCRIPTION, _JS_CODE)}
+_ANTHROPIC_TOOLS = {"python": _anthropic("run_python", _DESCRIPTION, _CODE),
+                    "javascript": _anthropic("run_javascript", _JS_DESCRIPTION, _JS_CODE)}
 
 
-def anthropic_tool() -> JSONObject:
-    """The run_python tool as an entry of Anthropic's `tools` list."""
-    return copy.deepcopy(_ANTHROPIC_TOOL)
+def tool_name(language: str = "python") -> str:
+    """The tool's name for a language: run_python or run_javascript (ValueError for others)."""
+    if language not in _TOOL_NAMES:
+        raise ValueError("pycell runs %s, not %r" % (" and ".join(LANGUAGES), language))
+    return _TOOL_NAMES[language]
 
 
-def tool_arguments_to_execute(arguments: Any) -> JSONObject:
-    """Map run_python tool arguments to execute params, or raise ValueError with a message
-    written for the model.
+def openai_tool(language: str = "python") -> JSONObject:
+    """The run_python tool (language="javascript": run_javascript) as an entry of OpenAI's
+    `tools` list (strict function calling)."""
+    tool_name(language)
+    return copy.deepcopy(_OPENAI_TOOLS[language])
+
+
+def anthropic_tool(language: str = "python") -> JSONObject:
+    """The run_python tool (language="javascript": run_javascript) as an entry of
+    Anthropic's `tools` list."""
+    tool_name(language)
+    return copy.deepcopy(_ANTHROPIC_TOOLS[language])
+
+
+def tool_arguments_to_execute(arguments: Any, language: str = "python") -> JSONObject:
+    """Map run_python (or run_javascript, with language="javascript") tool arguments to
+    execute params, or raise ValueError with a message written for the model.
 
     arguments: a dict, or the JSON text OpenAI sends as `function.arguments`. Accepts both
     formats' members: `code`; `inputs` (any JSON, Anthropic's) or `inputs_json` (JSON text,
     OpenAI's: strict mode cannot express "any JSON"); `timeoutMs`. null means left out.
+    For JavaScript the params carry language="javascript".
     """
+    name = tool_name(language)
     if isinstance(arguments, (str, bytes)):
         try:
             arguments = json.loads(arguments)
         except ValueError as e:
-            raise ValueError("run_python arguments are not valid JSON: %s" % e) from None
+            raise ValueError("%s arguments are not valid JSON: %s" % (name, e)) from None
     if not isinstance(arguments, dict):
-        raise ValueError("run_python arguments must be a JSON object")
+        raise ValueError("%s arguments must be a JSON object" % name)
     unknown = sorted(set(arguments) - {"code", "inputs", "inputs_json", "timeoutMs"})
     if unknown:
-        raise ValueError("run_python has no argument %s (it takes code, inputs, timeoutMs)" % ", ".join(unknown))
+        raise ValueError("%s has no argument %s (it takes code, inputs, timeoutMs)" % (name, ", ".join(unknown)))
     code = arguments.get("code")
     if not isinstance(code, str):
-        raise ValueError("run_python needs a `code` string argument")
+        raise ValueError("%s needs a `code` string argument" % name)
     params: JSONObject = {"code": code}
+    if language != "python":
+        params["language"] = language
     if arguments.get("inputs_json") is not None:
         if arguments.get("inputs") is not None:
-            raise ValueError("give run_python either inputs or inputs_json, not both")
+            raise ValueError("give %s either inputs or inputs_json, not both" % name)
         text = arguments["inputs_json"]
         if not isinstance(text, str):
             raise ValueError("inputs_json must be a string of JSON text")
@@ -141,9 +181,13 @@ def _profile_limit(info: Optional[Mapping[str, Any]], profile: Optional[str], na
 
 
 def lower_timeout(params: JSONObject, info: Optional[Mapping[str, Any]], profile: Optional[str]) -> str:
-    """Lower a timeoutMs above the profile's limit to the limit; returns the note that says
-    so, or ""."""
+    """Lower a timeoutMs above the limit of the profile the run will use to that limit;
+    returns the note that says so, or ""."""
     asked = params.get("limits", {}).get("timeoutMs")
+    language = params.get("language")
+    # The profile as the server will pick it: the client's (unless it serves another
+    # language), else the language's built-in one.
+    profile = profile_for(profile, language, info) or ("javascript" if language == "javascript" else "default")
     limit = _profile_limit(info, profile, "timeoutMs")
     if asked is not None and limit is not None and asked > limit:
         params["limits"]["timeoutMs"] = limit
@@ -151,13 +195,13 @@ def lower_timeout(params: JSONObject, info: Optional[Mapping[str, Any]], profile
     return ""
 
 
-def refused_text(error: BaseException) -> str:
+def refused_text(error: BaseException, language: str = "python") -> str:
     """The text for the model when the server refused the call or the client gave up."""
     if isinstance(error, ServerExited):
         raise error  # not the model's to fix
     if isinstance(error, PycellError):
-        return "run_python was refused: %s" % error.message
-    return "run_python: %s" % error
+        return "%s was refused: %s" % (tool_name(language), error.message)
+    return "%s: %s" % (tool_name(language), error)
 
 
 def _cut(text: str, limit: Optional[int]) -> str:
@@ -202,8 +246,10 @@ def tool_text(result: ExecuteResult, note: str, max_chars: Optional[int]) -> Tup
 
 
 def tool_call(arguments: Any, client: Optional["Pycell"] = None, *, max_chars: Optional[int] = 20000,
-              timeout: Optional[float] = None, on_output: Optional[OutputCallback] = None) -> Tuple[str, bool]:
-    """Run one run_python tool call; return (text for the model, is_error).
+              timeout: Optional[float] = None, on_output: Optional[OutputCallback] = None,
+              language: str = "python") -> Tuple[str, bool]:
+    """Run one run_python tool call (language="javascript": run_javascript); return (text
+    for the model, is_error).
 
     arguments: the call's arguments (OpenAI's JSON text or dict, Anthropic's `input` dict).
     client: a Pycell; None uses default_client(). Nothing here raises for a bad call or a
@@ -213,17 +259,18 @@ def tool_call(arguments: Any, client: Optional["Pycell"] = None, *, max_chars: O
     output in the text (keeping head and tail); on_output(stream, text) shows the output live
     (to a user watching the agent); timeout (seconds) as in Pycell.request().
     """
-    text, is_error, _ = run_tool(arguments, client, max_chars=max_chars, timeout=timeout, on_output=on_output)
+    text, is_error, _ = run_tool(arguments, client, max_chars=max_chars, timeout=timeout, on_output=on_output,
+                                 language=language)
     return text, is_error
 
 
 def run_tool(arguments: Any, client: Optional["Pycell"] = None, *, max_chars: Optional[int] = 20000,
-             timeout: Optional[float] = None,
-             on_output: Optional[OutputCallback] = None) -> Tuple[str, bool, Optional[ExecuteResult]]:
+             timeout: Optional[float] = None, on_output: Optional[OutputCallback] = None,
+             language: str = "python") -> Tuple[str, bool, Optional[ExecuteResult]]:
     """tool_call() that also returns the execute result: (text, is_error, result), where
     result is None when the call never ran (bad arguments, refused by the server)."""
     try:
-        params = tool_arguments_to_execute(arguments)
+        params = tool_arguments_to_execute(arguments, language)
     except ValueError as e:
         return str(e), True, None
     client = client or default_client()
@@ -231,7 +278,7 @@ def run_tool(arguments: Any, client: Optional["Pycell"] = None, *, max_chars: Op
     try:
         result = client.execute(params.pop("code"), timeout=timeout, on_output=on_output, **params)
     except (PycellError, TimeoutError) as e:
-        return refused_text(e), True, None
+        return refused_text(e, language), True, None
     text, is_error = tool_text(result, note, max_chars)
     return text, is_error, result
 

@@ -70,11 +70,11 @@ local function find(lines, pattern, plain)
   return nil
 end
 
-local function scratch(lines)
+local function scratch(lines, filetype)
   vim.cmd('enew!')
   local buf = api.nvim_get_current_buf()
   api.nvim_buf_set_option(buf, 'buftype', 'nofile')
-  api.nvim_buf_set_option(buf, 'filetype', 'python')
+  api.nvim_buf_set_option(buf, 'filetype', filetype or 'python')
   api.nvim_buf_set_lines(buf, 0, -1, false, lines)
   return buf
 end
@@ -359,6 +359,42 @@ local function main()
     return sess.done
   end)
   check('session: state kept between two runs, then closed', sess.value == 42 and sess.closed == true, vim.inspect(sess))
+
+  -- 5d. JavaScript: a buffer whose filetype is javascript runs with Node in the javascript
+  --     profile; its errors and analysis land on the buffer's lines like Python's.
+  scratch({ "console.log('hello from node');", '6 * 7' }, 'javascript')
+  run = run_and_wait('PycellRun')
+  lines = output.get_lines()
+  check('javascript: status ok', run and run.status == 'ok', run and (tostring(run.status) .. ' ' .. vim.inspect(run.err or run.result)))
+  check('javascript: runs in the javascript profile', run and run.profile == 'javascript' and run.language == 'javascript'
+    and find(lines, '| profile javascript |', true), vim.inspect(lines))
+  check('javascript: output and value', find(lines, '^hello from node$') and find(lines, 'value: 42', true), vim.inspect(lines))
+
+  src = scratch({ 'const a = 1;', 'const o = null;', 'o.x;' }, 'javascript')
+  run = run_and_wait('PycellRun')
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.run })
+  check('javascript: a TypeError becomes a diagnostic at line 3', run and run.status == 'error' and #d == 1 and d[1].lnum == 2
+    and d[1].message:find('TypeError', 1, true), vim.inspect({ status = run and run.status, d = d }))
+
+  src = scratch({ 'const a = 1;', 'let = = 2;' }, 'javascript')
+  result = nil
+  pycell.analyze({ bufnr = src, quiet = true, on_done = function(e, diags, via) result = { e = e, diags = diags, via = via } end })
+  wait(20000, function()
+    return result ~= nil
+  end)
+  d = vim.diagnostic.get(src, { namespace = pycell.namespaces.analyze })
+  local js_error = false
+  for _, x in ipairs(d) do
+    js_error = js_error or x.severity == vim.diagnostic.severity.ERROR
+  end
+  check('javascript: analyze reports the syntax error', result and not result.e and result.via == 'analyze' and js_error,
+    vim.inspect({ result = result, d = d }))
+
+  scratch({ 'const x: number = 1;' }, 'typescript')
+  n_msgs = #messages
+  check('javascript: another filetype is refused with a message', pycell.run({}) == nil and #messages > n_msgs
+    and messages[#messages].msg:find('runs Python and JavaScript buffers; this one is typescript', 1, true),
+    vim.inspect(messages[#messages]))
 
   -- 6. Status.
   n_msgs = #messages

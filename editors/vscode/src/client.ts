@@ -61,10 +61,20 @@ export interface Isolation {
   [key: string]: unknown;
 }
 
+/** The languages pycell runs. */
+export type Language = "python" | "javascript";
+
 export interface ProfileInfo {
   name: string;
   description?: string;
   limits?: Limits;
+  /** The language the profile's sandboxes run; a server that does not say runs Python only. */
+  language?: Language;
+}
+
+/** The language a profile serves ("python" when the server does not say). */
+export function profileLanguage(p: ProfileInfo): Language {
+  return p.language ?? "python";
 }
 
 export interface InitializeResult {
@@ -77,6 +87,8 @@ export interface InitializeResult {
 
 export interface ExecuteParams {
   code: string;
+  /** Absent: the profile's language; without a profile, "javascript" runs in the built-in "javascript". */
+  language?: Language;
   profile?: string;
   session?: string;
   executionId?: string;
@@ -496,7 +508,7 @@ export class PycellClient {
   }
 
   createSession(
-    params: { session?: string; profile?: string; limits?: Limits } = {},
+    params: { session?: string; profile?: string; limits?: Limits; language?: Language } = {},
   ): Promise<{ session: string; profile: string; limits: Limits; pooled: boolean }> {
     return this.request("session/create", params);
   }
@@ -508,12 +520,14 @@ export class PycellClient {
   /**
    * Diagnostics for `code`. Uses the server's `analyze` when it has one; otherwise (the
    * server answered -32601) parses the code with Python's `ast` inside a sandbox through
-   * `execute`, which finds syntax errors only.
+   * `execute`, which finds syntax errors only (of Python: the fallback has nothing for
+   * JavaScript, which no server without `analyze` runs anyway).
    */
-  async analyze(code: string, profile?: string): Promise<AnalyzeResult> {
+  async analyze(code: string, profile?: string, language?: Language): Promise<AnalyzeResult> {
     if (this.analyzeMethod !== "no") {
       try {
-        const r = await this.request<{ diagnostics: Diagnostic[] }>("analyze", profile ? { code, profile } : { code });
+        const params = { code, ...(profile ? { profile } : {}), ...(language ? { language } : {}) };
+        const r = await this.request<{ diagnostics: Diagnostic[] }>("analyze", params);
         this.analyzeMethod = "yes";
         return { diagnostics: r.diagnostics ?? [], via: "analyze" };
       } catch (err) {
@@ -521,6 +535,7 @@ export class PycellClient {
         this.analyzeMethod = "no";
       }
     }
+    if (language === "javascript") throw new PycellError("this pycell server cannot analyze JavaScript (it has no analyze method)");
     const r = await this.execute({ code: ANALYZE_FALLBACK_CODE, profile, inputs: { code } });
     if (r.status !== "ok" || !Array.isArray(r.value)) {
       const why = r.error ? `${r.error.type}: ${r.error.message}` : r.stderr.trim() || `status ${r.status}`;

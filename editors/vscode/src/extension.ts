@@ -1,4 +1,5 @@
-// The pycell VS Code extension: runs Python files and selections in pycell's sandboxes.
+// The pycell VS Code extension: runs Python and JavaScript files and selections in pycell's
+// sandboxes.
 // Everything protocol-related lives in client.ts (no `vscode` there); this file is the
 // editor side: commands, the Output channel, the Problems panel, the figures webview and
 // the status-bar item.
@@ -9,6 +10,7 @@ import * as vscode from "vscode";
 import {
   Diagnostic as WireDiagnostic,
   ExecuteResult,
+  Language,
   Limits,
   PycellClient,
   PycellError,
@@ -17,11 +19,30 @@ import {
   ServerStatus,
   describeExit,
   isRpcError,
+  profileLanguage,
   summarize,
 } from "./client";
 import { figuresHtml, figuresOf } from "./figures";
 
 const SECTION = "pycell";
+
+/**
+ * The language pycell runs a document in, from its VS Code language id; undefined for any
+ * other. Only these two ids: "javascriptreact" (JSX) and "typescript" are not JavaScript that
+ * Node runs as it is, so they are refused rather than sent to fail in the sandbox.
+ */
+export function languageOfId(languageId: string): Language | undefined {
+  return languageId === "python" || languageId === "javascript" ? languageId : undefined;
+}
+
+/**
+ * `language` as a request carries it: only JavaScript is named. Python is what a request
+ * without one runs, and a server older than JavaScript support refuses the unknown field,
+ * so Python runs keep working there.
+ */
+function wireLanguage(language: Language): { language?: Language } {
+  return language === "javascript" ? { language } : {};
+}
 
 /** The fields of `execute`'s limits, each its own setting `pycell.runLimits.<field>`. */
 export const LIMIT_KEYS = ["timeoutMs", "cpuMs", "memoryMb", "maxOutputBytes", "maxProcesses", "diskMb"] as const;
@@ -83,7 +104,7 @@ export class PycellExtension implements vscode.Disposable {
       this.statusItem,
       // Saving analyzes the file once the server runs; saving alone never starts it.
       vscode.workspace.onDidSaveTextDocument((doc) => {
-        if (doc.languageId === "python" && this.client?.running && config().get<boolean>("analyzeOnSave", true)) {
+        if (languageOfId(doc.languageId) && this.client?.running && config().get<boolean>("analyzeOnSave", true)) {
           void this.analyze(doc, false).catch((err) => this.output.appendLine(`pycell: analyze on save: ${message(err)}`));
         }
       }),
@@ -109,7 +130,7 @@ export class PycellExtension implements vscode.Disposable {
     this.statusItem.command = "pycell.showStatus";
     this.statusItem.name = "pycell";
     this.renderStatus();
-    // The server is not started here: opening a Python file costs nothing until a pycell
+    // The server is not started here: opening a Python (or JavaScript) file costs nothing until a pycell
     // command (or a click on the status item) needs it.
     this.updateVisibility();
   }
@@ -124,10 +145,10 @@ export class PycellExtension implements vscode.Disposable {
     return this.poll !== undefined;
   }
 
-  /** The status item shows while a Python file is in front, or while something runs. */
+  /** The status item shows while a Python or JavaScript file is in front, or while something runs. */
   private updateVisibility(): void {
     const doc = vscode.window.activeTextEditor?.document;
-    const show = !this.disposed && (this.running.size > 0 || doc?.languageId === "python");
+    const show = !this.disposed && (this.running.size > 0 || (!!doc && languageOfId(doc.languageId) !== undefined));
     if (show !== this.itemVisible) {
       this.itemVisible = show;
       if (show) {
@@ -225,6 +246,15 @@ export class PycellExtension implements vscode.Disposable {
             client.profiles.map((p) => p.name).join(", "),
         );
       }
+      // Only a server that runs JavaScript at all has a JavaScript profile to miss.
+      const jsProfile = this.profile("javascript");
+      const jsProfiles = client.profiles.filter((p) => profileLanguage(p) === "javascript");
+      if (jsProfiles.length && !jsProfiles.some((p) => p.name === jsProfile)) {
+        void vscode.window.showWarningMessage(
+          `pycell: the profile "${jsProfile}" (setting pycell.javascriptProfile) is not one of this server's JavaScript profiles: ` +
+            jsProfiles.map((p) => p.name).join(", "),
+        );
+      }
       await this.refreshStatus();
       return client;
     } catch (err) {
@@ -260,8 +290,31 @@ export class PycellExtension implements vscode.Disposable {
 
   // --- running code ----------------------------------------------------------------------
 
-  private profile(): string {
+  /** The profile runs in `language` use: pycell.profile (Python) or pycell.javascriptProfile. */
+  profile(language: Language = "python"): string {
+    if (language === "javascript") return config().get<string>("javascriptProfile", "javascript") || "javascript";
     return config().get<string>("profile", "default") || "default";
+  }
+
+  /**
+   * Refuses, with a message that says why, a run the server would refuse: a profile that
+   * serves another language, or JavaScript on a server none of whose profiles runs it (an
+   * older pycell). A profile the server does not list is left to the server to refuse.
+   */
+  private checkProfile(client: PycellClient, language: Language, profile: string): void {
+    const listed = client.profiles.find((p) => p.name === profile);
+    const setting = language === "javascript" ? "pycell.javascriptProfile" : "pycell.profile";
+    if (language === "javascript" && !client.profiles.some((p) => profileLanguage(p) === "javascript")) {
+      throw new PycellError(
+        `this pycell server (${client.initializeResult.serverInfo.version ?? "?"}) runs no JavaScript: none of its profiles serves it`,
+      );
+    }
+    if (listed && profileLanguage(listed) !== language) {
+      throw new PycellError(
+        `the profile "${profile}" (setting ${setting}) runs ${profileLanguage(listed)}, not ${language}; ` +
+          `profiles for ${language}: ${client.profiles.filter((p) => profileLanguage(p) === language).map((p) => p.name).join(", ") || "none"}`,
+      );
+    }
   }
 
   /**
@@ -294,34 +347,48 @@ export class PycellExtension implements vscode.Disposable {
 
   private editor(): vscode.TextEditor {
     const editor = vscode.window.activeTextEditor;
-    if (!editor) throw new PycellError("open a Python file first");
+    if (!editor) throw new PycellError("open a Python or JavaScript file first");
     return editor;
+  }
+
+  /** The document's language, or an error that names what pycell runs. */
+  private languageOf(doc: vscode.TextDocument): Language {
+    const language = languageOfId(doc.languageId);
+    if (!language) {
+      throw new PycellError(`pycell runs Python and JavaScript files; ${label(doc)} is ${doc.languageId}`);
+    }
+    return language;
   }
 
   async runFile(): Promise<ExecuteResult> {
     const editor = this.editor();
     const doc = editor.document;
-    return this.run(doc.getText(), label(doc), doc, 0);
+    return this.run(doc.getText(), label(doc), doc, 0, undefined, this.languageOf(doc));
   }
 
   async runSelection(): Promise<ExecuteResult> {
     const editor = this.editor();
+    const language = this.languageOf(editor.document);
     const { code, firstLine, what } = selectionCode(editor);
-    return this.run(code, `${label(editor.document)} ${what}`, editor.document, firstLine);
+    return this.run(code, `${label(editor.document)} ${what}`, editor.document, firstLine, undefined, language);
   }
 
   async runInSession(): Promise<ExecuteResult | undefined> {
     const editor = this.editor();
     const doc = editor.document;
+    const language = this.languageOf(doc);
     const sel = editor.selection;
     const { code, firstLine, what } = sel.isEmpty ? { code: doc.getText(), firstLine: 0, what: "" } : selectionCode(editor);
     const client = await this.getClient();
-    const key = doc.uri.toString();
+    const profile = this.profile(language);
+    this.checkProfile(client, language, profile);
+    // A document whose language changed gets a session of its new language.
+    const key = `${language}:${doc.uri.toString()}`;
     for (let attempt = 0; ; attempt++) {
       let session = this.sessions.get(key);
       if (!session) {
         try {
-          session = (await client.createSession({ profile: this.profile(), limits: this.limits() })).session;
+          session = (await client.createSession({ profile, limits: this.limits(), ...wireLanguage(language) })).session;
         } catch (err) {
           const unsupported = !client.initializeResult.capabilities.sessions && isRpcError(err, RpcErrorCodes.MethodNotFound);
           const version = client.initializeResult.serverInfo.version ?? "";
@@ -336,7 +403,7 @@ export class PycellExtension implements vscode.Disposable {
         this.sessions.set(key, session);
       }
       try {
-        const result = await this.run(code, [label(doc), what, "(session)"].filter(Boolean).join(" "), doc, firstLine, session);
+        const result = await this.run(code, [label(doc), what, "(session)"].filter(Boolean).join(" "), doc, firstLine, session, language);
         if (result.session && !result.session.alive) {
           // Killed, crashed or out of memory: the next run starts a new session.
           this.sessions.delete(key);
@@ -358,9 +425,17 @@ export class PycellExtension implements vscode.Disposable {
   }
 
   /** Runs code, streaming its output into the Output channel. */
-  async run(code: string, what: string, doc: vscode.TextDocument, lineOffset: number, session?: string): Promise<ExecuteResult> {
+  async run(
+    code: string,
+    what: string,
+    doc: vscode.TextDocument,
+    lineOffset: number,
+    session?: string,
+    language: Language = "python",
+  ): Promise<ExecuteResult> {
     const client = await this.getClient();
-    const profile = this.profile();
+    const profile = this.profile(language);
+    this.checkProfile(client, language, profile);
     const executionId = `vscode-${process.pid}-${++this.counter}`;
     const out = this.output;
     out.show(true);
@@ -371,7 +446,7 @@ export class PycellExtension implements vscode.Disposable {
     let lastChar = "\n";
     try {
       const r = await client.execute(
-        { code, profile, limits: this.limits(), executionId, session },
+        { code, profile, ...wireLanguage(language), limits: this.limits(), executionId, session },
         {
           onOutput: (n) => {
             if (!n.text) return;
@@ -400,7 +475,8 @@ export class PycellExtension implements vscode.Disposable {
     if (r.truncated?.stdout || r.truncated?.stderr) {
       out.appendLine(`(output truncated: the profile's maxOutputBytes kept the head and the tail)`);
     }
-    // Like Python's REPL, a None value (a print() call at the end) is not shown.
+    // Like Python's REPL, a None value (a print() call at the end) is not shown; JavaScript's
+    // undefined comes as no valueRepr at all.
     if (r.valueRepr != null && r.valueRepr !== "None") out.appendLine(`= ${r.valueRepr}`);
     const summary = summarize(r, lineOffset);
     out.appendLine(`■ ${summary}`);
@@ -460,8 +536,8 @@ export class PycellExtension implements vscode.Disposable {
 
   private async analyzeActive(): Promise<void> {
     const doc = this.editor().document;
-    if (doc.languageId !== "python") {
-      void vscode.window.showInformationMessage("pycell: Analyze works on Python files.");
+    if (!languageOfId(doc.languageId)) {
+      void vscode.window.showInformationMessage(`pycell: Analyze works on Python and JavaScript files; ${label(doc)} is ${doc.languageId}.`);
       return;
     }
     const n = await this.analyze(doc, true);
@@ -471,8 +547,11 @@ export class PycellExtension implements vscode.Disposable {
   /** Puts the document's diagnostics into the Problems panel; returns how many. */
   async analyze(doc: vscode.TextDocument, explicit: boolean): Promise<number> {
     const client = await this.getClient();
+    const language = this.languageOf(doc);
+    const profile = this.profile(language);
+    this.checkProfile(client, language, profile);
     const version = doc.version;
-    const { diagnostics, via } = await client.analyze(doc.getText(), this.profile());
+    const { diagnostics, via } = await client.analyze(doc.getText(), profile, wireLanguage(language).language);
     if (doc.isClosed || (doc.version !== version && !explicit)) return diagnostics.length;
     this.diagnostics.set(doc.uri, diagnostics.map((d) => toVsDiagnostic(doc, d)));
     if (explicit) this.output.appendLine(`pycell: analyzed ${label(doc)} (${via}): ${diagnostics.length} problem(s)`);
@@ -512,7 +591,8 @@ export class PycellExtension implements vscode.Disposable {
       return;
     }
     const degraded = client.isolation.level !== "isolated";
-    const profile = this.profile();
+    const front = vscode.window.activeTextEditor?.document;
+    const profile = this.profile((front && languageOfId(front.languageId)) || "python");
     const pool = this.lastStatus?.pools.find((p) => p.profile === profile);
     const poolText = pool ? `${profile} ${pool.ready}/${pool.target}` : profile;
     const busy = this.running.size ? ` · running ${this.running.size}` : "";
@@ -547,7 +627,11 @@ export class PycellExtension implements vscode.Disposable {
     out.appendLine(`  isolation: ${client.isolation.level}`);
     for (const [k, v] of Object.entries(client.isolation)) if (k !== "level") out.appendLine(`    ${k}: ${JSON.stringify(v)}`);
     out.appendLine(`  profiles:`);
-    for (const p of client.profiles) out.appendLine(`    ${p.name}${p.name === this.profile() ? " (selected)" : ""}: ${p.description ?? ""}`);
+    for (const p of client.profiles) {
+      const language = profileLanguage(p);
+      const selected = p.name === this.profile(language) ? ` (selected for ${language})` : ` (${language})`;
+      out.appendLine(`    ${p.name}${selected}: ${p.description ?? ""}`);
+    }
     const s = this.lastStatus;
     if (s) {
       out.appendLine(`  running ${s.running}, queued ${s.queued}, executions so far ${s.executionsTotal}`);

@@ -52,6 +52,27 @@ test("a run returns stdout and the last expression's value", T, async () => {
   assert.equal(summarize(r).startsWith("ok"), true);
 });
 
+test("JavaScript runs with language javascript, in a result of the same shape", T, async () => {
+  const js = client.profiles.filter((p) => p.language === "javascript").map((p) => p.name);
+  assert.ok(js.includes("javascript"), `profiles serving javascript: ${js}`);
+  const r = await client.execute({ code: "console.log(1+1); 6*7", language: "javascript" });
+  assert.equal(r.status, "ok");
+  assert.equal(r.stdout, "2\n");
+  assert.equal(r.value, 42);
+  assert.equal(r.valueRepr, "42");
+  assert.equal(r.error, null);
+  assert.equal(typeof r.usage.wallMs, "number");
+  const bad = await client.execute({ code: "let a = 1;\nundefinedName + a;\n", language: "javascript" });
+  assert.equal(bad.status, "error");
+  assert.equal(bad.error.type, "ReferenceError");
+  assert.equal(bad.error.line, 2);
+  await assert.rejects(client.execute({ code: "1", profile: "default", language: "javascript" }), (err) =>
+    isRpcError(err, RpcErrorCodes.InvalidParams),
+  );
+  const { diagnostics } = await client.analyze("let = = 1;", undefined, "javascript");
+  assert.ok(diagnostics.some((d) => d.severity === 1), JSON.stringify(diagnostics));
+});
+
 test("inputs and limits reach the run", T, async () => {
   const r = await client.execute({ code: "sum(inputs['xs'])", inputs: { xs: [1, 2, 3] }, limits: { timeoutMs: 5000 } });
   assert.equal(r.value, 6);

@@ -46,8 +46,8 @@ async function until(what, fn, ms = 20_000) {
   assert.fail(`timed out waiting for ${what}`);
 }
 
-function open(name, text, selection) {
-  const doc = makeDocument(`/tmp/pycell-vscode-test/${name}`, text);
+function open(name, text, selection, languageId = name.endsWith(".js") ? "javascript" : "python") {
+  const doc = makeDocument(`/tmp/pycell-vscode-test/${name}`, text, languageId);
   vscode.window.activeTextEditor = makeEditor(doc, selection);
   return doc;
 }
@@ -201,6 +201,71 @@ test("Run in Session keeps the document's state between runs", T, async () => {
   assert.deepEqual(again.session?.alive, true);
 });
 
+test("Run File runs a JavaScript file with Node in the javascript profile", T, async () => {
+  open("hello.js", "console.log('hello from node');\n6 * 7\n");
+  const r = await run("pycell.runFile");
+  assert.equal(r.status, "ok");
+  assert.equal(r.value, 42);
+  assert.match(output(), /▶ hello\.js · profile javascript/);
+  assert.match(output(), /hello from node\n= 42\n■ ok/);
+});
+
+test("Run Selection in JavaScript reports an error at the file's line", T, async () => {
+  const doc = open("sel.js", "function f() {\n  const o = null;\n  o.x;\n}\n", new Selection(new Position(1, 0), new Position(2, 6)));
+  const r = await run("pycell.runSelection");
+  assert.equal(r.status, "error");
+  assert.equal(r.error.type, "TypeError");
+  assert.equal(r.error.line, 2); // in the selection
+  assert.match(output(), /■ error: TypeError: .*\(line 3\)/); // in the file
+  assert.ok(output().includes(`at ${doc.uri.fsPath}:3`));
+});
+
+test("Run in Session keeps a JavaScript document's let between runs, apart from its Python session", T, async () => {
+  const doc = open("sess.js", "let n = 41;\nn + 1\n");
+  const r = await run("pycell.runInSession");
+  assert.equal(r.value, 42);
+  doc.setText("n += 1;\nn\n");
+  const again = await run("pycell.runInSession");
+  assert.equal(again.value, 42);
+  assert.equal(again.session?.alive, true);
+});
+
+test("Analyze puts a JavaScript syntax error in the Problems panel", T, async () => {
+  const doc = open("bad.js", "const a = 1;\nlet = = 2;\n");
+  await run("pycell.analyze");
+  const diags = problems(doc);
+  assert.ok(diags.length >= 1, "a problem");
+  assert.equal(diags[0].severity, vscode.DiagnosticSeverity.Error);
+  doc.setText("const a = 1;\na + 1;\n");
+  events.saved.fire(doc);
+  await until("the problem to clear on save", () => problems(doc).length === 0);
+});
+
+test("other languages (JSX, TypeScript) are refused with a message that says why", T, async () => {
+  for (const languageId of ["javascriptreact", "typescript"]) {
+    open(`x.${languageId}`, "console.log(1)\n", undefined, languageId);
+    const before = record.messages.length;
+    const r = await run("pycell.runFile");
+    assert.equal(r, undefined);
+    const msg = record.messages.slice(before).find((m) => m.kind === "error");
+    assert.ok(msg, `an error message for ${languageId}`);
+    assert.match(msg.text, new RegExp(`runs Python and JavaScript files; x\\.${languageId} is ${languageId}`));
+  }
+});
+
+test("a profile of the other language is refused before anything runs", T, async () => {
+  settings.javascriptProfile = "default";
+  try {
+    open("wrong.js", "1\n");
+    const before = record.messages.length;
+    assert.equal(await run("pycell.runFile"), undefined);
+    const msg = record.messages.slice(before).find((m) => m.kind === "error");
+    assert.match(msg?.text ?? "", /profile "default" \(setting pycell\.javascriptProfile\) runs python, not javascript/);
+  } finally {
+    delete settings.javascriptProfile;
+  }
+});
+
 test("figures (image/png displays) are shown in a webview", T, async () => {
   ext.showFigures("test: 1 figure(s)", [{ "image/png": PNG, "text/plain": "<Figure size 1x1 with 0 Axes>" }, { "text/plain": "no image" }]);
   const panel = record.panels.at(-1);
@@ -275,19 +340,21 @@ test("limits are read from the pycell.runLimits.* settings, with pycell.limits a
   }
 });
 
-test("package.json: Run and Analyze are offered for Python editors only; each limit is its own setting", () => {
+test("package.json: Run and Analyze are offered for Python and JavaScript editors only; each limit is its own setting", () => {
   const pkg = require("../package.json");
   const { menus, configuration } = pkg.contributes;
-  const python = "editorLangId == python";
+  const languages = "editorLangId == python || editorLangId == javascript";
   for (const id of ["pycell.runFile", "pycell.runSelection", "pycell.runInSession", "pycell.analyze"]) {
     const palette = menus.commandPalette.find((m) => m.command === id);
-    assert.equal(palette?.when, python, `${id} in the Command Palette`);
+    assert.equal(palette?.when, languages, `${id} in the Command Palette`);
   }
   for (const [menu, entries] of Object.entries(menus)) {
     for (const e of entries) {
-      if (/^pycell\.(run|analyze)/.test(e.command)) assert.match(e.when ?? "", /editorLangId == python/, `${menu}: ${e.command}`);
+      if (/^pycell\.(run|analyze)/.test(e.command)) assert.equal(e.when, languages, `${menu}: ${e.command}`);
     }
   }
+  assert.deepEqual(pkg.activationEvents, ["onLanguage:python", "onLanguage:javascript"]);
+  assert.equal(configuration.properties["pycell.javascriptProfile"].default, "javascript");
   const props = configuration.properties;
   const legacy = props["pycell.limits"];
   assert.ok(legacy.markdownDeprecationMessage, "pycell.limits is marked deprecated");
@@ -304,7 +371,8 @@ test("package.json: Run and Analyze are offered for Python editors only; each li
 test("Show Status writes the isolation, profiles and pools", T, async () => {
   await run("pycell.showStatus");
   assert.match(output(), /isolation: (isolated|degraded)/);
-  assert.match(output(), /default \(selected\)/);
+  assert.match(output(), /default \(selected for python\)/);
+  assert.match(output(), /javascript \(selected for javascript\)/);
   assert.match(output(), /pool default: \d+\/\d+ ready/);
 });
 

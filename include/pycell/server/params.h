@@ -136,6 +136,8 @@ struct ToolCall {
 // written for the model to correct, not -32602.
 [[nodiscard]] Decoded<json> decodeToolArguments(const ToolCall& call);
 [[nodiscard]] Decoded<RunArgs> decodeRunPythonArgs(const json& args);
+// run_python's and run_javascript's arguments (the same ones); `tool` names it in refusals.
+[[nodiscard]] Decoded<RunArgs> decodeRunToolArgs(const json& args, const std::string& tool);
 [[nodiscard]] Decoded<SessionArgs> decodeCreateSessionArgs(const json& args);
 [[nodiscard]] Decoded<SessionCloseParams> decodeCloseSessionArgs(const json& args);
 

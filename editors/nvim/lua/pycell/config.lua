@@ -6,8 +6,10 @@ M.defaults = {
   binary = 'pycell',
   -- Extra arguments for `pycell serve`, e.g. { '--config', '~/.config/pycell.json' }.
   args = {},
-  -- The profile executions run under (`:PycellRun other` overrides it for one run).
+  -- The profile Python runs use (`:PycellRun other` overrides it for one run).
   profile = 'default',
+  -- The profile JavaScript runs use (buffers whose filetype is `javascript`, run by Node.js).
+  javascript_profile = 'javascript',
   -- Limits sent with every execution; each may only tighten the profile's own limit.
   -- Keys: timeoutMs, cpuMs, memoryMb, maxOutputBytes, maxProcesses, diskMb.
   limits = {},
@@ -17,7 +19,7 @@ M.defaults = {
   -- aboveright), `size` its height (or width when `vertical`), `focus` moves the cursor
   -- into it.
   output = { split = 'botright', size = 12, vertical = false, focus = false },
-  -- Run :PycellAnalyze on every write of a Python buffer.
+  -- Run :PycellAnalyze on every write of a Python (*.py) or JavaScript (*.js) buffer.
   analyze_on_save = false,
   -- How long Neovim waits for the server's `shutdown` answer when it quits.
   shutdown_timeout_ms = 2000,
@@ -31,6 +33,7 @@ function M.set(opts)
     binary = { opts.binary, 'string', true },
     args = { opts.args, 'table', true },
     profile = { opts.profile, 'string', true },
+    javascript_profile = { opts.javascript_profile, 'string', true },
     limits = { opts.limits, 'table', true },
     stream = { opts.stream, 'boolean', true },
     output = { opts.output, 'table', true },

@@ -1,4 +1,4 @@
--- pycell: run Python from Neovim buffers in pycell's sandboxes.
+-- pycell: run Python and JavaScript from Neovim buffers in pycell's sandboxes.
 -- This module is the UI (commands, output split, diagnostics); the protocol client is
 -- pycell.rpc. One server per Neovim, started on first use, stopped on VimLeavePre.
 local api = vim.api
@@ -114,7 +114,7 @@ function M.setup(opts)
   if new.analyze_on_save then
     api.nvim_create_autocmd('BufWritePost', {
       group = group,
-      pattern = '*.py',
+      pattern = { '*.py', '*.js' },
       desc = 'pycell: analyze on save',
       callback = function(ev)
         M.analyze({ bufnr = ev.buf, quiet = true })
@@ -173,6 +173,37 @@ local function source(bufnr, line1, line2)
   }
 end
 
+-- The language pycell runs a buffer in, from its filetype: `javascript` is JavaScript,
+-- `python` and no filetype (a scratch buffer) are Python. Any other is refused (nil and
+-- why): typescript or javascriptreact would only fail in Node, and a Lua buffer in Python.
+function M.language_of(bufnr)
+  local ft = api.nvim_buf_get_option(bufnr, 'filetype')
+  if ft == 'javascript' then
+    return 'javascript'
+  end
+  if ft == 'python' or ft == '' then
+    return 'python'
+  end
+  return nil, string.format('pycell runs Python and JavaScript buffers; this one is %s', ft)
+end
+
+-- The profile for a run in `language` when none is named.
+local function profile_for(language)
+  if language == 'javascript' then
+    return cfg().javascript_profile or 'javascript'
+  end
+  return cfg().profile
+end
+
+-- Only JavaScript is named in a request: Python is what one without `language` runs, and a
+-- server older than JavaScript support refuses the unknown field.
+local function with_language(params, language)
+  if language == 'javascript' then
+    params.language = language
+  end
+  return params
+end
+
 local function with_limits(params)
   local limits = cfg().limits
   if type(limits) == 'table' and next(limits) ~= nil then
@@ -215,7 +246,8 @@ local function summary(run, result)
   if t.stdout == true or t.stderr == true then
     table.insert(lines, '(output truncated by the maxOutputBytes limit)')
   end
-  -- Like the REPL, say nothing about a None value (the code ended with print(...), say).
+  -- Like the REPL, say nothing about a None value (the code ended with print(...), say);
+  -- JavaScript's undefined comes as no valueRepr at all.
   if not is_nil(result.valueRepr) and not (result.valueRepr == 'None' and is_nil(result.value)) then
     for i, l in ipairs(vim.split(tostring(result.valueRepr), '\n', { plain = true })) do
       table.insert(lines, (i == 1 and 'value: ' or '       ') .. l)
@@ -268,7 +300,8 @@ local function finish(run, e, result)
 end
 
 --- Run code. opts: bufnr (default current), line1/line2 (default the whole buffer),
---- profile, force (kill a run still in progress), on_done(run).
+--- profile, language ('python' or 'javascript'; default from the filetype), force (kill a
+--- run still in progress), on_done(run).
 --- Returns the run record {id, status, result, ...} or nil.
 function M.run(opts)
   opts = opts or {}
@@ -277,7 +310,15 @@ function M.run(opts)
     bufnr = api.nvim_get_current_buf()
   end
   if output.is_output(bufnr) then
-    notify('run this from a Python buffer, not from the output buffer', levels.WARN)
+    notify('run this from a Python or JavaScript buffer, not from the output buffer', levels.WARN)
+    return nil
+  end
+  local language, why = opts.language, nil
+  if not language then
+    language, why = M.language_of(bufnr)
+  end
+  if not language then
+    notify(why, levels.ERROR)
     return nil
   end
   if S.current and not S.current.done then
@@ -296,7 +337,8 @@ function M.run(opts)
     offset = src.offset,
     whole = src.whole,
     src = src,
-    profile = opts.profile or c.profile,
+    profile = opts.profile or profile_for(language),
+    language = language,
     stream = c.stream,
     started = vim.loop.hrtime(),
     done = false,
@@ -306,12 +348,12 @@ function M.run(opts)
   vim.diagnostic.reset(M.namespaces.run, run.bufnr)
   local where = src.whole and src.name or string.format('%s:%d-%d', src.name, src.line1, src.line2)
   output.begin({ string.format('[pycell] %s | profile %s | %s', where, run.profile, run.id) }, c.output)
-  M.client():request('execute', with_limits({
+  M.client():request('execute', with_language(with_limits({
     code = src.code,
     executionId = run.id,
     profile = run.profile,
     stream = run.stream,
-  }), function(e, result)
+  }), language), function(e, result)
     finish(run, e, result)
   end)
   return run
@@ -365,15 +407,26 @@ end
 --- Analyze a buffer (or a range) into vim.diagnostic, namespace M.namespaces.analyze.
 --- Uses the server's `analyze` method; where the server does not have it (-32601), parses
 --- the code with Python's `ast` through `execute` in the sandbox instead.
---- opts: bufnr, line1, line2, profile, quiet, on_done(err, diagnostics, via) where via is
---- 'analyze' or 'execute'.
+--- opts: bufnr, line1, line2, profile, language (default from the filetype), quiet,
+--- on_done(err, diagnostics, via) where via is 'analyze' or 'execute'.
 function M.analyze(opts)
   opts = opts or {}
   local src = source(opts.bufnr or 0, opts.line1, opts.line2)
-  local profile = opts.profile or cfg().profile
+  local language, why = opts.language, nil
+  if not language then
+    language, why = M.language_of(src.bufnr)
+  end
+  if not language then
+    return analyze_failed(why, opts)
+  end
+  local profile = opts.profile or profile_for(language)
   local c = M.client()
 
   local function fallback()
+    -- The fallback parses Python; a server without `analyze` runs no JavaScript either.
+    if language == 'javascript' then
+      return analyze_failed('this pycell server cannot analyze JavaScript (it has no analyze method)', opts)
+    end
     c:request('execute', {
       code = diag.ANALYZER,
       inputs = { code = src.code },
@@ -394,7 +447,7 @@ function M.analyze(opts)
     fallback()
     return
   end
-  c:request('analyze', { code = src.code, profile = profile }, function(e, r)
+  c:request('analyze', with_language({ code = src.code, profile = profile }, language), function(e, r)
     if e and e.code == rpc.errors.METHOD_NOT_FOUND then
       S.analyze_method = false
       return fallback()
@@ -464,7 +517,7 @@ function M.profiles()
     end
   end
   if #names == 0 then
-    names = { 'default', 'datascience' }
+    names = { 'default', 'datascience', 'javascript' }
   end
   return names
 end
