@@ -216,17 +216,8 @@ TEST_CASE("the sandbox cannot signal the server or the test process", "[containm
 
 TEST_CASE("a TCP connection to a listener outside the sandbox fails and it receives nothing",
           "[containment]") {
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  REQUIRE(listener.valid());
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;  // any free port
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(listener.get(), 16) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const int port = ntohs(addr.sin_port);
+  LoopbackListener listener = listenOnLoopback();
+  const int port = listener.port;
 
   auto server = startKernelServer(Framing::kNdjson);
   Json value = requireValue(*server,
@@ -242,9 +233,8 @@ TEST_CASE("a TCP connection to a listener outside the sandbox fails and it recei
   INFO("sandbox: " << brief(value) << "; port " << port);
   CHECK(value.get<std::string>().rfind("failed", 0) == 0);
 
-  pollfd p{listener.get(), POLLIN, 0};
-  CHECK(::poll(&p, 1, 0) == 0);
-  CHECK(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC) < 0);
+  CHECK(listener.receivedNothing());
+  CHECK(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC) < 0);
 }
 
 TEST_CASE("mount, unshare, ptrace, keyctl and bpf fail with EPERM or ENOSYS through ctypes",

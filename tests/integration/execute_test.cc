@@ -16,13 +16,6 @@ namespace {
 
 Framing anyFraming() { return GENERATE(Framing::kNdjson, Framing::kLsp); }
 
-// The status, and enough of the result to understand a failure.
-#define REQUIRE_STATUS(result, expected)                    \
-  do {                                                      \
-    const Json& checked_ = (result);                        \
-    INFO("result: " << brief(checked_));                    \
-    REQUIRE(checked_.value("status", "") == (expected));    \
-  } while (0)
 
 }  // namespace
 

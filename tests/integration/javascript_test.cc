@@ -4,10 +4,6 @@
 // when the policy is off.
 #include <catch2/catch.hpp>
 
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <thread>
 
 #include "host_view.h"
@@ -24,17 +20,7 @@ Json js(ServerProcess& server, const std::string& code, Json extra = Json::objec
   return execute(server, std::move(extra));
 }
 
-#define REQUIRE_STATUS(result, expected)                 \
-  do {                                                   \
-    const Json& checked_ = (result);                     \
-    INFO("result: " << brief(checked_));                 \
-    REQUIRE(checked_.value("status", "") == (expected)); \
-  } while (0)
 
-bool readable(const Fd& fd) {
-  pollfd p{fd.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) > 0;
-}
 
 // Nothing a run started outlives it: no node or sleep process below the server (the kernel
 // tears a pid namespace down after its init; waits for that, up to 5 s).
@@ -150,16 +136,8 @@ TEST_CASE("JavaScript: the policy refuses child_process, net, process.binding; t
 
 TEST_CASE("JavaScript with the policy off: the kernel holds processes, network, files and pids",
           "[javascript][security]") {
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  REQUIRE(listener.valid());
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(listener.get(), 16) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const int port = ntohs(addr.sin_port);
+  LoopbackListener listener = listenOnLoopback();
+  const int port = listener.port;
 
   auto server = startKernelServer(Framing::kNdjson);
   SECTION("a process bomb meets the processes limit") {
@@ -190,7 +168,7 @@ TEST_CASE("JavaScript with the policy off: the kernel holds processes, network, 
                      {{"limits", {{"timeoutMs", 8000}}}});
     REQUIRE_STATUS(result, "ok");
     CHECK(result["value"] != "connected");
-    CHECK_FALSE(readable(listener));
+    CHECK(listener.receivedNothing());
   }
   SECTION("/etc/shadow is not there; the host's processes are not visible") {
     Json result = js(*server,

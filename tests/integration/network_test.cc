@@ -109,16 +109,8 @@ def attempt(family, address):
 
 TEST_CASE("a network run cannot reach a TCP listener on the host's loopback, directly or through slirp's gateway",
           "[network][security]") {
-  Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  REQUIRE(listener.valid());
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(listener.get(), 16) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  const int port = ntohs(addr.sin_port);
+  LoopbackListener listener = listenOnLoopback();
+  const int port = listener.port;
 
   auto server = startNetServer();
   if (!networkStackUp(*server)) return;
@@ -129,7 +121,7 @@ TEST_CASE("a network run cannot reach a TCP listener on the host's loopback, dir
   INFO("sandbox: " << brief(value) << "; host port " << port);
   CHECK(value["loopback"] == "ECONNREFUSED");  // the sandbox's own loopback: nobody listens
   CHECK(value["gateway"] != "connected");
-  CHECK_FALSE(readable(listener));  // nothing was queued for accept
+  CHECK(listener.receivedNothing());  // nothing was queued for accept
 }
 
 TEST_CASE("a network run cannot connect to the host's abstract AF_UNIX sockets", "[network][security]") {

@@ -1,8 +1,11 @@
 #include "server_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -735,6 +738,25 @@ Json awaitFullPool(ServerProcess& server, const std::string& profile, Millis tim
     if ((pool["zygoteReady"] == true || pool.value("kind", "") == "started") && pool["ready"] == pool["target"]) return pool;
   }
   throw std::runtime_error("pool " + profile + " did not fill: " + brief(pool));
+}
+
+LoopbackListener listenOnLoopback() {
+  LoopbackListener l;
+  l.fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);  // port 0: any free one
+  socklen_t len = sizeof addr;
+  if (!l.fd.valid() || ::bind(l.fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(l.fd.get(), 16) != 0 || ::getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error(std::string("a loopback listener: ") + std::strerror(errno));
+  l.port = ntohs(addr.sin_port);
+  return l;
+}
+
+bool LoopbackListener::receivedNothing() const {
+  pollfd p{fd.get(), POLLIN, 0};
+  return ::poll(&p, 1, 0) == 0;
 }
 
 }  // namespace pycell::testing

@@ -247,6 +247,25 @@ CommandResult runPycell(const std::vector<std::string>& args, std::string_view i
 CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input = {},
                          Millis timeout = kExecutionTimeout);
 
+// A TCP listener on the host's loopback (127.0.0.1, a free port), outside any sandbox: an
+// escape test points a run at it and then checks that nothing arrived (`receivedNothing`).
+struct LoopbackListener {
+  Fd fd;
+  int port = 0;
+  // No connection waiting and nothing readable, right now.
+  [[nodiscard]] bool receivedNothing() const;
+};
+// Throws when the socket cannot be made (the machine has no loopback).
+LoopbackListener listenOnLoopback();
+
+// The status, and enough of the result to understand a failure.
+#define REQUIRE_STATUS(result, expected)                  \
+  do {                                                    \
+    const ::pycell::testing::Json& checked_ = (result);   \
+    INFO("result: " << ::pycell::testing::brief(checked_)); \
+    REQUIRE(checked_.value("status", "") == (expected));  \
+  } while (0)
+
 // A file in the temporary directory, readable by everyone (the server may run as another
 // uid), removed in the destructor.
 class TempFile {
