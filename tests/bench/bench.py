@@ -61,6 +61,7 @@ TARGETS = {
     "floor_cpu": 1.7,               # pycell CPU per execution / the floor's <= 1.7x
     "child_uss_mib": 2.0,           # ready child USS <= 2 MiB
     "cold_node_over_js_warm": 20.0,  # cold node -e p50 / pycell JavaScript warm claim p50 >= 20x
+    "js_floor": 1.5,                # pycell JavaScript warm claim p50 / the same run on a started, unsandboxed node
     "aim_trivial_p50_ms": 1.0,      # aims (informational, same PASS/MISS wording)
     "aim_pandas_p50_ms": 3.0,
     "aim_analyze_1000_ms": 50.0,    # the static analyzer on 1000 lines, in-process
@@ -675,6 +676,7 @@ def print_report(rep):
         ("pycell_js_server_wall", "  server-reported usage.wallMs"),
         ("pycell_js_warm", "pycell console.log(1) [javascript], warm claim"),
         ("pycell_js_warm_server_wall", "  server-reported usage.wallMs"),
+        ("node_floor", "  floor: started node + bootstrap, no sandbox"),
         ("node_trivial", "cold node -e 'console.log(1)'"),
         ("bwrap_node", "bwrap --unshare-all node -e 'console.log(1)'"),
         ("analyze_1000_lines", "static analysis of 1000 lines (analyze.py, in-process)"),
@@ -781,6 +783,13 @@ def compute_targets(rep):
               TARGETS["cold_node_over_js_warm"], rep.get("jsSkipped") or "not measured", fig)
         ratio(f"bwrap+node p50 / pycell JavaScript p50 [{label}]", "bwrap_node", "pycell_js" + sfx,
               1.0, rep.get("jsSkipped") or rep["bwrap"]["reason"], fig)
+    a, b = p50("pycell_js_warm"), p50("node_floor")
+    if a is not None and b:
+        r = a / b
+        tg.append({"name": "pycell JavaScript warm claim p50 / its floor's (node started, no sandbox)",
+                   "figure": "warmClaim", "value": round(r, 2), "valueText": f"{r:.2f}x",
+                   "target": TARGETS["js_floor"], "targetText": f"<= {TARGETS['js_floor']:g}x",
+                   "pass": r <= TARGETS["js_floor"]})
     t8 = next((t for t in rep["throughput"] if t["clients"] == 8), None)
     if t8:
         tg.append({"name": "trivial executes/s with 8 clients", "value": t8["perSecond"],
@@ -916,6 +925,12 @@ def main():
         foreign_sample(seen)
     node = shutil.which("node")
     if node:
+        js_bootstrap = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "js", "bootstrap.js")
+        try:
+            times = [floor.js_floor_once(node, js_bootstrap, JS_CODE, "1\n") for _ in range(max(bn, 10) + bw)][bw:]
+            rep["latency"]["node_floor"] = summarize(times)
+        except (OSError, RuntimeError) as e:
+            rep["notes"].append(f"the JavaScript floor failed: {e}")
         times, err = time_command([node, "-e", JS_CODE], bn, bw, "1\n")
         if times is None:
             rep["notes"].append(f"node_trivial baseline failed: {err}")

@@ -177,3 +177,50 @@ if __name__ == "__main__":
         sys.exit(serve(sys.argv[2:]))
     print("usage: floor.py serve MODULE...", file=sys.stderr)
     sys.exit(2)
+
+
+# --------------------------------------------------------------------------- JavaScript's floor
+
+def js_floor_once(node, bootstrap, code, expect):
+    """One warm JavaScript run with no sandbox: node already started on pycell's own bootstrap
+    (src/js/bootstrap.js), waiting on its request pipe, as a started pool's sandbox waits;
+    the request is written and the time runs until node has exited and been reaped (pycell
+    answers only then: the exit status is the kernel's). Returns ms."""
+    r3, w3 = os.pipe()
+    r4, w4 = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fds = [os.dup(r3), os.dup(w4), os.dup(out_w)]
+            os.dup2(fds[0], 3)
+            os.dup2(fds[1], 4)
+            os.dup2(fds[2], 1)
+            os.closerange(5, 65536)
+            os.execv(node, [node, "--experimental-vm-modules", "--disable-proto=throw", bootstrap])
+        finally:
+            os._exit(127)
+    for fd in (r3, w4, out_w):
+        os.close(fd)
+    said = b""
+    while len(said) < 2:
+        chunk = os.read(r4, 2 - len(said))
+        if not chunk:
+            raise RuntimeError("node exited before it was ready")
+        said += chunk
+    t0 = time.perf_counter_ns()
+    os.write(w3, json.dumps({"token": "floor", "code": code, "files": {}}).encode() + b"\n")
+    os.close(w3)
+    out = b""
+    while True:
+        chunk = os.read(out_r, 65536)
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    ms = (time.perf_counter_ns() - t0) / 1e6
+    os.close(out_r)
+    os.close(r4)
+    if out.decode() != expect:
+        raise RuntimeError(f"node floor printed {out[:100]!r}")
+    return ms
