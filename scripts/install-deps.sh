@@ -14,6 +14,7 @@ packages=(
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
   clang libclang-rt-14-dev             # libFuzzer for the protocol fuzz targets
+  dpkg-dev man-db                      # the .deb: dpkg-shlibdeps finds its Depends; its man page test
 )
 # node and npm run the MCP SDK and VS Code tests (their packages come from the npm registry).
 # npm itself comes from the npm registry too (install-npm.py, pinned and checked): Debian's
