@@ -2,6 +2,10 @@
 # completion and the docs; `cpack -G DEB` in the build directory makes the .deb of them.
 # Included from the top CMakeLists.txt. The test programs have no install rules.
 include(GNUInstallDirs)
+# cpack (and the install target) would first build everything, the test programs included,
+# in the build tree it packages; installing takes what is built (cmake --build first), so
+# that packaging is quick and two cpack runs never build in the same tree at once.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 set(CMAKE_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS  # not the umask's: dpkg keeps what it is given
     OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 

@@ -42,5 +42,6 @@ if [ "$sanitize" = 1 ]; then
   # variant runs the same server code under another uid, and it has run in the first pass.
   skip='fuzz_protocol|integration_unprivileged_[0-9]+|bootstrap|js_bootstrap|policy_module|analyze_module|fork_loop'
   skip+='|python_client_package|vscode_package|schemas_ajv_install|schemas_strict'
+  skip+='|packaging_deb_contents|packaging_deb_install'
   (cd "$build-asan" && ctest --output-on-failure --timeout 900 -j2 -E "^($skip)\$")
 fi
