@@ -54,11 +54,14 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME pycell)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "run untrusted Python in isolated, pre-warmed sandboxes")
-set(CPACK_PACKAGE_DESCRIPTION "pycell runs untrusted Python and JavaScript (code an LLM wrote, a
-student's submission, an editor selection) in sandboxes the Linux kernel enforces: user, pid,
-mount, network, IPC and UTS namespaces, a seccomp filter, cgroups and rlimits. It is one
-program: a JSON-RPC server on stdin/stdout (pycell serve), a Model Context Protocol server
-(pycell mcp), a runner for one file (pycell run) and a check of the machine (pycell check).")
+# Lines under 80 columns, as dpkg shows them.
+string(JOIN "\n" CPACK_PACKAGE_DESCRIPTION
+  "pycell runs untrusted Python and JavaScript (code an LLM wrote, a student's"
+  "submission, an editor selection) in sandboxes the Linux kernel enforces: user,"
+  "pid, mount, network, IPC and UTS namespaces, a seccomp filter, cgroups and"
+  "rlimits. It is one program: a JSON-RPC server on stdin/stdout (pycell serve),"
+  "a Model Context Protocol server (pycell mcp), a runner for one file (pycell"
+  "run) and a check of the machine (pycell check).")
 set(PYCELL_DEB_MAINTAINER "pycell maintainers <pycell@invalid>" CACHE STRING
     "the Maintainer field of the .deb (Name <address>)")
 set(CPACK_PACKAGE_CONTACT "${PYCELL_DEB_MAINTAINER}")
