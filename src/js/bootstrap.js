@@ -59,6 +59,10 @@
  *  - A program that replaces process.emit keeps node from telling us that the loop is
  *    empty or that the process exits: such a run ends without a report.
  */
+// node runs this file with --no-lazy: every function here is compiled when the sandbox
+// starts, ahead of demand, not on a run's path (measured: about 1.3 ms of an 8 ms warm run).
+// The program's code is compiled lazily again, as node would.
+require('v8').setFlagsFromString('--lazy');
 const fs = require('fs');
 const vm = require('vm');
 const util = require('util');

@@ -48,9 +48,11 @@ SandboxPlan makePlan(const PlanInputs& in) {
     // limit. --disable-proto=throw: the program cannot reach an object's prototype
     // through __proto__ (the bootstrap's own objects included). --experimental-vm-modules:
     // without it node never asks the bootstrap about a script's import(), which the policy
-    // must see (it prints nothing unless a program builds vm modules itself).
+    // must see (it prints nothing unless a program builds vm modules itself). --no-lazy: the
+    // bootstrap is compiled whole at start, ahead of demand; it turns lazy compilation back
+    // on for the program.
     plan.argv = {in.python, "--max-old-space-size=" + std::to_string(std::max<int64_t>(in.limits.memoryMb, 16)),
-                 "--disable-proto=throw", "--experimental-vm-modules", bootstrap};
+                 "--disable-proto=throw", "--experimental-vm-modules", "--no-lazy", bootstrap};
     return plan;
   }
   // -I: ignore PYTHON* variables and the user's site directory; -B: no .pyc writes;

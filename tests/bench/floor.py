@@ -197,7 +197,7 @@ def js_floor_once(node, bootstrap, code, expect):
             os.dup2(fds[1], 4)
             os.dup2(fds[2], 1)
             os.closerange(5, 65536)
-            os.execv(node, [node, "--experimental-vm-modules", "--disable-proto=throw", bootstrap])
+            os.execv(node, [node, "--experimental-vm-modules", "--disable-proto=throw", "--no-lazy", bootstrap])
         finally:
             os._exit(127)
     for fd in (r3, w4, out_w):
