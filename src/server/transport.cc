@@ -16,7 +16,7 @@ Transport::Transport(EventLoop& loop, MessageHandler& handler, Framing framing, 
     : loop_(loop), handler_(handler), reader_(framing, limits.maxMessageBytes), inFd_(inFd), outFd_(outFd), limits_(limits) {}
 
 Transport::~Transport() {
-  if (inWatched_) loop_.unwatch(inFd_);
+  unwatchInput();
   unwatchOutput();
   if (resumeScheduled_) loop_.cancelTimer(resumeTimer_);
 }
@@ -24,6 +24,7 @@ Transport::~Transport() {
 Status Transport::start() {
   (void)setNonBlocking(inFd_);
   struct stat st{};
+  inIsFile_ = ::fstat(inFd_, &st) == 0 && S_ISREG(st.st_mode);
   // Only a pipe or socket of our own is made non-blocking: a terminal's file description
   // is shared with the shell.
   if (::fstat(outFd_, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) (void)setNonBlocking(outFd_);
@@ -31,9 +32,24 @@ Status Transport::start() {
 }
 
 Status Transport::watchInput() {
+  if (inIsFile_) {
+    fileTimer_ = loop_.addTimer(std::chrono::milliseconds(0), [this] {
+      fileTimer_.reset();
+      onReadable();
+    });
+    inWatched_ = true;
+    return {};
+  }
   auto st = loop_.watch(inFd_, EPOLLIN, [this](uint32_t) { onReadable(); });
   inWatched_ = st.has_value();
   return st;
+}
+
+void Transport::unwatchInput() {
+  if (fileTimer_) loop_.cancelTimer(*fileTimer_);
+  fileTimer_.reset();
+  if (inWatched_ && !inIsFile_) loop_.unwatch(inFd_);
+  inWatched_ = false;
 }
 
 void Transport::onReadable() {
@@ -43,14 +59,19 @@ void Transport::onReadable() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n <= 0) {
-      loop_.unwatch(inFd_);
-      inWatched_ = false;
+      unwatchInput();
       inputEnded_ = true;
       handler_.onInputClosed();
       return;
     }
     reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
     if (!handleFrames()) return;
+    // A file is read a buffer per turn of the loop, as a pipe would deliver it: the answers
+    // and the runs' events go on between.
+    if (inIsFile_) {
+      if (!inputPaused_ && !fileTimer_) (void)watchInput();
+      return;
+    }
   }
 }
 
@@ -85,8 +106,7 @@ void Transport::pauseInput() {
   if (inputPaused_ || inputEnded_) return;
   log::debug("the client is not reading its answers (" + std::to_string(outbox_.size() >> 20) +
              " MiB waiting); reading no more requests until it does");
-  loop_.unwatch(inFd_);
-  inWatched_ = false;
+  unwatchInput();
   inputPaused_ = true;
 }
 

@@ -2,6 +2,8 @@
 // EOF, and following the client process.
 #include <catch2/catch.hpp>
 
+#include <sstream>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,4 +193,22 @@ TEST_CASE("an execute with a workDoneToken reports $/progress begin, report and 
   REQUIRE(kinds.size() >= 2);
   CHECK(kinds.front() == "begin");
   CHECK(kinds.back() == "end");
+}
+
+TEST_CASE("stdin may be a regular file: pycell serve < requests.ndjson answers every request", "[lifecycle]") {
+  // epoll refuses regular files; the server reads one from its loop instead.
+  TempFile requests("requests.ndjson",
+                    R"J({"jsonrpc":"2.0","id":1,"method":"execute","params":{"code":"print(6 * 7)"}})J" "\n"
+                    R"J({"jsonrpc":"2.0","id":2,"method":"execute","params":{"code":"1 +"}})J" "\n"
+                    R"J({"jsonrpc":"2.0","id":3,"method":"shutdown"})J" "\n");
+  CommandResult r = runCommand({"/bin/sh", "-c", "exec \"$0\" serve < \"$1\"", pycellBinary(), requests.path()});
+  INFO("exit " << (r.exitCode ? std::to_string(*r.exitCode) : "none") << "\nout: " << r.out << "\nerr: " << r.err);
+  REQUIRE(r.exitCode == 0);
+  std::vector<Json> answers;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) answers.push_back(Json::parse(line));
+  REQUIRE(answers.size() == 3);
+  CHECK(answers[0]["result"]["stdout"] == "42\n");
+  CHECK(answers[1]["result"]["status"] == "error");
+  CHECK(answers[2]["id"] == 3);
 }

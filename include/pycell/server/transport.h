@@ -10,6 +10,7 @@
 // the handler decides everything else (what to answer, when to stop).
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,6 +108,11 @@ class Transport {
   bool outputClosed_ = false; // a write failed: nobody reads stdout any more
   bool resumeScheduled_ = false;
   EventLoop::TimerId resumeTimer_ = 0;
+  // stdin is a regular file (`pycell serve < requests.ndjson`): epoll refuses those, and
+  // they are always readable, so it is read from a timer on the loop's next turn instead.
+  bool inIsFile_ = false;
+  std::optional<EventLoop::TimerId> fileTimer_;
+  void unwatchInput();
 };
 
 }  // namespace pycell::server
