@@ -55,7 +55,10 @@ void Pool::start() {
   auto zygote = std::make_unique<Zygote>(loop_, ctx_, profile_, static_cast<ZygoteEvents&>(*this), ++zygoteSerial_);
   ++zygoteStarts_;
   if (auto st = zygote->start(); !st) {
-    zygoteFailed(prefixed("cannot start the zygote: ", st.error()));
+    // As for a zygote that died before it was ready: counted, retried after a back-off, and
+    // after five in a row every waiting claim is answered with the error. Without the retry
+    // a claim made now would wait for a zygote that nobody starts.
+    restartAfterDeath(false, prefixed("cannot start the zygote: ", st.error()).message());
     return;
   }
   current_ = std::move(zygote);

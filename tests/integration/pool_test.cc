@@ -173,3 +173,19 @@ TEST_CASE("a profile whose children cannot start answers its requests with the r
   // Other profiles are unaffected.
   CHECK(execute(*server, {{"code", "2 + 2"}})["value"] == 4);
 }
+
+TEST_CASE("a zygote that cannot start: executions get the error after a back-off, never a wait without end",
+          "[pool]") {
+  // The zygote's own sandbox fails at its mounts (a bind source that does not exist), in the
+  // server, before any zygote process runs; a runtime that refuses a step behaves alike.
+  TempFile config("broken-zygote.json", R"({"profiles": {"broken": {"allowRead": ["/nonexistent-pycell-test-dir"]}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path()});
+  Json answer = server->call("execute", {{"code", "1"}, {"profile", "broken"}}, Millis{20000});
+  INFO(brief(answer));
+  REQUIRE(answer.contains("error"));
+  CHECK(answer["error"]["code"] == -32000);
+  CHECK_THAT(answer["error"]["data"]["reason"].get<std::string>(),
+             Catch::Contains("cannot start the zygote") && Catch::Contains("/nonexistent-pycell-test-dir"));
+  // The other profiles go on.
+  CHECK(executeCode(*server, "6 * 7")["value"] == 42);
+}
