@@ -10,6 +10,7 @@ packages=(
   slirp4netns                          # the network stack of runs with network: true
   strace                               # the seccomp test traces typical programs' system calls
   python3-jsonschema                   # schema validation of real traffic
+  python3-yaml                         # the Kubernetes manifests' check (tests/deploy)
   python3-venv python3-pip python3-setuptools python3-wheel mypy   # the Python client's install and type checks
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
