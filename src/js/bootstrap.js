@@ -230,16 +230,19 @@ function joinPath(dir, name) {
   return dir === '' || dir === '.' ? name : (dir[dir.length - 1] === '/' ? dir + name : dir + '/' + name);
 }
 
-function splitLines(text) {
-  const lines = [];
+/** text.split(separator), without String.prototype.split (a program may replace it). */
+function splitOn(text, separator) {
+  const parts = [];
   let start = 0;
   for (;;) {
-    const cut = _strIndexOf(text, '\n', start);
-    if (cut < 0) { append(lines, _strSlice(text, start)); return lines; }
-    append(lines, _strSlice(text, start, cut));
+    const cut = _strIndexOf(text, separator, start);
+    if (cut < 0) { append(parts, _strSlice(text, start)); return parts; }
+    append(parts, _strSlice(text, start, cut));
     start = cut + 1;
   }
 }
+
+function splitLines(text) { return splitOn(text, '\n'); }
 
 // --- JSON, ASCII only, by our own encoder -------------------------------------------------
 const HEX = '0123456789abcdef';
@@ -1078,16 +1081,7 @@ function hasDotDot(parts) {
   return false;
 }
 
-function splitPath(text) {
-  const out = [];
-  let start = 0;
-  for (;;) {
-    const cut = _strIndexOf(text, '/', start);
-    if (cut < 0) { append(out, _strSlice(text, start)); return out; }
-    append(out, _strSlice(text, start, cut));
-    start = cut + 1;
-  }
-}
+function splitPath(text) { return splitOn(text, '/'); }
 
 /** The request's files, into the working directory. Each directory on the way is checked
  * to be a directory (not a symlink) and the file is opened with O_NOFOLLOW: a symlink a
