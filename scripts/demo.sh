@@ -23,6 +23,9 @@ requests = [
     {"jsonrpc": "2.0", "id": 6, "method": "execute", "params": {"session": "demo", "code": "total = 40"}},
     {"jsonrpc": "2.0", "id": 7, "method": "execute", "params": {"session": "demo", "code": "total += 2\ntotal"}},
     {"jsonrpc": "2.0", "id": 8, "method": "analyze", "params": {"code": "import subprocess\nx = (\n"}},
+    {"jsonrpc": "2.0", "id": 10, "method": "execute",
+     "params": {"language": "javascript",
+                "code": "console.log('hello from Node.js', process.version, 'as uid', process.getuid());\n[1, 2, 3].map(x => x * 2)"}},
     {"jsonrpc": "2.0", "id": 9, "method": "shutdown"},
     {"jsonrpc": "2.0", "method": "exit"},
 ]
@@ -32,7 +35,7 @@ for line in out.splitlines():
     msg = json.loads(line)
     if msg.get("id") == 1:
         print("isolation:", json.dumps(msg["result"]["isolation"]))
-    elif msg.get("id") in (2, 3, 4, 6, 7):
+    elif msg.get("id") in (2, 3, 4, 6, 7, 10):
         r = msg.get("result") or {}
         where = " (session %s)" % r["session"]["id"] if r.get("session") else ""
         print("execute %d%s: status %s | value %s | wallMs %s" % (msg["id"], where, r.get("status"), r.get("value"), r.get("usage", {}).get("wallMs")))
