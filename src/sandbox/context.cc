@@ -94,10 +94,11 @@ Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions
   ctx->jsAnalyzeProgram += "\n_analyzeMain(inputs)\n";
   // The built-in javascript profile needs Node.js; without it the server serves Python only
   // and says so (initialize's profiles, pycell check), rather than refusing to start.
-  if (auto js = config.profiles.find("javascript"); js != config.profiles.end() && js->second.python == kDefaultNode &&
-                                                    !resolveInterpreter(kDefaultNode, "node")) {
-    ctx->unavailableProfiles["javascript"] = resolveInterpreter(kDefaultNode, "node").error().message();
-    config.profiles.erase(js);
+  if (auto js = config.profiles.find("javascript"); js != config.profiles.end() && js->second.python == kDefaultNode) {
+    if (auto node = resolveInterpreter(kDefaultNode, "node"); !node) {
+      ctx->unavailableProfiles["javascript"] = node.error().message();
+      config.profiles.erase(js);
+    }
   }
   for (const auto& [name, profile] : config.profiles) {
     auto interp = resolveInterpreter(profile.python, profile.language == Language::JavaScript ? "node" : "python");
