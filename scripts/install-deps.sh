@@ -16,7 +16,8 @@ packages=(
   neovim                               # the Neovim plugin's headless test
   clang libclang-rt-14-dev             # libFuzzer for the protocol fuzz targets
   dpkg-dev man-db                      # the .deb: dpkg-shlibdeps finds its Depends; its man page test
-)
+  podman runc mmdebstrap               # the container test: scripts/image.sh builds the image, podman runs it
+)                                      # (runc beside podman's crun: crun refuses hosts with hybrid cgroups)
 # node and npm run the MCP SDK and VS Code tests (their packages come from the npm registry).
 # npm itself comes from the npm registry too (install-npm.py, pinned and checked): Debian's
 # `npm` package would install some 350 node-* packages.

@@ -37,11 +37,12 @@ if [ "$sanitize" = 1 ]; then
   # This pass is for the C++ code under the sanitizers; what runs none of it is not repeated:
   # libFuzzer (sanitized already in the first pass; the corpus replays run here), the
   # Python-only tests (bootstrap, policy, analyzer) and the JavaScript bootstrap's (node only), the fork loop's library (built without
-  # sanitizers: it runs inside the interpreter), packaging and type checks, and the schemas'
+  # sanitizers: it runs inside the interpreter), packaging, the container (its image holds no
+  # sanitizer runtime) and type checks, and the schemas'
   # own compile. The integration suite runs once here, its server as root: the unprivileged
   # variant runs the same server code under another uid, and it has run in the first pass.
   skip='fuzz_protocol|integration_unprivileged_[0-9]+|bootstrap|js_bootstrap|policy_module|analyze_module|fork_loop'
   skip+='|python_client_package|vscode_package|schemas_ajv_install|schemas_strict'
-  skip+='|packaging_deb_contents|packaging_deb_install'
+  skip+='|packaging_deb_contents|packaging_deb_install|container'
   (cd "$build-asan" && ctest --output-on-failure --timeout 900 -j2 -E "^($skip)\$")
 fi

@@ -1,6 +1,7 @@
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "pycell/cli/cli.h"
 #include "pycell/error.h"
@@ -127,10 +128,17 @@ int checkMain(const CommonOptions& options) {
     return 1;
   }
   const auto& iso = (*ctx)->isolation;
+  if (iso.container.inside) std::cout << "ok    container: " << iso.container.evidence << "\n";
+  std::set<std::string> hinted;  // one failure often has several rows (each namespace): its hint once
   for (const auto& item : iso.items) {
     std::cout << (item.ok ? "ok    " : "FAIL  ") << item.name << ": " << item.detail << "\n";
     if (!item.ok && !item.fix.empty()) std::cout << "      fix: " << item.fix << "\n";
+    // The container's flag or field, from the one table in container.cc.
+    if (std::string hint = !item.ok && iso.container.inside ? sandbox::containerHint(item.name, item.err) : "";
+        !hint.empty() && hinted.insert(hint).second)
+      std::cout << "      " << hint << "\n";
   }
+  std::cout << std::flush;  // the rows above show even if a run below never ends
   // Not part of the isolation level: without it, runs asking for network are refused.
   warnRow(iso.netStack.available, std::string("network: ") + iso.netStack.mode() + " (" + iso.netStack.detail + ")",
           iso.netStack.fix);

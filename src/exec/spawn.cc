@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +44,16 @@ Status makeHostWorkDir(const sandbox::SandboxContext& ctx, Language language, Sa
   char tmpl[] = "/tmp/pycell-work-XXXXXX";
   if (!::mkdtemp(tmpl)) return std::unexpected(sysError("mkdtemp"));
   proc.hostWorkDir = tmpl;
+  // A root server's sandboxes run as nobody on the host, and mkdtemp's 0700 root directory
+  // would refuse them: the directory becomes theirs, as /sandbox is with a mount namespace.
+  // Without CAP_CHOWN (a container's root with capabilities dropped) they may at least enter
+  // it and read its files (0711: not list, not write; nobody else may write either).
+  if (::geteuid() == 0 && ctx.sandboxUid != 0 && ::chown(tmpl, ctx.sandboxUid, ctx.sandboxGid) != 0 &&
+      ::chmod(tmpl, 0711) != 0) {
+    auto e = sysError("chmod of the sandbox's work directory");
+    removeHostWorkDir(proc.hostWorkDir);
+    return std::unexpected(e);
+  }
   for (const auto& [path, text] : ctx.filesFor(language)) {  // "/.pycell/policy.py" -> ".pycell-policy.py"
     std::string name = "/.pycell-" + path.substr(path.rfind('/') + 1);
     auto fd = UniqueFd(::open((proc.hostWorkDir + name).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));

@@ -64,20 +64,6 @@ Result<Interpreter> resolveInterpreter(const std::string& python, const char* wh
   return Interpreter{python, real};
 }
 
-namespace {
-// Whether `id` has a mapping in this process's user namespace (/proc/self/uid_map rows:
-// inside, outside, count).
-bool idMapped(const char* mapFile, unsigned id) {
-  auto text = readFile(mapFile, 65536);
-  if (!text) return false;
-  std::istringstream in(*text);
-  unsigned long inside = 0, outside = 0, count = 0;
-  while (in >> inside >> outside >> count)
-    if (id >= inside && id - inside < count) return true;
-  return false;
-}
-}  // namespace
-
 Result<std::unique_ptr<SandboxContext>> makeContext(Config config, ServerOptions options) {
   auto ctx = std::make_unique<SandboxContext>();
   ctx->sandboxFiles = {{kBootstrapPath, std::string(kBootstrapPy)}};

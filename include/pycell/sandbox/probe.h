@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pycell/sandbox/cgroup.h"
+#include "pycell/sandbox/container.h"
 #include "pycell/sandbox/enter.h"
 #include "pycell/sandbox/netstack.h"
 
@@ -17,14 +18,21 @@ struct ProbeItem {
   bool ok = false;
   std::string detail;  // what was tried / why it failed
   std::string fix;     // how to make it work, when it does not
+  int err = 0;         // the errno it failed with (0: none, or not from a system call)
 };
 
 struct Isolation {
   Namespaces namespaces;
   bool seccomp = false;
+  // Whether a root server may map a sandbox's uid and gid to nobody (needs CAP_SETUID and
+  // CAP_SETGID, which a container may have dropped). Without it no sandbox starts.
+  bool idMap = true;
   CgroupSupport cgroup;
   NetStackSupport netStack;  // for runs with network: true; not part of complete()
   std::vector<ProbeItem> items;
+  // Whether pycell runs in a container: then `pycell check` and a refusal add, for each
+  // failed item, the runtime flag or Kubernetes field that grants it (container.h).
+  ContainerGuess container;
   // Who owns what a sandbox creates in an allowWrite directory (idmap.h): "owner" (the
   // directory's owner, through id-mapped mounts: a root server), "server" (the server's own
   // uid: an unprivileged server), "nobody" (a root server where id-mapped mounts do not work:
@@ -54,12 +62,20 @@ struct Isolation {
     return cgroup.pids ? "cgroup" : namespaces.user && nprocPerUserNamespace ? "per-sandbox" : "per-user";
   }
   [[nodiscard]] nlohmann::json toJson(bool degradedAllowed) const;
-  // One paragraph for a refusal: what is missing and how to fix it.
+  // One paragraph for a refusal: what is missing and how to fix it (in a container: with
+  // which flag or field).
   [[nodiscard]] std::string missingSummary() const;
 };
 
-// Probes namespaces and seccomp; `cgroup` comes from setUpCgroups().
+// Probes namespaces, what the sandbox does in them that a container may refuse (naming
+// itself, mounting its /proc) and seccomp; `cgroup` comes from setUpCgroups(). A refused
+// hostname leaves the UTS namespace out (it is of no use unnamed), a refused /proc mount the
+// mount namespace (the sandbox's root needs its own /proc): both make the level "degraded",
+// so that a server refuses to start, naming the permission, instead of failing every run.
 [[nodiscard]] Isolation probeIsolation(const CgroupSupport& cgroup);
+// Whether `id` has a mapping in this process's user namespace (a /proc/self/uid_map or
+// gid_map: rows of inside, outside, count).
+[[nodiscard]] bool idMapped(const char* mapFile, unsigned id);
 // How to get a memory cgroup where there is none (for `pycell check` and the probe's item).
 [[nodiscard]] const char* cgroupFix();
 
