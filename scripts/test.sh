@@ -22,6 +22,9 @@ if [ "$sanitize" = 1 ]; then
 fi
 status=0
 (cd "$build" && ctest --output-on-failure --timeout 900 -j2) || status=$?
+# ctest names a skipped test without its reason: the reasons the tests printed (SKIP: ...).
+awk '/^[0-9]+\/[0-9]+ Testing: /{test=$3} /^SKIP: /{print "skipped " test ": " substr($0, 7)}' \
+  "$build/Testing/Temporary/LastTest.log" 2>/dev/null || true
 if [ "$status" -ne 0 ]; then
   if [ -n "$asan_pid" ]; then kill -- "-$asan_pid" 2>/dev/null || true; wait "$asan_pid" 2>/dev/null || true; fi
   exit "$status"

@@ -24,7 +24,7 @@ version=$(sed -nE 's/^project\(pycell VERSION ([0-9.]+).*/\1/p' "$root/CMakeList
 image=${PYCELL_IMAGE:-localhost/pycell:$version}
 profile=$root/deploy/seccomp/pycell.json
 started=$(date +%s)
-skip() { echo "SKIPPED: $*"; exit 77; }
+skip() { echo "SKIP: $*"; exit 77; }  # ctest's SKIP_RETURN_CODE (tests.cmake)
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
