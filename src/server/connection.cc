@@ -20,6 +20,15 @@ json sandboxFailureData(const Error& e) {
   if (!e.step.empty()) data["isolation"] = {{"step", e.step}, {"errno", e.err}, {"detail", e.detail}};
   return data;
 }
+
+// Before a token-protected connection has presented its token, it may send only small
+// messages, and only for a while: a stranger cannot hold memory or a connection slot.
+constexpr size_t kUnadmittedMaxBytes = 64u << 10;
+constexpr auto kAdmitWithin = std::chrono::seconds(10);
+
+size_t firstMaxBytes(const sandbox::SandboxContext& ctx, const ConnectionScope& scope) {
+  return scope.token.empty() ? ctx.options.maxMessageBytes : std::min(ctx.options.maxMessageBytes, kUnadmittedMaxBytes);
+}
 }  // namespace
 
 std::string requestKey(const json& id) { return id.dump(); }
@@ -42,7 +51,7 @@ Connection::Connection(EventLoop& loop, const sandbox::SandboxContext& ctx, exec
     : loop_(loop),
       ctx_(ctx),
       scheduler_(scheduler),
-      transport_(loop, *this, framing, inFd, outFd, {.maxMessageBytes = ctx.options.maxMessageBytes}),
+      transport_(loop, *this, framing, inFd, outFd, {.maxMessageBytes = firstMaxBytes(ctx, scope)}),
       // Replies may outlive the connection (an execution answers after its client left).
       dispatcher_([this, alive = alive_](json m) {
         if (*alive) send(std::move(m));
@@ -54,11 +63,12 @@ Connection::Connection(EventLoop& loop, const sandbox::SandboxContext& ctx, exec
   if (dialect_ == Dialect::Mcp) bindMcpMethods();
   else bindMethods();
   dispatcher_.setGate([this](std::string_view method) { return gate(method); });
-  dispatcher_.setLimits({.maxDepth = kClientMaxDepth, .maxBytes = ctx.options.maxMessageBytes});
+  dispatcher_.setLimits({.maxDepth = kClientMaxDepth, .maxBytes = firstMaxBytes(ctx, scope_)});
 }
 
 Connection::~Connection() {
   *alive_ = false;
+  if (admitTimer_) loop_.cancelTimer(*admitTimer_);
   if (clientPidFd_) loop_.unwatch(clientPidFd_.get());
 }
 
@@ -120,6 +130,16 @@ Status Connection::watchClientProcess(int pid) {
 
 Status Connection::start() {
   if (auto st = transport_.start(); !st) return st;
+  if (!admitted_) {
+    admitTimer_ = loop_.addTimer(kAdmitWithin, [this] {
+      admitTimer_.reset();
+      if (admitted_) return;
+      log::warn(scope_.peer + ": no initialize with the token within " + std::to_string(kAdmitWithin.count()) + " s; closed");
+      send(protocol::makeError(nullptr, code::kNotPermitted, "no initialize with the token within " +
+                                                                 std::to_string(kAdmitWithin.count()) + " s; the connection is closed"));
+      end({0, exec::StopReason::InputClosed});
+    });
+  }
   if (!ctx_.isolation.complete() && dialect_ == Dialect::Pycell) {
     // The transport holds it until the client's framing is known (PROTOCOL.md: replies use
     // the client's framing).
@@ -183,6 +203,10 @@ bool Connection::admitted(const json& params, Reply& reply) {
   std::string given = params.is_object() && params.contains("token") && params["token"].is_string() ? params["token"].get<std::string>() : "";
   if (sameSecret(given, scope_.token)) {
     admitted_ = true;
+    if (admitTimer_) loop_.cancelTimer(*admitTimer_);
+    admitTimer_.reset();
+    transport_.setMaxMessageBytes(ctx_.options.maxMessageBytes);
+    dispatcher_.setLimits({.maxDepth = kClientMaxDepth, .maxBytes = ctx_.options.maxMessageBytes});
     return true;
   }
   log::warn(scope_.peer + ": " + (given.empty() ? "no token" : "a wrong token") + " in initialize; connection refused");

@@ -31,15 +31,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// No pools but default's, or none at all: what a dropped client leaves is then easy to see.
+// No pools at all: what a dropped client leaves is then easy to see.
 const std::string& noPoolConfig() {
   static TempFile config("listen-no-pools.json", R"({"profiles": {"default": {"pool": {"size": 0}},
       "datascience": {"pool": {"size": 0}}, "javascript": {"pool": {"size": 0}}}})");
-  return config.path();
-}
-const std::string& defaultPoolConfig() {
-  static TempFile config("listen-default-pool.json",
-                         R"({"profiles": {"datascience": {"pool": {"size": 0}}, "javascript": {"pool": {"size": 0}}}})");
   return config.path();
 }
 
@@ -357,6 +352,24 @@ TEST_CASE("a TCP listener with a token runs nothing for a client without it, or 
     }
     CHECK_FALSE(std::filesystem::exists(dir.path / "wrong"));
   }
+  SECTION("before the token, only small messages, and only for a while") {
+    auto c = Client::tcp(server.port);
+    // 100 KiB of code, more than a stranger may send: refused as too large, nothing runs.
+    std::string big = marker("big") + "\n#" + std::string(100 << 10, 'x');
+    CHECK(errorCode(c->call("execute", {{"code", big}})) == -32600);
+    CHECK_FALSE(std::filesystem::exists(dir.path / "big"));
+    // Saying nothing: closed after 10 s, with a word of why.
+    CHECK(c->waitClosed(Millis{30000}));
+    INFO("received: " << c->describe());
+    REQUIRE_FALSE(c->messages().empty());
+    CHECK(c->messages().back()["error"]["code"] == -32003);
+    // Once in, the server's own limit holds again.
+    auto in = Client::tcp(server.port);
+    in->callResult("initialize", {{"token", "s3cret-token-of-the-test"}});
+    Json ran = in->callResult("execute", {{"code", big}}, kExecutionTimeout);
+    REQUIRE_STATUS(ran, "ok");
+    CHECK(std::filesystem::exists(dir.path / "big"));
+  }
   SECTION("the right token runs, and a TCP client does not get the server's view") {
     auto c = Client::tcp(server.port);
     Json init = c->callResult("initialize", {{"token", "s3cret-token-of-the-test"}});
@@ -410,7 +423,8 @@ TEST_CASE("a client that disconnects mid-run leaves nothing behind", "[listen]")
 TEST_CASE("200 connections opened and dropped leave the server's fds and memory flat", "[listen]") {
   SharedDir dir("listen");
   std::string socket = (dir.path / "pycell.sock").string();
-  ListeningServer server({"--listen", "unix:" + socket, "--config", defaultPoolConfig()});
+  // No pool: a pool's children come and go on their own schedule, and so do their fds.
+  ListeningServer server({"--listen", "unix:" + socket, "--config", noPoolConfig()});
   auto churn = [&](int n) {
     for (int i = 0; i < n; ++i) {
       auto c = Client::unixSocket(socket);

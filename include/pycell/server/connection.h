@@ -139,6 +139,7 @@ class Connection : private MessageHandler {
   bool draining_ = false;       // shutdown received; its reply waits for the executions in flight
   bool exitRequested_ = false;  // exit (or EOF) arrived while draining
   std::function<void()> onIdle_;
+  std::optional<EventLoop::TimerId> admitTimer_;  // ends a connection that never presents its token
   UniqueFd clientPidFd_;
   std::map<std::string, std::string> executionByRequest_;  // request id (dumped) -> executionId
   std::set<std::string> cancelled_;
