@@ -148,6 +148,9 @@ class StubRay(types.ModuleType):
     def get(self, refs):
         return list(refs) if isinstance(refs, list) else refs
 
+    def available_resources(self):
+        return {"CPU": 4.0, "memory": 8e9}  # room for two actors of two cores
+
 
 class _StubActorClass:
     def __init__(self, ray, cls):
@@ -179,7 +182,8 @@ class RayExample(unittest.TestCase):
 
     def test_actor_class_is_the_worker(self):
         self.assertEqual(self.ray.actor_classes, [self.example.PycellWorker])
-        self.assertEqual(self.ray.options, {"num_cpus": 1, "max_concurrency": self.example.MAX_CONCURRENCY})
+        cpus = self.example.CPUS
+        self.assertEqual(self.ray.options, {"num_cpus": cpus, "max_concurrency": cpus})
 
     def test_main_runs_on_pycell(self):
         results = self.example.main()
@@ -187,7 +191,8 @@ class RayExample(unittest.TestCase):
         self.assertEqual([r["status"] for r in results], ["ok", "ok", "error", "ok", "ok"], results)
         self.assertEqual([r.get("value") for r in results], [9, 120, None, 5, 42], results)
         self.assertEqual(results[2]["error"]["type"], "ZeroDivisionError")
-        # Two actors, each with a pycell of its own, both stopped cleanly by close().
+        # Two actors (4 CPUs, 2 each), each with a pycell of its own running 2 executions at
+        # once, both stopped cleanly by close().
         self.assertEqual(len(self.ray.instances), 2)
         pids = {w.cell.pid for w in self.ray.instances}
         self.assertEqual(len(pids), 2)
@@ -196,6 +201,9 @@ class RayExample(unittest.TestCase):
     def test_worker_sessions_and_status(self):
         worker = self.example.PycellWorker(BINARY)
         self.addCleanup(worker.close)
+        with open("/proc/%d/cmdline" % worker.cell.pid, "rb") as f:
+            argv = f.read().decode().split("\0")
+        self.assertIn("--max-concurrent\0%d" % self.example.CPUS, "\0".join(argv), argv)
         session = worker.create_session()
         worker.run("import math\nr = 2", session=session)
         self.assertAlmostEqual(worker.run("math.pi * r * r", session=session)["value"], 12.566370614359172)

@@ -1,10 +1,11 @@
 """A Ray actor that owns one pycell: Ray places the actors and routes calls to them.
 
 Each actor starts one `pycell serve` child over a pipe (no listener, no token) and closes it
-in close(); if the actor's process dies, the pipe closes and pycell exits with it. Calls run
-on up to MAX_CONCURRENCY threads of the actor at once, all on its one pycell (the client
-is thread-safe), which runs --max-concurrent of them at a time (default 4) and queues the rest.
-A session lives in the actor that made it: keep the handle and send its runs there.
+in close(); if the actor's process dies, the pipe closes and pycell exits with it. An actor
+reserves CPUS cores from Ray and lets its pycell run that many executions at once
+(--max-concurrent); its calls come in on as many threads (the client is thread-safe), and
+pycell queues any beyond. A session lives in the actor that made it: keep the handle and
+send its runs there.
 
     PYCELL_BINARY=/usr/bin/pycell python3 ray_actor.py     # with clients/python on PYTHONPATH
 """
@@ -16,7 +17,7 @@ import ray
 
 from pycell_client import Pycell
 
-MAX_CONCURRENCY = 4  # calls in flight per actor: pycell's --max-concurrent
+CPUS = 2  # cores per actor: executions its pycell runs at once, calls it takes at once
 RESULT_KEYS = ("status", "stdout", "stderr", "value", "valueRepr", "error", "exitCode")
 
 
@@ -24,7 +25,7 @@ class PycellWorker:
     """One pycell and the calls a harness makes on it; PycellActor is this class as a Ray
     actor (a plain class too, so that it can be used and tested without Ray)."""
 
-    def __init__(self, binary: Optional[str] = None, args: Sequence[str] = ()) -> None:
+    def __init__(self, binary: Optional[str] = None, args: Sequence[str] = ("--max-concurrent", str(CPUS))) -> None:
         self.cell = Pycell(binary or os.environ.get("PYCELL_BINARY") or "pycell", args)
 
     def run(self, code: str, inputs: Any = None, timeout_ms: int = 10000, session: Optional[str] = None,
@@ -54,12 +55,15 @@ class PycellWorker:
         return self.cell.close()
 
 
-PycellActor = ray.remote(num_cpus=1, max_concurrency=MAX_CONCURRENCY)(PycellWorker)
+PycellActor = ray.remote(num_cpus=CPUS, max_concurrency=CPUS)(PycellWorker)
 
 
-def main(actors: int = 2) -> List[Dict[str, Any]]:
-    ray.init()
+def main() -> List[Dict[str, Any]]:
+    ray.init()  # a local Ray; address="auto" joins a running cluster
     try:
+        # As many actors as the cluster has room for (one on a small machine): Ray would
+        # keep an actor it has no cores for waiting, and its calls with it.
+        actors = max(1, int(ray.available_resources().get("CPU", 0)) // CPUS)
         workers = [PycellActor.remote() for _ in range(actors)]
         codes = ["sum(inputs)", "import math\nmath.factorial(inputs[0])", "1 / 0", "max(inputs)"]
         # Round robin: the harness chooses the actor, Ray runs the call in its process.
