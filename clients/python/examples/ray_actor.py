@@ -68,7 +68,7 @@ def main() -> List[Dict[str, Any]]:
         codes = ["sum(inputs)", "import math\nmath.factorial(inputs[0])", "1 / 0", "max(inputs)"]
         # Round robin: the harness chooses the actor, Ray runs the call in its process.
         refs = [workers[i % actors].run.remote(code, inputs=[5, 3, 1]) for i, code in enumerate(codes)]
-        results = ray.get(refs)
+        results: List[Dict[str, Any]] = ray.get(refs)
         # State that carries over: a session, and every run of it on the actor that made it.
         session = ray.get(workers[0].create_session.remote())
         ray.get(workers[0].run.remote("total = 40", session=session))
