@@ -51,7 +51,10 @@ Connection::Connection(EventLoop& loop, const sandbox::SandboxContext& ctx, exec
     : loop_(loop),
       ctx_(ctx),
       scheduler_(scheduler),
-      transport_(loop, *this, framing, inFd, outFd, {.maxMessageBytes = firstMaxBytes(ctx, scope)}),
+      // A shared server stopping has many clients to say goodbye to: each gets a moment.
+      transport_(loop, *this, framing, inFd, outFd,
+                 {.maxMessageBytes = firstMaxBytes(ctx, scope),
+                  .finalFlush = scope.shared ? std::chrono::milliseconds(250) : std::chrono::milliseconds(5000)}),
       // Replies may outlive the connection (an execution answers after its client left).
       dispatcher_([this, alive = alive_](json m) {
         if (*alive) send(std::move(m));

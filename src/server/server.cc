@@ -142,6 +142,7 @@ int Server::run() {
   // Every run still here answers "killed", then the answers get a bounded time to go out.
   scheduler_.shutdown(stopReason_);
   if (stdio_) stdio_->finalFlush();
+  for (auto& [id, client] : clients_) client.connection->finalFlush();
   return exitCode_;
 }
 

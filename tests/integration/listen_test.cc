@@ -221,12 +221,18 @@ bool eventually(const std::function<bool()>& done, Millis bound) {
   return true;
 }
 
-size_t openFds(pid_t pid) {
-  size_t n = 0;
+// The process's open fds, and how many of them are sockets.
+struct FdCount {
+  size_t all = 0, sockets = 0;
+};
+FdCount openFds(pid_t pid) {
+  FdCount n;
   std::error_code ec;
   for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    ++n;
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n.all;
+    n.sockets += std::filesystem::read_symlink(it->path(), ec).string().starts_with("socket:");
+  }
   return n;
 }
 
@@ -439,14 +445,15 @@ TEST_CASE("200 connections opened and dropped leave the server's fds and memory 
     }
   };
   auto admin = Client::unixSocket(socket);
-  churn(20);  // warm: allocator arenas, the pool at its size
-  REQUIRE(eventually([&] { return admin->callResult("status")["running"] == 0; }, 20000ms));
-  size_t fdsBefore = openFds(server.pid());
+  // Settled: nothing running, and no socket left but the listener and admin's connection (a
+  // connection has two fds: the socket and its duplicate for writing).
   auto settled = [&] {
-    // Every dropped connection is let go: the fds come back to where they were.
-    return eventually([&] { return admin->callResult("status")["running"] == 0 && openFds(server.pid()) == fdsBefore; },
+    return eventually([&] { return admin->callResult("status")["running"] == 0 && openFds(server.pid()).sockets == 3; },
                       20000ms);
   };
+  churn(20);  // warm: allocator arenas, the result store
+  REQUIRE(settled());
+  size_t fdsBefore = openFds(server.pid()).all;
   long rss0 = procStatusKb(server.pid(), "VmRSS");
   churn(200);
   CHECK(settled());
@@ -454,8 +461,8 @@ TEST_CASE("200 connections opened and dropped leave the server's fds and memory 
   churn(200);
   CHECK(settled());
   long rss2 = procStatusKb(server.pid(), "VmRSS");
-  INFO("fds before " << fdsBefore << ", after " << openFds(server.pid()));
-  CHECK(openFds(server.pid()) == fdsBefore);
+  INFO("fds before " << fdsBefore << ", after " << openFds(server.pid()).all);
+  CHECK(openFds(server.pid()).all == fdsBefore);
   // Flat: the first 200 may fill caches (a sanitizer's quarantine among them); the next 200
   // add next to nothing (under 10 KiB a connection would show here).
   INFO("server RSS: warm " << rss0 << " KiB, after 200 " << rss1 << " KiB, after 400 " << rss2 << " KiB");
@@ -538,4 +545,29 @@ TEST_CASE("socket activation: the listening socket passed as fd 3 (LISTEN_FDS)",
                               kExecutionTimeout);
   REQUIRE_STATUS(result, "ok");
   CHECK(result["value"] == Json::array());
+}
+
+TEST_CASE("SIGTERM stops a shared server: each client's runs in flight are answered killed, nothing is left", "[listen]") {
+  SharedDir dir("listen");
+  std::string socket = (dir.path / "pycell.sock").string();
+  auto mountsBefore = pycellMounts();
+  ListeningServer server({"--listen", "unix:" + socket, "--config", noPoolConfig()});
+  DescendantTracker tracker(server.pid());
+  auto a = Client::unixSocket(socket);
+  auto b = Client::unixSocket(socket);
+  int64_t runA = a->request("execute", {{"code", kLongRun}, {"executionId", "a"}});
+  int64_t runB = b->request("execute", {{"code", kLongRun}, {"executionId", "b"}});
+  REQUIRE(eventually([&] { return a->callResult("status")["running"] == 2; }, 20000ms));
+  tracker.sampleNow();
+  CHECK(server.stop() == 128 + SIGTERM);
+  for (auto [client, id] : {std::pair{a.get(), runA}, std::pair{b.get(), runB}}) {
+    auto answer = client->waitResponse(id, kReplyTimeout);
+    INFO("received: " << client->describe());
+    REQUIRE(answer.has_value());
+    CHECK((*answer)["result"]["status"] == "killed");
+  }
+  auto left = awaitNothingLeft(tracker, mountsBefore);
+  INFO(left.describe());
+  CHECK(left.empty());
+  CHECK_FALSE(std::filesystem::exists(socket));
 }
