@@ -12,6 +12,7 @@ packages=(
   python3-jsonschema                   # schema validation of real traffic
   python3-yaml                         # the Kubernetes manifests' check (tests/deploy)
   python3-venv python3-pip python3-setuptools python3-wheel mypy   # the Python client's install and type checks
+  python3-celery                       # the Python client's Celery example, run in its test (~8 MB with its dependencies)
   bubblewrap                           # the baseline the benchmark compares against
   neovim                               # the Neovim plugin's headless test
   clang libclang-rt-14-dev             # libFuzzer for the protocol fuzz targets

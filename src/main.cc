@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   }
   if (command == "mcp") {
     auto options = parseServe(rest, true);
-    return options ? serveMain(*options, pycell::server::Server::Dialect::Mcp) : 2;
+    return options ? serveMain(*options, pycell::server::Dialect::Mcp) : 2;
   }
   if (command == "run") {
     auto options = parseRun(rest);

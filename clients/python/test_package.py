@@ -217,8 +217,8 @@ class MypyTest(unittest.TestCase):
             for version in ("3.8", "%d.%d" % sys.version_info[:2]):
                 with self.subTest(python=version):
                     p = run([sys.executable, "-m", "mypy", "--strict", "--python-version", version,
-                             "--cache-dir", cache, "pycell_client", "test_async.py", "test_package.py",
-                             "example_agent.py"],
+                             "--cache-dir", cache, "pycell_client", "test_async.py", "test_connect.py",
+                             "test_package.py", "example_agent.py"],
                             cwd=HERE, env=offline_env())
                     self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
                     self.assertIn("Success: no issues found", p.stdout)

@@ -98,6 +98,22 @@ std::map<std::string, Flag> serveFlags(ServeOptions& o, bool mcp) {
   flags["--max-queue"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueue) && s.maxQueue >= 0; }};
   flags["--max-queued-bytes"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxQueuedBytes) && s.maxQueuedBytes > 0; }};
   flags["--max-sessions"] = {true, [&s](const std::string& v) { return parseNumber(v, s.maxSessions) && s.maxSessions >= 0; }};
+  if (!mcp) {  // MCP clients spawn their server; a shared one speaks pycell's protocol
+    flags["--listen"] = {true, [&o](const std::string& v) {
+                           auto address = server::parseListenAddress(v);
+                           if (!address) {
+                             std::cerr << "pycell serve: --listen: " << address.error() << "\n";
+                             return false;
+                           }
+                           o.listen = *address;
+                           return true;
+                         }};
+    flags["--token-file"] = {true, [&o](const std::string& v) { o.tokenFile = v; return !v.empty(); }};
+    flags["--max-connections"] = {true, [&o](const std::string& v) { return parseNumber(v, o.maxConnections) && o.maxConnections > 0; }};
+    flags["--max-executions-per-connection"] = {true, [&o](const std::string& v) {
+                                                  return parseNumber(v, o.maxExecutionsPerConnection) && o.maxExecutionsPerConnection > 0;
+                                                }};
+  }
   flags["--client-process-id"] = {true, [&o](const std::string& v) {
                                     int pid = 0;
                                     if (!parseNumber(v, pid) || pid <= 0) return false;
@@ -146,6 +162,12 @@ std::optional<ServeOptions> parseServe(const std::vector<std::string>& args, boo
   ServeOptions o;
   auto flags = serveFlags(o, mcp);
   if (!parseFlags(args, flags, nullptr)) return std::nullopt;
+  auto refuse = [](const char* why) {
+    std::cerr << "pycell serve: " << why << "\n";
+    return std::nullopt;
+  };
+  if (!o.listen && !o.tokenFile.empty()) return refuse("--token-file goes with --listen");
+  if (o.listen && o.clientProcessId) return refuse("--client-process-id is for a server on stdin/stdout, not with --listen");
   return o;
 }
 

@@ -378,7 +378,7 @@ int runMain(const RunOptions& given) {
   sigaddset(&mask, SIGTERM);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (sigfd) (void)loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) { scheduler.stop(*submitted, exec::StopReason::Killed); });
+  if (sigfd) (void)loop.watch(sigfd.get(), EPOLLIN, [&](uint32_t) { scheduler.stop(0, *submitted, exec::StopReason::Killed); });
   if (!outcome) loop.run();
   if (!outcome || !*outcome) {
     std::cerr << "pycell run: the sandbox could not be created: "

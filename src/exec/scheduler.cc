@@ -102,8 +102,9 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
                                                           Execution::OutputSink output, Execution::UsageSink usage) {
   uint64_t serial = ++serial_;
   if (request.executionId.empty()) request.executionId = "exec-" + std::to_string(serial);
-  std::string id = request.executionId;
-  if (active_.count(id)) return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "executionId '" + id + "' is already in use"});
+  std::string visible = request.executionId;
+  std::string id = scoped(request.client, visible);
+  if (active_.count(id)) return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "executionId '" + visible + "' is already in use"});
   size_t bytes = requestBytes(request);
   if (auto refusal = overBudget(bytes)) return std::unexpected(std::move(*refusal));
   if (!request.session.empty())
@@ -117,13 +118,13 @@ std::expected<std::string, SubmitError> Scheduler::submit(ExecutionRequest reque
   enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial, bytes);
   queue_.push_back(id);
   startNext();
-  return id;
+  return visible;
 }
 
 // The execution, known by its id until retired; the caller queues it.
 void Scheduler::enroll(ExecutionRequest request, Done done, Execution::OutputSink output, Execution::UsageSink usage,
                        uint64_t serial, size_t bytes) {
-  std::string id = request.executionId;
+  std::string id = scoped(request.client, request.executionId);
   auto execution = std::make_unique<Execution>(loop_, ctx_, std::move(request), serial);
   if (output) execution->onOutput(std::move(output));
   if (usage) execution->onUsage(std::move(usage));
@@ -186,12 +187,13 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   auto it = active_.find(id);
   if (it == active_.end()) return;
   Entry entry = std::move(it->second);
-  std::string session = entry.execution->request().session;
+  const ExecutionRequest& request = entry.execution->request();
   active_.erase(it);
   heldBytes_ -= std::min(heldBytes_, entry.bytes);
   std::erase(queue_, id);
-  if (auto q = sessionQueues_.find(session); q != sessionQueues_.end()) std::erase(q->second, id);
-  json summary = {{"executionId", id}, {"state", "finished"}, {"elapsedMs", entry.execution->elapsedMs()},
+  if (!request.session.empty())
+    if (auto q = sessionQueues_.find(scoped(request.client, request.session)); q != sessionQueues_.end()) std::erase(q->second, id);
+  json summary = {{"executionId", request.executionId}, {"state", "finished"}, {"elapsedMs", entry.execution->elapsedMs()},
                   {"usage", entry.execution->usageSoFar()}};
   summary["status"] = result ? (*result)["status"] : json("error");
   finished_[id] = summary;
@@ -210,19 +212,6 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   scheduleReap();
   entry.done(std::move(result));
   startNext();
-  if (active_.empty() && onIdle_) {
-    auto idle = std::move(onIdle_);
-    onIdle_ = nullptr;
-    idle();
-  }
-}
-
-void Scheduler::whenIdle(std::function<void()> fn) {
-  if (active_.empty()) {
-    fn();
-    return;
-  }
-  onIdle_ = std::move(fn);
 }
 
 void Scheduler::scheduleReap() {
@@ -241,30 +230,50 @@ void Scheduler::reapCgroups() {
   }
 }
 
-bool Scheduler::stop(const std::string& executionId, StopReason reason) {
-  auto it = active_.find(executionId);
+bool Scheduler::stop(uint64_t client, const std::string& executionId, StopReason reason) {
+  auto it = active_.find(scoped(client, executionId));
   if (it == active_.end()) return false;
   it->second.execution->stop(reason);
   return true;
 }
 
-std::optional<json> Scheduler::status(const std::string& executionId) const {
-  if (auto it = active_.find(executionId); it != active_.end()) {
+std::optional<json> Scheduler::status(uint64_t client, const std::string& executionId) const {
+  std::string key = scoped(client, executionId);
+  if (auto it = active_.find(key); it != active_.end()) {
     const auto& e = *it->second.execution;
     return json{{"executionId", executionId}, {"state", stateName(e.state())}, {"elapsedMs", e.elapsedMs()},
                 {"usage", e.usageSoFar()}};
   }
-  if (auto it = finished_.find(executionId); it != finished_.end()) return it->second;
+  if (auto it = finished_.find(key); it != finished_.end()) return it->second;
   return std::nullopt;
 }
 
-Scheduler::Forget Scheduler::forget(const std::string& executionId) {
-  if (active_.contains(executionId)) return Forget::NotFinished;
-  if (!finished_.contains(executionId)) return Forget::Unknown;
-  finished_.erase(executionId);
-  std::erase(finishedOrder_, executionId);
-  results_.forget(executionId);
+Scheduler::Forget Scheduler::forget(uint64_t client, const std::string& executionId) {
+  std::string key = scoped(client, executionId);
+  if (active_.contains(key)) return Forget::NotFinished;
+  if (!finished_.contains(key)) return Forget::Unknown;
+  finished_.erase(key);
+  std::erase(finishedOrder_, key);
+  results_.forget(key);
   return Forget::Forgotten;
+}
+
+void Scheduler::dropClient(uint64_t client, StopReason reason) {
+  std::vector<std::string> sessions, executions;
+  for (const auto& [key, session] : sessions_)
+    if (session->settings().client == client) sessions.push_back(session->settings().id);
+  for (const auto& id : sessions) closeSession(client, id);
+  for (const auto& [key, entry] : active_)
+    if (entry.execution->request().client == client) executions.push_back(entry.execution->request().executionId);
+  for (const auto& id : executions) stop(client, id, reason);
+  // What it finished is nobody's any more.
+  std::string prefix = scoped(client, "");
+  std::erase_if(finishedOrder_, [&](const std::string& key) {
+    if (!key.starts_with(prefix)) return false;
+    finished_.erase(key);
+    results_.forget(key);
+    return true;
+  });
 }
 
 json Scheduler::executionList() const {
@@ -283,6 +292,7 @@ json Scheduler::executionList() const {
                  {"elapsedMs", e.elapsedMs()},
                  {"cpuMs", usage.value("cpuUserMs", int64_t{0}) + usage.value("cpuSysMs", int64_t{0})}};
     if (!e.request().session.empty()) item["session"] = e.request().session;
+    if (e.request().client != 0) item["client"] = e.request().client;
     list.push_back(std::move(item));
   }
   return list;
@@ -301,7 +311,11 @@ json Scheduler::summary() const {
           {"executions", executionList()},
           {"sessions", [&] {
              json list = json::array();
-             for (const auto& [id, session] : sessions_) list.push_back(session->toJson());
+             for (const auto& [id, session] : sessions_) {
+               json item = session->toJson();
+               if (session->settings().client != 0) item["client"] = session->settings().client;
+               list.push_back(std::move(item));
+             }
              return list;
            }()},
           {"pools", pools}};
@@ -338,7 +352,8 @@ std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequ
                                                                    Execution::OutputSink output,
                                                                    Execution::UsageSink usage, uint64_t serial,
                                                                    size_t bytes) {
-  auto it = sessions_.find(request.session);
+  std::string sessionKey = scoped(request.client, request.session);
+  auto it = sessions_.find(sessionKey);
   if (it == sessions_.end())
     return std::unexpected(SubmitError{SubmitError::Kind::BadSession, "unknown session '" + request.session + "'"});
   if (it->second->closing())
@@ -359,15 +374,15 @@ std::expected<std::string, SubmitError> Scheduler::submitToSession(ExecutionRequ
                                          "memoryMb, maxProcesses and diskMb of a session are set by session/create"});
     request.limits.*field = settings.limits.*field;
   }
-  auto& queue = sessionQueues_[request.session];
+  auto& queue = sessionQueues_[sessionKey];
   if (queue.size() >= static_cast<size_t>(ctx_.options.maxQueue))
     return std::unexpected(SubmitError{SubmitError::Kind::QueueFull,
                                        "too many executions waiting for session '" + request.session + "'"});
-  std::string id = request.executionId, sessionId = request.session;
+  std::string visible = request.executionId, id = scoped(request.client, visible);
   enroll(std::move(request), std::move(done), std::move(output), std::move(usage), serial, bytes);
   queue.push_back(id);
-  pumpSession(sessionId);
-  return id;
+  pumpSession(sessionKey);
+  return visible;
 }
 
 void Scheduler::pumpSession(const std::string& sessionId) {
@@ -387,9 +402,9 @@ std::expected<void, SubmitError> Scheduler::createSession(SessionSettings settin
                                        "too many sessions (" + std::to_string(open) + " open); close one first"});
   uint64_t serial = ++sessionSerial_;
   if (settings.id.empty()) settings.id = "session-" + std::to_string(serial);
-  if (sessions_.count(settings.id))
+  std::string id = scoped(settings.client, settings.id);
+  if (sessions_.count(id))
     return std::unexpected(SubmitError{SubmitError::Kind::DuplicateId, "session '" + settings.id + "' already exists"});
-  std::string id = settings.id;
   auto* pool = poolFor(settings.profile, settings.network, settings.limits.diskMb);
   auto session = std::make_unique<Session>(loop_, ctx_, std::move(settings), serial);
   Session& s = *session;
@@ -402,7 +417,7 @@ std::expected<void, SubmitError> Scheduler::createSession(SessionSettings settin
       return;
     }
     const auto& set = it->second->settings();
-    (*shared)(json{{"session", id},
+    (*shared)(json{{"session", set.id},
                    {"profile", set.profile},
                    {"limits", limitsToJson(set.limits)},
                    {"pooled", it->second->usesPool()}});
@@ -433,7 +448,7 @@ std::expected<void, SubmitError> Scheduler::createSession(SessionSettings settin
 void Scheduler::sessionEnded(const std::string& id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
-  std::string why = it->second->endReason();
+  std::string why = it->second->endReason(), visible = it->second->settings().id;
   reaper_.add(it->second->takeCgroup());
   endedSessions_.push_back(std::move(it->second));
   sessions_.erase(it);
@@ -442,40 +457,41 @@ void Scheduler::sessionEnded(const std::string& id) {
   if (auto q = sessionQueues_.find(id); q != sessionQueues_.end()) {
     auto waiting = std::move(q->second);
     sessionQueues_.erase(q);
-    for (const auto& execId : waiting) retire(execId, std::unexpected(Error{"session '" + id + "' ended: " + why}));
+    for (const auto& execId : waiting) retire(execId, std::unexpected(Error{"session '" + visible + "' ended: " + why}));
   }
 }
 
-std::optional<std::string> Scheduler::sessionProfile(const std::string& id) const {
-  auto it = sessions_.find(id);
+std::optional<std::string> Scheduler::sessionProfile(uint64_t client, const std::string& id) const {
+  auto it = sessions_.find(scoped(client, id));
   if (it == sessions_.end()) return std::nullopt;
   return it->second->settings().profile;
 }
 
-bool Scheduler::closeSession(const std::string& id) {
-  auto it = sessions_.find(id);
+bool Scheduler::closeSession(uint64_t client, const std::string& id) {
+  std::string key = scoped(client, id);
+  auto it = sessions_.find(key);
   if (it == sessions_.end() || it->second->closing()) return false;
   // Its running execution answers "killed"; the waiting ones are answered when it ends.
-  if (auto q = sessionQueues_.find(id); q != sessionQueues_.end()) {
+  if (auto q = sessionQueues_.find(key); q != sessionQueues_.end()) {
     auto waiting = q->second;  // each stop() below retires one, which edits the queue
     for (const auto& execId : waiting) {
       if (auto e = active_.find(execId); e != active_.end()) e->second.execution->stop(StopReason::Killed);
     }
   }
   for (auto& [execId, entry] : active_) {
-    if (entry.execution->request().session == id && entry.execution->state() == ExecState::Running)
+    if (inSession(entry, client, id) && entry.execution->state() == ExecState::Running)
       entry.execution->markStopped(StopReason::Killed);
   }
-  if (auto s = sessions_.find(id); s != sessions_.end()) s->second->terminate("closed on request");
+  if (auto s = sessions_.find(key); s != sessions_.end()) s->second->terminate("closed on request");
   return true;
 }
 
-std::optional<json> Scheduler::stopSession(const std::string& id, StopReason reason) {
-  auto it = sessions_.find(id);
+std::optional<json> Scheduler::stopSession(uint64_t client, const std::string& id, StopReason reason) {
+  auto it = sessions_.find(scoped(client, id));
   if (it == sessions_.end()) return std::nullopt;
   bool stopped = false;
   for (auto& [execId, entry] : active_) {
-    if (entry.execution->request().session == id && entry.execution->state() == ExecState::Running) {
+    if (inSession(entry, client, id) && entry.execution->state() == ExecState::Running) {
       entry.execution->stop(reason);
       stopped = true;
     }

@@ -8,7 +8,7 @@
 #include <stdexcept>
 
 #include "pycell/error.h"
-#include "pycell/server/server.h"
+#include "pycell/server/connection.h"
 
 #include "pycell/process/log.h"
 #include "pycell/run_javascript_tool_json.h"  // generated from schemas/tools/run_javascript.anthropic.json
@@ -220,7 +220,7 @@ json toolResult(json content, json structured, bool isError, const std::string& 
 
 }  // namespace
 
-void Server::bindMcpMethods() {
+void Connection::bindMcpMethods() {
   mcpVersion_ = kMcpVersions.front();  // until initialize says otherwise
   dispatcher_.onRequest("initialize", [this](const json& params, Reply reply) { mcpInitialize(params, std::move(reply)); });
   dispatcher_.onRequest("ping", [](const json&, Reply reply) { reply.result(json::object()); });
@@ -243,7 +243,8 @@ void Server::bindMcpMethods() {
   });
 }
 
-void Server::mcpInitialize(const json& params, Reply reply) {
+void Connection::mcpInitialize(const json& params, Reply reply) {
+  if (!admitted(params, reply)) return;
   std::string asked = decodeInitialize(params).protocolVersion;
   bool known = std::find(kMcpVersions.begin(), kMcpVersions.end(), asked) != kMcpVersions.end();
   lifecycle_ = Lifecycle::Running;
@@ -259,7 +260,7 @@ void Server::mcpInitialize(const json& params, Reply reply) {
                 {"instructions", instructions}});
 }
 
-void Server::mcpCallTool(const json& params, Reply reply) {
+void Connection::mcpCallTool(const json& params, Reply reply) {
   auto call = decodeToolCall(params);
   if (!call) throw InvalidParams(call.error().message);
   // A bad call is the model's mistake to read and correct: a tool error, not a protocol one.
@@ -269,7 +270,7 @@ void Server::mcpCallTool(const json& params, Reply reply) {
   if (call->name == "close_session") {
     auto close = decodeCloseSessionArgs(*args);
     if (!close) return reply.result(toolError(close.error().message));
-    bool closed = scheduler_.closeSession(close->session);
+    bool closed = scheduler_.closeSession(scope_.client, close->session);
     return reply.result(toolResult({{{"type", "text"}, {"text", closed ? "closed" : "no such session"}}},
                                    {{"closed", closed}}, !closed, mcpVersion_));
   }
@@ -296,11 +297,12 @@ void Server::mcpCallTool(const json& params, Reply reply) {
       });
 }
 
-void Server::mcpCreateSession(const json& args, Reply reply) {
+void Connection::mcpCreateSession(const json& args, Reply reply) {
   auto wanted = decodeCreateSessionArgs(args);
   if (!wanted) return reply.result(toolError(wanted.error().message));
   auto settings = sessionSettings(*wanted, ctx_.config);
   if (!settings) return reply.result(toolError(settings.error().message));
+  settings->client = scope_.client;
   auto shared = std::make_shared<Reply>(std::move(reply));
   auto created = scheduler_.createSession(std::move(*settings), [shared, version = mcpVersion_](Result<json> result) {
     if (shared->answered()) return;

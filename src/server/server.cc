@@ -1,103 +1,129 @@
 #include "pycell/server/server.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "pycell/error.h"
+#include <cerrno>
+#include <cstring>
+
 #include "pycell/process/log.h"
-#include "pycell/process/unique_fd.h"
-#include "pycell/protocol/untrusted_json.h"
+#include "pycell/protocol/jsonrpc.h"
 
 namespace pycell::server {
 
-using namespace protocol;
-
 namespace {
-// The data of a -32000 error: the reason, and for a failed isolation step which step, its
-// errno and on what, the same on every path (sandbox/isolate.h).
-json sandboxFailureData(const Error& e) {
-  json data = {{"reason", e.message()}};
-  if (!e.step.empty()) data["isolation"] = {{"step", e.step}, {"errno", e.err}, {"detail", e.detail}};
-  return data;
-}
+// While accepting fails for want of fds, the listener rests this long between tries.
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 }  // namespace
 
-std::string requestKey(const json& id) { return id.dump(); }
+Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Dialect dialect)
+    : loop_(loop), ctx_(ctx), dialect_(dialect), scheduler_(loop, ctx, /*usePools=*/true) {}
 
-Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Framing framing, int inFd, int outFd, Dialect dialect)
-    : loop_(loop),
-      ctx_(ctx),
-      transport_(loop, *this, framing, inFd, outFd, {.maxMessageBytes = ctx.options.maxMessageBytes}),
-      scheduler_(loop, ctx, /*usePools=*/true),
-      dispatcher_([this](json m) { send(std::move(m)); }),
-      dialect_(dialect) {
-  if (dialect_ == Dialect::Mcp) bindMcpMethods();
-  else bindMethods();
-  dispatcher_.setGate([this](std::string_view method) { return gate(method); });
-  dispatcher_.setLimits({.maxDepth = kClientMaxDepth, .maxBytes = ctx.options.maxMessageBytes});
+Server::~Server() {
+  clients_.clear();
+  if (listening_ && !listening_->createdPath.empty()) ::unlink(listening_->createdPath.c_str());
 }
 
-Server::~Server() = default;
-
-void Server::bindMethods() {
-  auto bind = [this](const char* method, void (Server::*fn)(const json&, Reply)) {
-    dispatcher_.onRequest(method, [this, fn](const json& params, Reply reply) { (this->*fn)(params, std::move(reply)); });
-  };
-  bind("initialize", &Server::initialize);
-  bind("execute", &Server::execute);
-  bind("status", &Server::status);
-  bind("kill", &Server::kill);
-  bind("result", &Server::result);
-  bind("forget", &Server::forget);
-  bind("session/create", &Server::createSession);
-  bind("analyze", &Server::analyze);
-  bind("session/close", &Server::closeSession);
-  // shutdown lets the executions in flight finish, then answers; an exit (or EOF) that
-  // arrives meanwhile takes effect once it has answered. So a script may write
-  // execute, shutdown, exit and close its end, and still get its result.
-  dispatcher_.onRequest("shutdown", [this](const json&, Reply reply) {
-    lifecycle_ = Lifecycle::ShutDown;
-    draining_ = true;
-    auto shared = std::make_shared<Reply>(std::move(reply));
-    scheduler_.whenIdle([this, shared] {
-      draining_ = false;
-      shared->result(nullptr);
-      if (exitRequested_) quit(0);
-    });
-  });
-  dispatcher_.onNotification("exit", [this](const json&) {
-    if (draining_) exitRequested_ = true;
-    else quit(lifecycle_ == Lifecycle::ShutDown ? 0 : 1);
-  });
-  dispatcher_.onNotification("$/cancelRequest", [this](const json& params) { cancel(params); });
+Status Server::serveStdio(protocol::Framing framing, int inFd, int outFd, std::optional<int> clientPid) {
+  stdio_ = std::make_unique<Connection>(loop_, ctx_, scheduler_, framing, inFd, outFd, dialect_, ConnectionScope{},
+                                        [this](Connection::End end) { quit(end.exitCode, end.reason); });
+  if (clientPid)
+    if (auto st = stdio_->watchClientProcess(*clientPid); !st) return st;
+  return stdio_->start();
 }
 
-std::optional<RpcError> Server::gate(std::string_view method) const {
-  if (lifecycle_ == Lifecycle::ShutDown) return RpcError{code::kInvalidRequest, "the server is shut down; send exit"};
-  // LSP clients must initialize first; scripts speaking NDJSON may go straight to execute.
-  if (dialect_ == Dialect::Pycell && lifecycle_ == Lifecycle::Uninitialized && method != "initialize" && transport_.framing() == Framing::Lsp)
-    return RpcError{code::kServerNotInitialized, "server not initialized: send initialize first"};
-  return std::nullopt;
+Status Server::listen(ListenOptions options) {
+  if (options.address.kind == ListenAddress::Kind::Tcp && !isLoopbackHost(options.address.host) && options.token.empty())
+    return std::unexpected(Error{"tcp:" + options.address.host + " is reachable beyond this machine: --token-file is required"});
+  auto listening = listenOn(options.address);
+  if (!listening) return std::unexpected(listening.error());
+  // Beyond loopback, anyone who can route a packet here could run code: not without a token.
+  if (!listening->loopbackOnly && options.token.empty())
+    return std::unexpected(Error{listening->description + " is reachable beyond this machine: --token-file is required"});
+  listening_ = std::move(*listening);
+  listenOptions_ = std::move(options);
+  if (auto st = loop_.watch(listening_->fd.get(), EPOLLIN, [this](uint32_t) { acceptAll(); }); !st) return st;
+  // Clients (and tests) learn a port picked by the kernel from this line.
+  log::info("listening on " + listening_->description + (listenOptions_->token.empty() ? "" : " (token required)"));
+  return {};
 }
 
-Status Server::watchClientProcess(int pid) {
-  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!fd) return std::unexpected(sysError("pidfd_open(client process " + std::to_string(pid) + ")"));
-  if (clientPidFd_) loop_.unwatch(clientPidFd_.get());
-  clientPidFd_ = std::move(fd);
-  return loop_.watch(clientPidFd_.get(), EPOLLIN, [this, pid](uint32_t) {
-    log::info("client process " + std::to_string(pid) + " exited; shutting down");
-    quit(0);
-  });
+void Server::acceptAll() {
+  while (!acceptPaused_) {
+    UniqueFd fd(::accept4(listening_->fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN) return;
+      // Out of fds (or memory): rest instead of spinning on a listener that stays readable.
+      log::warn("accept: " + std::string(std::strerror(errno)) + "; accepting again shortly");
+      acceptPaused_ = true;
+      loop_.unwatch(listening_->fd.get());
+      loop_.addTimer(kAcceptBackoff, [this] {
+        acceptPaused_ = false;
+        if (loop_.watch(listening_->fd.get(), EPOLLIN, [this](uint32_t) { acceptAll(); })) acceptAll();
+      });
+      return;
+    }
+    if (clients_.size() >= static_cast<size_t>(listenOptions_->maxConnections)) {
+      refuse(std::move(fd), "too many connections (" + std::to_string(clients_.size()) + " open, at most " +
+                                std::to_string(listenOptions_->maxConnections) + "); try again later");
+      continue;
+    }
+    Peer peer = describePeer(fd.get(), listening_->unixSocket);
+    UniqueFd out(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!out) {
+      refuse(std::move(fd), "the server is out of file descriptors");
+      continue;
+    }
+    uint64_t id = nextClient_++;
+    ConnectionScope scope{.client = id,
+                          .shared = true,
+                          // The server's view is its owner's: a unix peer of the same uid (or root).
+                          .admin = listening_->unixSocket && peer.owner,
+                          .token = listenOptions_->token,
+                          .maxExecutions = listenOptions_->maxExecutionsPerConnection,
+                          .peer = "connection " + std::to_string(id) + " (" + peer.description + ")"};
+    log::debug(scope.peer + ": connected");
+    Client& client = clients_[id];
+    client.in = std::move(fd);
+    client.out = std::move(out);
+    client.connection = std::make_unique<Connection>(loop_, ctx_, scheduler_, listenOptions_->framing, client.in.get(),
+                                                     client.out.get(), dialect_, std::move(scope),
+                                                     [this, id](Connection::End end) { dropClient(id, end); });
+    if (auto st = client.connection->start(); !st) {
+      log::warn("connection " + std::to_string(id) + ": " + st.error().message());
+      clients_.erase(id);
+    }
+  }
+}
+
+// Told why, in the one framing every client reads before it has sent anything: a JSON line.
+void Server::refuse(UniqueFd fd, const std::string& why) {
+  log::warn("connection refused: " + why);
+  std::string line = protocol::json{{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", protocol::code::kQueueFull}, {"message", why}}}}.dump() + "\n";
+  (void)::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void Server::dropClient(uint64_t id, Connection::End end) {
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  log::debug(it->second.connection->scope().peer + ": closed; ending its runs");
+  // Its executions and sessions end now; what they answer goes nowhere.
+  scheduler_.dropClient(id, end.reason);
+  // Destroyed on the next turn: we are inside its own callbacks.
+  loop_.addTimer(std::chrono::milliseconds(0), [this, id] { clients_.erase(id); });
+}
+
+void Server::quit(int code, exec::StopReason reason) {
+  exitCode_ = code;
+  stopReason_ = reason;
+  loop_.stop();
 }
 
 int Server::run() {
-  if (auto st = transport_.start(); !st) {
-    log::error(st.error().message());
-    return 1;
-  }
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
@@ -108,252 +134,16 @@ int Server::run() {
       signalfd_siginfo info{};
       if (::read(signalFd_.get(), &info, sizeof info) == sizeof info) {
         log::info(std::string("received ") + strsignal(static_cast<int>(info.ssi_signo)) + "; stopping every sandbox");
-        quit(128 + static_cast<int>(info.ssi_signo));
+        quit(128 + static_cast<int>(info.ssi_signo), exec::StopReason::Shutdown);
       }
     });
   }
-  if (!ctx_.isolation.complete() && dialect_ == Dialect::Pycell) {
-    // The transport holds it until the client's framing is known (PROTOCOL.md: replies use
-    // the client's framing).
-    notify("window/logMessage", {{"type", 2}, {"message", "pycell runs with degraded isolation: " + ctx_.isolation.missingSummary()}});
-  }
   loop_.run();
-  scheduler_.shutdown(inputClosed_ ? exec::StopReason::InputClosed : exec::StopReason::Shutdown);
-  transport_.finalFlush();
+  // Every run still here answers "killed", then the answers get a bounded time to go out.
+  scheduler_.shutdown(stopReason_);
+  if (stdio_) stdio_->finalFlush();
+  for (auto& [id, client] : clients_) client.connection->finalFlush();
   return exitCode_;
-}
-
-void Server::quit(int code) {
-  exitCode_ = code;
-  loop_.stop();
-}
-
-void Server::onFrame(const Frame& frame) {
-  dispatcher_.handleFrame(frame);  // answers or logs whatever the frame holds; never throws
-}
-
-void Server::onInputClosed() {
-  if (draining_) {
-    exitRequested_ = true;  // after shutdown: let it finish what it is doing
-    return;
-  }
-  log::debug("end of input; stopping every sandbox");
-  inputClosed_ = true;
-  quit(0);
-}
-
-// The client closed its end: nobody is listening, so stop like EOF.
-void Server::onOutputClosed(const Error& error) {
-  log::warn(error.message());
-  quit(0);
-}
-
-void Server::onTransportFailed(const Error& error) {
-  log::error(error.message());
-  quit(1);
-}
-
-void Server::send(json message) {
-  std::string text = dumpSafe(message);
-  if (text.empty()) {
-    log::error("an answer could not be written: out of memory");
-    return;
-  }
-  transport_.send(text);
-}
-
-void Server::notify(const std::string& method, json params) {
-  send({{"jsonrpc", "2.0"}, {"method", method}, {"params", std::move(params)}});
-}
-
-void Server::initialize(const json& params, Reply reply) {
-  if (auto pid = decodeInitialize(params).processId) {
-    if (auto st = watchClientProcess(*pid); !st) log::warn(st.error().message());
-  }
-  lifecycle_ = Lifecycle::Running;
-  json profiles = json::array();
-  for (const auto& [name, profile] : ctx_.config.profiles)
-    profiles.push_back({{"name", name}, {"description", profile.description}, {"language", languageName(profile.language)},
-                        {"limits", limitsToJson(profile.limits)}});
-  reply.result({{"serverInfo", {{"name", "pycell"}, {"version", PYCELL_VERSION}}},
-                {"protocolVersion", 1},
-                {"capabilities",
-                 {{"execute", true}, {"status", true}, {"kill", true}, {"cancel", true}, {"streaming", true},
-                  {"analyze", true}, {"sessions", true}, {"results", true}, {"framing", framingName(transport_.framing())}}},
-                {"isolation", ctx_.isolation.toJson(ctx_.options.allowDegraded)},
-                {"profiles", profiles}});
-}
-
-SessionProfileLookup Server::sessionProfiles() const {
-  // In a session, the profile defaults to the session's own.
-  return [this](const std::string& session) { return scheduler_.sessionProfile(session); };
-}
-
-void Server::execute(const json& params, Reply reply) {
-  auto decoded = decodeExecute(params, ctx_.config, sessionProfiles());
-  if (!decoded) throw InvalidParams(decoded.error().message);
-  bool stream = decoded->stream;
-  std::string key = requestKey(reply.id());
-  exec::Execution::OutputSink output;
-  // LSP work-done progress, when the client asked for it with a token.
-  json token = decoded->workDoneToken;
-  auto progress = [this, token](json value) {
-    if (!token.is_null()) notify("$/progress", {{"token", token}, {"value", std::move(value)}});
-  };
-  progress({{"kind", "begin"}, {"title", "pycell: running Python"}, {"cancellable", true}});
-  if (stream || !token.is_null()) {
-    auto lastReport = std::make_shared<std::chrono::steady_clock::time_point>();
-    output = [this, key, stream, progress, lastReport](const std::string& streamName, std::string_view text) {
-      auto now = std::chrono::steady_clock::now();
-      if (now - *lastReport > std::chrono::milliseconds(250)) {  // a flood must not become a progress flood
-        *lastReport = now;
-        progress({{"kind", "report"}, {"message", streamName == "stderr" ? "writing to stderr" : "writing output"}});
-      }
-      if (!stream) return;
-      notify("execute/output", {{"executionId", executionByRequest_.count(key) ? executionByRequest_[key] : ""},
-                                {"stream", streamName},
-                                {"text", std::string(text)}});
-    };
-  }
-  auto answer = [](Reply& reply, Result<json>&& result) {
-    if (result.has_value()) return reply.result(std::move(result.value()));
-    reply.error(code::kSandboxFailed, "the sandbox could not be created", sandboxFailureData(result.error()));
-  };
-  auto finished = [progress](const Result<json>& result) {
-    progress({{"kind", "end"}, {"message", result ? (*result)["status"].get<std::string>() : std::string("not started")}});
-  };
-  auto rejected = [](Reply& reply, const exec::SubmitError& e) {
-    bool full = e.kind == exec::SubmitError::Kind::QueueFull || e.kind == exec::SubmitError::Kind::TooManySessions;
-    reply.error(full ? code::kQueueFull : code::kInvalidParams, e.message);
-  };
-  submitTracked(std::move(decoded->request), std::move(reply), std::move(output), answer, rejected, finished, stream);
-}
-
-void Server::submitTracked(exec::ExecutionRequest request, Reply reply, exec::Execution::OutputSink output,
-                           std::function<void(Reply&, Result<json>&&)> answer,
-                           std::function<void(Reply&, const exec::SubmitError&)> rejected,
-                           std::function<void(const Result<json>&)> finished, bool streamUsage) {
-  std::string key = requestKey(reply.id());
-  auto shared = std::make_shared<Reply>(std::move(reply));
-  auto done = [this, shared, key, answer = std::move(answer), finished = std::move(finished)](Result<json> result) {
-    std::string id = executionByRequest_.count(key) ? executionByRequest_[key] : "";
-    executionByRequest_.erase(key);
-    if (finished) finished(result);
-    if (!cancelled_.erase(id)) answer(*shared, std::move(result));
-    // LSP answers a cancelled request with -32800; MCP sends no response at all.
-    else if (dialect_ == Dialect::Mcp) shared->withdraw();
-    else shared->error(code::kRequestCancelled, "request cancelled");
-  };
-  // A sandbox that fails to start answers from inside submit; hence the checks below.
-  exec::Execution::UsageSink usage;
-  if (streamUsage) {
-    usage = [this](const json& sample) { notify("execute/usage", sample); };
-  }
-  auto submitted = scheduler_.submit(std::move(request), std::move(done), std::move(output), std::move(usage));
-  if (!submitted) {
-    if (!shared->answered()) rejected(*shared, submitted.error());
-    return;
-  }
-  if (!shared->answered()) executionByRequest_[key] = *submitted;
-}
-
-void Server::status(const json& params, Reply reply) {
-  auto decoded = decodeStatus(params);
-  if (!decoded) throw InvalidParams(decoded.error().message);
-  if (!decoded->executionId) return reply.result(scheduler_.summary());
-  auto s = scheduler_.status(*decoded->executionId);
-  if (!s) throw InvalidParams(unknownExecution().message);
-  reply.result(*s);
-}
-
-void Server::kill(const json& params, Reply reply) {
-  auto decoded = decodeKill(params);
-  if (!decoded) throw InvalidParams(decoded.error().message);
-  const std::string& id = decoded->id;
-  if (decoded->target == KillParams::Target::Session) {
-    auto stopped = scheduler_.stopSession(id, exec::StopReason::Killed);
-    if (!stopped) throw InvalidParams(unknownSession(id).message);
-    return reply.result(*stopped);
-  }
-  auto before = scheduler_.status(id);
-  if (!before) throw InvalidParams(unknownExecution().message);
-  bool killed = (*before)["state"] != "finished" && scheduler_.stop(id, exec::StopReason::Killed);
-  auto after = scheduler_.status(id);
-  reply.result({{"killed", killed}, {"state", after ? (*after)["state"] : json("finished")}});
-}
-
-// A finished execution's result again, as `execute` answered it, while the server keeps it.
-void Server::result(const json& params, Reply reply) {
-  auto id = decodeExecutionId(params, "result");
-  if (!id) throw InvalidParams(id.error().message);
-  if (const json* kept = scheduler_.result(*id)) return reply.result(*kept);
-  auto s = scheduler_.status(*id);
-  if (!s) throw InvalidParams(unknownExecution().message);
-  if ((*s)["state"] != "finished") throw InvalidParams("execution '" + *id + "' has not finished (state " + (*s)["state"].get<std::string>() + ")");
-  throw InvalidParams("the result of execution '" + *id + "' is no longer kept (status " + (*s)["status"].get<std::string>() + ")");
-}
-
-void Server::forget(const json& params, Reply reply) {
-  auto id = decodeExecutionId(params, "forget");
-  if (!id) throw InvalidParams(id.error().message);
-  switch (scheduler_.forget(*id)) {
-    case exec::Scheduler::Forget::Forgotten: return reply.result({{"forgotten", true}});
-    case exec::Scheduler::Forget::Unknown: return reply.result({{"forgotten", false}});
-    case exec::Scheduler::Forget::NotFinished:
-      throw InvalidParams("execution '" + *id + "' has not finished: kill it first, then forget it");
-  }
-}
-
-void Server::createSession(const json& params, Reply reply) {
-  auto settings = decodeSessionCreate(params, ctx_.config);
-  if (!settings) throw InvalidParams(settings.error().message);
-  auto shared = std::make_shared<Reply>(std::move(reply));
-  auto created = scheduler_.createSession(std::move(*settings), [shared](Result<json> result) {
-    if (shared->answered()) return;
-    if (!result) shared->error(code::kSandboxFailed, "the session could not be started", sandboxFailureData(result.error()));
-    else shared->result(std::move(*result));
-  });
-  if (!created && !shared->answered()) {
-    bool full = created.error().kind == exec::SubmitError::Kind::TooManySessions;
-    shared->error(full ? code::kQueueFull : code::kInvalidParams, created.error().message);
-  }
-}
-
-// Static analysis with Python's own ast, inside a sandbox of the profile (the code under
-// analysis is never run): src/python/analyze.py is the program, the code and the profile's
-// policy its inputs, the diagnostics its value.
-void Server::analyze(const json& params, Reply reply) {
-  auto decoded = decodeAnalyze(params, ctx_.config);
-  if (!decoded) throw InvalidParams(decoded.error().message);
-  exec::ExecutionRequest request = analyzeRequest(std::move(*decoded), ctx_);
-  submitTracked(
-      std::move(request), std::move(reply), {},
-      [](Reply& r, Result<json>&& result) {
-        if (!result) return r.error(code::kSandboxFailed, "the sandbox could not be created", sandboxFailureData(result.error()));
-        auto diagnostics = analyzeDiagnostics(*result);
-        if (!diagnostics)
-          return r.error(code::kInternalError, "the analysis did not complete",
-                         json{{"status", (*result)["status"]}, {"error", (*result)["error"]}, {"stderr", (*result)["stderr"]}});
-        r.result({{"diagnostics", std::move(*diagnostics)}});
-      },
-      [](Reply& r, const exec::SubmitError& e) {
-        r.error(e.kind == exec::SubmitError::Kind::QueueFull ? code::kQueueFull : code::kInvalidParams, e.message);
-      });
-}
-
-void Server::closeSession(const json& params, Reply reply) {
-  auto decoded = decodeSessionClose(params);
-  if (!decoded) throw InvalidParams(decoded.error().message);
-  reply.result({{"closed", scheduler_.closeSession(decoded->session)}});
-}
-
-void Server::cancel(const json& params) {
-  auto id = decodeCancel(params);
-  if (!id) return;
-  auto it = executionByRequest_.find(requestKey(*id));
-  if (it == executionByRequest_.end()) return;
-  cancelled_.insert(it->second);
-  scheduler_.stop(it->second, exec::StopReason::Cancelled);
 }
 
 }  // namespace pycell::server

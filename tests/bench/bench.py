@@ -249,6 +249,73 @@ class Server:
             return ""
 
 
+class SocketServer(Server):
+    """`pycell serve --listen unix:PATH` with one client connection: the same requests over a
+    socket instead of stdio (a shared server's path), stopped with SIGTERM."""
+
+    def __init__(self, binary, max_concurrent, stderr_path, config_path):
+        import socket
+        self.stderr_path = stderr_path
+        self.stderr_file = open(stderr_path, "wb")
+        self.dir = tempfile.mkdtemp(prefix="pycell-bench-")
+        path = os.path.join(self.dir, "pycell.sock")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", "unix:" + path, "--max-concurrent", str(max_concurrent),
+             "--config", config_path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr_file, close_fds=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"the listening server did not start; {self.exit_note()}")
+            time.sleep(0.01)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.fd = self.sock.fileno()
+        os.set_blocking(self.fd, False)
+        self.buf = b""
+        self.next_id = 0
+        self.stash = {}
+        self.log_messages = []
+
+    def _write(self, data):
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                select.select([], [self.fd], [], 1.0)
+            except OSError as e:
+                raise BenchError(f"connection closed ({e}); {self.exit_note()}")
+
+    def close(self):
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()   # our own server, by pid
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr_file.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+
+def bench_over_socket(binary, max_concurrent, n, log_path):
+    """print(1) warm claims over a unix socket to `serve --listen` (default's pool only)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as cfg:
+        json.dump({"profiles": {"datascience": {"pool": {"size": 0}}, "javascript": {"pool": {"size": 0}}}}, cfg)
+    server = SocketServer(binary, max_concurrent, log_path + ".listen", cfg.name)
+    try:
+        server.wait_pools_ready(60)
+        rtt, wall, _ = bench_warm(server, {"code": TRIVIAL_CODE}, "default", n, "execute print(1) over a socket",
+                                  expect_stdout="1\n")
+        return rtt, wall
+    finally:
+        server.close()
+        os.unlink(cfg.name)
+
+
 def check_result(result, what, expect_stdout=None, expect_value=None):
     if result.get("status") != "ok":
         err = result.get("error") or {}
@@ -663,6 +730,7 @@ def print_report(rep):
         ("pycell_trivial_warm_server_wall", "  server-reported usage.wallMs"),
         ("pycell_trivial_session", "pycell print(1) [default], warm session"),
         ("pycell_trivial_session_server_wall", "  server-reported usage.wallMs"),
+        ("pycell_trivial_socket_warm", "pycell print(1) [default], warm claim, unix socket"),
         ("python3_trivial", "cold python3 -c 'print(1)'"),
         ("bwrap_trivial", "bwrap --unshare-all python3 -c 'print(1)'"),
         ("pycell_pandas", "pycell pandas groupby [datascience], back-to-back"),
@@ -1045,6 +1113,13 @@ def main():
         for clients in (1, 2, 8):
             rep["throughput"].append(bench_throughput(server, clients, cfg["durationS"]))
             foreign_sample(seen, {server.pid})
+        # The same warm claims through a shared server's socket (serve --listen), this server idle.
+        print("bench: warm-claim latency over a unix socket (serve --listen) ...", file=sys.stderr, flush=True)
+        try:
+            rtt, _ = bench_over_socket(binary, cfg["maxConcurrent"], cfg["warmTrivialN"], log_path)
+            rep["latency"]["pycell_trivial_socket_warm"] = summarize(rtt)
+        except (OSError, BenchError) as e:
+            rep["notes"].append(f"the socket measurement failed: {e}")
         # The floor: the same interpreter and the default profile's preloads, forked per
         # request with no isolation at all (the pycell server idles meanwhile).
         print("bench: floor (bare fork server, 8 in flight) ...", file=sys.stderr, flush=True)

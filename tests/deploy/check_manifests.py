@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Checks deploy/: the Kubernetes manifests parse and use only fields of the Kubernetes API,
-their Localhost seccomp profile is deploy/seccomp/pycell.json, and that file is a valid
+their Localhost seccomp profile is deploy/seccomp/pycell.json, the Deployment's pods listen
+on TCP with the token of a Secret that deploy/kubernetes/README.md says how to make (no
+token is committed), the Service reaches them, and deploy/seccomp/pycell.json is a valid
 Docker/OCI seccomp profile whose additions to the runtime default are exactly the ones
 deploy/seccomp/generate.py documents.
 
@@ -8,6 +10,8 @@ deploy/seccomp/generate.py documents.
 """
 import json
 import os
+import re
+import shlex
 import sys
 import unittest
 
@@ -21,8 +25,9 @@ PROFILE = os.path.join(DEPLOY, "seccomp", "pycell.json")
 
 # The fields each Kubernetes object type has that the manifests may use, from the API
 # reference (kubernetes.io/docs/reference/kubernetes-api/, v1.31: Deployment,
-# PodTemplateSpec, PodSpec, Container, SecurityContext, Probe, ResourceRequirements,
-# Volume). A type maps each field to the type of its value; "" is a scalar, a list in
+# PodTemplateSpec, PodSpec, Container, ContainerPort, SecurityContext, Probe,
+# ResourceRequirements, Volume, SecretVolumeSource, KeyToPath, Service, ServiceSpec,
+# ServicePort). A type maps each field to the type of its value; "" is a scalar, a list in
 # brackets is a list of that type, "map" is a map of strings (labels, resource amounts).
 API = {
     "Deployment": {"apiVersion": "", "kind": "", "metadata": "ObjectMeta", "spec": "DeploymentSpec"},
@@ -45,7 +50,8 @@ API = {
                   "env": "[EnvVar]", "stdin": "", "stdinOnce": "", "tty": "", "workingDir": "",
                   "securityContext": "SecurityContext", "resources": "ResourceRequirements",
                   "readinessProbe": "Probe", "livenessProbe": "Probe", "startupProbe": "Probe",
-                  "volumeMounts": "[VolumeMount]"},
+                  "volumeMounts": "[VolumeMount]", "ports": "[ContainerPort]"},
+    "ContainerPort": {"name": "", "containerPort": "", "protocol": "", "hostPort": "", "hostIP": ""},
     "EnvVar": {"name": "", "value": ""},
     "SecurityContext": {"seccompProfile": "SeccompProfile", "appArmorProfile": "AppArmorProfile",
                         "procMount": "", "runAsUser": "", "runAsGroup": "", "runAsNonRoot": "",
@@ -55,12 +61,19 @@ API = {
     "AppArmorProfile": {"type": "", "localhostProfile": ""},
     "Capabilities": {"add": "[]", "drop": "[]"},
     "ResourceRequirements": {"requests": "map", "limits": "map"},
-    "Probe": {"exec": "ExecAction", "initialDelaySeconds": "", "periodSeconds": "", "timeoutSeconds": "",
-              "failureThreshold": "", "successThreshold": ""},
+    "Probe": {"exec": "ExecAction", "tcpSocket": "TCPSocketAction", "initialDelaySeconds": "", "periodSeconds": "",
+              "timeoutSeconds": "", "failureThreshold": "", "successThreshold": ""},
     "ExecAction": {"command": "[]"},
+    "TCPSocketAction": {"port": "", "host": ""},
     "VolumeMount": {"name": "", "mountPath": "", "readOnly": "", "subPath": ""},
-    "Volume": {"name": "", "emptyDir": "EmptyDirVolumeSource"},
+    "Volume": {"name": "", "emptyDir": "EmptyDirVolumeSource", "secret": "SecretVolumeSource"},
     "EmptyDirVolumeSource": {"medium": "", "sizeLimit": ""},
+    "SecretVolumeSource": {"secretName": "", "items": "[KeyToPath]", "defaultMode": "", "optional": ""},
+    "KeyToPath": {"key": "", "path": "", "mode": ""},
+    "Service": {"apiVersion": "", "kind": "", "metadata": "ObjectMeta", "spec": "ServiceSpec"},
+    "ServiceSpec": {"type": "", "selector": "map", "ports": "[ServicePort]", "sessionAffinity": "", "clusterIP": "",
+                    "internalTrafficPolicy": "", "publishNotReadyAddresses": "", "ipFamilyPolicy": ""},
+    "ServicePort": {"name": "", "port": "", "targetPort": "", "protocol": "", "appProtocol": ""},
 }
 # Enumerated values the API reference lists for the fields the manifests rely on.
 ENUMS = {
@@ -68,7 +81,14 @@ ENUMS = {
     ("AppArmorProfile", "type"): {"RuntimeDefault", "Unconfined", "Localhost"},
     ("SecurityContext", "procMount"): {"Default", "Unmasked"},
     ("Container", "imagePullPolicy"): {"Always", "IfNotPresent", "Never"},
+    ("ContainerPort", "protocol"): {"TCP", "UDP", "SCTP"},
+    ("ServicePort", "protocol"): {"TCP", "UDP", "SCTP"},
+    ("ServiceSpec", "type"): {"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"},
+    ("ServiceSpec", "sessionAffinity"): {"None", "ClientIP"},
+    ("ServiceSpec", "internalTrafficPolicy"): {"Cluster", "Local"},
 }
+# apiVersion of each kind the manifests may hold.
+API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1"}
 
 
 def unknown_fields(value, type_name, path):
@@ -107,9 +127,31 @@ def manifests():
                         yield name, doc
 
 
+def of_kind(kind):
+    return [(name, doc) for name, doc in manifests() if doc.get("kind") == kind]
+
+
 def containers(doc):
     spec = doc["spec"]["template"]["spec"]
     return spec.get("initContainers", []) + spec["containers"]
+
+
+def option(command, flag):
+    """The value after `flag` in an argv list, or None."""
+    return command[command.index(flag) + 1] if flag in command and command.index(flag) + 1 < len(command) else None
+
+
+def listen_port(address):
+    """The port of a `--listen tcp:HOST:PORT` address (HOST may be [v6])."""
+    match = re.fullmatch(r"tcp:(\[[^]]*\]|[^:]+):([0-9]+)", address)
+    return int(match.group(2)) if match else None
+
+
+def pycell_container(doc):
+    """The container that runs `pycell serve`."""
+    found = [c for c in doc["spec"]["template"]["spec"]["containers"] if c.get("command", [])[1:2] == ["serve"]]
+    assert len(found) == 1, "one container runs pycell serve"
+    return found[0]
 
 
 class Manifests(unittest.TestCase):
@@ -119,7 +161,8 @@ class Manifests(unittest.TestCase):
 
     def test_only_api_fields(self):
         for name, doc in manifests():
-            self.assertIn(doc.get("kind"), API, f"{name}: a kind this test has no field list for")
+            self.assertIn(doc.get("kind"), API_VERSIONS, f"{name}: a kind this test has no field list for")
+            self.assertEqual(doc.get("apiVersion"), API_VERSIONS[doc["kind"]], name)
             self.assertEqual(unknown_fields(doc, doc["kind"], f"{name}:{doc['kind']}"), [])
 
     def test_the_field_check_can_fail(self):
@@ -128,15 +171,19 @@ class Manifests(unittest.TestCase):
             {"name": "x", "securityContext": {"procmount": "Unmasked", "seccompProfile": {"type": "localhost"}}}]}}}}
         problems = unknown_fields(bad, "Deployment", "bad")
         self.assertEqual(len(problems), 2, problems)
+        bad = {"apiVersion": "v1", "kind": "Service", "spec": {"type": "Internal", "ports": [
+            {"port": 7777, "targetport": "jsonrpc", "protocol": "tcp"}]}}
+        problems = unknown_fields(bad, "Service", "bad")
+        self.assertEqual(len(problems), 3, problems)
 
     def test_selector_matches_template(self):
-        for name, doc in manifests():
+        for name, doc in of_kind("Deployment"):
             selector = doc["spec"]["selector"]["matchLabels"]
             labels = doc["spec"]["template"]["metadata"]["labels"]
             self.assertTrue(selector.items() <= labels.items(), name)
 
     def test_seccomp_profile_is_the_repository_file(self):
-        for name, doc in manifests():
+        for name, doc in of_kind("Deployment"):
             for c in containers(doc):
                 profile = c["securityContext"]["seccompProfile"]
                 self.assertEqual(profile["type"], "Localhost", f"{name}: {c['name']}")
@@ -144,7 +191,7 @@ class Manifests(unittest.TestCase):
                 self.assertEqual(profile["localhostProfile"], "profiles/" + os.path.basename(PROFILE))
 
     def test_what_docs_containers_found(self):
-        for name, doc in manifests():
+        for name, doc in of_kind("Deployment"):
             self.assertIs(doc["spec"]["template"]["spec"].get("hostUsers"), False, name)
             for c in containers(doc):
                 sc = c["securityContext"]
@@ -153,10 +200,92 @@ class Manifests(unittest.TestCase):
                 self.assertEqual(sorted(sc["capabilities"]["add"]), ["SETGID", "SETUID"])
                 self.assertIs(sc["allowPrivilegeEscalation"], False)
                 self.assertIs(sc.get("privileged", False), False)
-                self.assertEqual(c["readinessProbe"]["exec"]["command"][-1], "check")
                 for key in ("requests", "limits"):
                     self.assertIn("memory", c["resources"][key])
                     self.assertIn("cpu", c["resources"][key])
+
+    def test_serve_listens_on_tcp_with_the_secret_token(self):
+        # The contract of --listen: a non-loopback address only with --token-file.
+        for name, doc in of_kind("Deployment"):
+            c = pycell_container(doc)
+            command = c["command"]
+            self.assertEqual(command[:2], ["/usr/bin/pycell", "serve"], name)
+            address, token_file = option(command, "--listen"), option(command, "--token-file")
+            self.assertIsNotNone(address, f"{name}: serve without --listen")
+            self.assertIsNotNone(listen_port(address), f"{name}: {address} is not tcp:HOST:PORT")
+            self.assertIsNotNone(token_file, f"{name}: a TCP listener without --token-file")
+            self.assertNotIn(c.get("stdin"), (True,), f"{name}: a listening server reads no stdin")
+            # The port is the container's, by name for the Service.
+            ports = {p["containerPort"]: p for p in c.get("ports", [])}
+            self.assertIn(listen_port(address), ports, f"{name}: {address} is not a containerPort")
+            self.assertEqual(ports[listen_port(address)].get("protocol", "TCP"), "TCP")
+            # The token file comes from a Secret, mounted read-only, readable by its owner only.
+            volume = self.secret_volume(doc, c, token_file)
+            self.assertEqual(volume["secret"].get("defaultMode", 0o644) & 0o077, 0, f"{name}: token readable by others")
+
+    def secret_volume(self, doc, container, path):
+        """The secret volume that holds `path` in `container`, checked to hold it."""
+        directory, file_name = os.path.split(path)
+        mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"].rstrip("/") == directory]
+        self.assertEqual(len(mounts), 1, f"nothing is mounted at {directory}")
+        self.assertIs(mounts[0].get("readOnly"), True, f"{directory} is not mounted read-only")
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        volume = volumes[mounts[0]["name"]]
+        self.assertIn("secret", volume, f"{directory} is not a Secret")
+        items = volume["secret"].get("items")
+        files = [i["path"] for i in items] if items else None
+        if files is not None:
+            self.assertIn(file_name, files, f"the Secret's items do not make {file_name}")
+        return volume
+
+    def test_no_token_is_committed(self):
+        # The Secret is made by hand (README.md); a manifest holding one would hold a token.
+        self.assertEqual(of_kind("Secret"), [])
+        for name, doc in of_kind("Deployment"):
+            for c in containers(doc):
+                for env in c.get("env", []):
+                    self.assertNotRegex(env["name"].lower(), "token", f"{name}: a token in env")
+
+    def test_readme_makes_the_secret_the_pods_mount(self):
+        with open(os.path.join(DEPLOY, "kubernetes", "README.md")) as f:
+            readme = f.read()
+        lines = [line for line in readme.replace("\\\n", " ").splitlines() if "kubectl create secret generic" in line]
+        self.assertEqual(len(lines), 1, "README.md: one `kubectl create secret generic` command")
+        argv = shlex.split(lines[0][lines[0].index("kubectl"):])
+        secret_name = argv[4]
+        keys = [a.split("=", 2)[1] for a in argv if a.startswith(("--from-file=", "--from-literal="))]
+        for name, doc in of_kind("Deployment"):
+            for volume in doc["spec"]["template"]["spec"]["volumes"]:
+                if "secret" in volume:
+                    self.assertEqual(volume["secret"]["secretName"], secret_name, name)
+                    for item in volume["secret"].get("items", []):
+                        self.assertIn(item["key"], keys, f"{name}: key {item['key']} is not made by README.md")
+
+    def test_readiness_checks_isolation_and_the_listener(self):
+        for name, doc in of_kind("Deployment"):
+            c = pycell_container(doc)
+            probe = " ".join(c["readinessProbe"]["exec"]["command"])
+            self.assertIn("/usr/bin/pycell check &&", probe, f"{name}: readiness without pycell check")
+            port = listen_port(option(c["command"], "--listen"))
+            self.assertRegex(probe, r'create_connection\(\("127\.0\.0\.1", %d\)' % port,
+                             f"{name}: readiness does not connect to the listener's port")
+
+    def test_service_reaches_the_listener(self):
+        services, deployments = of_kind("Service"), of_kind("Deployment")
+        self.assertTrue(services, "no Service")
+        for name, service in services:
+            spec = service["spec"]
+            # Plain TCP with a bearer token: inside the cluster only.
+            self.assertEqual(spec.get("type", "ClusterIP"), "ClusterIP", name)
+            pods = [d for _, d in deployments if spec["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+            self.assertEqual(len(pods), 1, f"{name}: its selector matches no Deployment's pods (or several)")
+            c = pycell_container(pods[0])
+            by_name = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            listening = listen_port(option(c["command"], "--listen"))
+            for port in spec["ports"]:
+                target = port.get("targetPort", port["port"])
+                self.assertEqual(by_name.get(target, target), listening, f"{name}: port {port} misses the listener")
+                self.assertEqual(port.get("protocol", "TCP"), "TCP")
 
 
 ACTIONS = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO",

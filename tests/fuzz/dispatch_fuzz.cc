@@ -16,7 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   {
     Dispatcher d([&](json m) { sent.push_back(std::move(m)); });
     d.onRequest("echo", [](const json& p, Reply r) { r.result(p); });
-    d.onRequest("typed", [](const json& p, Reply r) { r.result(p.at("n").get<int>() + 1); });
+    // A handler that reads a typed member: a string throws (type_error, answered -32602);
+    // any number converts (get<int> of 1e40 would be the handler's own undefined behaviour).
+    d.onRequest("typed", [](const json& p, Reply r) { r.result(p.at("n").get<double>() + 1); });
     d.onRequest("throws", [](const json&, Reply) { throw InvalidParams("no"); });
     d.onRequest("later", [&](const json&, Reply r) { parked.push_back(std::move(r)); });
     d.onNotification("note", [](const json& p) { (void)p.at("x").get<std::string>(); });

@@ -2,7 +2,9 @@
 
 pycell runs untrusted Python in a sandbox the Linux kernel enforces; this package spawns the
 pycell binary and speaks its JSON-RPC protocol (docs/PROTOCOL.md in the pycell repository)
-over the child's stdin/stdout.
+over the child's stdin/stdout, or connects to a shared server (`pycell serve --listen`):
+`Pycell.connect("unix:/run/pycell.sock")`, `await AsyncPycell.connect("tcp:HOST:PORT",
+token=...)`, with the same methods.
 
     from pycell_client import Pycell
 

@@ -1,7 +1,8 @@
 """The asyncio client: `AsyncPycell`.
 
-The same connection as Pycell's (one `pycell serve` child, JSON-RPC over newline-delimited
-JSON), driven by one reader task on the running event loop instead of a thread. Every
+The same connection as Pycell's (one `pycell serve` child, or a socket to a shared server,
+JSON-RPC over newline-delimited JSON), driven by one reader task on the running event loop
+instead of a thread. Every
 request is a coroutine; cancelling the task that awaits one sends `$/cancelRequest`, and the
 server kills the run's sandbox.
 """
@@ -14,13 +15,13 @@ import itertools
 import logging
 from types import TracebackType
 from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Generator, List, Mapping, Optional,
-                    Sequence, Tuple, Type, cast)
+                    Sequence, Tuple, Type, Union, cast)
 
 from ._common import (JSON, ExecuteResult, JSONObject, NotificationCallback, Output, OutputCallback, PycellError,
-                      ServerExited, analyze_params, decode_lines, decode_result, deliver_notification, encode,
-                      execute_params, initialize_params, method_not_found,
-                      notification_message, profile_for, request_message, result_of, server_command,
-                      session_params, streamed_id, unreadable)
+                      ServerExited, analyze_params, connect_params, decode_lines, decode_result,
+                      deliver_notification, encode, execute_params, initialize_params, method_not_found,
+                      notification_message, parse_address, profile_for, refusal, request_message, result_of,
+                      server_command, session_params, streamed_id, unreadable)
 from ._tool import lower_timeout, refused_text, tool_arguments_to_execute, tool_text
 
 log = logging.getLogger("pycell")
@@ -39,6 +40,140 @@ def _split(buffer: bytearray, chunk: bytes) -> List[bytes]:
     return lines
 
 
+class _Pipes:
+    """A `pycell serve` child: requests go to its stdin, answers come from its stdout, and
+    its stderr (its log) is kept for the error messages."""
+
+    def __init__(self, command: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optional[str]) -> None:
+        self._command, self._env, self._cwd = list(command), env, cwd
+        self.proc: Optional[asyncio.subprocess.Process] = None
+        self._stderr: Deque[str] = collections.deque(maxlen=200)
+        self._stderr_task: Optional["asyncio.Task[None]"] = None
+
+    async def open(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=self._env, cwd=self._cwd, close_fds=True)
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self._stderr_task = asyncio.ensure_future(self._read_stderr())
+        return self.proc.stdout, self.proc.stdin
+
+    def end(self, writer: asyncio.StreamWriter) -> None:
+        """EOF: the server kills what still runs and exits."""
+        writer.close()
+
+    async def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            return await self.proc.wait()
+
+    async def gone(self) -> str:
+        """Why the answers stopped (the reader saw EOF)."""
+        assert self.proc is not None
+        code = await self.proc.wait()
+        await self.release(2)  # its last words, for the errors
+        return "the server exited (exit code %s)" % code
+
+    async def broken(self) -> str:
+        """Why a write failed, once the reader did not say within its time."""
+        assert self.proc is not None
+        try:
+            await asyncio.wait_for(self.proc.wait(), 2)
+        except asyncio.TimeoutError:
+            pass
+        return "the server is not running (exit code %s)" % self.proc.returncode
+
+    async def release(self, timeout: float) -> None:
+        current = asyncio.current_task()
+        if self._stderr_task is not None and self._stderr_task is not current:
+            await asyncio.wait([self._stderr_task], timeout=timeout)
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.proc.returncode if self.proc is not None else None
+
+    def stderr_tail(self) -> str:
+        return "".join(self._stderr)
+
+    async def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        stream, buffer = self.proc.stderr, bytearray()
+        while True:
+            chunk = await stream.read(_CHUNK)
+            lines = _split(buffer, chunk) if chunk else ([bytes(buffer)] if buffer else [])
+            for line in lines:
+                text = line.decode("utf-8", "replace")
+                self._stderr.append(text)
+                log.debug("server: %s", text.rstrip())
+            if not chunk:
+                return
+
+
+class _Socket:
+    """A connection to a shared server (`pycell serve --listen`), unix or TCP."""
+
+    def __init__(self, address: str, timeout: Optional[float]) -> None:
+        self.address = address
+        self._where = parse_address(address)  # a wrong address fails here, before any await
+        self._timeout = timeout
+        self._writer: Optional[asyncio.StreamWriter] = None
+        self._closed = False
+
+    async def open(self) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        where = self._where
+        try:
+            if where.kind == "unix":
+                opening = asyncio.open_unix_connection(where.host, limit=_CHUNK)
+            else:
+                opening = asyncio.open_connection(where.host, where.port, limit=_CHUNK)
+            reader, writer = await asyncio.wait_for(opening, self._timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            why = (e.strerror or str(e)) if isinstance(e, OSError) else "no answer within %s s" % self._timeout
+            raise ServerExited("pycell: cannot connect to %s: %s" % (self.address, why)) from None
+        self._writer = writer
+        return reader, writer
+
+    def end(self, writer: asyncio.StreamWriter) -> None:
+        """EOF: the server ends this connection's runs and sessions and closes it (the
+        answers still on their way are read until then)."""
+        try:
+            writer.write_eof()
+        except (OSError, RuntimeError):
+            writer.close()
+
+    async def wait(self, timeout: float) -> int:
+        return 0  # nothing to wait for here: the reader waits for the server to close
+
+    async def gone(self) -> str:
+        self._closed = True
+        return "the connection to %s was closed" % self.address
+
+    async def broken(self) -> str:
+        return "the connection to %s is closed" % self.address
+
+    async def release(self, timeout: float) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await asyncio.wait_for(self._writer.wait_closed(), timeout)
+            except (OSError, asyncio.TimeoutError):
+                pass
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return 0 if self._closed else None
+
+    def stderr_tail(self) -> str:
+        return ""  # the server's log is not ours to read
+
+
+_Transport = Union[_Pipes, _Socket]
+
+
 class AsyncPycell:
     """One `pycell serve` child process and the JSON-RPC connection to it, for asyncio.
 
@@ -48,7 +183,8 @@ class AsyncPycell:
                 print(out.stream, out.text)
 
     The arguments are Pycell's. The process starts in `start()` (or on entering `async
-    with`); `close()` stops it. Callbacks (on_notification, on_output) are plain functions
+    with`, or `await cell`); `close()` stops it. AsyncPycell.connect() talks to a shared
+    server instead. Callbacks (on_notification, on_output) are plain functions
     called on the event loop, in the order the server sent the messages.
     """
 
@@ -57,36 +193,55 @@ class AsyncPycell:
                  env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> None:
         self.profile = profile
         self.info: Optional[JSONObject] = None  # the initialize result: serverInfo, isolation, profiles
-        self._command = server_command(binary, args)
-        self._env = env
-        self._cwd = cwd
+        self._transport: _Transport = _Pipes(server_command(binary, args), env, cwd)
+        self._initialize = initialize_params()
         self._on_notification = on_notification
         self._ids = itertools.count(1)
         self._execution_ids = itertools.count(1)
         self._pending: Dict[int, "asyncio.Future[JSONObject]"] = {}
         self._streams: Dict[str, OutputCallback] = {}
         self._closed: Optional[str] = "the client was not started"
-        self._stderr: Deque[str] = collections.deque(maxlen=200)
-        self._proc: Optional[asyncio.subprocess.Process] = None
+        self._refused: Optional[JSONObject] = None  # the error a shared server refused the connection with
+        self._reader: Optional[asyncio.StreamReader] = None
+        self._writer: Optional[asyncio.StreamWriter] = None
         self._tasks: List["asyncio.Task[None]"] = []
         self._drain_lock: Optional[asyncio.Lock] = None
 
+    @classmethod
+    def connect(cls, address: str, token: Optional[str] = None, profile: Optional[str] = None, *,
+                on_notification: Optional[NotificationCallback] = None,
+                timeout: Optional[float] = 30) -> "AsyncPycell":
+        """A client of a shared server (`pycell serve --listen ADDRESS`) instead of a child;
+        the arguments are Pycell.connect()'s. Connects when awaited or entered:
+
+            cell = await AsyncPycell.connect("unix:/run/pycell.sock")
+            async with AsyncPycell.connect("tcp:127.0.0.1:7777", token=token) as cell: ...
+
+        close() closes the connection, not the server. A refused connection raises
+        PycellError (-32003: no token or a wrong one; -32001: too many connections).
+        """
+        client = cls(profile=profile, on_notification=on_notification)
+        client._transport = _Socket(address, timeout)
+        client._initialize = connect_params(token)
+        return client
+
     async def start(self) -> "AsyncPycell":
-        """Spawn the server and initialize the connection. Returns self."""
-        if self._proc is not None:
+        """Spawn the server (or connect to it) and initialize the connection. Returns self."""
+        if self._writer is not None:
             raise RuntimeError("pycell: this client was started already")
-        self._proc = await asyncio.create_subprocess_exec(
-            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self._env, cwd=self._cwd, close_fds=True)
+        self._reader, self._writer = await self._transport.open()
         self._closed = None
         self._drain_lock = asyncio.Lock()
-        self._tasks = [asyncio.ensure_future(self._read_stderr()), asyncio.ensure_future(self._read_loop())]
+        self._tasks = [asyncio.ensure_future(self._read_loop())]
         try:
-            self.info = await self.request("initialize", initialize_params())
+            self.info = await self.request("initialize", self._initialize)
         except BaseException:
             await self._terminate()
             raise
         return self
+
+    def __await__(self) -> Generator[Any, None, "AsyncPycell"]:
+        return self.start().__await__()
 
     # --- requests -------------------------------------------------------------------
 
@@ -98,6 +253,8 @@ class AsyncPycell:
         the same way.
         """
         if self._closed:
+            if self._refused is not None:  # a shared server refused the connection before initialize was sent
+                result_of(self._refused, self.stderr_tail)
             raise ServerExited(self._closed, self.stderr_tail())
         request_id = next(self._ids)
         answer: "asyncio.Future[JSONObject]" = asyncio.get_running_loop().create_future()
@@ -222,10 +379,12 @@ class AsyncPycell:
 
     async def close(self, timeout: float = 30) -> int:
         """shutdown (answered once the executions in flight are done), exit, and wait for the
-        process. Returns its exit code (0 after a clean shutdown). Safe to call twice."""
-        if self._proc is None:
+        process. Returns its exit code (0 after a clean shutdown). Safe to call twice.
+        A connection (connect()): the same, then the connection is closed (the server runs
+        on); returns 0."""
+        if self._writer is None:
             return 0
-        if self._proc.returncode is None and not self._closed:
+        if self._transport.returncode is None and not self._closed:
             try:
                 await self.request("shutdown", timeout=timeout)
                 await self.notify("exit")
@@ -236,19 +395,22 @@ class AsyncPycell:
 
     @property
     def returncode(self) -> Optional[int]:
-        """The server's exit code, or None while it runs (or before start)."""
-        return self._proc.returncode if self._proc is not None else None
+        """The server's exit code, or None while it runs (or before start). A connection
+        (connect()): None while it is open, 0 once it is closed (by close() or the server)."""
+        return self._transport.returncode
 
     @property
     def pid(self) -> Optional[int]:
-        return self._proc.pid if self._proc is not None else None
+        """The server's process id; None before start, and for a connection (connect())."""
+        proc = self._transport.proc if isinstance(self._transport, _Pipes) else None
+        return proc.pid if proc is not None else None
 
     def stderr_tail(self) -> str:
-        """The server's last lines of stderr (its log)."""
-        return "".join(self._stderr)
+        """The server's last lines of stderr (its log); empty for a connection."""
+        return self._transport.stderr_tail()
 
     async def __aenter__(self) -> "AsyncPycell":
-        return await self.start()
+        return self if self._writer is not None else await self.start()
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                         tb: Optional[TracebackType]) -> None:
@@ -260,68 +422,58 @@ class AsyncPycell:
         """Give up on a request: forget it and tell the server (no waiting: this runs while
         the awaiting task is being cancelled)."""
         self._pending.pop(request_id, None)
-        if self._proc is None or self._proc.stdin is None or self._closed:
+        if self._writer is None or self._closed:
             return
         try:
-            self._proc.stdin.write(encode(notification_message("$/cancelRequest", {"id": request_id})))
+            self._writer.write(encode(notification_message("$/cancelRequest", {"id": request_id})))
         except (OSError, RuntimeError):
             pass
 
     async def _terminate(self, timeout: float = 30) -> int:
-        proc = self._proc
-        assert proc is not None
-        if proc.stdin is not None:
-            try:
-                proc.stdin.close()  # EOF: the server kills what still runs and exits
-            except (OSError, RuntimeError):
-                pass
+        assert self._writer is not None
         try:
-            code = await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            code = await proc.wait()
+            self._transport.end(self._writer)
+        except (OSError, RuntimeError):
+            pass
+        code = await self._transport.wait(timeout)
         current = asyncio.current_task()
         waiting = [t for t in self._tasks if t is not current]
         if waiting:
-            await asyncio.wait(waiting, timeout=timeout)
+            await asyncio.wait(waiting, timeout=timeout)  # the answers on their way, up to EOF
+        await self._transport.release(timeout)
         return code
 
     async def _send(self, message: JSONObject) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
+        writer = self._writer
+        if writer is None:
             raise ServerExited("pycell: the client was not started")
         try:
-            proc.stdin.write(encode(message))
+            writer.write(encode(message))
             assert self._drain_lock is not None
             async with self._drain_lock:
-                await proc.stdin.drain()
-        except (OSError, RuntimeError):  # broken pipe, or stdin already closed
-            try:
-                await asyncio.wait_for(proc.wait(), 2)
-            except asyncio.TimeoutError:
-                pass
-            raise ServerExited("pycell: the server is not running (exit code %s)" % proc.returncode,
-                               self.stderr_tail()) from None
-
-    async def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        stream, buffer = self._proc.stderr, bytearray()
-        while True:
-            chunk = await stream.read(_CHUNK)
-            lines = _split(buffer, chunk) if chunk else ([bytes(buffer)] if buffer else [])
-            for line in lines:
-                text = line.decode("utf-8", "replace")
-                self._stderr.append(text)
-                log.debug("server: %s", text.rstrip())
-            if not chunk:
-                return
+                await writer.drain()
+            return
+        except (OSError, RuntimeError):  # broken pipe or connection, or already closed
+            pass
+        # The reader says best why: the exit code and last words of the server, or the
+        # error a shared server refused the connection with.
+        current = asyncio.current_task()
+        waiting = [t for t in self._tasks if t is not current]
+        if waiting:
+            await asyncio.wait(waiting, timeout=2)
+        if self._refused is not None:
+            result_of(self._refused, self.stderr_tail)
+        raise ServerExited("pycell: " + (self._closed or await self._transport.broken()), self.stderr_tail())
 
     async def _read_loop(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        stream, buffer = self._proc.stdout, bytearray()
+        assert self._reader is not None and self._writer is not None
+        stream, buffer = self._reader, bytearray()
         try:
             while True:
-                chunk = await stream.read(_CHUNK)
+                try:
+                    chunk = await stream.read(_CHUNK)
+                except OSError:  # the connection was reset
+                    break
                 if not chunk:
                     break
                 for line in _split(buffer, chunk):
@@ -329,37 +481,40 @@ class AsyncPycell:
                         self._dispatch(message)
         except asyncio.CancelledError:
             # The loop is ending with the client still open (asyncio.run after an exception):
-            # EOF makes the server kill what still runs and exit; nothing here may wait.
+            # EOF makes the server kill what still runs (and a child exit); nothing here may wait.
             self._closed = self._closed or "the client's event loop stopped reading"
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-            self._fail_pending(self._closed)
+            self._writer.close()
+            self._fail_pending({"exited": self._closed})
             raise
-        code = await self._proc.wait()
-        await asyncio.wait([self._tasks[0]], timeout=2)  # the stderr reader: its last words
-        self._closed = self._closed or "the server exited (exit code %s)" % code
-        self._fail_pending("pycell: the server exited (exit code %s) before answering" % code)
+        gone = await self._transport.gone()
+        self._closed = self._closed or gone
+        # A shared server that refused the connection said why just before closing it.
+        self._fail_pending(self._refused or {"exited": "pycell: %s before answering" % gone})
 
-    def _fail_pending(self, why: str) -> None:
+    def _fail_pending(self, answer: JSONObject) -> None:
         pending, self._pending = self._pending, {}
-        for answer in pending.values():
-            if not answer.done():
-                answer.set_result({"exited": why})
+        for future in pending.values():
+            if not future.done():
+                future.set_result(answer)
 
     def _dispatch(self, message: JSONObject) -> None:
         if unreadable(message):
             return
         method = message.get("method")
+        self._refused = message if refusal(message) else None  # kept only while it is the last word
+        if self._refused is not None:
+            log.debug("pycell: an error for no request: %.300s", message)
+            return
         if method is None:  # a response
             answer = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
             if answer is not None and not answer.done():
                 answer.set_result(message)
-            else:  # the late answer to a request given up on, or -32700 with id null
+            else:  # the late answer to a request given up on
                 log.debug("pycell: answer for no waiting request: %.300s", message)
             return
         if "id" in message:  # a request from the server: none is defined
-            if self._proc is not None and self._proc.stdin is not None and not self._closed:
-                self._proc.stdin.write(encode(method_not_found(message["id"])))
+            if self._writer is not None and not self._closed:
+                self._writer.write(encode(method_not_found(message["id"])))
             return
         deliver_notification(method, message.get("params"),
                              lambda i: self._streams.get(i) if isinstance(i, str) else None, self._on_notification)

@@ -42,7 +42,8 @@ class PycellError(Exception):
 
 
 class ServerExited(PycellError):
-    """The server process is gone (or the client was closed); `data` holds its last stderr."""
+    """The server process is gone, the connection to a shared server (connect()) is closed,
+    or the client was closed; `data` holds the server's last stderr (a child's only)."""
 
     def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(None, message + ("\nserver stderr:\n" + stderr if stderr else ""), {"stderr": stderr})
@@ -69,6 +70,44 @@ def initialize_params() -> JSONObject:
     # Optional in NDJSON framing, but the answer tells what isolation and profiles this
     # machine has, and processId makes the server exit if this process dies.
     return {"processId": os.getpid(), "clientInfo": {"name": CLIENT_NAME}}
+
+
+def connect_params(token: Optional[str]) -> JSONObject:
+    # A shared server needs the token (when it has one) in the first message; processId is
+    # left out: the server does not follow it there, and it is a pid of another machine.
+    params: JSONObject = {"clientInfo": {"name": CLIENT_NAME}}
+    if token is not None:
+        params["token"] = token
+    return params
+
+
+class Address(NamedTuple):
+    """Where a shared server listens (`pycell serve --listen`): "unix" and a path, or "tcp",
+    a host and a port."""
+
+    kind: str
+    host: str  # the socket's path for "unix"
+    port: int
+
+
+def parse_address(address: str) -> Address:
+    """"unix:PATH", "tcp:HOST:PORT" or "tcp:[IPv6]:PORT", as `--listen` takes them."""
+    kind, _, rest = address.partition(":")
+    if kind == "unix" and rest:
+        return Address("unix", rest, 0)
+    if kind == "tcp":
+        match = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)|([^:\[\]]+):([0-9]+)", rest)
+        if match:
+            host = match.group(1) or match.group(3)
+            return Address("tcp", host, int(match.group(2) or match.group(4)))
+    raise ValueError("pycell: %r is not an address of a shared server (unix:PATH, tcp:HOST:PORT or "
+                     "tcp:[IPv6]:PORT)" % address)
+
+
+def refusal(message: Mapping[str, Any]) -> bool:
+    """True for an error answered to no request (id null): how a shared server refuses a
+    connection (-32001, too many connections) just before it closes it."""
+    return "method" not in message and message.get("id") is None and "error" in message
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

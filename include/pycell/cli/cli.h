@@ -22,6 +22,10 @@ struct ServeOptions {
   CommonOptions common;
   protocol::Framing framing = protocol::Framing::Auto;
   std::optional<int> clientProcessId;
+  std::optional<server::ListenAddress> listen;  // --listen: a shared server on a socket
+  std::string tokenFile;
+  int maxConnections = 64;
+  int maxExecutionsPerConnection = 16;
 };
 
 struct RunOptions {
@@ -47,7 +51,7 @@ struct RunOptions {
 };
 
 // Each returns the process exit code.
-int serveMain(const ServeOptions& options, server::Server::Dialect dialect = server::Server::Dialect::Pycell);
+int serveMain(const ServeOptions& options, server::Dialect dialect = server::Dialect::Pycell);
 int runMain(const RunOptions& options);
 int checkMain(const CommonOptions& options);
 

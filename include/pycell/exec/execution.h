@@ -34,6 +34,9 @@ using sandbox::SandboxContext;
 using nlohmann::json;
 
 struct ExecutionRequest {
+  // The connection that asked for it (0: the only client). Ids are the client's own: two
+  // connections of a shared server may both name an execution "a" (scheduler.h).
+  uint64_t client = 0;
   std::string executionId;
   std::string profile = "default";
   std::string code;

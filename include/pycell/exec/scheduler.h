@@ -1,6 +1,11 @@
 #pragma once
 // The executions of one server: at most `maxConcurrent` run, up to `maxQueue` wait in
 // arrival order, and finished ones are remembered briefly for `status`.
+//
+// Executions and sessions belong to a client (ExecutionRequest::client, SessionSettings::client:
+// one connection of a shared server; 0 when there is only one). Their ids are the client's
+// own: every lookup takes the client, so a client finds, stops and attaches to its own and
+// nothing of another's, and two clients may use the same id.
 #include <deque>
 #include <map>
 #include <memory>
@@ -38,31 +43,39 @@ class Scheduler {
   // is ready, or the error that kept it from starting.
   [[nodiscard]] std::expected<void, SubmitError> createSession(SessionSettings settings, Done done);
   // Ends a session (its running execution answers "killed"); false when there is none.
-  bool closeSession(const std::string& id);
+  bool closeSession(uint64_t client, const std::string& id);
   // The profile an open session runs (execute in a session defaults to it).
-  [[nodiscard]] std::optional<std::string> sessionProfile(const std::string& id) const;
+  [[nodiscard]] std::optional<std::string> sessionProfile(uint64_t client, const std::string& id) const;
   // Stops the session's running execution (KeyboardInterrupt first); nullopt: no session.
-  [[nodiscard]] std::optional<json> stopSession(const std::string& id, StopReason reason);
+  [[nodiscard]] std::optional<json> stopSession(uint64_t client, const std::string& id, StopReason reason);
 
   // Stops a queued or running execution; false when there is none by that id.
-  bool stop(const std::string& executionId, StopReason reason);
-  [[nodiscard]] std::optional<json> status(const std::string& executionId) const;
+  bool stop(uint64_t client, const std::string& executionId, StopReason reason);
+  [[nodiscard]] std::optional<json> status(uint64_t client, const std::string& executionId) const;
+  // The server's view: pools, every execution and session (each with its client, when not 0).
   [[nodiscard]] json summary() const;
   // The result a finished execution answered, while it is kept; nullptr otherwise.
-  [[nodiscard]] const json* result(const std::string& executionId) const { return results_.find(executionId); }
+  [[nodiscard]] const json* result(uint64_t client, const std::string& executionId) const {
+    return results_.find(scoped(client, executionId));
+  }
   enum class Forget { Forgotten, NotFinished, Unknown };
   // Drops what is remembered of a finished execution: its result and its status.
-  Forget forget(const std::string& executionId);
+  Forget forget(uint64_t client, const std::string& executionId);
+  // Ends what a client leaves behind (its connection closed): stops its executions, closes
+  // its sessions and forgets its finished results.
+  void dropClient(uint64_t client, StopReason reason);
   // Kills everything and waits (bounded) until the kernel has let go of every cgroup.
   void shutdown(StopReason reason = StopReason::Shutdown);
-
-  // Calls `fn` once nothing is queued or running (now, if that is already so).
-  void whenIdle(std::function<void()> fn);
 
   [[nodiscard]] size_t running() const;
   [[nodiscard]] size_t queued() const;
   // About how much memory the requests held (queued or running) take.
   [[nodiscard]] size_t queuedBytes() const { return heldBytes_; }
+
+  // The key an execution or session is known by inside: its client, then its id.
+  [[nodiscard]] static std::string scoped(uint64_t client, std::string_view id) {
+    return std::to_string(client) + ':' + std::string(id);
+  }
 
  private:
   struct Entry {
@@ -71,6 +84,11 @@ class Scheduler {
     size_t bytes = 0;  // the request's share of the queued-work budget
     std::chrono::steady_clock::time_point acceptedAt = std::chrono::steady_clock::now();
   };
+  // Whether the entry runs in the client's session `id`.
+  [[nodiscard]] static bool inSession(const Entry& entry, uint64_t client, const std::string& id) {
+    const auto& r = entry.execution->request();
+    return r.client == client && r.session == id;
+  }
   // The executions queued or running, oldest first, for the summary.
   [[nodiscard]] json executionList() const;
   // Refuses a request that would take the requests held past ServerOptions::maxQueuedBytes.
@@ -113,7 +131,6 @@ class Scheduler {
   uint64_t sessionSerial_ = 0;
   bool reapScheduled_ = false;
   bool shuttingDown_ = false;
-  std::function<void()> onIdle_;
   uint64_t serial_ = 0;
   uint64_t total_ = 0;
   std::chrono::steady_clock::time_point startedAt_ = std::chrono::steady_clock::now();

@@ -30,6 +30,7 @@ namespace pycell::exec {
 using nlohmann::json;
 
 struct SessionSettings {
+  uint64_t client = 0;  // the connection that created it (ExecutionRequest::client)
   std::string id;
   std::string profile = "default";
   Limits limits;

@@ -38,6 +38,8 @@ class FrameReader {
   [[nodiscard]] std::optional<Frame> next();
   // The framing in use: `Auto` until the first non-whitespace byte has been seen.
   [[nodiscard]] Framing framing() const { return framing_; }
+  // From the next message on (a connection that has proved who it is may send more).
+  void setMaxMessageBytes(size_t max) { max_ = max; }
 
  private:
   std::optional<Frame> nextLsp();

@@ -23,6 +23,8 @@ inline constexpr int kServerNotInitialized = -32002;
 inline constexpr int kRequestCancelled = -32800;
 inline constexpr int kSandboxFailed = -32000;
 inline constexpr int kQueueFull = -32001;
+// A token was needed and missing or wrong, or the request is for the server's owner only.
+inline constexpr int kNotPermitted = -32003;
 }  // namespace code
 
 // Thrown by handlers for bad params; turned into -32602 at the dispatch boundary.

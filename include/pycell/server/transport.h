@@ -74,6 +74,11 @@ class Transport {
   // for a client that does not read (what is left then is dropped, with a warning).
   void finalFlush();
 
+  // The largest message taken from now on.
+  void setMaxMessageBytes(size_t max) {
+    limits_.maxMessageBytes = max;
+    reader_.setMaxMessageBytes(max);
+  }
   // The framing in use: Auto until the client's first non-whitespace byte.
   [[nodiscard]] protocol::Framing framing() const { return reader_.framing(); }
   // Bytes framed and waiting for the client to read them.
