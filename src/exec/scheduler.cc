@@ -193,17 +193,21 @@ void Scheduler::retire(const std::string& id, Result<json> result) {
   std::erase(queue_, id);
   if (!request.session.empty())
     if (auto q = sessionQueues_.find(scoped(request.client, request.session)); q != sessionQueues_.end()) std::erase(q->second, id);
-  json summary = {{"executionId", request.executionId}, {"state", "finished"}, {"elapsedMs", entry.execution->elapsedMs()},
-                  {"usage", entry.execution->usageSoFar()}};
-  summary["status"] = result ? (*result)["status"] : json("error");
-  finished_[id] = summary;
-  finishedOrder_.push_back(id);
-  if (finishedOrder_.size() > kFinishedRemembered) {
-    results_.forget(finishedOrder_.front());
-    finished_.erase(finishedOrder_.front());
-    finishedOrder_.pop_front();
+  // What is remembered for status and result; nothing when its client has gone, as nobody
+  // can ask for it any more.
+  if (!entry.orphaned) {
+    json summary = {{"executionId", request.executionId}, {"state", "finished"},
+                    {"elapsedMs", entry.execution->elapsedMs()}, {"usage", entry.execution->usageSoFar()}};
+    summary["status"] = result ? (*result)["status"] : json("error");
+    finished_[id] = summary;
+    finishedOrder_.push_back(id);
+    if (finishedOrder_.size() > kFinishedRemembered) {
+      results_.forget(finishedOrder_.front());
+      finished_.erase(finishedOrder_.front());
+      finishedOrder_.pop_front();
+    }
+    if (result) results_.keep(id, *result);
   }
-  if (result) results_.keep(id, *result);
   // Its cgroup goes on the next turn too (scheduleReap), after the answer: its usage has
   // been read, and the rmdirs need not delay the client.
   reaper_.addLater(entry.execution->takeCgroup());
@@ -263,8 +267,11 @@ void Scheduler::dropClient(uint64_t client, StopReason reason) {
   for (const auto& [key, session] : sessions_)
     if (session->settings().client == client) sessions.push_back(session->settings().id);
   for (const auto& id : sessions) closeSession(client, id);
-  for (const auto& [key, entry] : active_)
-    if (entry.execution->request().client == client) executions.push_back(entry.execution->request().executionId);
+  for (auto& [key, entry] : active_)
+    if (entry.execution->request().client == client) {
+      entry.orphaned = true;
+      executions.push_back(entry.execution->request().executionId);
+    }
   for (const auto& id : executions) stop(client, id, reason);
   // What it finished is nobody's any more.
   std::string prefix = scoped(client, "");

@@ -82,6 +82,7 @@ class Scheduler {
     std::unique_ptr<Execution> execution;
     Done done;
     size_t bytes = 0;  // the request's share of the queued-work budget
+    bool orphaned = false;  // its client has gone: nothing of it is remembered once it ends
     std::chrono::steady_clock::time_point acceptedAt = std::chrono::steady_clock::now();
   };
   // Whether the entry runs in the client's session `id`.
