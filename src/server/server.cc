@@ -17,6 +17,10 @@ namespace pycell::server {
 namespace {
 // While accepting fails for want of fds, the listener rests this long between tries.
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
+// A closed client's socket is drained this long at most, and so many at once at most
+// (beyond that, closed at once).
+constexpr auto kLinger = std::chrono::seconds(2);
+constexpr size_t kMaxLingering = 64;
 }  // namespace
 
 Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Dialect dialect)
@@ -24,6 +28,7 @@ Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Dialect dial
 
 Server::~Server() {
   clients_.clear();
+  lingering_.clear();
   if (listening_ && !listening_->createdPath.empty()) ::unlink(listening_->createdPath.c_str());
 }
 
@@ -74,8 +79,8 @@ void Server::acceptAll() {
     }
     Peer peer = describePeer(fd.get(), listening_->unixSocket);
     UniqueFd out(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!out) {
-      refuse(std::move(fd), "the server is out of file descriptors");
+    if (!out) {  // told, and closed at once: no fd is kept for it
+      refuse(std::move(fd), "the server is out of file descriptors", /*linger=*/false);
       continue;
     }
     uint64_t id = nextClient_++;
@@ -101,10 +106,34 @@ void Server::acceptAll() {
 }
 
 // Told why, in the one framing every client reads before it has sent anything: a JSON line.
-void Server::refuse(UniqueFd fd, const std::string& why) {
+void Server::refuse(UniqueFd fd, const std::string& why, bool linger) {
   log::warn("connection refused: " + why);
   std::string line = protocol::json{{"jsonrpc", "2.0"}, {"id", nullptr}, {"error", {{"code", protocol::code::kQueueFull}, {"message", why}}}}.dump() + "\n";
   (void)::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (linger) lingerClose(std::move(fd));
+}
+
+void Server::lingerClose(UniqueFd fd) {
+  (void)::shutdown(fd.get(), SHUT_WR);  // the client reads what was sent, then the end
+  if (lingering_.size() >= kMaxLingering) return;
+  int raw = fd.get();
+  auto drain = [this, raw](uint32_t) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(raw, buf, sizeof buf)) > 0) {
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) endLinger(raw);
+  };
+  if (!loop_.watch(raw, EPOLLIN, drain)) return;
+  lingering_[raw] = Lingering{std::move(fd), loop_.addTimer(kLinger, [this, raw] { endLinger(raw); })};
+}
+
+void Server::endLinger(int fd) {
+  auto it = lingering_.find(fd);
+  if (it == lingering_.end()) return;
+  loop_.unwatch(fd);
+  loop_.cancelTimer(it->second.timer);
+  lingering_.erase(it);
 }
 
 void Server::dropClient(uint64_t id, Connection::End end) {
@@ -113,8 +142,14 @@ void Server::dropClient(uint64_t id, Connection::End end) {
   log::debug(it->second.connection->scope().peer + ": closed; ending its runs");
   // Its executions and sessions end now; what they answer goes nowhere.
   scheduler_.dropClient(id, end.reason);
-  // Destroyed on the next turn: we are inside its own callbacks.
-  loop_.addTimer(std::chrono::milliseconds(0), [this, id] { clients_.erase(id); });
+  // Destroyed on the next turn: we are inside its own callbacks. Its socket goes last.
+  loop_.addTimer(std::chrono::milliseconds(0), [this, id] {
+    auto it = clients_.find(id);
+    if (it == clients_.end()) return;
+    UniqueFd socket = std::move(it->second.in);
+    clients_.erase(it);  // the connection first: it stops watching the socket
+    lingerClose(std::move(socket));
+  });
 }
 
 void Server::quit(int code, exec::StopReason reason) {

@@ -50,8 +50,14 @@ class Server {
   };
   void quit(int code, exec::StopReason reason);
   void acceptAll();
-  void refuse(UniqueFd fd, const std::string& why);
+  // Tells a connection why it is not served, then closes it (`linger`: gracefully).
+  void refuse(UniqueFd fd, const std::string& why, bool linger = true);
   void dropClient(uint64_t id, Connection::End end);
+  // Closes a client's socket gracefully: no more is written, what it still sends is read
+  // and dropped until it closes (or a moment passes). A close with unread input makes the
+  // kernel reset the connection, and a client may then lose the last answer it was sent.
+  void lingerClose(UniqueFd fd);
+  void endLinger(int fd);
 
   EventLoop& loop_;
   const sandbox::SandboxContext& ctx_;
@@ -61,6 +67,11 @@ class Server {
   std::optional<ListenOptions> listenOptions_;
   std::optional<Listening> listening_;
   std::map<uint64_t, Client> clients_;
+  struct Lingering {
+    UniqueFd fd;
+    EventLoop::TimerId timer = 0;
+  };
+  std::map<int, Lingering> lingering_;  // by fd
   uint64_t nextClient_ = 1;
   bool acceptPaused_ = false;
   int exitCode_ = 0;
