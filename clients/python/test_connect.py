@@ -116,7 +116,9 @@ def ipv6_loopback() -> bool:
         return False
 
 
-class ConnectTest(unittest.TestCase):
+class TwoServers:
+    """One shared server on a unix socket and one on loopback TCP with a token, for the class."""
+
     unix: SharedServer
     tcp: SharedServer
 
@@ -129,6 +131,9 @@ class ConnectTest(unittest.TestCase):
     def tearDownClass(cls) -> None:
         for server in (cls.unix, cls.tcp):
             server.stop()
+
+
+class ConnectTest(TwoServers, unittest.TestCase):
 
     def connect(self, server: SharedServer, token: Optional[str] = None) -> Pycell:
         cell = Pycell.connect(server.address, token=token)
@@ -264,19 +269,7 @@ class LimitsAndDropsTest(unittest.TestCase):
                 server.stop()
 
 
-class AsyncConnectTest(unittest.IsolatedAsyncioTestCase):
-    unix: SharedServer
-    tcp: SharedServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.unix = SharedServer("unix:DIR/pycell.sock")
-        cls.tcp = SharedServer("tcp:127.0.0.1:0", token=TOKEN)
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        for server in (cls.unix, cls.tcp):
-            server.stop()
+class AsyncConnectTest(TwoServers, unittest.IsolatedAsyncioTestCase):
 
     async def test_execute_over_both(self) -> None:
         for server, token in ((self.unix, None), (self.tcp, TOKEN)):
