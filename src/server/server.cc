@@ -50,10 +50,14 @@ Status Server::listen(ListenOptions options) {
     return std::unexpected(Error{listening->description + " is reachable beyond this machine: --token-file is required"});
   listening_ = std::move(*listening);
   listenOptions_ = std::move(options);
-  if (auto st = loop_.watch(listening_->fd.get(), EPOLLIN, [this](uint32_t) { acceptAll(); }); !st) return st;
+  if (auto st = watchListener(); !st) return st;
   // Clients (and tests) learn a port picked by the kernel from this line.
   log::info("listening on " + listening_->description + (listenOptions_->token.empty() ? "" : " (token required)"));
   return {};
+}
+
+Status Server::watchListener() {
+  return loop_.watch(listening_->fd.get(), EPOLLIN, [this](uint32_t) { acceptAll(); });
 }
 
 void Server::acceptAll() {
@@ -68,7 +72,7 @@ void Server::acceptAll() {
       loop_.unwatch(listening_->fd.get());
       loop_.addTimer(kAcceptBackoff, [this] {
         acceptPaused_ = false;
-        if (loop_.watch(listening_->fd.get(), EPOLLIN, [this](uint32_t) { acceptAll(); })) acceptAll();
+        if (watchListener()) acceptAll();
       });
       return;
     }

@@ -49,6 +49,7 @@ class Server {
     std::unique_ptr<Connection> connection;
   };
   void quit(int code, exec::StopReason reason);
+  [[nodiscard]] Status watchListener();  // accepts whenever a connection waits
   void acceptAll();
   // Tells a connection why it is not served, then closes it (`linger`: gracefully).
   void refuse(UniqueFd fd, const std::string& why, bool linger = true);
