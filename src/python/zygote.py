@@ -86,7 +86,6 @@ def child(lib, bootstrap, child_warmup, policy):
         error = bootstrap._warm_up(policy, child_warmup)
         if error is not None:
             raise RuntimeError("the profile's childWarmup failed: %s: %s" % (error["type"], error["message"]))
-        lib.pycell_learn_pages()  # also unmaps what the zygote shares with its children
         os.write(4, b"R")  # ready: isolated, warm, waiting for the request on fd 3
     except BaseException as e:  # noqa: BLE001 - reported on the result pipe, then exit
         lib.pycell_report_failure(b"child warm-up", getattr(e, "errno", None) or 0, str(e).encode()[:150])

@@ -1,5 +1,5 @@
 // libpycell_child.so: the zygote's init and ready messages, and failure reports (see
-// child_abi.h). The fork loop and the learned pages are in fork_loop.cc.
+// child_abi.h). The fork loop is in fork_loop.cc.
 #include "pycell/sandbox/child_abi.h"
 
 #include <errno.h>

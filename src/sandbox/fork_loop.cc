@@ -1,23 +1,19 @@
-// libpycell_child.so: the zygote's fork loop and the learned pages (see child_abi.h). Plain
+// libpycell_child.so: the zygote's fork loop (see child_abi.h). Plain
 // syscalls only, as in child_abi.cc: it runs inside a Python interpreter that runs no
 // Python while the loop serves.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <algorithm>
 
 #include "pycell/sandbox/child_abi.h"
 #include "pycell/sandbox/fd_passing.h"
@@ -107,100 +103,6 @@ void reapChildren(int ctl, Children& children) {
   }
 }
 
-// ---- learned pages --------------------------------------------------------------------------
-// Each child writes much the same pages while it sets itself up and warms up, and each of
-// those writes is a copy-on-write fault: a trap and a TLB flush per page, which on a
-// virtual machine costs several times the copy itself. The first child of a zygote records
-// which pages it wrote (exclusively mapped ones, from /proc/self/pagemap) in a region the
-// zygote shares with its children; the children after it copy those pages in one
-// MADV_POPULATE_WRITE per range, before any Python runs. Every child unmaps the region
-// before it is ready, so no program ever sees it.
-
-struct PageRange {
-  uint64_t start, length;
-};
-
-struct Learned {
-  uint32_t state;  // kEmpty, then kRecording (one child), then kReady
-  uint32_t count;
-  PageRange ranges[1];
-};
-
-enum : uint32_t { kEmpty = 0, kRecording = 1, kReady = 2 };
-constexpr size_t kLearnedBytes = 256 << 10;
-constexpr uint32_t kMaxRanges = (kLearnedBytes - offsetof(Learned, ranges)) / sizeof(PageRange);
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-Learned* learned = nullptr;  // the zygote's, inherited by each child until it unmaps it
-
-void populateLearned() {
-  if (!learned || __atomic_load_n(&learned->state, __ATOMIC_ACQUIRE) != kReady) return;
-  for (uint32_t i = 0; i < learned->count; ++i) {
-    const PageRange& r = learned->ranges[i];
-    // ENOMEM: the range is not mapped here (the learner had mapped it later); EINVAL: a
-    // kernel before 5.14. Either way the pages are simply faulted in as they are written.
-    if (madvise(reinterpret_cast<void*>(r.start), r.length, MADV_POPULATE_WRITE) != 0 && errno == EINVAL) return;
-  }
-}
-
-// Private writable mappings' pages that are present and mapped by this process alone.
-uint32_t recordExclusivePages(Learned* into) {
-  int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  uint32_t count = 0;
-  if (maps >= 0 && pagemap >= 0) {
-    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-    char buf[8192];
-    size_t have = 0;
-    bool full = false;
-    for (;;) {
-      ssize_t n = read(maps, buf + have, sizeof buf - 1 - have);
-      if (n <= 0) break;
-      have += static_cast<size_t>(n);
-      buf[have] = 0;
-      char* line = buf;
-      for (char* nl; !full && (nl = strchr(line, '\n')) != nullptr; line = nl + 1) {
-        *nl = 0;
-        unsigned long long lo, hi;
-        char perms[8];
-        if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || strncmp(perms, "rw-p", 4) != 0) continue;
-        uint64_t runStart = 0, runEnd = 0;
-        uint64_t entries[512];
-        for (uint64_t at = lo; at < hi && !full;) {
-          size_t want = static_cast<size_t>(std::min<uint64_t>((hi - at) / page, 512));
-          ssize_t got = pread(pagemap, entries, want * 8, static_cast<off_t>(at / page * 8));
-          if (got <= 0) break;
-          for (size_t i = 0; i < static_cast<size_t>(got) / 8; ++i, at += page) {
-            bool mine = (entries[i] >> 63 & 1) && (entries[i] >> 56 & 1);
-            if (mine && runEnd == at) {
-              runEnd += page;
-            } else if (mine) {
-              if (runEnd > runStart) {
-                if (count == kMaxRanges) full = true;
-                else into->ranges[count++] = {runStart, runEnd - runStart};
-              }
-              runStart = at;
-              runEnd = at + page;
-            }
-          }
-        }
-        if (runEnd > runStart && !full) {
-          if (count == kMaxRanges) full = true;
-          else into->ranges[count++] = {runStart, runEnd - runStart};
-        }
-      }
-      have = strlen(line);
-      memmove(buf, line, have);
-      if (have == sizeof buf - 1) break;  // a line longer than the buffer: stop here
-    }
-  }
-  if (maps >= 0) close(maps);
-  if (pagemap >= 0) close(pagemap);
-  return count;
-}
-
 void closeAll(const int* fds, int n) {
   for (int i = 0; i < n; ++i) close(fds[i]);
 }
@@ -237,8 +139,7 @@ int receiveRequest(int ctl, Request& request) {
   return 1;
 }
 
-// In the new child, first: wait for the server's go, then copy in the learned pages (before
-// the interpreter's after-fork bookkeeping writes them one fault at a time).
+// In the new child, first: wait for the server's go.
 void awaitServer(int (&fds)[5]) {
   // Die with the zygote. (If it is already gone, so is its pid namespace, and we with it.)
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -253,7 +154,6 @@ void awaitServer(int (&fds)[5]) {
     pycell::sandbox::writeStepFailure(fds[4], pycell::sandbox::stepFailure("wait for the server", got == 0 ? EPIPE : errno));
     _exit(127);
   }
-  populateLearned();
 }
 
 // Then the isolation sequence; a failed step is written on the result pipe and the child
@@ -283,13 +183,6 @@ int openChildSignals(sigset_t& saved) {
     return -1;
   }
   return sfd;
-}
-
-// The region the first child records its pages in (none if it cannot be mapped).
-void mapLearned() {
-  if (learned) return;
-  void* region = mmap(nullptr, kLearnedBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  learned = region == MAP_FAILED ? nullptr : static_cast<Learned*>(region);
 }
 
 // Empties the signalfd; the children are reaped after, all at once.
@@ -338,7 +231,6 @@ long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
   sigset_t saved;
   int sfd = openChildSignals(saved);
   if (sfd < 0) return -1;
-  mapLearned();
   Children children;
   long result = 0;
   for (;;) {
@@ -380,20 +272,6 @@ long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hooks) {
   sigprocmask(SIG_SETMASK, &saved, nullptr);
   free(children.items);
   return result;
-}
-
-int pycell_learn_pages(void) {
-  if (!learned) return 0;
-  int count = 0;
-  uint32_t expected = kEmpty;
-  if (__atomic_compare_exchange_n(&learned->state, &expected, kRecording, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-    learned->count = recordExclusivePages(learned);
-    count = static_cast<int>(learned->count);
-    __atomic_store_n(&learned->state, kReady, __ATOMIC_RELEASE);
-  }
-  munmap(learned, kLearnedBytes);
-  learned = nullptr;
-  return count;
 }
 
 }  // extern "C"

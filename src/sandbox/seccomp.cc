@@ -136,7 +136,7 @@ constexpr AllowedSyscall kAllowed[] = {
     {"munmap", "memory mappings"},
     {"mremap", "memory mappings (realloc, mmap.resize)"},
     {"mprotect", "memory protection (loader, JITs)"},
-    {"madvise", "memory advice (allocators; MADV_POPULATE_WRITE in pooled children)"},
+    {"madvise", "memory advice (allocators)"},
     {"msync", "flush a file mapping"},
     {"mincore", "page residency"},
     {"mlock", "lock memory (bounded by RLIMIT_MEMLOCK)"},

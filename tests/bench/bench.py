@@ -62,6 +62,11 @@ TARGETS = {
     "child_uss_mib": 2.0,           # ready child USS <= 2 MiB
     "cold_node_over_js_warm": 20.0,  # cold node -e p50 / pycell JavaScript warm claim p50 >= 20x
     "js_floor": 1.5,                # pycell JavaScript warm claim p50 / the same run on a started, unsandboxed node
+    # The hot path at its floor: per figure, stricter where a ready child is found.
+    "hot_backtoback_over_bwrap": 12.0,   # bwrap+python3 p50 / pycell back-to-back print(1) p50
+    "hot_warm_over_bwrap": 40.0,         # bwrap+python3 p50 / pycell warm-claim print(1) p50
+    "hot_pandas_warm_over_cold": 120.0,  # cold python3+pandas p50 / pycell warm-claim pandas p50
+    "hot_session_ms": 0.45,              # warm session print(1) p50, not slower than before
     "aim_trivial_p50_ms": 1.0,      # aims (informational, same PASS/MISS wording)
     "aim_pandas_p50_ms": 3.0,
     "aim_analyze_1000_ms": 50.0,    # the static analyzer on 1000 lines, in-process
@@ -105,13 +110,15 @@ def summarize(values):
 class Server:
     """One `pycell serve` process, NDJSON framing, requests matched to replies by id."""
 
-    def __init__(self, binary, max_concurrent, stderr_path):
+    def __init__(self, binary, max_concurrent, stderr_path, cpu_tree=None):
         self.stderr_path = stderr_path
         self.stderr_file = open(stderr_path, "wb")
+        # cpu_tree (floor.TreeCpu): the server and all it starts are accounted in a cgroup.
+        self.cpu_tree = cpu_tree
         self.proc = subprocess.Popen(
             [binary, "serve", "--framing", "ndjson", "--max-concurrent", str(max_concurrent)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr_file,
-            close_fds=True)
+            close_fds=True, preexec_fn=cpu_tree.enter if cpu_tree else None)
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
         self.buf = b""
@@ -390,10 +397,11 @@ def bench_throughput(server, clients, duration):
     params = {"code": TRIVIAL_CODE}
     sent_at = {}
     latencies = []
-    # CPU per execution: the server, and each zygote with the children it reaped (at a
-    # steady state, the children warmed during the window stand for those it consumed).
+    # CPU per execution: the whole tree's from its cgroup (at a steady state, the children
+    # warmed during the window stand for those it consumed); without one, the server and
+    # each zygote with the children it reaped (a zygote recycled in the window is missed).
     tree = [server.pid] + [p["zygotePid"] for p in status.get("pools", []) if p.get("zygotePid")]
-    cpu0, kthreads0 = sum(floor.proc_cpu_ticks(pid) for pid in tree), floor.kernel_thread_ticks()
+    cpu = floor.CpuWindow(server.cpu_tree, tree, server.pid)
     executed = 0
     start = time.perf_counter_ns()
     end_ns = start + int(duration * 1e9)
@@ -417,7 +425,6 @@ def bench_throughput(server, clients, duration):
             sent_at[server.send("execute", params)] = time.perf_counter_ns()
         if not sent_at:
             break
-    cpu1, kthreads1 = sum(floor.proc_cpu_ticks(pid) for pid in tree), floor.kernel_thread_ticks()
     return {
         "clients": clients,
         "mode": "requests kept in flight on one NDJSON connection (one server process)",
@@ -425,8 +432,7 @@ def bench_throughput(server, clients, duration):
         "completed": completed,
         "perSecond": round(completed / duration, 1),
         "latency": summarize(latencies),
-        "cpuMsPerExecution": round(floor.ticks_ms(cpu1 - cpu0) / executed, 2),
-        "kernelThreadsCpuMsPerExecution": round(floor.ticks_ms(kthreads1 - kthreads0) / executed, 2),
+        **cpu.per_execution(executed),
     }
 
 
@@ -774,20 +780,30 @@ def print_report(rep):
     w("Throughput (trivial execute, default profile; clients = requests kept in flight on one")
     w("            NDJSON connection to the one server process)")
     w(f"  {'clients':>7} {'duration s':>10} {'completed':>9} {'exec/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-      f" {'CPU ms/exec':>11} {'kthreads':>8}")
+      f" {'CPU ms/exec':>11} {'server':>7} {'kthreads':>8}")
     for t in rep["throughput"]:
         w(f"  {t['clients']:>7} {t['durationS']:>10.1f} {t['completed']:>9} {t['perSecond']:>8.1f} "
           f"{fmt_ms(t['latency'].get('p50_ms')):>8} {fmt_ms(t['latency'].get('p99_ms')):>8}"
-          f" {t.get('cpuMsPerExecution', '-'):>11} {t.get('kernelThreadsCpuMsPerExecution', '-'):>8}")
+          f" {t.get('cpuMsPerExecution', '-'):>11} {t.get('serverCpuMsPerExecution', '-'):>7}"
+          f" {t.get('kernelThreadsCpuMsPerExecution', '-'):>8}")
     fl = rep.get("floor")
     if fl:
         w(f"  {'floor 8':>7} {fl['durationS']:>10.1f} {fl['completed']:>9} {fl['perSecond']:>8.1f} "
-          f"{'':>8} {'':>8} {fl['cpuMsPerExecution']:>11} {fl['kernelThreadsCpuMsPerExecution']:>8}")
+          f"{'':>8} {'':>8} {fl['cpuMsPerExecution']:>11} {fl.get('serverCpuMsPerExecution', '-'):>7}"
+          f" {fl['kernelThreadsCpuMsPerExecution']:>8}")
         w("  floor: a bare fork server (floor.py): the same python3 and the default profile's preloads")
         w("    imported and frozen, one fork per request that runs the code and exits; no isolation.")
-    w("  CPU ms/exec: every execution's CPU, the server's and each zygote's with the children it")
-    w("    reaped (/proc utime+stime+cutime+cstime over the window); kthreads: kernel threads' CPU")
-    w("    in the same window, per execution (namespace teardown, page reclaim; and others' work)")
+    accounting = {t.get("cpuAccounting") for t in rep["throughput"] + ([fl] if fl else [])}
+    if accounting == {"cgroup"}:
+        w("  CPU ms/exec: the whole process tree's CPU over the window (server, zygotes, every child,")
+        w("    from a cgroup made for the server, or for the floor server); server: the server")
+        w("    process's own share of it;")
+    else:
+        w("  CPU ms/exec: the server's and each zygote's with the children it reaped (/proc")
+        w("    utime+stime+cutime+cstime over the window; no cgroup could be made for the tree, so a")
+        w("    zygote recycled in the window is missed); server: the server process's own;")
+    w("    kthreads: kernel threads' CPU in the same window, per execution (namespace teardown,")
+    w("    page reclaim; and others' work)")
     w("")
     mem = rep["memory"]
     w("Memory (KiB; USS = Private_Clean + Private_Dirty from /proc/PID/smaps_rollup; a ready child")
@@ -851,6 +867,17 @@ def compute_targets(rep):
               TARGETS["cold_node_over_js_warm"], rep.get("jsSkipped") or "not measured", fig)
         ratio(f"bwrap+node p50 / pycell JavaScript p50 [{label}]", "bwrap_node", "pycell_js" + sfx,
               1.0, rep.get("jsSkipped") or rep["bwrap"]["reason"], fig)
+    ratio("hot path: bwrap+python3 print(1) p50 / pycell trivial p50 [back-to-back]", "bwrap_trivial",
+          "pycell_trivial", TARGETS["hot_backtoback_over_bwrap"], rep["bwrap"]["reason"], "backToBack")
+    ratio("hot path: bwrap+python3 print(1) p50 / pycell trivial p50 [warm claim]", "bwrap_trivial",
+          "pycell_trivial_warm", TARGETS["hot_warm_over_bwrap"], rep["bwrap"]["reason"], "warmClaim")
+    ratio("hot path: cold python3+pandas p50 / pycell pandas p50 [warm claim]", "python3_pandas",
+          "pycell_pandas_warm", TARGETS["hot_pandas_warm_over_cold"], "not measured", "warmClaim")
+    v = p50("pycell_trivial_session")
+    if v is not None:
+        tg.append({"name": "hot path: pycell trivial p50 [warm session]", "figure": "session", "value": v,
+                   "valueText": f"{v:.2f} ms", "target": TARGETS["hot_session_ms"],
+                   "targetText": f"<= {TARGETS['hot_session_ms']:g} ms", "pass": v <= TARGETS["hot_session_ms"]})
     a, b = p50("pycell_js_warm"), p50("node_floor")
     if a is not None and b:
         r = a / b
@@ -1031,7 +1058,8 @@ def main():
         print("bench: starting pycell serve ...", file=sys.stderr, flush=True)
         t_spawn = time.monotonic()
         ticks0, times0 = cpu_ticks(), os.times()
-        server = Server(binary, cfg["maxConcurrent"], log_path)
+        cpu_tree = floor.TreeCpu.make(f"pycell-bench-{os.getpid()}")
+        server = Server(binary, cfg["maxConcurrent"], log_path, cpu_tree)
         _, init = server.call("initialize", {"processId": os.getpid(), "capabilities": {}})
         iso = init.get("isolation") or {}
         st0 = server.wait_pools_ready(120)
@@ -1178,6 +1206,8 @@ def main():
         failed = "interrupted"
     finally:
         rc = server.close() if server else None
+        if server and server.cpu_tree:
+            server.cpu_tree.remove()
         if server and rc not in (0, None) and failed is None:
             failed = f"server exited with status {rc} after shutdown/exit"
     foreign_sample(seen)

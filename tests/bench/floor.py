@@ -101,6 +101,106 @@ def proc_cpu_ticks(pid, reaped=True):
     return ticks
 
 
+class TreeCpu:
+    """The CPU of a whole process tree, from a cgroup made for it: the server, its zygotes,
+    every child, reaped or not, recycled zygotes included (what /proc's cutime misses until
+    a process is reaped). cgroup v1's cpuacct, or v2 where this process sits in the root (a
+    v2 cgroup below a process's own cannot take controllers while that process is in it).
+    `TreeCpu.make(name)` returns None where neither is possible: the callers then fall back
+    to /proc accounting and say so."""
+
+    def __init__(self, path, usage_file, scale_ns):
+        self.path, self.usage_file, self.scale_ns = path, usage_file, scale_ns
+
+    @staticmethod
+    def make(name):
+        try:
+            with open("/proc/self/cgroup") as f:
+                own = [line.rstrip("\n").split(":", 2) for line in f]
+            with open("/proc/self/mounts") as f:
+                mounts = [line.split() for line in f]
+        except OSError:
+            return None
+        for _, controllers, path in own:
+            if "cpuacct" in controllers.split(","):
+                for m in mounts:
+                    if m[2] == "cgroup" and "cpuacct" in m[3].split(","):
+                        return TreeCpu._create(os.path.join(m[1] + path, name), "cpuacct.usage", 1)
+        for hid, _, path in own:
+            if hid == "0" and path == "/":
+                for m in mounts:
+                    if m[2] == "cgroup2":
+                        return TreeCpu._create(os.path.join(m[1], name), "cpu.stat", 1000)
+        return None
+
+    @staticmethod
+    def _create(path, usage_file, scale_ns):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+        tree = TreeCpu(path, usage_file, scale_ns)
+        if tree.usage_ns() is None:
+            tree.remove()
+            return None
+        return tree
+
+    def enter(self):
+        """For subprocess's preexec_fn: the new process (before its exec) joins the cgroup."""
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def usage_ns(self):
+        try:
+            with open(os.path.join(self.path, self.usage_file)) as f:
+                text = f.read()
+        except OSError:
+            return None
+        if self.usage_file == "cpu.stat":
+            text = next((line.split()[1] for line in text.splitlines() if line.startswith("usage_usec ")), "")
+        return int(text) * self.scale_ns if text.strip().isdigit() else None
+
+    def remove(self):
+        """After the tree has exited: its processes are gone, and the cgroups it made below
+        this one with them (pycell removes its own)."""
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)  # the last exits are still being accounted
+
+
+class CpuWindow:
+    """CPU spent between its creation and `per_execution`: the tree's (from `tree_cpu`, a
+    TreeCpu, or else the /proc figures of `pids` with their reaped children), the server's
+    own (`server_pid`, without children) and the kernel threads'."""
+
+    def __init__(self, tree_cpu, pids, server_pid):
+        self.tree_cpu, self.pids, self.server_pid = tree_cpu, pids, server_pid
+        self.t0 = self._tree()
+        self.s0 = proc_cpu_ticks(server_pid, reaped=False)
+        self.k0 = kernel_thread_ticks()
+
+    def _tree(self):
+        if self.tree_cpu is not None:
+            return self.tree_cpu.usage_ns() / 1e6
+        return ticks_ms(sum(proc_cpu_ticks(pid) for pid in self.pids))
+
+    def per_execution(self, executed):
+        tree_ms, server_ms = self._tree() - self.t0, ticks_ms(proc_cpu_ticks(self.server_pid, reaped=False) - self.s0)
+        kthreads_ms = ticks_ms(kernel_thread_ticks() - self.k0)
+        n = max(executed, 1)
+        return {"cpuMsPerExecution": round(tree_ms / n, 2),
+                "serverCpuMsPerExecution": round(server_ms / n, 2),
+                "kernelThreadsCpuMsPerExecution": round(kthreads_ms / n, 2),
+                "cpuAccounting": "cgroup" if self.tree_cpu is not None else "proc"}
+
+
 def kernel_thread_ticks():
     """CPU of every kernel thread (a child of kthreadd, pid 2), in clock ticks."""
     total = 0
@@ -127,8 +227,10 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
     """Keeps `clients` requests in flight for `duration` s on a floor server; returns
     executions/s (replies inside the window) and CPU per execution (every execution sent,
     the floor server and its reaped children), with the kernel threads' CPU in the window."""
+    tree_cpu = TreeCpu.make(f"pycell-bench-floor-{os.getpid()}")
     proc = subprocess.Popen([python, "-I", "-B", "-u", "-X", "utf8", os.path.abspath(__file__), "serve", *modules],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                            preexec_fn=tree_cpu.enter if tree_cpu else None)
     try:
         next_id = 0
 
@@ -144,7 +246,7 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
         first = json.loads(proc.stdout.readline())
         if first.get("stdout") != expect or first.get("status") != 0:
             raise RuntimeError(f"floor server: unexpected reply {first}")
-        cpu0, kthreads0 = proc_cpu_ticks(proc.pid), kernel_thread_ticks()
+        cpu = CpuWindow(tree_cpu, [proc.pid], proc.pid)
         start = time.perf_counter()
         end = start + duration
         in_flight = {send() for _ in range(clients)}
@@ -158,17 +260,18 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
             if time.perf_counter() <= end:
                 completed += 1
                 in_flight.add(send())
-        cpu1, kthreads1 = proc_cpu_ticks(proc.pid), kernel_thread_ticks()
+        usage = cpu.per_execution(executed)
     finally:
         proc.stdin.close()
         proc.wait(10)
+        if tree_cpu:
+            tree_cpu.remove()
     return {
         "clients": clients,
         "durationS": duration,
         "completed": completed,
         "perSecond": round(completed / duration, 1),
-        "cpuMsPerExecution": round(ticks_ms(cpu1 - cpu0) / executed, 2),
-        "kernelThreadsCpuMsPerExecution": round(ticks_ms(kthreads1 - kthreads0) / executed, 2),
+        **usage,
     }
 
 

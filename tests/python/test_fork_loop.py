@@ -1,5 +1,5 @@
 """Tests for the zygote's side of libpycell_child.so (pycell_receive_init, pycell_send_ready,
-pycell_serve_forks, pycell_learn_pages), driven over a real SOCK_SEQPACKET socket the way
+pycell_serve_forks), driven over a real SOCK_SEQPACKET socket the way
 the server drives it.
 
 A helper interpreter loads the library, receives its init message, says it is ready and
@@ -81,8 +81,8 @@ def encode_init(init_json, spec):
     return struct.pack("=I", INIT_MAGIC) + with_length(json.dumps(init_json).encode()) + with_length(spec)
 
 
-# The zygote's side, as zygote.py does it: init, preload, ready, serve. In a child: learn
-# the pages, report on fd 4 (the result pipe) what it sees, exit 7.
+# The zygote's side, as zygote.py does it: init, preload, ready, serve. In a child: report on
+# fd 4 (the result pipe) what it sees, exit 7.
 HELPER = r"""
 import ctypes, importlib, json, os, resource, sys, threading
 lib = ctypes.PyDLL(sys.argv[1])
@@ -119,7 +119,6 @@ if init.get("threaded"):
     threading.Thread(target=threading.Event().wait, daemon=True).start()
 ident = lib.pycell_serve_forks(ctl, ctypes.byref(hooks))
 if ident > 0:
-    learned = lib.pycell_learn_pages()
     # Every fd open here; listdir's own is the lowest free one, and closed when it returns.
     fds = sorted(int(name) for name in os.listdir("/proc/self/fd"))
     links = []
@@ -130,7 +129,7 @@ if ident > 0:
             links.append(None)
     shared = [l.strip() for l in open("/proc/self/maps") if l.split()[1][1:4] == "w-s"]
     status = dict(l.split(":", 1) for l in open("/proc/self/status"))
-    report = {"id": ident, "pid": os.getpid(), "sid": os.getsid(0), "learned": learned, "shared": shared,
+    report = {"id": ident, "pid": os.getpid(), "sid": os.getsid(0), "shared": shared,
               "fds": fds, "links": links, "uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(),
               "uid_map": open("/proc/self/uid_map").read().split(),
               "gid_map": open("/proc/self/gid_map").read().split(),
@@ -296,7 +295,7 @@ class ForkLoopTest(unittest.TestCase):
         m = loop.receive()
         self.assertEqual((m.op, m.id, m.text, m.fds), (ERROR, ident, reason, []))
 
-    def test_init_ready_forks_reports_exits_and_learns_pages_once(self):
+    def test_init_ready_forks_and_reports_exits(self):
         loop = Loop(self)
         self.assertEqual(self.ready(loop),
                          {"imported": ["json"], "failed": {"pycell_no_such_module": "ModuleNotFoundError"}})
@@ -325,9 +324,7 @@ class ForkLoopTest(unittest.TestCase):
             self.assertEqual(report["core"], [0, 0])
             self.assertEqual(report["no_new_privs"], "1")
             self.assertEqual(int(report["cap_eff"], 16), 0, "no capabilities left")
-        self.assertGreater(first["learned"], 0, "the first child records the pages it wrote")
-        self.assertEqual(second["learned"], 0, "later children use the record, and make none")
-        # The shared region is gone before anything else could run in either child.
+        # No memory is shared writable between the zygote and a child, or between children.
         self.assertEqual(first["shared"], [])
         self.assertEqual(second["shared"], [])
         self.assertEqual(loop.close()[:2], (0, "served 0 \n"))

@@ -6,9 +6,9 @@
 // the isolation spec every child applies, both made by the server), imports the profile's
 // modules, says it is ready (pycell_send_ready), and hands the process to the fork loop
 // (pycell_serve_forks), which runs no Python between forks. In each child, the loop waits
-// for the server's go byte (it has put the child into its cgroup), copies in the pages its
-// elder sibling learned, and applies the isolation sequence (isolate.h) before it returns
-// to Python: the same sequence, from the same kind of plan, as a one-shot sandbox's.
+// for the server's go byte (it has put the child into its cgroup) and applies the isolation
+// sequence (isolate.h) before it returns to Python: the same sequence, from the same kind of
+// plan, as a one-shot sandbox's.
 // Messages: zygote_wire.h.
 #include <stddef.h>
 #include <stdint.h>
@@ -47,13 +47,6 @@ PYCELL_API long pycell_serve_forks(int ctl, const struct pycell_fork_hooks* hook
 // In a child whose set-up fails after the fork loop (its warm-up): the step's record on the
 // result pipe (fd 4), the same way an isolation step reports.
 PYCELL_API void pycell_report_failure(const char* step, int err, const char* detail);
-
-// In a child, once it has set itself up and warmed up: the zygote's first such child
-// records the pages it wrote, and its later children copy those in right after the fork,
-// one madvise(MADV_POPULATE_WRITE) per range instead of a fault per page. Every child must
-// call this before any program runs: it unmaps the region the zygote shares with its
-// children. Returns how many ranges this call recorded (0 but for the first child).
-PYCELL_API int pycell_learn_pages(void);
 }
 
 // Inside the library.
