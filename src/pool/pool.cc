@@ -144,11 +144,16 @@ void Pool::refill() {
 }
 
 bool Pool::forkOne() {
-  auto child = current_->fork(nextChildId());
+  const auto& limits = profile_.limits;
+  uint64_t id = nextChildId();
+  auto spare = reaper_.reuse(limits.memoryMb << 20, limits.maxProcesses);
+  bool recycled = spare.has_value();
+  auto child = current_->fork(id, std::move(spare));
   if (!child) {
     zygoteFailed(child.error());
     return false;
   }
+  if (recycled) log::debug("pool[" + profile_.name + "]: child " + std::to_string(id) + " in a recycled cgroup");
   (void)children_.add(current_->serial(), std::move(*child));
   ++forksServed_;
   return true;

@@ -130,14 +130,16 @@ Status Zygote::start() {
   return sendMessage(control_.get(), sandbox::wire::Op::Init, {}, {payload->get()});
 }
 
-Result<PooledChild> Zygote::fork(uint64_t id) {
+Result<PooledChild> Zygote::fork(uint64_t id, std::optional<sandbox::ExecutionCgroup> spare) {
   auto in = makePipe(), out = makePipe(), err = makePipe(), req = makePipe(), res = makePipe();
   for (auto* p : {&in, &out, &err, &req, &res})
     if (!*p) return std::unexpected(p->error());
   PooledChild child;
   child.id = id;
   const auto& limits = profile_.limits;
-  if (ctx_.isolation.cgroup.version != sandbox::CgroupVersion::None) {
+  if (spare) {
+    child.cgroup = std::move(*spare);
+  } else if (ctx_.isolation.cgroup.version != sandbox::CgroupVersion::None) {
     auto cg = sandbox::ExecutionCgroup::create(ctx_.isolation.cgroup, "c" + std::to_string(id), limits.memoryMb << 20,
                                                limits.maxProcesses);
     if (!cg) return std::unexpected(cg.error());

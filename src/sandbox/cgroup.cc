@@ -199,8 +199,11 @@ ExecutionCgroup::ExecutionCgroup(ExecutionCgroup&& o) noexcept
       pidsDir_(std::move(o.pidsDir_)),
       cpuDir_(std::move(o.cpuDir_)),
       cpuFd_(std::move(o.cpuFd_)),
+      peakFd_(std::move(o.peakFd_)),
       memoryBytes_(o.memoryBytes_),
-      maxProcesses_(o.maxProcesses_) {
+      maxProcesses_(o.maxProcesses_),
+      oomKillsBefore_(o.oomKillsBefore_),
+      memoryBefore_(o.memoryBefore_) {
   o.memoryDir_.clear();
   o.pidsDir_.clear();
   o.cpuDir_.clear();
@@ -214,8 +217,11 @@ ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
     pidsDir_ = std::move(o.pidsDir_);
     cpuDir_ = std::move(o.cpuDir_);
     cpuFd_ = std::move(o.cpuFd_);
+    peakFd_ = std::move(o.peakFd_);
     memoryBytes_ = o.memoryBytes_;
     maxProcesses_ = o.maxProcesses_;
+    oomKillsBefore_ = o.oomKillsBefore_;
+    memoryBefore_ = o.memoryBefore_;
     o.memoryDir_.clear();
     o.pidsDir_.clear();
     o.cpuDir_.clear();
@@ -271,6 +277,11 @@ Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, co
   if (support.version == CgroupVersion::V1 && support.memory) {
     // Swap would let a memory bomb outlive the limit; the file exists only with swap accounting.
     (void)writeFile(cg.memoryDir_ + "/memory.memsw.limit_in_bytes", mem);
+  }
+  if (support.version == CgroupVersion::V2 && support.memory) {
+    // Writable only where the kernel restarts the peak per descriptor (6.12); elsewhere the
+    // cgroup is not recycled and the peak is read by path.
+    cg.peakFd_ = UniqueFd(::open((cg.memoryDir_ + "/memory.peak").c_str(), O_RDWR | O_CLOEXEC));
   }
   cg.memoryBytes_ = memoryBytes;
   cg.maxProcesses_ = maxProcesses;
@@ -338,18 +349,78 @@ static std::array<uint64_t, N> readKeys(const std::string& path, const std::arra
 
 static uint64_t readKey(const std::string& path, const char* key) { return readKeys<1>(path, {key})[0]; }
 
+static uint64_t preadNumber(int fd) {
+  char buf[64];
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, sizeof buf - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return std::strtoull(buf, nullptr, 10);
+}
+
+uint64_t ExecutionCgroup::oomKillsSoFar() const {
+  if (memoryDir_.empty()) return 0;
+  return version_ == CgroupVersion::V2 ? readKey(memoryDir_ + "/memory.events", "oom_kill")
+                                       : readKey(memoryDir_ + "/memory.oom_control", "oom_kill");
+}
+
 CgroupUsage ExecutionCgroup::usage() const {
   CgroupUsage u;
   u.cpu = cpu();
   if (memoryDir_.empty()) return u;
   if (version_ == CgroupVersion::V2) {
-    u.peakMemoryBytes = readNumber(memoryDir_ + "/memory.peak");
-    u.oomKills = readKey(memoryDir_ + "/memory.events", "oom_kill");
+    u.peakMemoryBytes = peakFd_ ? preadNumber(peakFd_.get()) : readNumber(memoryDir_ + "/memory.peak");
   } else {
     u.peakMemoryBytes = readNumber(memoryDir_ + "/memory.max_usage_in_bytes");
-    u.oomKills = readKey(memoryDir_ + "/memory.oom_control", "oom_kill");
   }
+  u.peakMemoryBytes = u.peakMemoryBytes > memoryBefore_ ? u.peakMemoryBytes - memoryBefore_ : 0;
+  uint64_t kills = oomKillsSoFar();
+  u.oomKills = kills > oomKillsBefore_ ? kills - oomKillsBefore_ : 0;
   return u;
+}
+
+bool ExecutionCgroup::recyclable() const {
+  if (!active()) return false;
+  if (version_ == CgroupVersion::V1) return true;
+  return version_ == CgroupVersion::V2 && (memoryDir_.empty() || peakFd_);
+}
+
+bool ExecutionCgroup::empty() const {
+  if (!pidsDir_.empty()) {
+    auto text = readFile(pidsDir_ + "/pids.current", 64);
+    return text && std::strtoull(text->c_str(), nullptr, 10) == 0 && text->find_first_of("0123456789") == 0;
+  }
+  const std::string& dir = !memoryDir_.empty() ? memoryDir_ : cpuDir_;
+  auto procs = readFile(dir + "/cgroup.procs", 64);
+  return procs && procs->empty();
+}
+
+Status ExecutionCgroup::recycle(int64_t memoryBytes, int64_t maxProcesses) {
+  if (!recyclable()) return std::unexpected(Error{"cgroup: cannot be recycled"});
+  if (!empty()) return std::unexpected(Error{"cgroup: processes are still in it"});
+  if (auto st = setLimits(memoryBytes, maxProcesses); !st) return st;
+  if (!memoryDir_.empty()) {
+    if (version_ == CgroupVersion::V2) {
+      ssize_t n;
+      do {
+        n = ::pwrite(peakFd_.get(), "0", 1, 0);
+      } while (n < 0 && errno == EINTR);
+      if (n != 1) return std::unexpected(sysError("write memory.peak"));
+    } else if (auto st = writeFile(memoryDir_ + "/memory.max_usage_in_bytes", "0"); !st) {
+      return st;
+    }
+  }
+  if (version_ == CgroupVersion::V1 && !cpuDir_.empty()) {
+    if (auto st = writeFile(cpuDir_ + "/cpuacct.usage", "0"); !st) return st;
+  }
+  oomKillsBefore_ = oomKillsSoFar();
+  // What is still charged from before (the previous sandbox's cached directory entries and
+  // inodes, freed only under memory pressure) is not this run's: its peak counts from here.
+  if (!memoryDir_.empty())
+    memoryBefore_ = readNumber(memoryDir_ + (version_ == CgroupVersion::V2 ? "/memory.current" : "/memory.usage_in_bytes"));
+  return {};
 }
 
 // The total is the scheduler's exact count (what the CPU limit is checked against); the
@@ -410,11 +481,34 @@ bool ExecutionCgroup::tryRemove() {
 }
 
 void CgroupReaper::add(ExecutionCgroup cgroup) {
-  if (cgroup.active() && !cgroup.tryRemove()) lingering_.push_back(std::move(cgroup));
+  if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
+    spares_.push_back(std::move(cgroup));
+  } else if (cgroup.active() && !cgroup.tryRemove()) {
+    lingering_.push_back(std::move(cgroup));
+  }
 }
 
 void CgroupReaper::addLater(ExecutionCgroup cgroup) {
-  if (cgroup.active()) lingering_.push_back(std::move(cgroup));
+  if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
+    spares_.push_back(std::move(cgroup));
+  } else if (cgroup.active()) {
+    lingering_.push_back(std::move(cgroup));
+  }
+}
+
+std::optional<ExecutionCgroup> CgroupReaper::reuse(int64_t memoryBytes, int64_t maxProcesses) {
+  for (auto it = spares_.begin(); it != spares_.end(); ++it) {
+    if (!it->empty()) continue;  // its last processes are still being torn down
+    ExecutionCgroup cgroup = std::move(*it);
+    spares_.erase(it);
+    if (!cgroup.recycle(memoryBytes, maxProcesses)) {
+      lingering_.push_back(std::move(cgroup));  // removed instead
+      return std::nullopt;
+    }
+    ++reused_;
+    return cgroup;
+  }
+  return std::nullopt;
 }
 
 bool CgroupReaper::tryAll() {
@@ -423,6 +517,8 @@ bool CgroupReaper::tryAll() {
 }
 
 void CgroupReaper::drain(std::chrono::milliseconds timeout) {
+  for (auto& cgroup : spares_) lingering_.push_back(std::move(cgroup));
+  spares_.clear();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!tryAll() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }

@@ -253,6 +253,102 @@ out
   requireHealthy(*server);
 }
 
+// ---- channels between runs ---------------------------------------------------------------
+
+TEST_CASE("two runs at the same time cannot reach each other through AF_UNIX sockets, SysV IPC, "
+          "POSIX shared memory or /proc",
+          "[security]") {
+  auto server = startKernelServer(Framing::kNdjson, {"--max-concurrent", "4"});
+  // The holder makes one of each and waits for a caller: abstract stream and datagram sockets,
+  // pathname sockets in /tmp and the work directory, a SysV shared memory segment, message
+  // queue and semaphore set under a fixed key, a POSIX shared memory object.
+  const int64_t holder = server->request("execute", {{"executionId", "holder"}, {"stream", true},
+                                                     {"limits", {{"timeoutMs", 10000}}},
+                                                     {"code", R"py(
+import ctypes, os, select, socket
+libc = ctypes.CDLL(None, use_errno=True)
+KEY = 0x50594331
+made = [libc.shmget(KEY, 4096, 0o1666), libc.msgget(KEY, 0o1666), libc.semget(KEY, 1, 0o1666)]
+fd = os.open('/dev/shm/pycell-cross', os.O_CREAT | os.O_RDWR, 0o666)
+os.write(fd, b'secret')
+listening = []
+for address in ('\0pycell-cross', '/tmp/pycell-cross.sock', '/sandbox/pycell-cross.sock'):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(address)
+    s.listen()
+    listening.append(s)
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+d.bind('\0pycell-cross-dgram')
+listening.append(d)
+print('ready', made, flush=True)
+while True:
+    for s in select.select(listening, [], [], 1.0)[0]:
+        print('CONNECTED', s.getsockname(), flush=True)
+        if s.type == socket.SOCK_STREAM:
+            s.accept()
+        else:
+            s.recv(64)
+)py"}});
+  auto ready = awaitOutput(*server, "holder", "ready ");
+  INFO("server: " << server->describe());
+  REQUIRE(ready);
+  INFO("holder: " << brief(*ready));
+  // Each of the holder's SysV ids is valid (not -1): they exist, in its own IPC namespace.
+  CHECK(brief(*ready).find("-1") == std::string::npos);
+
+  Json attack = executeCode(*server, R"py(
+import ctypes, errno, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+KEY = 0x50594331
+out = {}
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = 'reached'
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+def sysv(call):
+    def f():
+        if call() < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    return f
+def stream(address):
+    return lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect(address)
+attempt('abstract', stream('\0pycell-cross'))
+attempt('abstract_dgram', lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'x', '\0pycell-cross-dgram'))
+attempt('path_tmp', stream('/tmp/pycell-cross.sock'))
+attempt('path_work', stream('/sandbox/pycell-cross.sock'))
+attempt('shmget', sysv(lambda: libc.shmget(KEY, 0, 0)))
+attempt('msgget', sysv(lambda: libc.msgget(KEY, 0)))
+attempt('semget', sysv(lambda: libc.semget(KEY, 0, 0)))
+attempt('posix_shm', lambda: os.open('/dev/shm/pycell-cross', os.O_RDONLY))
+out['pids'] = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+with open('/proc/net/unix') as f:
+    out['names_seen'] = 'pycell-cross' in f.read()
+out
+)py", {{"timeoutMs", 8000}});
+  INFO("attacker: " << brief(attack));
+  REQUIRE(attack["status"] == "ok");
+  const Json& seen = attack["value"];
+  // Not there at all: the other run's network, mount and IPC namespaces are not this one's.
+  CHECK(seen["abstract"] == "ECONNREFUSED");
+  CHECK(seen["abstract_dgram"] == "ECONNREFUSED");
+  CHECK(seen["path_tmp"] == "ENOENT");
+  CHECK(seen["path_work"] == "ENOENT");
+  for (const char* call : {"shmget", "msgget", "semget"}) CHECK(seen[call] == "ENOENT");
+  CHECK(seen["posix_shm"] == "ENOENT");
+  CHECK(seen["pids"] == Json::array({1}));  // its own PID 1, nothing else
+  CHECK(seen["names_seen"] == false);
+  // The holder was still waiting all along, and nothing reached it.
+  CHECK(server->callResult("status", {{"executionId", "holder"}})["state"] == "running");
+  REQUIRE(server->callResult("kill", {{"executionId", "holder"}})["killed"] == true);
+  Json held = waitResult(*server, holder);
+  INFO("holder: " << brief(held));
+  CHECK(held["stdout"].get<std::string>().find("CONNECTED") == std::string::npos);
+  requireHealthy(*server);
+}
+
 TEST_CASE("os.abort ends as crashed and leaves no core file", "[security]") {
   auto server = startKernelServer(Framing::kNdjson);
   Json result = executeCode(*server,

@@ -189,3 +189,53 @@ TEST_CASE("a zygote that cannot start: executions get the error after a back-off
   // The other profiles go on.
   CHECK(executeCode(*server, "6 * 7")["value"] == 42);
 }
+
+TEST_CASE("a recycled cgroup reports each run's own usage: after a memory-limited run, the runs in the "
+          "same cgroup are ok with their own peak and the profile's limit, and the next bomb is caught again",
+          "[pool]") {
+  // One ready child, refilled at the claim: the bomb runs in cgroup A while the next child is
+  // forked into B; the run after the bomb takes B, and the child forked then gets A back,
+  // recycled, for the run after that. The log says when a child went into a recycled cgroup.
+  TempFile config("cgroup-reuse", R"({"profiles": {"default": {"pool": {"size": 1, "maxStarting": 1, "refillDelayMs": 0},
+                                                  "limits": {"memoryMb": 192}}}})");
+  auto server = startServer(Framing::kNdjson, {"--config", config.path(), "--log-level", "debug"});
+  Json isolation = server->initialize()["isolation"];
+  INFO("isolation: " << brief(isolation));
+  // 300 MiB written page by page under a 64 MiB limit (tighter than the profile's, on the claim).
+  const std::string bomb = "x = bytearray(300 << 20)\nfor i in range(0, len(x), 4096):\n    x[i] = 1\n";
+  // 96 MiB: over the bomb's 64 MiB, under the profile's 192: the limit was put back.
+  const std::string own = "x = bytearray(96 << 20)\nfor i in range(0, len(x), 4096):\n    x[i] = 1\nlen(x)";
+  for (int round = 0; round < 2; ++round) {
+    awaitFullPool(*server, "default");
+    Json bombed = execute(*server, {{"code", bomb}, {"limits", {{"memoryMb", 64}}}});
+    if (isolation["memoryLimit"] == "cgroup") {
+      REQUIRE_STATUS(bombed, "memory_limit");
+    } else {
+      // Without a memory cgroup, RLIMIT_AS holds per process: a MemoryError, nothing to reuse.
+      REQUIRE(isolation["memoryLimit"] == "per-process");
+      CHECK(bombed["status"] == "error");
+    }
+    for (int i = 0; i < 3; ++i) {
+      awaitFullPool(*server, "default");
+      Json result = execute(*server, {{"code", own}});
+      REQUIRE_STATUS(result, "ok");
+      CHECK(result["value"] == 96 << 20);
+      if (isolation["memoryLimit"] != "cgroup") continue;
+      // Its own peak: the 96 MiB and the interpreter, not the bomb's 64 MiB before it, nor a
+      // leftover of another run on top.
+      auto peak = result["usage"]["peakMemoryBytes"].get<int64_t>();
+      CHECK(peak >= int64_t{96} << 20);
+      CHECK(peak < int64_t{140} << 20);
+    }
+  }
+  if (isolation["memoryLimit"] == "cgroup") {
+    std::string log = server->stderrText();
+    size_t recycled = 0;
+    for (size_t at = log.find("in a recycled cgroup"); at != std::string::npos; at = log.find("in a recycled cgroup", at + 1))
+      ++recycled;
+    INFO(log);
+    CHECK(recycled >= 4);  // every child after the first two
+  } else {
+    WARN("no memory cgroup here (cgroup: " << isolation["cgroup"] << "): nothing to recycle");
+  }
+}

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,9 +52,10 @@ class Zygote {
 
   // Spawns the zygote in the profile's sandbox and sends its init message.
   Status start();
-  // Asks for child `id`: its cgroup and five pipes are made here, the zygote's ends sent,
-  // the server's ends returned (the child is Forking until onForked).
-  Result<PooledChild> fork(uint64_t id);
+  // Asks for child `id`: its cgroup (`spare`, an ended sandbox's recycled by the caller, or
+  // a new one) and five pipes are made here, the zygote's ends sent, the server's ends
+  // returned (the child is Forking until onForked).
+  Result<PooledChild> fork(uint64_t id, std::optional<sandbox::ExecutionCgroup> spare = std::nullopt);
   // SIGKILL and reap: its pid namespace takes every child along.
   void stop();
 

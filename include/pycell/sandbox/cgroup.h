@@ -56,7 +56,8 @@ struct CgroupUsage {
 };
 
 // One execution's cgroup. The destructor removes it (retrying later is the owner's job:
-// `tryRemove` reports whether the directories are gone).
+// `tryRemove` reports whether the directories are gone). Once its processes are gone it may
+// instead serve another sandbox (`recycle`): what the next run reads of it is then its own.
 class ExecutionCgroup {
  public:
   ExecutionCgroup() = default;
@@ -84,31 +85,58 @@ class ExecutionCgroup {
   void killAll() const;
   // rmdir; false while processes still linger (they are being torn down by the kernel).
   bool tryRemove();
+  // Whether it can serve another sandbox: v1, or v2 where the memory peak can be restarted
+  // (memory.peak written through a kept descriptor, Linux 6.12 and later).
+  [[nodiscard]] bool recyclable() const;
+  // No process in it any more (pids.current 0, or cgroup.procs empty).
+  [[nodiscard]] bool empty() const;
+  // Ready for a new sandbox, once empty: the limits set to these, the memory peak restarted
+  // and counted from the usage still charged now, v1's CPU counters at zero (v2's cpu.stat cannot be; every reader
+  // subtracts the figure it read when its run started), and the OOM kills so far taken as
+  // the new zero. An error leaves it fit only for removal.
+  [[nodiscard]] Status recycle(int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty() || !cpuDir_.empty(); }
 
  private:
+  [[nodiscard]] uint64_t oomKillsSoFar() const;
+
   CgroupVersion version_ = CgroupVersion::None;
   std::string memoryDir_;
   std::string pidsDir_;
   std::string cpuDir_;  // may be memoryDir_ (v2)
   UniqueFd cpuFd_;      // v2 cpu.stat, v1 cpuacct.usage
+  UniqueFd peakFd_;     // v2 memory.peak, opened for writing where the kernel allows a restart
   int64_t memoryBytes_ = -1;  // the limits written last
   int64_t maxProcesses_ = -1;
+  uint64_t oomKillsBefore_ = 0;  // the OOM-kill count when it was last recycled
+  uint64_t memoryBefore_ = 0;    // the memory still charged then (the peak counts from it)
 };
 
-// Cgroups whose processes the kernel is still tearing down: removed as soon as it lets us.
+// Ended sandboxes' cgroups. A few are kept as spares and handed to new sandboxes (`reuse`):
+// one mkdir and one rmdir per hierarchy per run are the costliest cgroup work the kernel
+// does for a run (each makes or tears down every control file). The rest, and spares that
+// cannot be recycled, are removed as soon as the kernel lets go of them.
 class CgroupReaper {
  public:
+  static constexpr size_t kMaxSpares = 32;
+
   void add(ExecutionCgroup cgroup);
   // Removed at the next tryAll, not now: an execution's answer goes out first.
   void addLater(ExecutionCgroup cgroup);
-  // One pass; true when nothing is left.
+  // A spare whose processes are all gone, recycled with these limits; none when there is
+  // none (the caller creates a cgroup).
+  [[nodiscard]] std::optional<ExecutionCgroup> reuse(int64_t memoryBytes, int64_t maxProcesses);
+  // One pass; true when nothing is left to remove (spares are kept).
   bool tryAll();
-  // Blocking passes for at most `timeout` (at shutdown, when no event loop turns any more).
+  // Spares included, blocking passes for at most `timeout` (at shutdown, when no event loop
+  // turns any more).
   void drain(std::chrono::milliseconds timeout);
+  [[nodiscard]] uint64_t reused() const { return reused_; }
 
  private:
   std::vector<ExecutionCgroup> lingering_;
+  std::vector<ExecutionCgroup> spares_;  // oldest first
+  uint64_t reused_ = 0;
 };
 
 }  // namespace pycell::sandbox
