@@ -505,7 +505,6 @@ std::optional<ExecutionCgroup> CgroupReaper::reuse(int64_t memoryBytes, int64_t 
       lingering_.push_back(std::move(cgroup));  // removed instead
       return std::nullopt;
     }
-    ++reused_;
     return cgroup;
   }
   return std::nullopt;

@@ -193,7 +193,8 @@ class CpuWindow:
 
     def per_execution(self, executed):
         tree_ms, server_ms = self._tree() - self.t0, ticks_ms(proc_cpu_ticks(self.server_pid, reaped=False) - self.s0)
-        kthreads_ms = ticks_ms(kernel_thread_ticks() - self.k0)
+        # A kernel thread that exits in the window takes its ticks along: never below 0.
+        kthreads_ms = max(0.0, ticks_ms(kernel_thread_ticks() - self.k0))
         n = max(executed, 1)
         return {"cpuMsPerExecution": round(tree_ms / n, 2),
                 "serverCpuMsPerExecution": round(server_ms / n, 2),

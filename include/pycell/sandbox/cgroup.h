@@ -91,9 +91,9 @@ class ExecutionCgroup {
   // No process in it any more (pids.current 0, or cgroup.procs empty).
   [[nodiscard]] bool empty() const;
   // Ready for a new sandbox, once empty: the limits set to these, the memory peak restarted
-  // and counted from the usage still charged now, v1's CPU counters at zero (v2's cpu.stat cannot be; every reader
-  // subtracts the figure it read when its run started), and the OOM kills so far taken as
-  // the new zero. An error leaves it fit only for removal.
+  // and counted from the usage still charged now, v1's CPU counters at zero (v2's cpu.stat
+  // cannot be; every reader subtracts the figure it read when its run started), and the OOM
+  // kills so far taken as the new zero. An error leaves it fit only for removal.
   [[nodiscard]] Status recycle(int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty() || !cpuDir_.empty(); }
 
@@ -131,12 +131,10 @@ class CgroupReaper {
   // Spares included, blocking passes for at most `timeout` (at shutdown, when no event loop
   // turns any more).
   void drain(std::chrono::milliseconds timeout);
-  [[nodiscard]] uint64_t reused() const { return reused_; }
 
  private:
   std::vector<ExecutionCgroup> lingering_;
   std::vector<ExecutionCgroup> spares_;  // oldest first
-  uint64_t reused_ = 0;
 };
 
 }  // namespace pycell::sandbox

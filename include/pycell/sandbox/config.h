@@ -40,7 +40,7 @@ struct BindMount {
 // The pre-forked children of a profile (the zygote pool).
 struct PoolSettings {
   int size = 2;              // ready children kept waiting; 0: no zygote, fork per execution
-  int maxStarting = 2;       // forks under way at once
+  int maxStarting = 4;       // children being forked and set up at once
   int recycleAfter = 1000;   // a zygote is replaced after this many forks (fresh ASLR, hash seed)
   int refillDelayMs = 50;    // with half the pool or more still ready, a claim's refill waits this long
                              // at most (or until a claimed child ends); 0: refill at once
