@@ -737,6 +737,7 @@ def print_report(rep):
         ("pycell_trivial_session", "pycell print(1) [default], warm session"),
         ("pycell_trivial_session_server_wall", "  server-reported usage.wallMs"),
         ("pycell_trivial_socket_warm", "pycell print(1) [default], warm claim, unix socket"),
+        ("floor_trivial", "  floor: a child forked ahead, no isolation"),
         ("python3_trivial", "cold python3 -c 'print(1)'"),
         ("bwrap_trivial", "bwrap --unshare-all python3 -c 'print(1)'"),
         ("pycell_pandas", "pycell pandas groupby [datascience], back-to-back"),
@@ -766,6 +767,9 @@ def print_report(rep):
             continue
         w(f"  {label:<50} {s['n']:>4} {fmt_ms(s['p50_ms']):>8} {fmt_ms(s['p99_ms']):>8} "
           f"{fmt_ms(s['mean_ms']):>8} {fmt_ms(s['min_ms']):>8} {fmt_ms(s['max_ms']):>8}  {ref_s:>13}")
+    w("  floor: floor.py with the default profile's interpreter and preloads and one child forked")
+    w("    ahead (as a pool keeps one), handed the code, run, exited and reaped before the reply;")
+    w("    no isolation and no bootstrap: the least a warm claim can take here")
     w("  back-to-back: each request sent as soon as the previous reply arrived; it may find the")
     w("    pool still refilling (the sustained rate at which children are made, on these CPUs)")
     wm = rep.get("warmClaim", {})
@@ -1155,6 +1159,11 @@ def main():
         try:
             rep["floor"] = floor.bench_floor(SYSTEM_PYTHON, preloads, 8, cfg["durationS"])
             rep["floor"]["preloads"] = preloads
+            del rep["floor"]["latenciesMs"]
+            # One request at a time to a child forked ahead: the round trip of a bare run,
+            # exit and reap, what a warm claim is compared with.
+            one = floor.bench_floor(SYSTEM_PYTHON, preloads, 1, min(cfg["durationS"], 2.0), prefork=True)
+            rep["latency"]["floor_trivial"] = summarize(one["latenciesMs"])
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
             rep["notes"].append(f"floor baseline failed: {e}")
         foreign_sample(seen, {server.pid})

@@ -5,12 +5,15 @@
 collects and freezes the heap as pycell's zygote does, then serves requests from stdin, one
 JSON line each ({"id", "code"}): it forks a child per request, which runs the code with its
 stdout on a pipe and exits; the server reaps the child (wait4) and writes {"id", "stdout",
-"status"} on stdout. No namespaces, no seccomp, no cgroups, no bootstrap: whatever pycell
-does on top costs CPU this does not spend, which is what the ratio measures.
+"status"} on stdout. `serve-prefork` keeps one child forked ahead instead, waiting for its
+code on a pipe as a pool's child waits, and after each reply writes {"ready": true} once the
+next one is forked (one request at a time). No namespaces, no seccomp, no cgroups, no
+bootstrap: whatever pycell does on top costs CPU this does not spend, which is what the
+ratio measures.
 
 bench.py imports this module for `bench_floor` (the same closed-loop load pycell gets:
-requests kept in flight) and for the /proc accounting of CPU per execution (a process
-tree's own and reaped CPU, and the kernel threads' CPU in the same window).
+requests kept in flight) and for the accounting of CPU per execution (a process tree's, from
+a cgroup made for it or from /proc, and the kernel threads' CPU in the same window).
 """
 import gc
 import importlib
@@ -37,7 +40,28 @@ def _child(code, out_w):
         os._exit(1)
 
 
-def serve(modules):
+def _fork_waiting():
+    """A child forked ahead, as a pool keeps one: it waits for its code on a pipe, then runs
+    it as _child does. Returns (pid, the code pipe's write end, the output's read end)."""
+    code_r, code_w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(code_w)
+        os.close(out_r)
+        chunks = []
+        while True:
+            data = os.read(code_r, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        _child(b"".join(chunks).decode(), out_w)
+    os.close(code_r)
+    os.close(out_w)
+    return pid, code_w, out_r
+
+
+def serve(modules, prefork=False):
     for name in modules:
         try:
             importlib.import_module(name)
@@ -52,6 +76,7 @@ def serve(modules):
     pending = b""
     running = {}  # read fd -> [id, pid, chunks]
     out = sys.stdout.buffer
+    waiting = [_fork_waiting()] if prefork else []  # with prefork: one child ready ahead
     while True:
         for key, _ in sel.select():
             if key.data is None:
@@ -62,12 +87,17 @@ def serve(modules):
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     request = json.loads(line)
-                    r, w = os.pipe()
-                    pid = os.fork()
-                    if pid == 0:
-                        os.close(r)
-                        _child(request["code"], w)
-                    os.close(w)
+                    if prefork:
+                        pid, code_w, r = waiting.pop() if waiting else _fork_waiting()
+                        os.write(code_w, request["code"].encode())
+                        os.close(code_w)
+                    else:
+                        r, w = os.pipe()
+                        pid = os.fork()
+                        if pid == 0:
+                            os.close(r)
+                            _child(request["code"], w)
+                        os.close(w)
                     running[r] = [request["id"], pid, []]
                     sel.register(r, selectors.EVENT_READ, "child")
                 continue
@@ -83,6 +113,13 @@ def serve(modules):
             reply = {"id": entry[0], "stdout": b"".join(entry[2]).decode(), "status": status}
             out.write(json.dumps(reply).encode() + b"\n")
             out.flush()
+            if prefork:
+                # The next child forked ahead, then said: the client sends its next request only
+                # after this line, as the warm-claim figure waits for a full pool.
+                if not waiting:
+                    waiting.append(_fork_waiting())
+                out.write(b'{"ready": true}\n')
+                out.flush()
 
 
 # --------------------------------------------------------------------------- accounting
@@ -224,27 +261,40 @@ def ticks_ms(ticks):
 
 # --------------------------------------------------------------------------- the driver
 
-def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n"):
+def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n", prefork=False):
     """Keeps `clients` requests in flight for `duration` s on a floor server; returns
-    executions/s (replies inside the window) and CPU per execution (every execution sent,
-    the floor server and its reaped children), with the kernel threads' CPU in the window."""
+    executions/s (replies inside the window), each counted request's round trip, and CPU
+    per execution (every execution sent, the floor server and its reaped children), with
+    the kernel threads' CPU in the window."""
     tree_cpu = TreeCpu.make(f"pycell-bench-floor-{os.getpid()}")
-    proc = subprocess.Popen([python, "-I", "-B", "-u", "-X", "utf8", os.path.abspath(__file__), "serve", *modules],
+    if prefork and clients != 1:
+        raise ValueError("a floor with a child forked ahead serves one request at a time")
+    mode = ["serve-prefork"] if prefork else ["serve"]
+    proc = subprocess.Popen([python, "-I", "-B", "-u", "-X", "utf8", os.path.abspath(__file__), *mode, *modules],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
                             preexec_fn=tree_cpu.enter if tree_cpu else None)
     try:
         next_id = 0
 
+        sent_at = {}
+
         def send():
             nonlocal next_id
             next_id += 1
+            sent_at[next_id] = time.perf_counter()
             proc.stdin.write(json.dumps({"id": next_id, "code": code}).encode() + b"\n")
             proc.stdin.flush()
             return next_id
 
+        def reply():
+            message = json.loads(proc.stdout.readline())
+            if prefork and json.loads(proc.stdout.readline()) != {"ready": True}:
+                raise RuntimeError("floor server: no ready line after a reply")
+            return message
+
         # One round trip first: the imports are done before the clock starts.
         send()
-        first = json.loads(proc.stdout.readline())
+        first = reply()
         if first.get("stdout") != expect or first.get("status") != 0:
             raise RuntimeError(f"floor server: unexpected reply {first}")
         cpu = CpuWindow(tree_cpu, [proc.pid], proc.pid)
@@ -252,14 +302,19 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
         end = start + duration
         in_flight = {send() for _ in range(clients)}
         completed = executed = 0
+        latencies = []
         while in_flight:
-            reply = json.loads(proc.stdout.readline())
-            if reply.get("stdout") != expect or reply.get("status") != 0:
-                raise RuntimeError(f"floor server: unexpected reply {reply}")
-            in_flight.discard(reply["id"])
+            answer = json.loads(proc.stdout.readline())
+            now = time.perf_counter()
+            if answer.get("stdout") != expect or answer.get("status") != 0:
+                raise RuntimeError(f"floor server: unexpected reply {answer}")
+            if prefork and json.loads(proc.stdout.readline()) != {"ready": True}:
+                raise RuntimeError("floor server: no ready line after a reply")
+            in_flight.discard(answer["id"])
             executed += 1
-            if time.perf_counter() <= end:
+            if now <= end:
                 completed += 1
+                latencies.append((now - sent_at[answer["id"]]) * 1000.0)
                 in_flight.add(send())
         usage = cpu.per_execution(executed)
     finally:
@@ -272,14 +327,15 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
         "durationS": duration,
         "completed": completed,
         "perSecond": round(completed / duration, 1),
+        "latenciesMs": latencies,  # each counted request's round trip: fork, run, exit, reap
         **usage,
     }
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "serve":
-        sys.exit(serve(sys.argv[2:]))
-    print("usage: floor.py serve MODULE...", file=sys.stderr)
+    if len(sys.argv) >= 2 and sys.argv[1] in ("serve", "serve-prefork"):
+        sys.exit(serve(sys.argv[2:], prefork=sys.argv[1] == "serve-prefork"))
+    print("usage: floor.py serve|serve-prefork MODULE...", file=sys.stderr)
     sys.exit(2)
 
 
