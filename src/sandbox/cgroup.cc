@@ -200,6 +200,7 @@ ExecutionCgroup::ExecutionCgroup(ExecutionCgroup&& o) noexcept
       cpuDir_(std::move(o.cpuDir_)),
       cpuFd_(std::move(o.cpuFd_)),
       peakFd_(std::move(o.peakFd_)),
+      peakResettable_(o.peakResettable_),
       memoryBytes_(o.memoryBytes_),
       maxProcesses_(o.maxProcesses_),
       oomKillsBefore_(o.oomKillsBefore_),
@@ -218,6 +219,7 @@ ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
     cpuDir_ = std::move(o.cpuDir_);
     cpuFd_ = std::move(o.cpuFd_);
     peakFd_ = std::move(o.peakFd_);
+    peakResettable_ = o.peakResettable_;
     memoryBytes_ = o.memoryBytes_;
     maxProcesses_ = o.maxProcesses_;
     oomKillsBefore_ = o.oomKillsBefore_;
@@ -280,8 +282,8 @@ Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, co
   }
   if (support.version == CgroupVersion::V2 && support.memory) {
     // Writable only where the kernel restarts the peak per descriptor (6.12); elsewhere the
-    // cgroup is not recycled and the peak is read by path.
-    cg.peakFd_ = UniqueFd(::open((cg.memoryDir_ + "/memory.peak").c_str(), O_RDWR | O_CLOEXEC));
+    // cgroup is not recycled.
+    cg.peakResettable_ = UniqueFd(::open((cg.memoryDir_ + "/memory.peak").c_str(), O_RDWR | O_CLOEXEC)).get() >= 0;
   }
   cg.memoryBytes_ = memoryBytes;
   cg.maxProcesses_ = maxProcesses;
@@ -384,7 +386,7 @@ CgroupUsage ExecutionCgroup::usage() const {
 bool ExecutionCgroup::recyclable() const {
   if (!active()) return false;
   if (version_ == CgroupVersion::V1) return true;
-  return version_ == CgroupVersion::V2 && (memoryDir_.empty() || peakFd_);
+  return version_ == CgroupVersion::V2 && (memoryDir_.empty() || peakResettable_);
 }
 
 bool ExecutionCgroup::empty() const {
@@ -397,12 +399,25 @@ bool ExecutionCgroup::empty() const {
   return procs && procs->empty();
 }
 
+void ExecutionCgroup::park() {
+  cpuFd_.reset();
+  peakFd_.reset();
+}
+
 Status ExecutionCgroup::recycle(int64_t memoryBytes, int64_t maxProcesses) {
   if (!recyclable()) return std::unexpected(Error{"cgroup: cannot be recycled"});
   if (!empty()) return std::unexpected(Error{"cgroup: processes are still in it"});
   if (auto st = setLimits(memoryBytes, maxProcesses); !st) return st;
+  if (!cpuDir_.empty()) {  // closed while it was a spare
+    std::string file = cpuDir_ + (version_ == CgroupVersion::V2 ? "/cpu.stat" : "/cpuacct.usage");
+    cpuFd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!cpuFd_) return std::unexpected(sysError("open " + file));
+  }
   if (!memoryDir_.empty()) {
     if (version_ == CgroupVersion::V2) {
+      std::string file = memoryDir_ + "/memory.peak";
+      peakFd_ = UniqueFd(::open(file.c_str(), O_RDWR | O_CLOEXEC));
+      if (!peakFd_) return std::unexpected(sysError("open " + file));
       ssize_t n;
       do {
         n = ::pwrite(peakFd_.get(), "0", 1, 0);
@@ -482,6 +497,7 @@ bool ExecutionCgroup::tryRemove() {
 
 void CgroupReaper::add(ExecutionCgroup cgroup) {
   if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
+    cgroup.park();
     spares_.push_back(std::move(cgroup));
   } else if (cgroup.active() && !cgroup.tryRemove()) {
     lingering_.push_back(std::move(cgroup));
@@ -490,6 +506,7 @@ void CgroupReaper::add(ExecutionCgroup cgroup) {
 
 void CgroupReaper::addLater(ExecutionCgroup cgroup) {
   if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
+    cgroup.park();
     spares_.push_back(std::move(cgroup));
   } else if (cgroup.active()) {
     lingering_.push_back(std::move(cgroup));

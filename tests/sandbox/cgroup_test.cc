@@ -62,6 +62,12 @@ TEST_CASE("a spare cgroup is handed out again only once its processes are gone, 
     WARN("no cgroups to make here (" << support.reason << "): recycling not exercised");
     return;
   }
+  auto openFds = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  const size_t fdsBefore = openFds();
   auto made = ExecutionCgroup::create(support, "c-recycle-test-" + std::to_string(::getpid()), int64_t{64} << 20, 16);
   REQUIRE(made);
   int gate[2];
@@ -77,6 +83,7 @@ TEST_CASE("a spare cgroup is handed out again only once its processes are gone, 
   REQUIRE(made->addProcess(pid));
   CgroupReaper reaper;
   reaper.add(std::move(*made));
+  CHECK(openFds() == fdsBefore + 1);  // the gate's write end: a spare holds no descriptor
   CHECK_FALSE(reaper.reuse(int64_t{32} << 20, 8).has_value());  // its process is still in it
   ::close(gate[1]);
   REQUIRE(::waitpid(pid, nullptr, 0) == pid);

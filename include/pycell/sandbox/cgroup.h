@@ -86,10 +86,13 @@ class ExecutionCgroup {
   // rmdir; false while processes still linger (they are being torn down by the kernel).
   bool tryRemove();
   // Whether it can serve another sandbox: v1, or v2 where the memory peak can be restarted
-  // (memory.peak written through a kept descriptor, Linux 6.12 and later).
+  // (memory.peak written through a descriptor restarts it for reads through that descriptor,
+  // Linux 6.12 and later).
   [[nodiscard]] bool recyclable() const;
   // No process in it any more (pids.current 0, or cgroup.procs empty).
   [[nodiscard]] bool empty() const;
+  // As a spare: its descriptors closed (a spare costs directories, not descriptors).
+  void park();
   // Ready for a new sandbox, once empty: the limits set to these, the memory peak restarted
   // and counted from the usage still charged now, v1's CPU counters at zero (v2's cpu.stat
   // cannot be; every reader subtracts the figure it read when its run started), and the OOM
@@ -105,7 +108,8 @@ class ExecutionCgroup {
   std::string pidsDir_;
   std::string cpuDir_;  // may be memoryDir_ (v2)
   UniqueFd cpuFd_;      // v2 cpu.stat, v1 cpuacct.usage
-  UniqueFd peakFd_;     // v2 memory.peak, opened for writing where the kernel allows a restart
+  UniqueFd peakFd_;     // v2 memory.peak, opened and restarted when it was recycled
+  bool peakResettable_ = false;  // v2: memory.peak opens for writing (Linux 6.12)
   int64_t memoryBytes_ = -1;  // the limits written last
   int64_t maxProcesses_ = -1;
   uint64_t oomKillsBefore_ = 0;  // the OOM-kill count when it was last recycled
@@ -118,7 +122,7 @@ class ExecutionCgroup {
 // cannot be recycled, are removed as soon as the kernel lets go of them.
 class CgroupReaper {
  public:
-  static constexpr size_t kMaxSpares = 32;
+  static constexpr size_t kMaxSpares = 16;
 
   void add(ExecutionCgroup cgroup);
   // Removed at the next tryAll, not now: an execution's answer goes out first.
