@@ -233,6 +233,14 @@ ExecutionCgroup& ExecutionCgroup::operator=(ExecutionCgroup&& o) noexcept {
 
 ExecutionCgroup::~ExecutionCgroup() { tryRemove(); }
 
+// The CPU counter read while a run lives (v2 cpu.stat, v1 cpuacct.usage), kept open.
+Status ExecutionCgroup::openCpuCounter() {
+  std::string file = cpuDir_ + (version_ == CgroupVersion::V2 ? "/cpu.stat" : "/cpuacct.usage");
+  cpuFd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!cpuFd_) return std::unexpected(sysError("open " + file));
+  return {};
+}
+
 Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, const std::string& name,
                                                 int64_t memoryBytes, int64_t maxProcesses) {
   ExecutionCgroup cg;
@@ -259,9 +267,7 @@ Result<ExecutionCgroup> ExecutionCgroup::create(const CgroupSupport& support, co
     } else if (auto st = make(support.cpuBase, cg.cpuDir_); !st) {
       return std::unexpected(st.error());
     }
-    std::string file = cg.cpuDir_ + (support.version == CgroupVersion::V2 ? "/cpu.stat" : "/cpuacct.usage");
-    cg.cpuFd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!cg.cpuFd_) return std::unexpected(sysError("open " + file));
+    if (auto st = cg.openCpuCounter(); !st) return std::unexpected(st.error());
   }
   std::string mem = std::to_string(memoryBytes);
   std::vector<std::pair<std::string, std::string>> writes;
@@ -351,15 +357,21 @@ static std::array<uint64_t, N> readKeys(const std::string& path, const std::arra
 
 static uint64_t readKey(const std::string& path, const char* key) { return readKeys<1>(path, {key})[0]; }
 
-static uint64_t preadNumber(int fd) {
-  char buf[64];
+// A kept control file's text from its start, NUL-terminated in `buf`; false when unreadable.
+template <size_t N>
+static bool preadText(int fd, char (&buf)[N]) {
   ssize_t n;
   do {
-    n = ::pread(fd, buf, sizeof buf - 1, 0);
+    n = ::pread(fd, buf, N - 1, 0);
   } while (n < 0 && errno == EINTR);
-  if (n <= 0) return 0;
+  if (n <= 0) return false;
   buf[n] = 0;
-  return std::strtoull(buf, nullptr, 10);
+  return true;
+}
+
+static uint64_t preadNumber(int fd) {
+  char buf[64];
+  return preadText(fd, buf) ? std::strtoull(buf, nullptr, 10) : 0;
 }
 
 uint64_t ExecutionCgroup::oomKillsSoFar() const {
@@ -392,7 +404,7 @@ bool ExecutionCgroup::recyclable() const {
 bool ExecutionCgroup::empty() const {
   if (!pidsDir_.empty()) {
     auto text = readFile(pidsDir_ + "/pids.current", 64);
-    return text && std::strtoull(text->c_str(), nullptr, 10) == 0 && text->find_first_of("0123456789") == 0;
+    return text && (*text == "0\n" || *text == "0");
   }
   const std::string& dir = !memoryDir_.empty() ? memoryDir_ : cpuDir_;
   auto procs = readFile(dir + "/cgroup.procs", 64);
@@ -406,13 +418,9 @@ void ExecutionCgroup::park() {
 
 Status ExecutionCgroup::recycle(int64_t memoryBytes, int64_t maxProcesses) {
   if (!recyclable()) return std::unexpected(Error{"cgroup: cannot be recycled"});
-  if (!empty()) return std::unexpected(Error{"cgroup: processes are still in it"});
   if (auto st = setLimits(memoryBytes, maxProcesses); !st) return st;
-  if (!cpuDir_.empty()) {  // closed while it was a spare
-    std::string file = cpuDir_ + (version_ == CgroupVersion::V2 ? "/cpu.stat" : "/cpuacct.usage");
-    cpuFd_ = UniqueFd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!cpuFd_) return std::unexpected(sysError("open " + file));
-  }
+  if (!cpuDir_.empty())  // closed while it was a spare
+    if (auto st = openCpuCounter(); !st) return st;
   if (!memoryDir_.empty()) {
     if (version_ == CgroupVersion::V2) {
       std::string file = memoryDir_ + "/memory.peak";
@@ -459,14 +467,8 @@ std::optional<CgroupCpu> ExecutionCgroup::cpu() const {
 }
 
 std::optional<int64_t> ExecutionCgroup::cpuTotalUs() const {
-  if (!cpuFd_) return std::nullopt;
   char buf[512];
-  ssize_t n;
-  do {
-    n = ::pread(cpuFd_.get(), buf, sizeof buf - 1, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) return std::nullopt;
-  buf[n] = 0;
+  if (!cpuFd_ || !preadText(cpuFd_.get(), buf)) return std::nullopt;
   if (version_ == CgroupVersion::V1) return static_cast<int64_t>(std::strtoull(buf, nullptr, 10) / 1000);
   // v2: "usage_usec N" is cpu.stat's first line.
   const char* at = std::strstr(buf, "usage_usec ");
@@ -495,22 +497,21 @@ bool ExecutionCgroup::tryRemove() {
   return gone;
 }
 
+bool CgroupReaper::keepAsSpare(ExecutionCgroup& cgroup) {
+  if (!cgroup.recyclable() || spares_.size() >= kMaxSpares) return false;
+  cgroup.park();
+  spares_.push_back(std::move(cgroup));
+  return true;
+}
+
 void CgroupReaper::add(ExecutionCgroup cgroup) {
-  if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
-    cgroup.park();
-    spares_.push_back(std::move(cgroup));
-  } else if (cgroup.active() && !cgroup.tryRemove()) {
-    lingering_.push_back(std::move(cgroup));
-  }
+  if (keepAsSpare(cgroup)) return;
+  if (cgroup.active() && !cgroup.tryRemove()) lingering_.push_back(std::move(cgroup));
 }
 
 void CgroupReaper::addLater(ExecutionCgroup cgroup) {
-  if (cgroup.recyclable() && spares_.size() < kMaxSpares) {
-    cgroup.park();
-    spares_.push_back(std::move(cgroup));
-  } else if (cgroup.active()) {
-    lingering_.push_back(std::move(cgroup));
-  }
+  if (keepAsSpare(cgroup)) return;
+  if (cgroup.active()) lingering_.push_back(std::move(cgroup));
 }
 
 std::optional<ExecutionCgroup> CgroupReaper::reuse(int64_t memoryBytes, int64_t maxProcesses) {

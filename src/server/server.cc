@@ -21,6 +21,9 @@ constexpr auto kAcceptBackoff = std::chrono::milliseconds(100);
 // (beyond that, closed at once).
 constexpr auto kLinger = std::chrono::seconds(2);
 constexpr size_t kMaxLingering = 64;
+// Read and dropped per wakeup of a lingering socket: a client that keeps sending cannot hold
+// the loop (the socket stays readable, so the loop comes back to it on its next turn).
+constexpr int kLingerReadsPerWakeup = 16;
 }  // namespace
 
 Server::Server(EventLoop& loop, const sandbox::SandboxContext& ctx, Dialect dialect)
@@ -123,10 +126,12 @@ void Server::lingerClose(UniqueFd fd) {
   int raw = fd.get();
   auto drain = [this, raw](uint32_t) {
     char buf[4096];
-    ssize_t n;
-    while ((n = ::read(raw, buf, sizeof buf)) > 0) {
+    for (int i = 0; i < kLingerReadsPerWakeup; ++i) {
+      ssize_t n = ::read(raw, buf, sizeof buf);
+      if (n > 0) continue;
+      if (n == 0 || (errno != EAGAIN && errno != EINTR)) endLinger(raw);
+      return;
     }
-    if (n == 0 || (errno != EAGAIN && errno != EINTR)) endLinger(raw);
   };
   if (!loop_.watch(raw, EPOLLIN, drain)) return;
   lingering_[raw] = Lingering{std::move(fd), loop_.addTimer(kLinger, [this, raw] { endLinger(raw); })};

@@ -266,9 +266,9 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
     executions/s (replies inside the window), each counted request's round trip, and CPU
     per execution (every execution sent, the floor server and its reaped children), with
     the kernel threads' CPU in the window."""
-    tree_cpu = TreeCpu.make(f"pycell-bench-floor-{os.getpid()}")
     if prefork and clients != 1:
         raise ValueError("a floor with a child forked ahead serves one request at a time")
+    tree_cpu = TreeCpu.make(f"pycell-bench-floor-{os.getpid()}")
     mode = ["serve-prefork"] if prefork else ["serve"]
     proc = subprocess.Popen([python, "-I", "-B", "-u", "-X", "utf8", os.path.abspath(__file__), *mode, *modules],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
@@ -287,16 +287,19 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
             return next_id
 
         def reply():
+            """The next reply, checked, and when it arrived (before a prefork server's ready
+            line, which is not part of the round trip)."""
             message = json.loads(proc.stdout.readline())
+            arrived = time.perf_counter()
+            if message.get("stdout") != expect or message.get("status") != 0:
+                raise RuntimeError(f"floor server: unexpected reply {message}")
             if prefork and json.loads(proc.stdout.readline()) != {"ready": True}:
                 raise RuntimeError("floor server: no ready line after a reply")
-            return message
+            return message, arrived
 
         # One round trip first: the imports are done before the clock starts.
         send()
-        first = reply()
-        if first.get("stdout") != expect or first.get("status") != 0:
-            raise RuntimeError(f"floor server: unexpected reply {first}")
+        reply()
         cpu = CpuWindow(tree_cpu, [proc.pid], proc.pid)
         start = time.perf_counter()
         end = start + duration
@@ -304,12 +307,7 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
         completed = executed = 0
         latencies = []
         while in_flight:
-            answer = json.loads(proc.stdout.readline())
-            now = time.perf_counter()
-            if answer.get("stdout") != expect or answer.get("status") != 0:
-                raise RuntimeError(f"floor server: unexpected reply {answer}")
-            if prefork and json.loads(proc.stdout.readline()) != {"ready": True}:
-                raise RuntimeError("floor server: no ready line after a reply")
+            answer, now = reply()
             in_flight.discard(answer["id"])
             executed += 1
             if now <= end:
@@ -327,7 +325,7 @@ def bench_floor(python, modules, clients, duration, code="print(1)", expect="1\n
         "durationS": duration,
         "completed": completed,
         "perSecond": round(completed / duration, 1),
-        "latenciesMs": latencies,  # each counted request's round trip: fork, run, exit, reap
+        "latenciesMs": latencies,  # each counted request's round trip, its child's exit and reap included
         **usage,
     }
 

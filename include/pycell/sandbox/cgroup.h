@@ -93,15 +93,17 @@ class ExecutionCgroup {
   [[nodiscard]] bool empty() const;
   // As a spare: its descriptors closed (a spare costs directories, not descriptors).
   void park();
-  // Ready for a new sandbox, once empty: the limits set to these, the memory peak restarted
-  // and counted from the usage still charged now, v1's CPU counters at zero (v2's cpu.stat
-  // cannot be; every reader subtracts the figure it read when its run started), and the OOM
-  // kills so far taken as the new zero. An error leaves it fit only for removal.
+  // Ready for a new sandbox (call it once `empty()`): the limits set to these, the memory
+  // peak restarted and counted from the usage still charged now, v1's CPU counters at zero
+  // (v2's cpu.stat cannot be; every reader subtracts the figure it read when its run
+  // started), and the OOM kills so far taken as the new zero. An error leaves it fit only
+  // for removal.
   [[nodiscard]] Status recycle(int64_t memoryBytes, int64_t maxProcesses);
   [[nodiscard]] bool active() const { return !memoryDir_.empty() || !pidsDir_.empty() || !cpuDir_.empty(); }
 
  private:
   [[nodiscard]] uint64_t oomKillsSoFar() const;
+  [[nodiscard]] Status openCpuCounter();
 
   CgroupVersion version_ = CgroupVersion::None;
   std::string memoryDir_;
@@ -137,6 +139,9 @@ class CgroupReaper {
   void drain(std::chrono::milliseconds timeout);
 
  private:
+  // Parks it among the spares when it can be recycled and there is room.
+  bool keepAsSpare(ExecutionCgroup& cgroup);
+
   std::vector<ExecutionCgroup> lingering_;
   std::vector<ExecutionCgroup> spares_;  // oldest first
 };
